@@ -1,0 +1,93 @@
+"""pytest-equivariance: check that PyTorch models are shift- and rotation-equivariant.
+
+The public API is imported lazily, so that loading the pytest plugin (or ``import
+pytest_equivariance``) does not import torch. Everything listed in ``__all__`` resolves on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; one place for each public name.
+_EXPORTS: dict[str, str] = {
+    # static linter
+    "lint": "pytest_equivariance.lint",
+    "lint_model": "pytest_equivariance.lint",
+    "Finding": "pytest_equivariance.lint.findings",
+    "ModelReport": "pytest_equivariance.lint.findings",
+    "Severity": "pytest_equivariance.lint.findings",
+    # dynamic checks
+    "CheckResult": "pytest_equivariance.check.result",
+    "Trial": "pytest_equivariance.check.result",
+    "check_shift_equivariant": "pytest_equivariance.check.api",
+    "check_shift_invariant": "pytest_equivariance.check.api",
+    "check_rotation_equivariant": "pytest_equivariance.check.api",
+    "check_rotation_invariant": "pytest_equivariance.check.api",
+    "check_equivariant": "pytest_equivariance.check.api",
+    "assert_shift_equivariant": "pytest_equivariance.assertions",
+    "assert_shift_invariant": "pytest_equivariance.assertions",
+    "assert_rotation_equivariant": "pytest_equivariance.assertions",
+    "assert_rotation_invariant": "pytest_equivariance.assertions",
+    "assert_equivariant": "pytest_equivariance.assertions",
+    "assert_lint_clean": "pytest_equivariance.assertions",
+    # fixes
+    "BlurPool1d": "pytest_equivariance.fix.blurpool",
+    "BlurPool2d": "pytest_equivariance.fix.blurpool",
+    "BlurPool3d": "pytest_equivariance.fix.blurpool",
+    "MaxBlurPool1d": "pytest_equivariance.fix.blurpool",
+    "MaxBlurPool2d": "pytest_equivariance.fix.blurpool",
+    "MaxBlurPool3d": "pytest_equivariance.fix.blurpool",
+    "antialias": "pytest_equivariance.fix.antialias",
+    # errors
+    "EquivarianceUsageError": "pytest_equivariance.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'pytest_equivariance' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from pytest_equivariance.assertions import (
+        assert_equivariant,
+        assert_lint_clean,
+        assert_rotation_equivariant,
+        assert_rotation_invariant,
+        assert_shift_equivariant,
+        assert_shift_invariant,
+    )
+    from pytest_equivariance.check.api import (
+        check_equivariant,
+        check_rotation_equivariant,
+        check_rotation_invariant,
+        check_shift_equivariant,
+        check_shift_invariant,
+    )
+    from pytest_equivariance.check.result import CheckResult, Trial
+    from pytest_equivariance.errors import EquivarianceUsageError
+    from pytest_equivariance.fix.antialias import antialias
+    from pytest_equivariance.fix.blurpool import (
+        BlurPool1d,
+        BlurPool2d,
+        BlurPool3d,
+        MaxBlurPool1d,
+        MaxBlurPool2d,
+        MaxBlurPool3d,
+    )
+    from pytest_equivariance.lint import lint, lint_model
+    from pytest_equivariance.lint.findings import Finding, ModelReport, Severity

@@ -1,0 +1,1 @@
+"""Dynamic core: model + transform -> CheckResult. Imports neither pytest nor rich."""

@@ -1,0 +1,125 @@
+"""What a dynamic check returns: plain dataclasses that renderers and baselines read.
+
+All error figures are "smaller is better": ``max_abs`` and ``mean_abs`` are absolute errors between
+``model(g·x)`` and ``g·model(x)`` (or ``model(x)`` for invariance), ``rel_l2`` is
+``‖a - b‖₂ / ‖b‖₂``, ``cosine`` is the cosine *distance* ``1 - cos(a, b)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Figures a baseline stores and compares; "consistency" is larger-is-better, the others smaller.
+BASELINE_FIGURES = ("worst_error", "mean_error", "consistency")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One transform applied to the whole batch of inputs, and how far off the model was."""
+
+    transform: str  # human-readable: "shift (dy=+1, dx=-3)", "rot90 ×1", "rotate 30.0°", "flip W"
+    params: dict[str, Any]  # machine-readable: {"shift": [1, -3]}, {"angle": 30.0}, {"k": 1}
+    max_abs: float
+    mean_abs: float
+    rel_l2: float
+    cosine: float
+    passed: bool
+    leaf: str = ""  # output leaf with the largest error: "" for a tensor, "['logits']", "[0]", ".boxes"
+    consistency: float | None = None  # top-1 agreement over the batch (invariance of classifiers)
+    prob_change: float | None = None  # mean |Δ p(top class)| over the batch (Azulay & Weiss 2019)
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """The equivariance error measured at one layer's output (issue: localisation)."""
+
+    qualname: str
+    op: str
+    error: float  # relative error at this layer's output, comparable across layers
+    noise: float  # the numerical-noise floor this error was judged against
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Profile:
+    """Per-layer equivariance error, in execution order, and the first layer that breaks it."""
+
+    layers: list[LayerError]
+    culprit: LayerError | None = None
+    finding_code: str | None = None  # the lint rule that flags the culprit, when one does
+    finding_fix: str | None = None
+    method: str = ""  # how the per-layer error was measured, for the report
+
+
+@dataclass
+class ShiftGrid:
+    """Error over every 2-D shift of a square window (Zhang 2019's picture)."""
+
+    offsets_y: list[int]
+    offsets_x: list[int]
+    errors: list[list[float]]  # errors[i][j] for shift (offsets_y[i], offsets_x[j])
+    figure: str = "max_abs"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one equivariance or invariance check."""
+
+    kind: str  # "shift_equivariant" | "shift_invariant" | "rotation_equivariant" | "rotation_invariant" | "custom"
+    passed: bool
+    trials: list[Trial]
+    atol: float
+    rtol: float
+    seed: int
+    device: str
+    dtype: str
+    mode: str  # "circular" | "crop" | "zero" | "rot90" | "flip" | "angle" | "custom"
+    dims: tuple[int, ...]
+    input_shape: tuple[int, ...]
+    min_consistency: float | None = None
+    lattice: tuple[int, ...] | None = None  # output stride per dim when shifts were drawn on it
+    notes: list[str] = field(default_factory=list)  # e.g. "model was in train mode; checked in eval mode"
+    profile: Profile | None = None
+    grid: ShiftGrid | None = None
+    angle_errors: list[tuple[float, float]] | None = None  # (angle, error), for rotation plots
+    test_id: str | None = None  # set by the pytest plugin
+    reproduce: str | None = None  # the command that reproduces this check, set by the pytest plugin
+
+    @property
+    def worst(self) -> Trial | None:
+        """The trial with the largest maximum absolute error (ties: the first)."""
+        return max(self.trials, key=lambda t: t.max_abs, default=None)
+
+    @property
+    def worst_error(self) -> float:
+        return max((t.max_abs for t in self.trials), default=0.0)
+
+    @property
+    def mean_error(self) -> float:
+        return sum(t.mean_abs for t in self.trials) / len(self.trials) if self.trials else 0.0
+
+    @property
+    def consistency(self) -> float | None:
+        """Mean top-1 agreement over trials, or None when the check does not measure it."""
+        values = [t.consistency for t in self.trials if t.consistency is not None]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def prob_change(self) -> float | None:
+        values = [t.prob_change for t in self.trials if t.prob_change is not None]
+        return sum(values) / len(values) if values else None
+
+    def figures(self) -> dict[str, float]:
+        """The figures a robustness baseline stores (see ``BASELINE_FIGURES``)."""
+        out = {"worst_error": self.worst_error, "mean_error": self.mean_error}
+        if self.consistency is not None:
+            out["consistency"] = self.consistency
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["dims"] = list(self.dims)
+        data["input_shape"] = list(self.input_shape)
+        data["figures"] = self.figures()
+        return data

@@ -1,0 +1,1 @@
+"""Anti-aliasing fixes: BlurPool layers and ``antialias(model)``."""

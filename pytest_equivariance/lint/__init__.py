@@ -1,0 +1,1 @@
+"""Static core: model -> graph -> findings. Imports neither pytest nor rich."""

@@ -1,0 +1,77 @@
+"""What the static linter returns: plain dataclasses, no rendering."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    """How much a finding matters; ordered ``info < warning < error``."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        try:
+            return cls(text.lower())
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown severity {text!r}; use one of {names}") from None
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One call site in a model's graph that breaks (or weakens) equivariance.
+
+    The first eight fields are the stable JSON interface (DESIGN.md); never rename them.
+    ``params`` holds the op's parameters (stride, kernel_size, ...) for renderers and for
+    ``antialias``, which rewrites the module named by ``qualname``.
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    qualname: str
+    op: str
+    file: str | None = None
+    line: int | None = None
+    fix: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        return data
+
+
+@dataclass
+class ModelReport:
+    """Everything the linter found for one target (one model)."""
+
+    target: str
+    trace: str = "fx"  # "fx", or the name of the fallback that was used ("hierarchical", "modules")
+    coverage: float = 1.0  # fraction of the model's leaf modules that were traced through fx
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    input_shape: tuple[int, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "trace": self.trace,
+            "coverage": self.coverage,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "findings": [f.to_json() for f in self.findings],
+            "errors": list(self.errors),
+        }

@@ -1,0 +1,1 @@
+"""Renderers: findings and check results to text, JSON, SARIF, GitHub annotations, HTML."""
