@@ -123,3 +123,25 @@ class CheckResult:
         data["input_shape"] = list(self.input_shape)
         data["figures"] = self.figures()
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CheckResult":
+        """Rebuild a result from :meth:`to_json` output (as carried from xdist workers)."""
+        data = dict(data)
+        data.pop("figures", None)
+        data["trials"] = [Trial(**t) for t in data.get("trials", [])]
+        data["dims"] = tuple(data["dims"])
+        data["input_shape"] = tuple(data["input_shape"])
+        if data.get("lattice") is not None:
+            data["lattice"] = tuple(data["lattice"])
+        if data.get("profile") is not None:
+            p = dict(data["profile"])
+            p["layers"] = [LayerError(**layer) for layer in p["layers"]]
+            if p.get("culprit") is not None:
+                p["culprit"] = LayerError(**p["culprit"])
+            data["profile"] = Profile(**p)
+        if data.get("grid") is not None:
+            data["grid"] = ShiftGrid(**data["grid"])
+        if data.get("angle_errors") is not None:
+            data["angle_errors"] = [tuple(pair) for pair in data["angle_errors"]]
+        return cls(**data)

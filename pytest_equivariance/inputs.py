@@ -1,0 +1,99 @@
+"""Example inputs shared by the linter and the checks: shape inference and natural-like images."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pytest_equivariance.errors import InputShapeError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+#: Spatial size used when a shape must be inferred, by number of spatial dims.
+#: 224 fits every torchvision classifier (ViTs demand it); video models take 16 frames of 112².
+LINT_SPATIAL = {1: (1024,), 2: (224, 224), 3: (16, 112, 112)}
+#: Smaller default for dynamic checks, which run real compute on many transformed copies.
+CHECK_SPATIAL = {1: (256,), 2: (64, 64), 3: (8, 32, 32)}
+
+
+def infer_input_shape(
+    model: "nn.Module", spatial: dict[int, tuple[int, ...]] | None = None, batch: int = 1
+) -> tuple[int, ...]:
+    """Return ``(batch, channels, *spatial)`` read off the model's first conv or linear layer.
+
+    Channels come from the first ``ConvNd`` / ``ConvTransposeNd`` (``in_channels``) or ``Linear``
+    (``in_features``, giving a 2-d shape) in definition order; the spatial size from ``spatial``
+    (default :data:`LINT_SPATIAL`). Raises :class:`InputShapeError` when no such layer exists.
+    """
+    from torch import nn
+
+    sizes = LINT_SPATIAL if spatial is None else spatial
+    for module in model.modules():
+        if isinstance(module, (nn.modules.conv._ConvNd,)) and not isinstance(
+            module, nn.modules.lazy.LazyModuleMixin
+        ):
+            ndim = len(module.kernel_size)
+            return (batch, module.in_channels, *sizes[ndim])
+        if isinstance(module, nn.Linear):
+            return (batch, module.in_features)
+    name = type(model).__name__
+    raise InputShapeError(
+        f"Cannot infer an input shape for {name} because it has no conv or linear layer to read "
+        f"channels from; pass one explicitly, e.g. --input-shape 1,3,224,224 or input_shape=(1, 3, 64, 64)."
+    )
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """Parse ``"1,3,224,224"`` (or ``"1x3x224x224"``) into a tuple of positive ints."""
+    parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or any(s <= 0 for s in shape):
+        raise InputShapeError(
+            f"Malformed input shape {text!r}; write positive integers separated by commas, "
+            f"batch and channels first, e.g. 1,3,224,224."
+        )
+    return shape
+
+
+def natural_images(
+    shape: tuple[int, ...],
+    *,
+    seed: int = 0,
+    dtype: "torch.dtype | None" = None,
+    device: "torch.device | str | None" = None,
+    exponent: float = 1.0,
+) -> "torch.Tensor":
+    """Return deterministic noise with a ``1/f**exponent`` amplitude spectrum over the spatial dims.
+
+    Natural images have roughly 1/f amplitude spectra (Field 1987), so unlike white noise these
+    inputs carry most energy at low frequencies, as photographs do, while still exercising every
+    frequency a downsampler can alias. Dims ``2:`` are spatial; each (batch, channel) map is scaled
+    to zero mean and unit variance. Generated in float64 on the CPU from ``seed``, so the same seed
+    gives the same images on every device and dtype.
+    """
+    import torch
+
+    if len(shape) < 3:
+        gen = torch.Generator().manual_seed(seed)
+        out = torch.randn(shape, generator=gen, dtype=torch.float64)
+        return out.to(dtype=dtype or torch.get_default_dtype(), device=device)
+    spatial = shape[2:]
+    gen = torch.Generator().manual_seed(seed)
+    white = torch.randn(shape, generator=gen, dtype=torch.float64)
+    spectrum = torch.fft.rfftn(white, dim=tuple(range(2, len(shape))))
+    freqs = [torch.fft.fftfreq(n, dtype=torch.float64) for n in spatial[:-1]]
+    freqs.append(torch.fft.rfftfreq(spatial[-1], dtype=torch.float64))
+    grids = torch.meshgrid(*freqs, indexing="ij")
+    radius = torch.sqrt(sum(g**2 for g in grids))
+    # The DC term gets the weight of the lowest non-zero frequency rather than infinity.
+    floor = 1.0 / max(spatial)
+    weight = radius.clamp_min(floor) ** (-exponent)
+    images = torch.fft.irfftn(spectrum * weight, s=spatial, dim=tuple(range(2, len(shape))))
+    flat = images.flatten(2)
+    flat = (flat - flat.mean(-1, keepdim=True)) / flat.std(-1, keepdim=True).clamp_min(1e-12)
+    out = flat.reshape(shape)
+    return out.to(dtype=dtype or torch.get_default_dtype(), device=device)
