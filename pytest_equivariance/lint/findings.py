@@ -48,6 +48,9 @@ class Finding:
     line: int | None = None
     fix: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    # "module": qualname names an nn.Module that antialias() can replace; "function" / "method":
+    # a functional call (F.max_pool2d, x[..., ::2]) that only a source edit can change.
+    kind: str = "module"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
