@@ -29,3 +29,7 @@ class InputShapeError(EquivarianceUsageError):
 
 class BaselineError(EquivarianceUsageError):
     """A robustness baseline file is missing, corrupt or of an unknown version."""
+
+
+class ConfigError(EquivarianceUsageError):
+    """A settings file (``[tool.equiv-lint]`` in pyproject.toml) is malformed or has unknown keys."""

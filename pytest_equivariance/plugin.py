@@ -4,16 +4,38 @@ This module is imported by pytest at start-up in every project that has the pack
 it must stay cheap: it never imports torch at module level. The checks import torch only inside the
 hooks and fixtures that run them.
 
+What it adds to pytest:
+
+- markers ``shift_equivariant``, ``shift_invariant``, ``rotation_equivariant`` and
+  ``rotation_invariant``: the marked test returns a model (or ``(model, inputs)``), or requests a
+  fixture named ``model`` (and optionally ``equiv_inputs``), and the plugin checks it;
+- the ``equivariance`` fixture, whose ``assert_*`` / ``check_*`` methods run checks inside a test;
+- options and ini keys ``equiv_device``, ``equiv_seed``, ``equiv_trials``, ``equiv_localize``;
+- a failure report for each failing check and a summary table of every check at the end of the run.
+
 Result flow: every check a test runs is turned into ``CheckResult.to_json()`` and attached to the
 test's call-phase report as ``report.equivariance`` (a list of dicts). pytest-xdist serialises report
 attributes, so the same hook (``pytest_runtest_logreport``) sees them on the controller in a serial
 run and under ``-n N``. There they are collected, in order, for the summary, baselines and reports
 (see :func:`collected_results`).
+
+Reproducibility: each check's seed is derived from the run's seed (``--equiv-seed``) and the test's
+node id with a stable hash, so ``pytest "<nodeid>" --equiv-seed=N`` repeats a failing check exactly,
+whichever other tests run beside it and on whichever xdist worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import numbers
+import os
+import re
+import secrets
+import shlex
+import sys
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,12 +47,230 @@ if TYPE_CHECKING:
 ITEM_RESULTS_KEY = pytest.StashKey[list]()
 #: Results collected from all reports (controller side): list of CheckResult.
 RESULTS_KEY = pytest.StashKey[list]()
+#: A marker usage error found at collection, raised when the test is set up.
+_USAGE_ERROR_KEY = pytest.StashKey[str]()
+#: How many checks the running test has started; part of each check's derived seed.
+_CHECK_COUNT_KEY = pytest.StashKey[int]()
 
 #: Feature plugins that live in modules of their own; registered when present.
 _EXTENSIONS = ("pytest_equivariance.plugin_baseline", "pytest_equivariance.plugin_html")
 
+#: Name under which the per-run state object is registered with pytest's plugin manager.
+_SESSION_PLUGIN = "equivariance-session"
+
+OPTION_DEVICE = "--equiv-device"
+OPTION_SEED = "--equiv-seed"
+OPTION_TRIALS = "--equiv-trials"
+OPTION_LOCALIZE = "--equiv-localize"
+
+DEFAULT_DEVICE = "cpu"
+LOCALIZE_CHOICES = {"on-failure": None, "always": True, "never": False}
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
+
+
+# --------------------------------------------------------------------------------------------
+# Markers: names, keywords and their validation
+# --------------------------------------------------------------------------------------------
+
+#: Marker name -> the family of its check ("shift" or "rotation") and whether it is invariance.
+MARKERS: dict[str, tuple[str, bool]] = {
+    "shift_equivariant": ("shift", False),
+    "shift_invariant": ("shift", True),
+    "rotation_equivariant": ("rotation", False),
+    "rotation_invariant": ("rotation", True),
+}
+
+_COMMON_KEYWORDS = (
+    "input_shape", "trials", "mode", "dims", "atol", "rtol", "seed", "device", "batch_size",
+    "localize", "grid", "margin",
+)  # fmt: skip
+_FAMILY_KEYWORDS = {
+    "shift": ("max_shift", "shifts", "shift"),
+    "rotation": ("angles", "angle"),
+}
+_MODES = {"shift": ("circular", "crop", "zero"), "rotation": ("exact", "interp")}
+#: Every keyword a marker accepts, in the order the docs list them.
+MARKER_KEYWORDS = (
+    "input_shape", "max_shift", "shifts", "shift", "trials", "mode", "angles", "angle", "dims",
+    "atol", "rtol", "min_consistency", "seed", "device", "batch_size", "localize", "grid", "margin",
+)  # fmt: skip
+#: Named flips a rotation marker's ``angles`` may list beside angles in degrees.
+_FLIPS = ("hflip", "vflip")
+
+_MARKER_DOCS = {
+    "shift_equivariant": "check that the test's model commutes with shifts: model(shift(x)) == shift(model(x))",
+    "shift_invariant": "check that the test's model ignores shifts: model(shift(x)) == model(x)",
+    "rotation_equivariant": "check that the test's model commutes with rotations: model(rot(x)) == rot(model(x))",
+    "rotation_invariant": "check that the test's model ignores rotations: model(rot(x)) == model(x)",
+}
+
+
+def allowed_keywords(marker: str) -> tuple[str, ...]:
+    """Return the keyword arguments marker ``marker`` accepts."""
+    family, invariant = MARKERS[marker]
+    extra = ("min_consistency",) if invariant else ()
+    return tuple(k for k in MARKER_KEYWORDS if k in _COMMON_KEYWORDS + _FAMILY_KEYWORDS[family] + extra)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _int_tuple(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) > 0 and all(_is_int(v) for v in value)
+
+
+def _check_keyword(marker: str, name: str, value: Any) -> str | None:
+    """Return what ``name=value`` should have been, or None when the value is acceptable."""
+    family, _ = MARKERS[marker]
+    if name == "input_shape":
+        if isinstance(value, str):
+            from pytest_equivariance.errors import InputShapeError
+            from pytest_equivariance.inputs import parse_shape
+
+            try:
+                value = parse_shape(value)
+            except InputShapeError:
+                return "a shape such as (1, 3, 32, 32): batch, channels, then the spatial sizes"
+        if not (_int_tuple(value) and len(value) >= 3 and all(v > 0 for v in value)):
+            return "a shape such as (1, 3, 32, 32): batch, channels, then the spatial sizes"
+    elif name == "max_shift":
+        ok = (_is_int(value) and value > 0) or (_int_tuple(value) and all(v >= 0 for v in value))
+        if not ok:
+            return "a positive integer (or one non-negative integer per spatial dim)"
+    elif name == "shifts":
+        ok = isinstance(value, (tuple, list)) and len(value) > 0
+        ok = ok and (all(_is_int(v) for v in value) or all(_int_tuple(v) for v in value))
+        if ok and not all(_is_int(v) for v in value) and len({len(v) for v in value}) != 1:
+            ok = False
+        if not ok:
+            return "a non-empty list of integer shifts or of integer tuples, e.g. [(0, 1), (3, -2)]"
+    elif name == "shift":
+        if not (_is_int(value) or _int_tuple(value)):
+            return "an integer or a tuple of integers, one per spatial dim, e.g. (1, -3)"
+    elif name in ("trials", "batch_size"):
+        if not (_is_int(value) and value > 0):
+            return "a positive integer"
+    elif name == "mode":
+        if value not in _MODES[family]:
+            return " or ".join(repr(m) for m in _MODES[family])
+    elif name == "angles":
+        ok = isinstance(value, (tuple, list)) and len(value) > 0
+        if not (ok and all(_is_real(v) or v in _FLIPS for v in value)):
+            return "a non-empty list of angles in degrees (or 'hflip', 'vflip'), e.g. [90, 180, 270]"
+    elif name == "angle":
+        if not (_is_real(value) or value in _FLIPS):
+            return "an angle in degrees (or 'hflip', 'vflip'), e.g. 90"
+    elif name == "dims":
+        dims = (value,) if _is_int(value) else value
+        if not (_int_tuple(dims) and len(set(dims)) == len(dims) and len(dims) <= 3):
+            return "an integer or a tuple of up to 3 distinct integers naming spatial dims, e.g. (-2, -1)"
+    elif name in ("atol", "rtol"):
+        if not (_is_real(value) and value >= 0):
+            return "a non-negative number"
+    elif name == "min_consistency":
+        if not (_is_real(value) and 0 <= value <= 1):
+            return "a fraction between 0 and 1, e.g. 0.95"
+    elif name in ("seed", "margin"):
+        if not (_is_int(value) and value >= 0):
+            return "a non-negative integer"
+    elif name == "device":
+        text = getattr(value, "type", None) and str(value) or value
+        if not (isinstance(text, str) and _DEVICE_PATTERN.match(text)):
+            return "'cpu', 'cuda', 'cuda:N' or 'auto'"
+    elif name == "localize":
+        if value is not None and not isinstance(value, bool):
+            return "True (always), False (never) or None (on failure)"
+    elif name == "grid":
+        if not isinstance(value, bool):
+            return "True or False"
+    return None
+
+
+def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
+    """Return a one-sentence usage error for an equivariance marker, or None when it is valid."""
+    where = f"@pytest.mark.{marker.name} on {nodeid}"
+    if marker.args:
+        return (
+            f"{where} got positional arguments {marker.args!r}; "
+            f"pass keyword arguments, e.g. @pytest.mark.{marker.name}(input_shape=(1, 3, 32, 32))."
+        )
+    allowed = allowed_keywords(marker.name)
+    for name, value in marker.kwargs.items():
+        if name not in allowed:
+            hint = ""
+            if name == "min_consistency":
+                hint = " (min_consistency applies to invariance checks only)"
+            elif name in MARKER_KEYWORDS:
+                hint = f" (it belongs to the other family of markers)"
+            return (
+                f"{where} got an unknown argument {name!r}{hint}; "
+                f"use one of: {', '.join(allowed)}."
+            )
+        expected = _check_keyword(marker.name, name, value)
+        if expected is not None:
+            return f"{where} got {name}={value!r}; pass {expected}."
+    kwargs = marker.kwargs
+    for single, many in (("shift", "shifts"), ("shift", "max_shift"), ("angle", "angles")):
+        if single in kwargs and many in kwargs:
+            return f"{where} got both {single}= and {many}=; pass only one of them."
+    dims = kwargs.get("dims")
+    if dims is not None:
+        ndims = 1 if _is_int(dims) else len(dims)
+        for name in ("shift", "max_shift"):
+            value = kwargs.get(name)
+            if _int_tuple(value) and len(value) != ndims:
+                return f"{where} got {name}={value!r} for dims={dims!r}; pass one entry per dim."
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Options, ini keys and the per-run state
+# --------------------------------------------------------------------------------------------
+
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    group = parser.getgroup("equivariance", "equivariance checks (pytest-equivariance)")
+    group.addoption(
+        OPTION_DEVICE,
+        dest="equiv_device",
+        default=None,
+        metavar="DEVICE",
+        help="device the checks run on: cpu, cuda, cuda:N or auto (default: ini equiv_device, else cpu).",
+    )
+    group.addoption(
+        OPTION_SEED,
+        dest="equiv_seed",
+        default=None,
+        metavar="SEED",
+        help="run seed every check's seed is derived from: an integer, or 'random' to draw one "
+        "and print it in the header (default: ini equiv_seed, else 0).",
+    )
+    group.addoption(
+        OPTION_TRIALS,
+        dest="equiv_trials",
+        default=None,
+        metavar="N",
+        help="random transforms per check, unless a check sets trials= (default: ini equiv_trials, "
+        "else each check's own default).",
+    )
+    group.addoption(
+        OPTION_LOCALIZE,
+        dest="equiv_localize",
+        default=None,
+        choices=tuple(LOCALIZE_CHOICES),
+        help="when to profile a check layer by layer to find where equivariance breaks "
+        "(default: ini equiv_localize, else on-failure).",
+    )
+    parser.addini("equiv_device", "default device for equivariance checks (cpu, cuda, cuda:N, auto)")
+    parser.addini("equiv_seed", "run seed for equivariance checks (integer or 'random')")
+    parser.addini("equiv_trials", "default number of random transforms per equivariance check")
+    parser.addini("equiv_localize", "when to localize failures: on-failure, always or never")
+
     # pytest_addoption is a historic hook, so extensions registered here still add their options.
     for name in _EXTENSIONS:
         try:
@@ -43,13 +283,390 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
             pluginmanager.register(module, name)
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The run-wide defaults every check starts from (options override ini keys)."""
+
+    device: str = DEFAULT_DEVICE
+    seed: int = 0
+    seed_is_random: bool = False
+    trials: int | None = None
+    localize: bool | None = None
+    localize_name: str = "on-failure"
+
+
+def _setting(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name, None)
+    if value is None:
+        value = config.getini(name) or None
+    return None if value is None else str(value).strip()
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Return the run's settings from options, ini keys and defaults; raise UsageError when invalid."""
+    device = _setting(config, "equiv_device") or DEFAULT_DEVICE
+    if not _DEVICE_PATTERN.match(device):
+        raise pytest.UsageError(
+            f"{OPTION_DEVICE}/equiv_device got {device!r}; pass cpu, cuda, cuda:N or auto."
+        )
+    worker_seed = getattr(config, "workerinput", {}).get("equiv_seed")
+    seed_text = _setting(config, "equiv_seed") or "0"
+    seed_is_random = seed_text == "random"
+    if worker_seed is not None:  # an xdist worker uses the controller's seed, drawn once
+        seed = int(worker_seed)
+    elif seed_is_random:
+        seed = secrets.randbelow(2**31)
+    else:
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            seed = -1
+        if seed < 0:
+            raise pytest.UsageError(
+                f"{OPTION_SEED}/equiv_seed got {seed_text!r}; pass a non-negative integer or 'random'."
+            )
+    trials_text = _setting(config, "equiv_trials")
+    trials = None
+    if trials_text is not None:
+        trials = int(trials_text) if trials_text.isdigit() else 0
+        if trials <= 0:
+            raise pytest.UsageError(
+                f"{OPTION_TRIALS}/equiv_trials got {trials_text!r}; pass a positive integer."
+            )
+    localize_name = _setting(config, "equiv_localize") or "on-failure"
+    if localize_name not in LOCALIZE_CHOICES:
+        raise pytest.UsageError(
+            f"{OPTION_LOCALIZE}/equiv_localize got {localize_name!r}; "
+            f"pass one of {', '.join(LOCALIZE_CHOICES)}."
+        )
+    return Settings(
+        device=device,
+        seed=seed,
+        seed_is_random=seed_is_random,
+        trials=trials,
+        localize=LOCALIZE_CHOICES[localize_name],
+        localize_name=localize_name,
+    )
+
+
+def derive_seed(run_seed: int, nodeid: str, index: int = 0) -> int:
+    """Return the seed of a test's ``index``-th check: a stable hash of the run seed and node id.
+
+    zlib.crc32 rather than ``hash()``: Python salts string hashes per process, and the same test
+    must get the same seed on every run and every xdist worker.
+    """
+    return zlib.crc32(f"{run_seed}:{nodeid}:{index}".encode())
+
+
+def reproduce_command(config: pytest.Config, nodeid: str, settings: Settings) -> str:
+    """Return the shell command that re-runs test ``nodeid`` with this run's seed and defaults."""
+    path, sep, rest = nodeid.partition("::")
+    invocation_dir = config.invocation_params.dir
+    if invocation_dir != config.rootpath:
+        path = os.path.relpath(config.rootpath / path, invocation_dir)
+    parts = ["pytest", shlex.quote(path + sep + rest), f"{OPTION_SEED}={settings.seed}"]
+    if settings.device != DEFAULT_DEVICE:
+        parts.append(f"{OPTION_DEVICE}={settings.device}")
+    if settings.trials is not None:
+        parts.append(f"{OPTION_TRIALS}={settings.trials}")
+    return " ".join(parts)
+
+
+class EquivarianceSession:
+    """Per-run state registered as a plugin: settings, the running test, and results from reports.
+
+    On the xdist controller (or in a serial run) it gathers ``report.equivariance`` from every call
+    report into ``config.stash[RESULTS_KEY]`` and prints the summary; on a worker it carries the
+    controller's seed so ``--equiv-seed=random`` draws once per run.
+    """
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.current_item: pytest.Item | None = None
+        #: node id -> outcome of its call phase ("passed", "failed", "xfailed", "xpassed").
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        seed = f"{self.settings.seed} (random)" if self.settings.seed_is_random else str(self.settings.seed)
+        line = f"equivariance: seed={seed} device={self.settings.device}"
+        if self.settings.trials is not None:
+            line += f" trials={self.settings.trials}"
+        if self.settings.localize_name != "on-failure":
+            line += f" localize={self.settings.localize_name}"
+        return line
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Hand the run seed to each xdist worker (so 'random' is drawn once, on the controller)."""
+        node.workerinput["equiv_seed"] = self.settings.seed
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        api = sys.modules.get("pytest_equivariance.check.api")
+        if api is not None:  # tests that call check_* themselves imported it at collection
+            self.listen(api)
+        self.current_item = item
+        try:
+            return (yield)
+        finally:
+            self.current_item = None
+
+    def listen(self, api: Any) -> None:
+        """Receive every CheckResult from ``check.api``, also from checks a test calls directly."""
+        if self.on_result not in api.RESULT_LISTENERS:
+            api.RESULT_LISTENERS.append(self.on_result)
+
+    def stop_listening(self) -> None:
+        api = sys.modules.get("pytest_equivariance.check.api")
+        if api is not None and self.on_result in api.RESULT_LISTENERS:
+            api.RESULT_LISTENERS.remove(self.on_result)
+
+    def on_result(self, result: "CheckResult") -> None:
+        """Record a finished check on the running test (a no-op outside tests)."""
+        item = self.current_item
+        if item is None or not _CONFIG or _CONFIG[-1] is not self.config:
+            return  # outside tests, or an outer run while pytester runs an inner one
+        if result.test_id is None:
+            result.test_id = item.nodeid
+        if result.reproduce is None:
+            result.reproduce = reproduce_command(item.config, item.nodeid, self.settings)
+        if not any(r is result for r in item.stash.get(ITEM_RESULTS_KEY, [])):
+            record_result(item, result)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.outcomes[report.nodeid] = _outcome(report)
+        data = getattr(report, "equivariance", None)
+        if not data or report.when != "call":
+            return
+        from pytest_equivariance.check.result import CheckResult
+
+        self.config.stash[RESULTS_KEY].extend(CheckResult.from_json(d) for d in data)
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        results = collected_results(config)
+        if not results:
+            return
+        verbosity = config.get_verbosity()
+        if verbosity <= -2:
+            return
+        from pytest_equivariance.report import terminal
+
+        if verbosity == -1:
+            for line in terminal.quiet_lines(results):
+                terminalreporter.write_line(line)
+            return
+        color, width = _console_style(config)
+        terminalreporter.write_sep("=", "equivariance summary")
+        text = terminal.render(terminal.summary_table(results, self.outcomes), color=color, width=width)
+        terminalreporter.write(text)
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    return report.outcome
+
+
+#: Configs of the running pytest sessions, innermost last (pytester nests them). Extensions that
+#: receive only a report (e.g. in pytest_runtest_logreport) find their config here.
+_CONFIG: list[pytest.Config] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = []
+    _CONFIG.append(config)
+    for name, doc in _MARKER_DOCS.items():
+        keywords = ", ".join(f"{k}=..." for k in allowed_keywords(name))
+        config.addinivalue_line("markers", f"{name}({keywords}): {doc}.")
+    session = EquivarianceSession(config, read_settings(config))
+    config.pluginmanager.register(session, _SESSION_PLUGIN)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in _CONFIG:
+        _CONFIG.remove(config)
+    session = config.pluginmanager.get_plugin(_SESSION_PLUGIN)
+    if session is not None:
+        session.stop_listening()
+        config.pluginmanager.unregister(session)
+
+
+def _session(config: pytest.Config) -> EquivarianceSession:
+    session = config.pluginmanager.get_plugin(_SESSION_PLUGIN)
+    assert session is not None, "pytest_equivariance.plugin was not configured"
+    return session
 
 
 def record_result(item: pytest.Item, result: "CheckResult") -> None:
     """Remember a check's result on the test item; it travels home on the call report."""
     item.stash.setdefault(ITEM_RESULTS_KEY, []).append(result)
+
+
+def collected_results(config: pytest.Config) -> "list[CheckResult]":
+    """All check results of this run, in report order (on the xdist controller: from all workers)."""
+    return config.stash.get(RESULTS_KEY, [])
+
+
+# --------------------------------------------------------------------------------------------
+# Running checks for a test
+# --------------------------------------------------------------------------------------------
+
+
+class EquivarianceCheckFailed(AssertionError):
+    """An equivariance check failed; ``results`` are the failing CheckResults it reports on.
+
+    An AssertionError, so ``pytest.raises(AssertionError)`` and hypothesis treat it like an assert.
+    ``from_marker`` failures are shown without a traceback (the plugin, not the test body, raised).
+    """
+
+    def __init__(self, results: "list[CheckResult]", *, from_marker: bool = False) -> None:
+        from pytest_equivariance.report import terminal
+
+        super().__init__("\n".join(terminal.headline(r) for r in results))
+        self.results = results
+        self.from_marker = from_marker
+
+
+def _console_style(config: pytest.Config) -> tuple[bool, int]:
+    """Return (colour?, width) as pytest's own terminal writer decided from --color and NO_COLOR."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        tw = reporter._tw
+        return bool(tw.hasmarkup), max(int(tw.fullwidth), 40)
+    color = config.getoption("color", "auto") == "yes"
+    return color, 100
+
+
+def run_check(
+    item: pytest.Item,
+    kind: str,
+    model: Any,
+    inputs: Any = None,
+    kwargs: Mapping[str, Any] | None = None,
+) -> "CheckResult":
+    """Run the ``check_<kind>`` function with the run's defaults for ``item``; record and return it.
+
+    Defaults that the caller did not set: ``device``, ``trials`` and ``localize`` from the options,
+    and ``seed`` derived from the run seed, the node id and the check's index within the test.
+    """
+    __tracebackhide__ = True
+    from pytest_equivariance.check import api
+
+    session = _session(item.config)
+    session.listen(api)
+    settings = session.settings
+    kwargs = dict(kwargs or {})
+    index = item.stash.get(_CHECK_COUNT_KEY, 0)
+    item.stash[_CHECK_COUNT_KEY] = index + 1
+    kwargs.setdefault("seed", derive_seed(settings.seed, item.nodeid, index))
+    kwargs.setdefault("device", settings.device)
+    if settings.trials is not None and not ({"shift", "shifts", "angle", "angles"} & kwargs.keys()):
+        kwargs.setdefault("trials", settings.trials)
+    if "localize" not in kwargs and settings.localize is not None:
+        kwargs["localize"] = settings.localize
+    if isinstance(kwargs.get("input_shape"), str):
+        from pytest_equivariance.inputs import parse_shape
+
+        kwargs["input_shape"] = parse_shape(kwargs["input_shape"])
+    check: Callable[..., CheckResult] = getattr(api, f"check_{kind}")
+    result = check(model, inputs, **kwargs)
+    result.test_id = item.nodeid
+    result.reproduce = reproduce_command(item.config, item.nodeid, settings)
+    if not any(r is result for r in item.stash.get(ITEM_RESULTS_KEY, [])):
+        record_result(item, result)  # the listener records it while a test runs; this covers the rest
+    return result
+
+
+def _equivariance_markers(item: pytest.Item) -> list["pytest.Mark"]:
+    # Own markers in decorator order (top first), then class and module markers.
+    own = [m for m in getattr(item, "own_markers", ()) if m.name in MARKERS]
+    own.reverse()
+    rest = [m for m in item.iter_markers() if m.name in MARKERS and m not in own]
+    return own + rest
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in _equivariance_markers(item):
+            error = marker_usage_error(marker, item.nodeid)
+            if error is not None:
+                item.stash[_USAGE_ERROR_KEY] = error
+                break
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    error = item.stash.get(_USAGE_ERROR_KEY, None)
+    if error is not None:
+        pytest.fail(error, pytrace=False)
+
+
+_NOT_GIVEN = object()
+
+
+def _fixture_value(item: pytest.Function, name: str) -> Any:
+    """Return fixture ``name`` for ``item`` (requested or defined), or _NOT_GIVEN when none exists."""
+    if name in item.funcargs:
+        return item.funcargs[name]
+    try:
+        return item._request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        return _NOT_GIVEN
+
+
+def _model_and_inputs(item: pytest.Function, returned: Any) -> tuple[Any, Any]:
+    if isinstance(returned, (tuple, list)):
+        if len(returned) != 2:
+            pytest.fail(
+                f"{item.nodeid} returned a {type(returned).__name__} of {len(returned)} items; "
+                f"return the model, or (model, inputs).",
+                pytrace=False,
+            )
+        model, inputs = returned
+    elif returned is not None:
+        model, inputs = returned, _NOT_GIVEN
+    else:
+        model = _fixture_value(item, "model")
+        if model is _NOT_GIVEN:
+            pytest.fail(
+                f"{item.nodeid} is marked for an equivariance check but returned no model and no "
+                f"fixture named 'model' exists; return the model (or (model, inputs)) from the test, "
+                f"or define a 'model' fixture.",
+                pytrace=False,
+            )
+        inputs = _NOT_GIVEN
+    if inputs is _NOT_GIVEN:
+        inputs = _fixture_value(item, "equiv_inputs")
+    return model, (None if inputs is _NOT_GIVEN else inputs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run a marked test: call it for its model, then run one check per equivariance marker."""
+    markers = _equivariance_markers(pyfuncitem)
+    if not markers:
+        return None
+    from pytest_equivariance.errors import EquivarianceUsageError
+
+    function = pyfuncitem.obj
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    returned = function(**arguments)
+    if hasattr(returned, "__await__") or hasattr(returned, "__aiter__"):
+        pytest.fail(f"{pyfuncitem.nodeid} is async; equivariance markers need a plain test function.", pytrace=False)
+    model, inputs = _model_and_inputs(pyfuncitem, returned)
+    failed = []
+    for marker in markers:
+        try:
+            result = run_check(pyfuncitem, marker.name, model, inputs, marker.kwargs)
+        except EquivarianceUsageError as exc:
+            pytest.fail(f"@pytest.mark.{marker.name} on {pyfuncitem.nodeid}: {exc}", pytrace=False)
+        if not result.passed:
+            failed.append(result)
+    if failed:
+        raise EquivarianceCheckFailed(failed, from_marker=True)
+    return True
 
 
 @pytest.hookimpl(wrapper=True)
@@ -59,37 +676,145 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         results = item.stash.get(ITEM_RESULTS_KEY, [])
         if results:
             report.equivariance = [r.to_json() for r in results]
+        error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, EquivarianceCheckFailed) and report.failed:
+            _attach_failure_report(item, call, report, error)
     return report
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    data = getattr(report, "equivariance", None)
-    if not data or report.when != "call":
-        return
-    from pytest_equivariance.check.result import CheckResult
+def _attach_failure_report(
+    item: pytest.Item, call: pytest.CallInfo[Any], report: pytest.TestReport, error: EquivarianceCheckFailed
+) -> None:
+    from pytest_equivariance.report import terminal
 
-    config = _config_of(report)
-    if config is not None:
-        config.stash[RESULTS_KEY].extend(CheckResult.from_json(d) for d in data)
-
-
-def collected_results(config: pytest.Config) -> "list[CheckResult]":
-    """All check results of this run, in report order (on the xdist controller: from all workers)."""
-    return config.stash.get(RESULTS_KEY, [])
-
-
-_CONFIG: list[pytest.Config] = []
-
-
-def _config_of(report: pytest.TestReport) -> pytest.Config | None:
-    return _CONFIG[-1] if _CONFIG else None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG.append(session.config)
+    if error.from_marker:
+        report.longrepr = call.excinfo.getrepr(style="value")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        # The short summary line shows the headline rather than the exception's qualified name,
+        # and a marker's failure points at the test, not at the plugin that raised it.
+        crash.message = str(error).partition("\n")[0]
+        if error.from_marker:
+            path, lineno, _ = item.reportinfo()
+            crash.path, crash.lineno = str(path), (lineno or 0) + 1
+    if hasattr(report.longrepr, "addsection"):
+        color, width = _console_style(item.config)
+        body = terminal.render(terminal.failure_reports(error.results, reproduce=False), color=color, width=width)
+        for command in dict.fromkeys(r.reproduce for r in error.results if r.reproduce):
+            line = terminal.reproduce_line(command)
+            body += terminal.render(line, color=color, width=width, soft_wrap=True)
+        report.longrepr.addsection("equivariance report", body.rstrip("\n"))
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _CONFIG and _CONFIG[-1] is config:
-        _CONFIG.pop()
+# --------------------------------------------------------------------------------------------
+# The `equivariance` fixture
+# --------------------------------------------------------------------------------------------
+
+
+class EquivarianceFixture:
+    """Runs equivariance checks inside a test, with the run's defaults, recording every result.
+
+    ``check_*`` methods return a :class:`~pytest_equivariance.check.result.CheckResult`;
+    ``assert_*`` methods raise :class:`EquivarianceCheckFailed` (an AssertionError) with the report
+    when the check fails. Keyword arguments are those of the ``check_*`` functions in
+    ``pytest_equivariance.check.api``; ``seed``, ``device``, ``trials`` and ``localize`` default to the
+    run's (``--equiv-seed`` etc.), the seed derived per test so a failure reproduces exactly.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    @property
+    def settings(self) -> Settings:
+        """The run-wide defaults (device, seed, trials, localize)."""
+        return _session(self._config).settings
+
+    def _item(self) -> pytest.Item:
+        item = _session(self._config).current_item
+        if item is None:
+            raise RuntimeError("the equivariance fixture can only run checks while a test runs")
+        return item
+
+    def _check(self, kind: str, model: Any, inputs: Any, kwargs: dict[str, Any]) -> "CheckResult":
+        __tracebackhide__ = True
+        return run_check(self._item(), kind, model, inputs, kwargs)
+
+    def _assert(self, kind: str, model: Any, inputs: Any, kwargs: dict[str, Any]) -> "CheckResult":
+        __tracebackhide__ = True
+        result = self._check(kind, model, inputs, kwargs)
+        if not result.passed:
+            raise EquivarianceCheckFailed([result])
+        return result
+
+    def check_shift_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a shift-equivariance check: model(shift(x)) against shift(model(x))."""
+        __tracebackhide__ = True
+        return self._check("shift_equivariant", model, inputs, kwargs)
+
+    def check_shift_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a shift-invariance check: model(shift(x)) against model(x)."""
+        __tracebackhide__ = True
+        return self._check("shift_invariant", model, inputs, kwargs)
+
+    def check_rotation_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a rotation-equivariance check: model(rot(x)) against rot(model(x))."""
+        __tracebackhide__ = True
+        return self._check("rotation_equivariant", model, inputs, kwargs)
+
+    def check_rotation_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a rotation-invariance check: model(rot(x)) against model(x)."""
+        __tracebackhide__ = True
+        return self._check("rotation_invariant", model, inputs, kwargs)
+
+    def check_equivariant(
+        self, model: Any, inputs: Any = None, *, transforms: Sequence[Any], **kwargs: Any
+    ) -> "CheckResult":
+        """Return the result of a check over custom ``(input_transform, output_transform)`` pairs."""
+        __tracebackhide__ = True
+        return self._check("equivariant", model, inputs, {"transforms": transforms, **kwargs})
+
+    def assert_shift_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check shift equivariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("shift_equivariant", model, inputs, kwargs)
+
+    def assert_shift_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check shift invariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("shift_invariant", model, inputs, kwargs)
+
+    def assert_rotation_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check rotation equivariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("rotation_equivariant", model, inputs, kwargs)
+
+    def assert_rotation_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check rotation invariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("rotation_invariant", model, inputs, kwargs)
+
+    def assert_equivariant(
+        self, model: Any, inputs: Any = None, *, transforms: Sequence[Any], **kwargs: Any
+    ) -> "CheckResult":
+        """Check custom ``(input_transform, output_transform)`` pairs; raise when the check fails."""
+        __tracebackhide__ = True
+        return self._assert("equivariant", model, inputs, {"transforms": transforms, **kwargs})
+
+    def assert_lint_clean(
+        self, model: Any, example_input_or_shape: Any = None, *, select: Any = None, ignore: Any = None
+    ) -> None:
+        """Run the static rules on ``model``; raise AssertionError listing the findings, if any."""
+        __tracebackhide__ = True
+        from pytest_equivariance.assertions import assert_lint_clean
+
+        assert_lint_clean(model, example_input_or_shape, select=select, ignore=ignore)
+
+
+@pytest.fixture(scope="session")
+def equivariance(pytestconfig: pytest.Config) -> EquivarianceFixture:
+    """Run equivariance checks in a test: ``equivariance.assert_shift_invariant(model, x)``.
+
+    Session-scoped (it holds no per-test state; results go to whichever test is running), so it
+    also works in hypothesis ``@given`` tests without the function-scoped-fixture health check.
+    """
+    return EquivarianceFixture(pytestconfig)

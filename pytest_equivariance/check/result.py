@@ -39,6 +39,8 @@ class LayerError:
     error: float  # relative error at this layer's output, comparable across layers
     noise: float  # the numerical-noise floor this error was judged against
     params: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None  # where the layer is defined or called, when the graph knows
+    line: int | None = None
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Profile:
     finding_code: str | None = None  # the lint rule that flags the culprit, when one does
     finding_fix: str | None = None
     method: str = ""  # how the per-layer error was measured, for the report
+    transform: str = ""  # the label of the group element the profile was measured under
 
 
 @dataclass

@@ -1,0 +1,907 @@
+"""The dynamic checks: ``check_shift_equivariant`` and friends, each returning a :class:`CheckResult`.
+
+A check applies a set of transforms to a batch of inputs, puts every transformed copy through the
+model (batched, chunked, on the chosen device, in eval mode), and compares ``model(g·x)`` with
+``g·model(x)`` (equivariance) or ``model(x)`` (invariance) output leaf by output leaf. It never raises
+because the model fails the check: that is ``result.passed``. It raises
+:class:`~pytest_equivariance.errors.EquivarianceUsageError` for arguments it cannot honour.
+
+Example::
+
+    from pytest_equivariance import check_shift_invariant
+
+    result = check_shift_invariant(model, input_shape=(4, 3, 64, 64), max_shift=8, seed=0)
+    if not result.passed:
+        print(result.worst.transform, result.worst.max_abs)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from pytest_equivariance.check import metrics, runner, transforms
+from pytest_equivariance.check import transforms as transforms_mod  # `transforms` is also an argument name
+from pytest_equivariance.check.result import CheckResult, Trial
+from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+#: Called with every finished CheckResult (the pytest plugin listens here to collect results of
+#: checks a test runs directly). Listeners must not raise.
+RESULT_LISTENERS: list[Callable[[CheckResult], None]] = []
+
+DEFAULT_TRIALS = 16
+DEFAULT_MAX_SHIFT = 8
+DEFAULT_BATCH = 2
+#: Angles of the default sweep for ``mode="interp"``, in degrees.
+INTERP_ANGLES = tuple(float(a) for a in range(15, 360, 15))
+_FLIPS = {"hflip": -1, "vflip": -2}
+
+Shift = "int | Sequence[int]"
+
+
+# -- public checks ---------------------------------------------------------------------------------
+
+
+def check_shift_equivariant(
+    model: "nn.Module",
+    inputs: "Tensor | None" = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    max_shift: int | None = None,
+    shifts: Sequence[Any] | None = None,
+    shift: Any = None,
+    trials: int | None = None,
+    mode: str = "circular",
+    dims: Sequence[int] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_consistency: float | None = None,
+    seed: int | None = None,
+    device: "str | torch.device | None" = None,
+    batch_size: int | None = None,
+    localize: bool | None = None,
+    grid: bool = False,
+    margin: int | None = None,
+) -> CheckResult:
+    """Return how far ``model(shift(x))`` is from ``shift(model(x))`` over seeded random shifts.
+
+    ``mode``: "circular" (``torch.roll``, exact for circular-padded models), "crop" (crops of a
+    larger canvas, Zhang 2019) or "zero" (zeros shifted in; only outputs at least ``margin`` pixels
+    from the border are compared, ``margin`` measured from the receptive field when not given).
+    When the output is ``k`` times coarser than the input, a shift ``Δ`` acts as ``Δ/k`` on it and
+    shifts are drawn on multiples of ``k`` (``result.lattice``); an explicit shift off that lattice is
+    a usage error. ``shift=`` checks one shift, ``shifts=`` a list, otherwise ``trials`` shifts with
+    entries up to ``max_shift`` are drawn from ``seed``.
+    """
+    return _check_shifts(**_args(locals()), equivariant=True)
+
+
+def check_shift_invariant(
+    model: "nn.Module",
+    inputs: "Tensor | None" = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    max_shift: int | None = None,
+    shifts: Sequence[Any] | None = None,
+    shift: Any = None,
+    trials: int | None = None,
+    mode: str = "circular",
+    dims: Sequence[int] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_consistency: float | None = None,
+    seed: int | None = None,
+    device: "str | torch.device | None" = None,
+    batch_size: int | None = None,
+    localize: bool | None = None,
+    grid: bool = False,
+    margin: int | None = None,
+) -> CheckResult:
+    """Return how far ``model(shift(x))`` is from ``model(x)`` over seeded random shifts.
+
+    Same arguments as :func:`check_shift_equivariant`. For classifiers (``(batch, classes)``
+    outputs) the result also holds top-1 consistency (Zhang 2019) and the mean change of the top
+    class probability (Azulay & Weiss 2019); ``min_consistency=0.9`` passes on consistency alone.
+    """
+    return _check_shifts(**_args(locals()), equivariant=False)
+
+
+def check_rotation_equivariant(
+    model: "nn.Module",
+    inputs: "Tensor | None" = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    angles: Sequence[Any] | None = None,
+    angle: Any = None,
+    trials: int | None = None,
+    mode: str = "exact",
+    dims: Sequence[int] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_consistency: float | None = None,
+    seed: int | None = None,
+    device: "str | torch.device | None" = None,
+    batch_size: int | None = None,
+    localize: bool | None = None,
+    grid: bool = False,
+    margin: int | None = None,
+) -> CheckResult:
+    """Return how far ``model(rotate(x))`` is from ``rotate(model(x))``.
+
+    ``mode="exact"``: quarter turns (default 90, 180, 270) and flips (``"hflip"``, ``"vflip"`` in
+    ``angles``), exact pixel permutations. ``mode="interp"``: any angle by bilinear resampling,
+    compared inside the inscribed disk only (default: a sweep every 15°, or ``trials`` random angles
+    drawn from ``seed``), with looser default tolerances for the interpolation error.
+    """
+    return _check_rotations(**_args(locals()), equivariant=True)
+
+
+def check_rotation_invariant(
+    model: "nn.Module",
+    inputs: "Tensor | None" = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    angles: Sequence[Any] | None = None,
+    angle: Any = None,
+    trials: int | None = None,
+    mode: str = "exact",
+    dims: Sequence[int] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_consistency: float | None = None,
+    seed: int | None = None,
+    device: "str | torch.device | None" = None,
+    batch_size: int | None = None,
+    localize: bool | None = None,
+    grid: bool = False,
+    margin: int | None = None,
+) -> CheckResult:
+    """Return how far ``model(rotate(x))`` is from ``model(x)``; arguments as :func:`check_rotation_equivariant`."""
+    return _check_rotations(**_args(locals()), equivariant=False)
+
+
+def check_equivariant(
+    model: "nn.Module",
+    inputs: "Tensor | None" = None,
+    transforms: Iterable[Any] = (),
+    *,
+    input_shape: Sequence[int] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_consistency: float | None = None,
+    seed: int | None = None,
+    device: "str | torch.device | None" = None,
+    batch_size: int | None = None,
+    localize: bool | None = None,
+    trials: int | None = None,
+) -> CheckResult:
+    """Return how far ``model(f(x))`` is from ``g(model(x))`` for each custom pair ``(f, g)`` in ``transforms``.
+
+    ``g`` is applied to each output tensor; ``g=None`` means invariance under ``f``. Items may also
+    be :class:`~pytest_equivariance.check.transforms.Transform` objects. ``trials`` is accepted for
+    uniformity with the other checks and ignored: every given transform is one trial.
+    """
+    _check_trials(trials)
+    items = list(transforms)
+    if not items:
+        raise EquivarianceUsageError(
+            "transforms is empty; pass a list of (input_fn, output_fn) pairs, e.g. [(flip_x, flip_y)]."
+        )
+    built: list[transforms_mod.Transform] = []
+    for i, item in enumerate(items):
+        if isinstance(item, transforms_mod.Transform):
+            built.append(item)
+            continue
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and callable(item[0])):
+            raise EquivarianceUsageError(
+                f"transforms[{i}] is {type(item).__name__}, not an (input_fn, output_fn) pair; "
+                f"pass pairs of callables (output_fn may be None for invariance)."
+            )
+        f, g = item
+        if g is not None and not callable(g):
+            raise EquivarianceUsageError(f"transforms[{i}][1] is not callable; pass a function or None.")
+        label = getattr(f, "__name__", "")
+        built.append(transforms_mod.custom(f, g, label=None if label in ("", "<lambda>") else label))
+    if all(t.label == "custom" for t in built) and len(built) > 1:
+        built = [
+            transforms_mod.Transform(
+                label=f"custom #{i}", family=t.family, params={"index": i}, dims=t.dims, mode=t.mode,
+                canvas=t.canvas, input_fn=t.input_fn, output_fn=t.output_fn,
+            )
+            for i, t in enumerate(built)
+        ]
+    spec = _Spec(
+        kind="custom", equivariant=True, model=model, inputs=inputs, input_shape=input_shape, dims=None,
+        atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
+        batch_size=batch_size, localize=localize, grid=False, mode="custom", margin=0,
+    )
+    spec.equivariant = any(t.output_fn is not None for t in built)
+    return _run(spec, lambda ctx: built)
+
+
+# -- argument handling -----------------------------------------------------------------------------
+
+
+def _args(values: dict[str, Any]) -> dict[str, Any]:
+    return dict(values)
+
+
+@dataclass
+class _Spec:
+    """A check's validated arguments."""
+
+    kind: str
+    equivariant: bool
+    model: Any
+    inputs: Any
+    input_shape: Any
+    dims: Any
+    atol: float | None
+    rtol: float | None
+    min_consistency: float | None
+    seed: int | None
+    device: Any
+    batch_size: int | None
+    localize: bool | None
+    grid: bool
+    mode: str
+    margin: int | None
+    max_shift: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Context:
+    """What a check knows once the reference outputs are in: shapes, strides, margins."""
+
+    source_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]
+    dims: tuple[int, ...]
+    strides: dict[str, tuple[int, ...]]  # spatial leaf path -> output stride per dim
+    lattice: tuple[int, ...] | None
+    seed: int
+
+
+def _usage(message: str) -> EquivarianceUsageError:
+    return EquivarianceUsageError(message)
+
+
+def _validate_common(spec: _Spec) -> None:
+    import torch
+    from torch import nn
+
+    if not isinstance(spec.model, nn.Module):
+        raise _usage(
+            f"model is {type(spec.model).__name__}, not a torch.nn.Module; pass the model instance "
+            f"(call the factory first)."
+        )
+    if spec.inputs is not None and not isinstance(spec.inputs, torch.Tensor):
+        raise _usage(
+            f"inputs is {type(spec.inputs).__name__}, not a tensor; pass one (batch, channels, *spatial) "
+            f"tensor, or input_shape= instead."
+        )
+    if spec.inputs is not None and spec.input_shape is not None:
+        raise _usage("Both inputs and input_shape were given; pass only one of them.")
+    for name in ("atol", "rtol"):
+        value = getattr(spec, name)
+        if value is not None and not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+            raise _usage(f"{name}={value!r} is not a tolerance; pass a finite number >= 0.")
+    if spec.min_consistency is not None and not (
+        isinstance(spec.min_consistency, (int, float)) and 0 <= spec.min_consistency <= 1
+    ):
+        raise _usage(f"min_consistency={spec.min_consistency!r} is not a fraction; pass a number between 0 and 1.")
+    if spec.min_consistency is not None and spec.equivariant:
+        raise _usage(
+            "min_consistency judges classifiers' top-1 agreement, which only invariance checks measure; "
+            "use check_shift_invariant / check_rotation_invariant, or drop min_consistency."
+        )
+    if spec.seed is not None and (not isinstance(spec.seed, int) or isinstance(spec.seed, bool) or spec.seed < 0):
+        raise _usage(f"seed={spec.seed!r} is not a seed; pass a non-negative integer.")
+    if spec.batch_size is not None and (
+        not isinstance(spec.batch_size, int) or isinstance(spec.batch_size, bool) or spec.batch_size < 1
+    ):
+        raise _usage(f"batch_size={spec.batch_size!r} is not a batch size; pass a positive integer or None (automatic).")
+    if spec.localize not in (None, True, False):
+        raise _usage(f"localize={spec.localize!r} is not one of None, True, False; pass None (on failure), True or False.")
+    if spec.margin is not None and (not isinstance(spec.margin, int) or isinstance(spec.margin, bool) or spec.margin < 0):
+        raise _usage(f"margin={spec.margin!r} is not a margin; pass a non-negative number of output pixels.")
+
+
+def _input_shape(spec: _Spec, model_dtype: "torch.dtype") -> tuple[int, ...]:
+    from pytest_equivariance.inputs import CHECK_SPATIAL, infer_input_shape
+
+    if spec.inputs is not None:
+        return tuple(spec.inputs.shape)
+    if spec.input_shape is not None:
+        shape = spec.input_shape
+        if (
+            not isinstance(shape, (tuple, list))
+            or len(shape) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        ):
+            raise InputShapeError(
+                f"input_shape={shape!r} is not a shape; pass positive integers, batch and channels first, "
+                f"e.g. input_shape=(2, 3, 64, 64)."
+            )
+        return tuple(shape)
+    return infer_input_shape(spec.model, spatial=CHECK_SPATIAL, batch=DEFAULT_BATCH)
+
+
+def _resolve_dims(dims: Any, ndim: int, *, plane: bool) -> tuple[int, ...]:
+    spatial = ndim - 2
+    if spatial < 1:
+        raise InputShapeError(
+            f"Inputs of {ndim} dims have no spatial dims to transform; pass (batch, channels, *spatial) "
+            f"inputs, e.g. input_shape=(2, 3, 64, 64)."
+        )
+    if dims is None:
+        if plane:
+            if spatial < 2:
+                raise _usage(
+                    "Rotations need two spatial dims but the inputs have one; pass 2-D or 3-D inputs, "
+                    "or use check_equivariant with a custom transform."
+                )
+            return (-2, -1)
+        return tuple(range(-min(spatial, 3), 0))
+    if isinstance(dims, int):
+        dims = (dims,)
+    if not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, int) for d in dims):
+        raise _usage(f"dims={dims!r} is not a tuple of spatial dims; pass e.g. dims=(-2, -1).")
+    out = []
+    for d in dims:
+        neg = d - ndim if d >= 0 else d
+        if not -spatial <= neg <= -1:
+            raise _usage(
+                f"dims={tuple(dims)!r} names dim {d}, which is not a spatial dim of {ndim}-d inputs; "
+                f"pass dims among {tuple(range(-spatial, 0))}."
+            )
+        out.append(neg)
+    if len(set(out)) != len(out):
+        raise _usage(f"dims={tuple(dims)!r} repeats a dim; pass each spatial dim once.")
+    if len(out) > 3:
+        raise _usage(f"dims={tuple(dims)!r} has more than three dims; pass at most three spatial dims.")
+    if plane and len(out) != 2:
+        raise _usage(f"dims={tuple(dims)!r} is not a plane; rotations need exactly two dims, e.g. dims=(-2, -1).")
+    return tuple(out)
+
+
+def _as_shift(value: Any, nd: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and nd == 1:
+        return (value,)
+    if (
+        not isinstance(value, (tuple, list))
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or len(value) != nd
+    ):
+        example = tuple([1] * nd) if nd > 1 else 1
+        raise _usage(
+            f"{name}={value!r} does not give one integer per shifted dim ({nd}); pass e.g. {name}={example!r}."
+        )
+    return tuple(int(v) for v in value)
+
+
+# -- shifts -------------------------------------------------------------------------------------------
+
+
+def _check_shifts(
+    *,
+    model: Any,
+    inputs: Any,
+    input_shape: Any,
+    max_shift: Any,
+    shifts: Any,
+    shift: Any,
+    trials: Any,
+    mode: str,
+    dims: Any,
+    atol: Any,
+    rtol: Any,
+    min_consistency: Any,
+    seed: Any,
+    device: Any,
+    batch_size: Any,
+    localize: Any,
+    grid: Any,
+    margin: Any,
+    equivariant: bool,
+) -> CheckResult:
+    if mode not in transforms.SHIFT_MODES:
+        raise _usage(f"mode={mode!r} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
+    if max_shift is not None and (not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift <= 0):
+        raise _usage(f"max_shift={max_shift!r} must be a positive integer number of pixels; pass e.g. max_shift=8.")
+    if shift is not None and shifts is not None:
+        raise _usage("Both shift and shifts were given; pass shift= for one shift or shifts= for a list.")
+    if shifts is not None and (isinstance(shifts, (str, bytes)) or not isinstance(shifts, (tuple, list)) or not shifts):
+        raise _usage(f"shifts={shifts!r} is not a list of shifts; pass e.g. shifts=[(0, 1), (2, -3)].")
+    _check_trials(trials)
+    spec = _Spec(
+        kind="shift_equivariant" if equivariant else "shift_invariant", equivariant=equivariant, model=model,
+        inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
+        min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
+        localize=localize, grid=grid, mode=mode, margin=margin, max_shift=max_shift,
+    )
+    explicit = None if shift is None and shifts is None else ([shift] if shift is not None else list(shifts))
+    n_trials = trials or DEFAULT_TRIALS
+
+    def build(ctx: _Context) -> list[transforms.Transform]:
+        nd = len(ctx.dims)
+        canvas = (spec.max_shift,) * nd if mode == "crop" else None
+        lattice = ctx.lattice or (1,) * nd
+        if explicit is not None:
+            name = "shift" if shift is not None else "shifts"
+            deltas = [_as_shift(v, nd, name) for v in explicit]
+            for delta in deltas:
+                off = [(d, k) for d, k in zip(delta, lattice) if d % k]
+                if off:
+                    raise _usage(
+                        f"{name} entry {delta} does not map onto the output grid, which is {lattice} times "
+                        f"coarser than the input along dims {ctx.dims}; pass shifts that are multiples of "
+                        f"{lattice}, or check invariance instead."
+                    )
+                if canvas is not None and any(abs(d) > m for d, m in zip(delta, canvas)):
+                    raise _usage(
+                        f"{name} entry {delta} is larger than the crop canvas margin {canvas[0]}; "
+                        f"pass max_shift= at least {max(abs(d) for d in delta)} in crop mode."
+                    )
+        else:
+            limit = spec.max_shift or _default_max_shift(ctx, lattice)
+            deltas = draw_shifts(random.Random(ctx.seed), lattice, limit, n_trials)
+            if not deltas:
+                raise _usage(
+                    f"max_shift={limit} is smaller than the output stride {max(lattice)}, so no shift maps "
+                    f"onto the output grid; pass max_shift={max(lattice)} or more."
+                )
+        return [transforms.shift(d, ctx.dims, mode, canvas) for d in deltas]
+
+    return _run(spec, build)
+
+
+def _default_max_shift(ctx: _Context, lattice: tuple[int, ...]) -> int:
+    smallest = min(ctx.input_shape[d] for d in ctx.dims)
+    return max(DEFAULT_MAX_SHIFT if smallest >= 4 * DEFAULT_MAX_SHIFT else max(1, smallest // 4), max(lattice))
+
+
+def _check_trials(trials: Any) -> None:
+    if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
+        raise _usage(f"trials={trials!r} is not a number of trials; pass a positive integer.")
+
+
+def draw_shifts(
+    rng: random.Random, lattice: tuple[int, ...], max_shift: int, trials: int
+) -> list[tuple[int, ...]]:
+    """Return up to ``trials`` distinct non-zero shifts on ``lattice`` with entries within ``max_shift``.
+
+    The unit shifts of the lattice (one step along each dim) come first, because the smallest
+    shift off the sampling grid is where aliasing shows most; the rest are drawn uniformly.
+    """
+    steps = [max_shift // k for k in lattice]
+    if not any(steps):
+        return []
+    out: list[tuple[int, ...]] = []
+    for i, (k, s) in enumerate(zip(lattice, steps)):
+        if s and len(out) < trials:
+            out.append(tuple(k if j == i else 0 for j in range(len(lattice))))
+    possible = math.prod(2 * s + 1 for s in steps) - 1
+    seen = set(out)
+    while len(out) < min(trials, possible):
+        delta = tuple(rng.randint(-s, s) * k for s, k in zip(steps, lattice))
+        if any(delta) and delta not in seen:
+            seen.add(delta)
+            out.append(delta)
+    return out
+
+
+# -- rotations ----------------------------------------------------------------------------------------
+
+
+def _check_rotations(
+    *,
+    model: Any,
+    inputs: Any,
+    input_shape: Any,
+    angles: Any,
+    angle: Any,
+    trials: Any,
+    mode: str,
+    dims: Any,
+    atol: Any,
+    rtol: Any,
+    min_consistency: Any,
+    seed: Any,
+    device: Any,
+    batch_size: Any,
+    localize: Any,
+    grid: Any,
+    margin: Any,
+    equivariant: bool,
+) -> CheckResult:
+    if mode not in transforms.ROTATION_MODES:
+        raise _usage(
+            f"mode={mode!r} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
+        )
+    if angle is not None and angles is not None:
+        raise _usage("Both angle and angles were given; pass angle= for one angle or angles= for a list.")
+    if angles is not None and (isinstance(angles, (str, bytes)) or not isinstance(angles, (tuple, list)) or not angles):
+        raise _usage(f"angles={angles!r} is not a list of angles; pass e.g. angles=[90, 180] or ['hflip'].")
+    _check_trials(trials)
+    explicit = None if angle is None and angles is None else ([angle] if angle is not None else list(angles))
+    name = "angle" if angle is not None else "angles"
+    items: list[Any] = []
+    for value in explicit or []:
+        if isinstance(value, str):
+            if value not in _FLIPS:
+                raise _usage(f"{name} entry {value!r} is not a rotation; pass degrees or 'hflip' / 'vflip'.")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise _usage(f"{name} entry {value!r} is not an angle; pass degrees as a number.")
+        elif mode == "exact" and value % 90:
+            raise _usage(
+                f"{name} entry {value!r} is not a multiple of 90 degrees, which mode='exact' needs; "
+                f"pass mode='interp' for arbitrary angles."
+            )
+        items.append(value)
+    spec = _Spec(
+        kind="rotation_equivariant" if equivariant else "rotation_invariant", equivariant=equivariant,
+        model=model, inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
+        min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
+        localize=localize, grid=grid, mode=mode, margin=margin,
+    )
+
+    def build(ctx: _Context) -> list[transforms.Transform]:
+        plane = ctx.dims
+        chosen: list[Any] = items
+        if explicit is None:
+            if mode == "exact":
+                chosen = [90, 180, 270]
+            elif trials:
+                rng = random.Random(ctx.seed)
+                chosen = [round(rng.uniform(1.0, 359.0), 1) for _ in range(trials)]
+            else:
+                chosen = list(INTERP_ANGLES)
+        out = []
+        for value in chosen:
+            if isinstance(value, str):
+                out.append(transforms.flip(plane[1] if _FLIPS[value] == -1 else plane[0], plane))
+            elif mode == "exact":
+                out.append(transforms.rot90(int(value) // 90, plane))
+            else:
+                out.append(transforms.rotation(value, plane))
+        return out
+
+    return _run(spec, build, plane=True)
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *, plane: bool = False) -> CheckResult:
+    import torch
+
+    _validate_common(spec)
+    model = spec.model
+    dev = runner.resolve_device(spec.device, model)
+    dtype = runner.model_dtype(model) or (
+        spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
+    )
+    seed = 0 if spec.seed is None else spec.seed
+    shape = _input_shape(spec, dtype)
+    dims = _resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
+    notes = list(spec.notes)
+
+    # The source the transforms act on: the inputs, a larger canvas (crop), or the disk (interp).
+    if spec.mode == "crop":
+        margin = spec.max_shift or DEFAULT_MAX_SHIFT
+        spec.max_shift = margin
+        if spec.inputs is not None:
+            small = [d for d in dims if shape[d] - 2 * margin < 1]
+            if small:
+                raise InputShapeError(
+                    f"In crop mode the inputs are the canvas, and {tuple(shape)} leaves no crop after "
+                    f"{margin} pixels on each side; pass larger inputs or a smaller max_shift."
+                )
+            source_shape = shape
+        else:
+            source_shape = tuple(s + 2 * margin if i - len(shape) in dims else s for i, s in enumerate(shape))
+        model_shape = tuple(s - 2 * margin if i - len(shape) in dims else s for i, s in enumerate(source_shape))
+        notes.append(
+            f"crop mode: the model saw {'x'.join(map(str, model_shape[2:]))} crops of a "
+            f"{'x'.join(map(str, source_shape[2:]))} canvas"
+        )
+    else:
+        source_shape = model_shape = shape
+
+    if spec.inputs is not None:
+        x = spec.inputs.detach()
+        if x.is_floating_point() and x.dtype != dtype:
+            notes.append(f"inputs cast from {str(x.dtype).removeprefix('torch.')} to the model's {str(dtype).removeprefix('torch.')}")
+        x = x.to(device=dev, dtype=dtype if x.is_floating_point() else x.dtype)
+    else:
+        from pytest_equivariance.inputs import natural_images
+
+        x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev)
+    if spec.mode == "interp":
+        x = x * transforms.disk_mask(x.shape, dims, dtype=x.dtype, device=x.device)
+    identity = _identity(spec, dims)
+
+    atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
+    atol = atol_default if spec.atol is None else float(spec.atol)
+    rtol = rtol_default if spec.rtol is None else float(spec.rtol)
+
+    with runner.prepared(model, dev, dtype) as ready:
+        notes.extend(ready.notes)
+        ref_input = identity.reference(x) if identity is not None else x
+        ref_leaves, per_image = runner.activation_bytes_per_image(model, ref_input)
+        _check_finite(ref_leaves, "the reference input")
+        batch_size = spec.batch_size or runner.auto_batch_size(per_image, dev)
+
+        strides, lattice = _strides(spec, ref_leaves, model_shape, dims)
+        if lattice is not None and any(k > 1 for k in lattice):
+            step = str(lattice[0]) if len(set(lattice)) == 1 else str(lattice)
+            notes.append(
+                f"output is {step} times coarser than the input along dims {dims}; "
+                f"shifts drawn on the stride lattice (multiples of {step})"
+            )
+        if spec.equivariant and spec.kind != "custom":
+            flat = [p or "output" for p, t in ref_leaves if p not in strides]
+            if flat and strides:
+                notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
+        if spec.min_consistency is not None and not any(metrics.is_classifier_output(t) for _, t in ref_leaves):
+            raise _usage(
+                "min_consistency needs classifier outputs of shape (batch, classes), which this model does "
+                "not return; drop min_consistency to compare outputs with atol/rtol."
+            )
+
+        ctx = _Context(tuple(source_shape), tuple(model_shape), dims, strides, lattice, seed)
+        transform_list = build(ctx)
+        out_margin = _margin(spec, model, ref_input, dims, strides, notes)
+
+        trials: list[Trial] = []
+        jobs = ((i, t.on_input(x)) for i, t in enumerate(transform_list))
+        for i, leaves in runner.run_batches(model, jobs, batch_size):
+            t = transform_list[i]
+            _check_finite(leaves, f"the input under {t.label}")
+            trials.append(_trial(spec, t, leaves, ref_leaves, strides, out_margin, atol, rtol))
+
+        if spec.min_consistency is not None:
+            values = [t.consistency for t in trials if t.consistency is not None]
+            passed = bool(values) and sum(values) / len(values) >= spec.min_consistency
+        else:
+            passed = all(t.passed for t in trials)
+
+        result = CheckResult(
+            kind=spec.kind,
+            passed=passed,
+            trials=trials,
+            atol=atol,
+            rtol=rtol,
+            seed=seed,
+            device=str(dev),
+            dtype=str(dtype).removeprefix("torch."),
+            mode=spec.mode,
+            dims=dims,
+            input_shape=tuple(model_shape),
+            min_consistency=spec.min_consistency,
+            lattice=lattice if lattice is not None and any(k > 1 for k in lattice) else None,
+            notes=notes,
+        )
+        if spec.kind.startswith("rotation"):
+            result.angle_errors = [
+                (float(tr.params.get("angle", 90 * tr.params.get("k", 0))), tr.max_abs)
+                for tr in trials
+                if "angle" in tr.params or "k" in tr.params
+            ] or None
+        worst = _worst_transform(result, transform_list)
+        _attach_extras(spec, result, model, x, worst, dims, dev, batch_size)
+    for listener in list(RESULT_LISTENERS):
+        listener(result)
+    return result
+
+
+def _identity(spec: _Spec, dims: tuple[int, ...]) -> transforms.Transform | None:
+    if spec.mode in transforms.SHIFT_MODES:
+        canvas = (spec.max_shift,) * len(dims) if spec.mode == "crop" else None
+        return transforms.shift((0,) * len(dims), dims, spec.mode, canvas)
+    return None
+
+
+def _check_finite(leaves: runner.Leaves, what: str) -> None:
+    import torch
+
+    for path, t in leaves:
+        if t.is_floating_point() or t.is_complex():
+            if not bool(torch.isfinite(t).all()):
+                raise _usage(
+                    f"The model's output{path} contains NaN or inf for {what}; fix the model or its "
+                    f"initialisation, or pass inputs= in the range it expects."
+                )
+
+
+def _strides(
+    spec: _Spec, leaves: runner.Leaves, model_shape: tuple[int, ...], dims: tuple[int, ...]
+) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...] | None]:
+    """Return each spatial output leaf's stride per dim and their common lattice (None for invariance)."""
+    if not spec.equivariant or spec.kind == "custom":
+        return {}, None
+    ndim = len(model_shape)
+    strides: dict[str, tuple[int, ...]] = {}
+    for path, t in leaves:
+        if t.dim() != ndim:
+            continue
+        if spec.kind.startswith("rotation"):  # rotations act on any grid centred like the input's
+            strides[path] = (1,) * len(dims)
+            continue
+        stride = []
+        for d in dims:
+            n_in, n_out = model_shape[d], t.shape[d]
+            if n_out > n_in:
+                raise _usage(
+                    f"The output{path} is larger than the input along dim {d} ({n_out} > {n_in}); "
+                    f"check upsampling models with check_equivariant and a custom output transform."
+                )
+            if n_in % n_out == 0:
+                stride.append(n_in // n_out)
+            elif spec.mode in ("crop", "zero") and n_out > 0:
+                stride.append(max(1, round(n_in / n_out)))
+            else:
+                raise _usage(
+                    f"The output{path} has {n_out} pixels along dim {d} for {n_in} input pixels, not an "
+                    f"integer fraction, so a circular shift has no exact counterpart on it; pad the model "
+                    f"to keep sizes, or pass mode='crop' or mode='zero'."
+                )
+        strides[path] = tuple(stride)
+    if not strides:
+        raise _usage(
+            f"The model's output has no spatial dims to shift or rotate (shapes "
+            f"{', '.join(str(tuple(t.shape)) for _, t in leaves)}); use the invariance check instead."
+        )
+    if spec.kind.startswith("rotation"):
+        return strides, None
+    lattice = tuple(math.lcm(*(s[i] for s in strides.values())) for i in range(len(dims)))
+    return strides, lattice
+
+
+def _margin(
+    spec: _Spec,
+    model: Any,
+    ref_input: "Tensor",
+    dims: tuple[int, ...],
+    strides: dict[str, tuple[int, ...]],
+    notes: list[str],
+) -> int:
+    """Return the border margin in output pixels for crop/zero equivariance (0 elsewhere)."""
+    if not spec.equivariant or spec.mode not in ("crop", "zero"):
+        return spec.margin or 0
+    if spec.margin is not None:
+        notes.append(f"compared outputs at least {spec.margin} pixels from the border (margin={spec.margin})")
+        return spec.margin
+    radii = runner.receptive_radius(model, ref_input, dims)
+    if radii is None:
+        notes.append("the receptive field could not be measured; no border margin applied (pass margin=)")
+        return 0
+    coarsest = [max(s[i] for s in strides.values()) for i in range(len(dims))]
+    margin = max(math.ceil(r / k) + (1 if k > 1 else 0) for r, k in zip(radii, coarsest))
+    notes.append(
+        f"compared outputs at least {margin} pixels from the border (the measured receptive-field radius; "
+        f"pass margin= to override)"
+    )
+    return margin
+
+
+def _trial(
+    spec: _Spec,
+    t: transforms.Transform,
+    leaves: runner.Leaves,
+    ref_leaves: runner.Leaves,
+    strides: dict[str, tuple[int, ...]],
+    margin: int,
+    atol: float,
+    rtol: float,
+) -> Trial:
+    if [p for p, _ in leaves] != [p for p, _ in ref_leaves]:
+        raise _usage(
+            f"The model's output structure changed under {t.label}; return the same structure for every input."
+        )
+    comparisons = []
+    for (path, a), (_, b) in zip(leaves, ref_leaves):
+        mask = None
+        if spec.kind == "custom":
+            b = t.on_output(b)
+        elif path in strides:
+            b = t.on_output(b, strides[path])
+            mask = t.mask(tuple(b.shape), strides[path], margin, device=b.device)
+            if mask is not None and not bool(mask.any()):
+                raise _usage(
+                    f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
+                    f"{margin} pixels; pass a larger input_shape, a smaller max_shift, margin=, or mode='circular'."
+                )
+        if a.shape != b.shape:
+            raise _usage(
+                f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
+                f"was expected; make the output transform match the model, or check invariance."
+            )
+        comparisons.append(
+            metrics.compare(
+                a, b, atol=atol, rtol=rtol, mask=mask, leaf=path,
+                classifier=not spec.equivariant, min_consistency=spec.min_consistency,
+            )
+        )
+    judged = comparisons
+    if spec.min_consistency is not None:
+        judged = [c for c in comparisons if c.consistency is not None] or comparisons
+    w = metrics.worst(judged, by_consistency=spec.min_consistency is not None)
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in t.params.items()}
+    return Trial(
+        transform=t.label,
+        params=params,
+        max_abs=w.max_abs,
+        mean_abs=w.mean_abs,
+        rel_l2=w.rel_l2,
+        cosine=w.cosine,
+        passed=all(c.passed for c in judged),
+        leaf=w.leaf,
+        consistency=w.consistency,
+        prob_change=w.prob_change,
+    )
+
+
+def _worst_transform(result: CheckResult, transform_list: list[transforms.Transform]) -> transforms.Transform | None:
+    """The transform of the worst failing trial (or the worst trial when all passed)."""
+    if not result.trials:
+        return None
+    failing = [i for i, t in enumerate(result.trials) if not t.passed] or list(range(len(result.trials)))
+    index = max(failing, key=lambda i: result.trials[i].max_abs)
+    return transform_list[index]
+
+
+def _attach_extras(
+    spec: _Spec,
+    result: CheckResult,
+    model: Any,
+    x: "Tensor",
+    worst: transforms.Transform | None,
+    dims: tuple[int, ...],
+    dev: "torch.device",
+    batch_size: int,
+) -> None:
+    """Fill result.profile (per-layer localisation) and result.grid when asked for and available."""
+    want_profile = spec.localize is True or (spec.localize is None and not result.passed)
+    if want_profile and worst is not None:
+        localize = _optional("pytest_equivariance.check.localize", "localize")
+        if localize is not None:
+            try:
+                result.profile = localize(
+                    model, x, worst, equivariant=spec.equivariant, device=dev, batch_size=batch_size
+                )
+            except EquivarianceUsageError as exc:
+                result.notes.append(f"per-layer localisation skipped: {exc}")
+            except Exception as exc:  # the check's verdict stands even if the profile cannot be made
+                result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
+    if spec.grid and spec.kind.startswith("shift"):
+        shift_grid = _optional("pytest_equivariance.check.grid", "shift_grid")
+        if shift_grid is not None:
+            try:
+                result.grid = shift_grid(
+                    model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
+                    batch_size=batch_size, lattice=result.lattice,
+                )
+            except EquivarianceUsageError as exc:
+                result.notes.append(f"shift grid skipped: {exc}")
+            except Exception as exc:
+                result.notes.append(f"shift grid failed: {type(exc).__name__}: {exc}")
+
+
+def _optional(module: str, name: str) -> Any:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+    return getattr(mod, name, None)

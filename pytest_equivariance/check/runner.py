@@ -1,0 +1,313 @@
+"""Batched, chunked, device-aware evaluation of a model on many transformed inputs.
+
+A check puts every transformed copy of the inputs through the model under ``torch.inference_mode()``
+in chunks of ``batch_size`` images (chosen from a memory budget when not given), so a 32-shift check
+costs about one batched forward pass. While it runs, :func:`prepared` puts the model in eval mode on
+the check's device and switches TF32 off, and puts everything back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
+
+from pytest_equivariance.errors import EquivarianceUsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+#: Output leaves: ``(path, tensor)`` pairs, the path as a report prints it ("", "['logits']", "[0]", ".boxes").
+Leaves = list[tuple[str, "Tensor"]]
+
+#: Memory a check may use for activations when ``batch_size`` is not given, in bytes.
+CPU_BUDGET = 1 << 30
+#: On CUDA: this fraction of the free device memory.
+CUDA_BUDGET_FRACTION = 0.25
+#: Peak memory of a forward pass per image, as a multiple of its largest activation: the input and
+#: output of the widest layer, and workspace.
+ACTIVATION_FACTOR = 4
+MAX_AUTO_BATCH = 1024
+
+
+@dataclass
+class Prepared:
+    """The model ready for a check: where it runs, in which dtype, and what was changed for it."""
+
+    model: "nn.Module"
+    device: "torch.device"
+    dtype: "torch.dtype"
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_device(device: "str | torch.device | None", model: "nn.Module | None" = None) -> "torch.device":
+    """Return the torch device for ``device``: None = the model's own device, "auto" = CUDA when available."""
+    import torch
+
+    if device is None:
+        return model_device(model) if model is not None else torch.device("cpu")
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise EquivarianceUsageError(
+            f"device={device!r} is not a device; pass 'cpu', 'cuda', 'cuda:N' or 'auto'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EquivarianceUsageError(
+                f"device={device!r} asks for CUDA but torch sees no CUDA device; pass device='cpu' or 'auto'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise EquivarianceUsageError(
+                f"device={device!r} does not exist (torch sees {torch.cuda.device_count()} CUDA devices); "
+                f"pass an index below that, or 'auto'."
+            )
+    return resolved
+
+
+def model_device(model: "nn.Module") -> "torch.device":
+    """Return the device of the model's first parameter or buffer (CPU when it has none)."""
+    import torch
+
+    for t in _tensors(model):
+        return t.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: "nn.Module") -> "torch.dtype | None":
+    """Return the dtype of the model's first floating-point parameter or buffer, or None."""
+    for t in _tensors(model):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def _tensors(model: "nn.Module") -> Iterator["Tensor"]:
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+@contextlib.contextmanager
+def prepared(model: "nn.Module", device: "torch.device", dtype: "torch.dtype") -> Iterator[Prepared]:
+    """Run the block with the model in eval mode on ``device`` and TF32 off; restore all three after.
+
+    Training flags are restored module by module (a model may be partly frozen on purpose), and the
+    model goes back to the device it came from.
+    """
+    import torch
+
+    notes: list[str] = []
+    training = {name: m.training for name, m in model.named_modules()}
+    if any(training.values()):
+        notes.append("model was in train mode; checked in eval mode (dropout off, batch-norm running statistics) and restored")
+    original_device = model_device(model)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        model.eval()
+        if original_device != device and any(True for _ in _tensors(model)):
+            model.to(device)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        yield Prepared(model, device, dtype, notes)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        if original_device != device and any(True for _ in _tensors(model)):
+            model.to(original_device)
+        for name, m in model.named_modules():
+            m.training = training.get(name, m.training)
+
+
+def flatten_output(output: Any, path: str = "") -> Leaves:
+    """Return the tensors in a (nested) model output with their paths, in a stable order.
+
+    Tensors, tuples, lists, dicts and namedtuples (fields as ``.name``) are walked; other values
+    (None, ints, strings) carry no figures and are skipped.
+    """
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return [(path, output)]
+    if isinstance(output, dict):
+        return [leaf for k, v in output.items() for leaf in flatten_output(v, f"{path}[{k!r}]")]
+    if isinstance(output, tuple) and hasattr(output, "_fields"):
+        return [leaf for k in output._fields for leaf in flatten_output(getattr(output, k), f"{path}.{k}")]
+    if isinstance(output, (tuple, list)):
+        return [leaf for i, v in enumerate(output) for leaf in flatten_output(v, f"{path}[{i}]")]
+    return []
+
+
+def forward(model: "nn.Module", x: "Tensor") -> Leaves:
+    """Return the model's output leaves for ``x`` under ``torch.inference_mode()``.
+
+    Errors the model raises on the input (wrong shape, dtype, channels) become a usage error.
+    """
+    import torch
+
+    try:
+        with torch.inference_mode():
+            output = model(x)
+    except EquivarianceUsageError:
+        raise
+    except Exception as exc:
+        raise EquivarianceUsageError(
+            f"The model rejected an input of shape {tuple(x.shape)} ({type(exc).__name__}: "
+            f"{_first_line(exc)}); pass inputs= or input_shape= that the model accepts."
+        ) from exc
+    leaves = flatten_output(output)
+    if not leaves:
+        raise EquivarianceUsageError(
+            f"The model returned {type(output).__name__}, which holds no tensor to compare; "
+            f"return a tensor, or a tuple, list, dict or namedtuple of tensors."
+        )
+    return leaves
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else "no message"
+
+
+def activation_bytes_per_image(model: "nn.Module", x: "Tensor") -> tuple[Leaves, int]:
+    """Return the output leaves for ``x`` and the bytes of the largest single activation per image.
+
+    Forward hooks on the leaf modules see every intermediate tensor once; the widest one bounds the
+    peak memory of an inference pass (which frees activations as it goes).
+    """
+    largest = [x.numel() * x.element_size()]
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        for _, t in flatten_output(output):
+            largest[0] = max(largest[0], t.numel() * t.element_size())
+
+    handles = []
+    try:
+        for m in model.modules():
+            if next(m.children(), None) is None:
+                handles.append(m.register_forward_hook(hook))
+    except (AttributeError, RuntimeError):  # scripted modules do not take Python hooks
+        pass
+    try:
+        leaves = forward(model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    for _, t in leaves:
+        largest[0] = max(largest[0], t.numel() * t.element_size())
+    n = max(x.shape[0], 1) if x.dim() else 1
+    return leaves, max(1, largest[0] // n)
+
+
+def auto_batch_size(per_image_bytes: int, device: "torch.device") -> int:
+    """Return how many images fit one chunk within the memory budget for ``device``."""
+    import torch
+
+    budget = CPU_BUDGET
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        budget = int(free * CUDA_BUDGET_FRACTION)
+    return int(max(1, min(MAX_AUTO_BATCH, budget // (ACTIVATION_FACTOR * per_image_bytes))))
+
+
+def run_batches(
+    model: "nn.Module", jobs: Iterable[tuple[Hashable, "Tensor"]], batch_size: int
+) -> Iterator[tuple[Hashable, Leaves]]:
+    """Yield ``(key, output leaves)`` for each ``(key, inputs)`` job, forwarding chunks of ``batch_size`` images.
+
+    Jobs are packed together (several small jobs share one forward pass) or split (a job larger than
+    a chunk spans several), and each job's outputs are yielded as soon as they are complete, so only
+    the chunk in flight is held in memory.
+    """
+    import torch
+
+    pending: list[tuple[Hashable, "Tensor", bool]] = []
+    pieces: dict[Hashable, list[Leaves]] = {}
+    count = 0
+
+    def flush() -> Iterator[tuple[Hashable, Leaves]]:
+        batch = torch.cat([x for _, x, _ in pending]) if len(pending) > 1 else pending[0][1]
+        leaves = forward(model, batch)
+        sizes = [x.shape[0] for _, x, _ in pending]
+        split = []
+        for path, t in leaves:
+            if t.dim() == 0 or t.shape[0] != batch.shape[0]:
+                raise EquivarianceUsageError(
+                    f"Model output{path} has shape {tuple(t.shape)}, without the batch dim of the input "
+                    f"({batch.shape[0]}); return outputs with the batch first, or pass batch_size=1."
+                )
+            split.append((path, t.split(sizes)))
+        for i, (key, _, last) in enumerate(pending):
+            pieces.setdefault(key, []).append([(path, parts[i]) for path, parts in split])
+            if last:
+                parts_of_key = pieces.pop(key)
+                if len(parts_of_key) == 1:
+                    yield key, parts_of_key[0]
+                else:
+                    yield key, [
+                        (path, torch.cat([p[j][1] for p in parts_of_key])) for j, (path, _) in enumerate(parts_of_key[0])
+                    ]
+
+    for key, x in jobs:
+        n, start = x.shape[0], 0
+        while start < n:
+            take = min(batch_size - count, n - start)
+            pending.append((key, x[start : start + take], start + take == n))
+            count += take
+            start += take
+            if count == batch_size:
+                yield from flush()
+                pending, count = [], 0
+    if pending:
+        yield from flush()
+
+
+def receptive_radius(model: "nn.Module", x: "Tensor", dims: tuple[int, ...]) -> tuple[float, ...] | None:
+    """Return, per spatial dim, how far (input pixels) the centre output pixel sees; None if unmeasurable.
+
+    Measured as the support of the gradient of the spatial outputs' centre pixels (mixed with fixed
+    random weights, so channels cannot cancel) with respect to one input image: the extent of the
+    receptive field that actually matters, padding included. Crop and zero shifts compare only
+    outputs at least this far from the border.
+    """
+    import torch
+
+    ndim = x.dim()
+    probe = x[:1].detach().clone().requires_grad_(True)
+    gen = torch.Generator().manual_seed(0)
+    try:
+        with torch.enable_grad():
+            leaves = flatten_output(model(probe))
+            total = None
+            centres: list[tuple[int, ...]] = []
+            for _, t in leaves:
+                if t.dim() != ndim or not t.is_floating_point() or not t.requires_grad:
+                    continue
+                index: list[Any] = [slice(None)] * ndim
+                centre = tuple(t.shape[d] // 2 for d in dims)
+                for d, c in zip(dims, centre):
+                    index[d] = c
+                pick = t[tuple(index)]
+                weights = torch.randn(pick.shape, generator=gen, dtype=torch.float64).to(pick)
+                term = (pick * weights).sum()
+                total = term if total is None else total + term
+                scale = tuple(x.shape[d] / t.shape[d] for d in dims)
+                centres.append(tuple((c + 0.5) * s - 0.5 for c, s in zip(centre, scale)))
+            if total is None:
+                return None
+            (grad,) = torch.autograd.grad(total, probe)
+    except Exception:  # some models cannot run under autograd (inference-only kernels)
+        return None
+    support = grad.detach().abs()
+    radii = []
+    for i, d in enumerate(dims):
+        other = [k for k in range(ndim) if k != d % ndim]
+        profile = support.sum(dim=other) if other else support
+        hit = torch.nonzero(profile > 0).flatten()
+        if hit.numel() == 0:
+            radii.append(0.0)
+            continue
+        centre = max(c[i] for c in centres)
+        radii.append(max(centre - hit.min().item(), hit.max().item() - min(c[i] for c in centres), 0.0))
+    return tuple(radii)

@@ -1,0 +1,306 @@
+"""Group actions on tensors: shifts, quarter turns, flips, rotations by any angle, custom pairs.
+
+A :class:`Transform` is one group element ``g``. It acts on the model's input (:meth:`Transform.on_input`)
+and on its output (:meth:`Transform.on_output`), where the output grid may be ``stride`` times coarser
+than the input's. Equivariance means ``model(g·x) == g·model(x)``; invariance ``model(g·x) == model(x)``.
+
+Spatial dims are the trailing dims of a ``(batch, channels, *spatial)`` tensor, always written as
+negative indices (``(-2, -1)`` for images). Three ways to shift, because real models pad differently:
+
+- ``circular``: ``torch.roll``. Exact for circular-padded models, so any difference is the model's.
+- ``crop``: the model sees crops of a larger canvas at different offsets (Zhang 2019's protocol); the
+  content at the borders is real, so zero-padded models are judged fairly. The canvas is ``margin``
+  pixels larger than the crop on each side; :meth:`Transform.reference` is the central crop.
+- ``zero``: content shifted in with zeros. Only the part of the output the border cannot reach is
+  compared (:meth:`Transform.mask`).
+
+Rotations by quarter turns and flips (``mode="exact"``) permute pixels exactly; rotations by other
+angles (``mode="interp"``) resample with bilinear interpolation, and only the disk inscribed in the
+image is compared, because the corners leave the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+SHIFT_MODES = ("circular", "crop", "zero")
+ROTATION_MODES = ("exact", "interp")
+
+_AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
+_DIM_NAMES = {-1: "W", -2: "H", -3: "D"}
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One group element acting on a model's input and output spatial dims.
+
+    ``params`` is machine-readable (``{"shift": (1, -3)}`` in input pixels, ``{"k": 1}``,
+    ``{"axis": -1}``, ``{"angle": 30.0}``); ``label`` is what a report prints.
+    """
+
+    label: str
+    family: str  # "shift" | "rot90" | "flip" | "angle" | "custom"
+    params: dict[str, Any]
+    dims: tuple[int, ...]
+    mode: str  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
+    # crop mode: how far the canvas extends beyond the crop on each side of each dim, in pixels.
+    canvas: tuple[int, ...] | None = None
+    input_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
+    output_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
+
+    # -- acting on tensors -------------------------------------------------------------------
+
+    def reference(self, x: "Tensor") -> "Tensor":
+        """Return the untransformed model input that goes with ``x``.
+
+        The identity for every mode except ``crop`` (the central crop of the canvas) and ``interp``
+        (the image masked to its inscribed disk, so that corners do not count on either side).
+        """
+        if self.mode == "crop":
+            return _crop(x, self.dims, self.canvas, (0,) * len(self.dims))
+        if self.mode == "interp":
+            return x * disk_mask(x.shape, self.dims, dtype=x.dtype, device=x.device)
+        return x
+
+    def on_input(self, x: "Tensor") -> "Tensor":
+        """Return ``g·x`` (in crop mode ``x`` is the canvas and the result a shifted crop of it)."""
+        import torch
+
+        family, p = self.family, self.params
+        if family == "shift":
+            shift = p["shift"]
+            if self.mode == "circular":
+                return torch.roll(x, shift, self.dims)
+            if self.mode == "crop":
+                return _crop(x, self.dims, self.canvas, shift)
+            return _shift_zero(x, shift, self.dims)
+        if family == "rot90":
+            return torch.rot90(x, p["k"], self.dims)
+        if family == "flip":
+            return torch.flip(x, (p["axis"],))
+        if family == "angle":
+            return rotate(self.reference(x), p["angle"], self.dims)
+        if family == "custom":
+            assert self.input_fn is not None
+            return self.input_fn(x)
+        raise ValueError(f"unknown transform family {family!r}")
+
+    def on_output(self, y: "Tensor", stride: tuple[int, ...] | None = None) -> "Tensor":
+        """Return ``g·y`` for an output whose grid is ``stride`` times coarser than the input's.
+
+        A shift by ``Δ`` input pixels is a shift by ``Δ / stride`` output pixels; the caller makes
+        sure it divides (see :func:`output_shift`). In crop and zero modes the result is rolled, and
+        :meth:`mask` marks which part of it is meaningful.
+        """
+        import torch
+
+        family, p = self.family, self.params
+        if family == "shift":
+            return torch.roll(y, output_shift(p["shift"], stride), self.dims)
+        if family == "rot90":
+            return torch.rot90(y, p["k"], self.dims)
+        if family == "flip":
+            return torch.flip(y, (p["axis"],))
+        if family == "angle":
+            return rotate(y, p["angle"], self.dims)
+        if family == "custom":
+            return y if self.output_fn is None else self.output_fn(y)
+        raise ValueError(f"unknown transform family {family!r}")
+
+    def mask(
+        self,
+        shape: tuple[int, ...],
+        stride: tuple[int, ...] | None = None,
+        margin: tuple[int, ...] | int = 0,
+        device: Any = None,
+    ) -> "Tensor | None":
+        """Return a boolean mask over ``shape`` of the output elements worth comparing, or None for all.
+
+        Shifts in crop and zero modes exclude what was shifted in at the border, plus ``margin``
+        output pixels at every border (the reach of the model's padding); rotations by interpolation
+        keep the inscribed disk, shrunk by ``margin``.
+        """
+        import torch
+
+        nd = len(self.dims)
+        margins = (margin,) * nd if isinstance(margin, int) else tuple(margin)
+        if self.family == "shift" and self.mode in ("crop", "zero"):
+            out_shift = output_shift(self.params["shift"], stride)
+            keep = torch.ones(shape, dtype=torch.bool, device=device)
+            for dim, s, m in zip(self.dims, out_shift, margins):
+                n = shape[dim]
+                lo, hi = m + max(s, 0), n - m + min(s, 0)
+                index = torch.arange(n, device=device)
+                line = (index >= lo) & (index < hi)
+                view = [1] * len(shape)
+                view[dim] = n
+                keep = keep & line.view(view)
+            return keep
+        if self.family == "angle":
+            return disk_mask(shape, self.dims, margin=max(margins, default=0), device=device) > 0.5
+        return None
+
+
+# -- constructors ----------------------------------------------------------------------------
+
+
+def shift(
+    delta: tuple[int, ...], dims: tuple[int, ...], mode: str = "circular", canvas: tuple[int, ...] | None = None
+) -> Transform:
+    """Return the shift by ``delta`` input pixels along ``dims`` (content moves towards higher indices)."""
+    delta = tuple(int(d) for d in delta)
+    names = _AXIS_NAMES[len(dims)] if len(dims) in _AXIS_NAMES else [f"d{i}" for i in range(len(dims))]
+    parts = ", ".join(f"d{n}={d:+d}" for n, d in zip(names, delta))
+    return Transform(
+        label=f"shift ({parts})",
+        family="shift",
+        params={"shift": delta},
+        dims=tuple(dims),
+        mode=mode,
+        canvas=tuple(canvas) if canvas is not None else None,
+    )
+
+
+def rot90(k: int, dims: tuple[int, int] = (-2, -1)) -> Transform:
+    """Return the rotation by ``k`` quarter turns in the plane ``dims`` (counter-clockwise, as torch.rot90)."""
+    return Transform(label=f"rot90 ×{k % 4}", family="rot90", params={"k": k % 4}, dims=tuple(dims), mode="exact")
+
+
+def flip(axis: int, dims: tuple[int, ...] = (-2, -1)) -> Transform:
+    """Return the mirror image along spatial dim ``axis``."""
+    name = _DIM_NAMES.get(axis, str(axis))
+    return Transform(label=f"flip {name}", family="flip", params={"axis": axis}, dims=tuple(dims), mode="exact")
+
+
+def rotation(angle: float, dims: tuple[int, int] = (-2, -1)) -> Transform:
+    """Return the rotation by ``angle`` degrees (counter-clockwise) resampled by bilinear interpolation."""
+    angle = float(angle)
+    return Transform(
+        label=f"rotate {angle:g}°", family="angle", params={"angle": angle}, dims=tuple(dims), mode="interp"
+    )
+
+
+def custom(
+    input_fn: Callable[["Tensor"], "Tensor"],
+    output_fn: Callable[["Tensor"], "Tensor"] | None,
+    dims: tuple[int, ...] = (),
+    label: str | None = None,
+) -> Transform:
+    """Return a transform that applies ``input_fn`` to inputs and ``output_fn`` (None: nothing) to outputs."""
+    name = label or getattr(input_fn, "__name__", "custom")
+    if name == "<lambda>":
+        name = "custom"
+    return Transform(
+        label=name,
+        family="custom",
+        params={},
+        dims=tuple(dims),
+        mode="custom",
+        input_fn=input_fn,
+        output_fn=output_fn,
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def output_shift(delta: tuple[int, ...], stride: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Return the shift in output pixels for ``delta`` input pixels on a grid ``stride`` times coarser."""
+    if stride is None:
+        return tuple(delta)
+    out = []
+    for d, k in zip(delta, stride):
+        if d % k:
+            raise ValueError(f"shift {d} is not a multiple of the output stride {k}")
+        out.append(d // k)
+    return tuple(out)
+
+
+def _crop(x: "Tensor", dims: tuple[int, ...], canvas: tuple[int, ...] | None, delta: tuple[int, ...]) -> "Tensor":
+    # Content moving by +d means the window moves by -d over the canvas.
+    assert canvas is not None
+    for dim, m, d in zip(dims, canvas, delta):
+        size = x.shape[dim] - 2 * m
+        x = x.narrow(dim, m - d, size)
+    return x
+
+
+def _shift_zero(x: "Tensor", delta: tuple[int, ...], dims: tuple[int, ...]) -> "Tensor":
+    import torch
+
+    out = torch.roll(x, delta, dims)
+    for dim, d in zip(dims, delta):
+        if d > 0:
+            out.narrow(dim, 0, min(d, out.shape[dim])).zero_()
+        elif d < 0:
+            n = min(-d, out.shape[dim])
+            out.narrow(dim, out.shape[dim] - n, n).zero_()
+    return out
+
+
+def disk_mask(
+    shape: tuple[int, ...],
+    dims: tuple[int, ...] = (-2, -1),
+    *,
+    margin: int = 0,
+    dtype: Any = None,
+    device: Any = None,
+) -> "Tensor":
+    """Return a 0/1 tensor broadcastable to ``shape``: 1 inside the disk inscribed in the plane ``dims``.
+
+    The disk's radius is half the smaller side less ``margin`` pixels, measured between pixel centres
+    about the image centre, so it is symmetric under quarter turns and flips.
+    """
+    import torch
+
+    ndim = len(shape)
+    hy, wx = shape[dims[0]], shape[dims[1]]
+    ys = torch.arange(hy, dtype=torch.float64, device=device) - (hy - 1) / 2
+    xs = torch.arange(wx, dtype=torch.float64, device=device) - (wx - 1) / 2
+    radius = min(hy, wx) / 2 - margin
+    inside = (ys[:, None] ** 2 + xs[None, :] ** 2) <= radius**2
+    view = [1] * ndim
+    view[dims[0]], view[dims[1]] = hy, wx
+    out = inside.view(view) if dims[0] % ndim < dims[1] % ndim else inside.t().reshape(view)
+    return out.to(dtype=dtype or torch.get_default_dtype())
+
+
+def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1)) -> "Tensor":
+    """Return ``x`` rotated by ``angle`` degrees counter-clockwise about the centre of the plane ``dims``.
+
+    Bilinear interpolation (``grid_sample``, zeros outside); quarter turns land on pixel centres, so
+    they agree with ``torch.rot90`` up to rounding. Pixel coordinates are used rather than normalised
+    ones, so non-square planes rotate rigidly too.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ndim = x.dim()
+    a, b = dims[0] % ndim, dims[1] % ndim
+    # Move the plane to the last two dims and fold everything else into the batch.
+    perm = [d for d in range(ndim) if d not in (a, b)] + [a, b]
+    moved = x.permute(perm)
+    lead = moved.shape[:-2]
+    h, w = moved.shape[-2:]
+    work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    flat = moved.reshape(-1, 1, h, w).to(work_dtype)
+    theta = math.radians(angle)
+    cos, sin = math.cos(theta), math.sin(theta)
+    ys = torch.arange(h, dtype=torch.float64, device=x.device) - (h - 1) / 2
+    xs = torch.arange(w, dtype=torch.float64, device=x.device) - (w - 1) / 2
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    # Inverse map: each output pixel samples the input at the point the rotation carries onto it.
+    # Rows grow downwards, so the signs are those that make θ = 90° equal torch.rot90(k=1).
+    src_x = cos * xx - sin * yy
+    src_y = sin * xx + cos * yy
+    grid = torch.stack((src_x / (w / 2), src_y / (h / 2)), dim=-1)
+    grid = grid.to(work_dtype).unsqueeze(0).expand(flat.shape[0], h, w, 2)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = out.reshape(*lead, h, w).to(x.dtype)
+    inverse = [perm.index(d) for d in range(ndim)]
+    return out.permute(inverse).contiguous()

@@ -1,0 +1,349 @@
+"""``equiv-lint``: lint PyTorch models for layers that break shift equivariance.
+
+::
+
+    equiv-lint models/net.py                      # every model the file defines
+    equiv-lint models/net.py::Net mypkg.zoo:build --format sarif > equiv.sarif
+    equiv-lint --explain EQ001
+
+Exit codes follow ruff's: 0 when no finding is at or above the fail level, 1 when one is, 2 for a
+usage, config or load error (the other targets of the call are still linted). The command is a thin
+shell: targets are loaded by :mod:`pytest_equivariance.lint.loader`, linted by
+:func:`pytest_equivariance.lint.lint_model` and drawn by the renderers in
+:mod:`pytest_equivariance.report`. See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pytest_equivariance import __version__
+from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+from pytest_equivariance.lint.config import LintConfig, is_excluded, load_config, parse_codes
+from pytest_equivariance.lint.findings import ModelReport, Severity
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pytest_equivariance.lint.loader import ModelSource
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+FORMATS = ("text", "json", "sarif", "github")
+PROG = "equiv-lint"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``equiv-lint`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
+    try:
+        return _main(argv, sys.stdout, sys.stderr)
+    except BrokenPipeError:  # `equiv-lint ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FINDINGS
+
+
+def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except EquivarianceUsageError as exc:
+        _error(stderr, exc)
+        return EXIT_ERROR
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    if args.version:
+        print(f"{PROG} {__version__}", file=stdout)
+        return EXIT_CLEAN
+    try:
+        # Rule documentation needs no settings: it works even where pyproject.toml is broken.
+        if args.list_rules:
+            return _list_rules(stdout, args.format)
+        if args.explain:
+            return _explain(stdout, args.explain)
+        config = _configure(args)
+        targets = _targets(args, config)
+    except EquivarianceUsageError as exc:
+        _error(stderr, exc, verbose=args.verbose)
+        return EXIT_ERROR
+
+    console = _console(stdout) if args.format == "text" else None
+    run = Run(config=config, verbose=args.verbose, allow_no_model=args.allow_no_model, stderr=stderr)
+    for text, root in targets:
+        for report in run.lint_target(text, root):
+            if console is not None:
+                from pytest_equivariance.report.findings_text import render_model
+
+                render_model(
+                    console, report, location=run.locations.get(report.target), verbose=args.verbose
+                )
+    _render(args.format, run, stdout, console)
+    if run.failed:
+        return EXIT_ERROR
+    worst = [f for r in run.reports for f in r.findings if f.severity.rank >= config.fail_level.rank]
+    return EXIT_FINDINGS if worst and not args.exit_zero else EXIT_CLEAN
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``equiv-lint`` (usage errors raise EquivarianceUsageError)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Lint PyTorch models for layers that break shift equivariance (aliasing "
+        "downsamplers and friends) and say what to use instead.",
+        epilog="Targets: models/net.py (every model it defines), models/net.py::Name, "
+        "pkg.module:name. Settings: [tool.equiv-lint] in pyproject.toml. "
+        "Exit codes: 0 clean, 1 findings at or above the fail level, 2 usage or load error.",
+    )
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help="model files or names to lint")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument(
+        "--select", action="append", metavar="CODES", help="rules to run: codes or prefixes, comma-separated (ALL for every rule)"
+    )
+    parser.add_argument("--ignore", action="append", metavar="CODES", help="rules to skip, comma-separated")
+    parser.add_argument(
+        "--fail-level",
+        choices=[s.value for s in Severity],
+        help="lowest severity that makes the exit code 1 (default: warning)",
+    )
+    parser.add_argument("--input-shape", metavar="SHAPE", help="example input shape, e.g. 1,3,224,224 (default: inferred)")
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: nearest pyproject.toml with [tool.equiv-lint])")
+    parser.add_argument(
+        "--allow-no-model",
+        action="store_true",
+        help="skip file targets that define no model instead of failing (for pre-commit)",
+    )
+    parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    parser.add_argument("--list-rules", action="store_true", help="list the rules and exit")
+    parser.add_argument("--explain", metavar="CODE", help="explain a rule (e.g. EQ001) and exit")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+@dataclass
+class Run:
+    """The state of one ``equiv-lint`` call: reports in target order, which failed, where models live."""
+
+    config: LintConfig
+    verbose: bool = False
+    allow_no_model: bool = False
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    reports: list[ModelReport] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    locations: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+
+    def lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
+        """Load one target, lint each model it names, and return the new reports (errors included)."""
+        from pytest_equivariance.lint.loader import (
+            NoModelFoundError,
+            display_path,
+            load_target,
+            mentions_torch,
+            parse_target,
+        )
+
+        start = len(self.reports)
+        try:
+            target = parse_target(text, root=root)
+            if target.is_file and target.name is None:
+                if is_excluded(target.path, self.config):  # type: ignore[arg-type]
+                    self._skip(f"{display_path(target.path)} (excluded by config)")  # type: ignore[arg-type]
+                    return []
+                if target.path.is_file() and not mentions_torch(target.path):  # type: ignore[union-attr]
+                    self._skip(f"{display_path(target.path)} (does not mention torch)")  # type: ignore[arg-type]
+                    return []
+            with load_target(target, factories=self.config.factories) as loaded:
+                self.skipped += [f"{text}: {s}" for s in loaded.skipped]
+                for source in loaded.sources:
+                    self._lint_source(source, explicit=target.name is not None)
+        except NoModelFoundError as exc:
+            if self.allow_no_model:
+                self._skip(f"{text} ({exc})")
+            else:
+                self._fail(text, exc)
+        except EquivarianceUsageError as exc:
+            self._fail(text, exc)
+        return self.reports[start:]
+
+    def _lint_source(self, source: "ModelSource", *, explicit: bool) -> None:
+        from pytest_equivariance.inputs import infer_input_shape
+        from pytest_equivariance.lint import lint_model
+
+        self.locations[source.target] = (source.file, source.line)
+        model = None
+        try:
+            model = source.build()
+            shape = self.config.input_shape
+            if shape is None and not explicit:
+                # Found by discovery (a loss or a helper module, say): without a layer to read the
+                # channels from it is not a model to lint, unless the user names it.
+                try:
+                    infer_input_shape(model)
+                except InputShapeError:
+                    self._skip(
+                        f"{source.target} (no conv or linear layer to infer an input shape from; "
+                        f"name it with --input-shape to lint it)"
+                    )
+                    return
+            report = lint_model(
+                model,
+                shape,
+                target=source.target,
+                select=list(self.config.select) if self.config.select is not None else None,
+                ignore=list(self.config.ignore) or None,
+                per_module_ignores={k: list(v) for k, v in self.config.per_module_ignores.items()} or None,
+            )
+        except EquivarianceUsageError as exc:
+            self._fail(source.target, exc)
+        except Exception as exc:  # a bug in the linter: report it, lint the rest
+            error = RuntimeError(
+                f"{source.target}: the linter failed with {type(exc).__name__}: {exc}; rerun with "
+                f"--verbose and report this with the traceback."
+            )
+            error.__cause__ = exc
+            self._fail(source.target, error)
+        else:
+            self.reports.append(report)
+        finally:
+            del model
+
+    def _fail(self, target: str, exc: BaseException) -> None:
+        from pytest_equivariance.lint.loader import failed_report
+
+        self.failed.append(target)
+        self.reports.append(failed_report(target, exc))
+        _error(self.stderr, exc, verbose=self.verbose)
+
+    def _skip(self, note: str) -> None:
+        self.skipped.append(note)
+        if self.verbose:
+            print(f"{PROG}: skipped {note}", file=self.stderr)
+
+
+# -- steps of main --------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print usage and exit
+        raise EquivarianceUsageError(f"{message[:1].upper()}{message[1:]}; see {PROG} --help.")
+
+
+def _configure(args: argparse.Namespace) -> LintConfig:
+    """Return the settings file's config with the command-line flags applied on top."""
+    from pytest_equivariance.inputs import parse_shape
+
+    config = load_config(args.config)
+    changes: dict[str, Any] = {}
+    for flag in ("select", "ignore"):
+        values = getattr(args, flag)
+        if values is not None:
+            try:
+                changes[flag] = parse_codes(",".join(values))
+            except ValueError as exc:
+                raise EquivarianceUsageError(f"Bad --{flag}: {exc}.") from None
+    if args.fail_level is not None:
+        changes["fail_level"] = Severity.parse(args.fail_level)
+    if args.input_shape is not None:
+        changes["input_shape"] = parse_shape(args.input_shape)
+    return config.override(**changes)
+
+
+def _targets(args: argparse.Namespace, config: LintConfig) -> list[tuple[str, Path | None]]:
+    """Return (target, directory it is relative to): the command line's, else the config's."""
+    if args.targets:
+        return [(t, None) for t in args.targets]
+    if config.targets:
+        return [(t, config.root) for t in config.targets]
+    raise EquivarianceUsageError(
+        f"No targets given; pass a model file (e.g. {PROG} models/net.py) or set targets in "
+        f"[tool.equiv-lint] in pyproject.toml."
+    )
+
+
+def _list_rules(stdout: IO[str], fmt: str) -> int:
+    from pytest_equivariance.lint.rules import RULES
+
+    if fmt == "json":
+        import json
+
+        rows = [
+            {
+                "code": r.code,
+                "name": r.name,
+                "severity": r.severity.value,
+                "enabled_by_default": r.enabled_by_default,
+                "summary": r.summary,
+            }
+            for r in RULES.values()
+        ]
+        print(json.dumps(rows, indent=2), file=stdout)
+    else:
+        from pytest_equivariance.report.findings_text import render_rule_table
+
+        render_rule_table(_console(stdout), RULES)
+    return EXIT_CLEAN
+
+
+def _explain(stdout: IO[str], code: str) -> int:
+    from pytest_equivariance.lint.rules import RULES
+    from pytest_equivariance.report.findings_text import render_explanation
+
+    rule = RULES.get(code.strip().upper())
+    if rule is None:
+        raise EquivarianceUsageError(
+            f"Unknown rule code {code!r}; the rules are {', '.join(RULES)} ({PROG} --list-rules)."
+        )
+    console = _console(stdout)
+    render_explanation(console, rule, markdown=console.is_terminal)
+    return EXIT_CLEAN
+
+
+def _render(fmt: str, run: Run, stdout: IO[str], console: "Console | None") -> None:
+    if fmt == "text":
+        from pytest_equivariance.report.findings_text import render_summary
+
+        assert console is not None
+        if run.skipped and (run.verbose or not run.reports):
+            for note in run.skipped:
+                console.print(f"skipped {note}", markup=False, highlight=False, style="dim")
+        render_summary(console, run.reports, fail_level=run.config.fail_level)
+    elif fmt == "json":
+        from pytest_equivariance.report.findings_json import render_json
+
+        print(render_json(run.reports), file=stdout)
+    elif fmt == "sarif":
+        from pytest_equivariance.lint.rules import RULES
+        from pytest_equivariance.report.sarif import render_sarif
+
+        print(render_sarif(run.reports, RULES, tool_version=__version__, locations=run.locations), file=stdout)
+    else:
+        from pytest_equivariance.report.github import render_github
+
+        stdout.write(render_github(run.reports, locations=run.locations))
+
+
+def _console(stdout: IO[str]) -> "Console":
+    from rich.console import Console
+
+    # soft_wrap: one finding per line, whatever the terminal width (grep- and editor-friendly).
+    return Console(file=stdout, soft_wrap=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
+def _error(stderr: IO[str], exc: BaseException, *, verbose: bool = False) -> None:
+    if verbose:
+        cause = exc.__cause__ or exc
+        stderr.write("".join(traceback.format_exception(cause)))
+    print(f"{PROG}: error: {exc}", file=stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""``antialias(model)``: rewrite the aliasing downsamplers the linter flags, keeping the weights.
+
+The linter is the one source of truth for what aliases: ``antialias`` runs
+``lint_model(model, select=["EQ001", "EQ002", "EQ003"])`` and rewrites exactly the module findings:
+
+============================  =============================================================
+flagged layer                 replacement (same output shape, same parameter names)
+============================  =============================================================
+EQ001 ``MaxPoolNd(k, s)``     ``MaxBlurPoolNd(k, s)``: max pool stride 1, then BlurPool(s)
+EQ002 ``ConvNd(stride=s)``    ``AntialiasedConvNd``: BlurPool(stride 1), then the conv with
+                              its stride (``conv="blur_first"``, default); or the conv with
+                              stride 1, then BlurPool(s) (``conv="conv_then_blur"``)
+EQ003 ``AvgPoolNd(k, s)``     ``AvgPoolNd(k, stride 1)`` then BlurPool(s) (``BlurPoolNd(s)``
+                              alone when k = 1)
+============================  =============================================================
+
+Functional calls (``F.max_pool2d(x, 2)``) cannot be rewritten on a module object; they are listed
+in the report's ``skipped`` with their file:line, as is everything matched by ``skip``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import itertools
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable
+
+from pytest_equivariance.errors import EquivarianceUsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pytest_equivariance.lint.findings import Finding
+
+#: The rule codes whose module findings ``antialias`` rewrites.
+CODES = ("EQ001", "EQ002", "EQ003")
+#: ``conv=`` choices -> AntialiasedConv blur position.
+CONV_FORMS = {"blur_first": "before", "conv_then_blur": "after"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One layer ``antialias`` replaced: its qualified name, the rule that flagged it, before/after reprs."""
+
+    qualname: str
+    code: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One finding ``antialias`` left alone, and why (functional calls carry their file:line)."""
+
+    qualname: str
+    code: str
+    op: str
+    reason: str
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def location(self) -> str | None:
+        """``file:line`` of the call or construction site, when the linter found one."""
+        if self.file is None:
+            return None
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+@dataclass
+class AntialiasReport:
+    """What ``antialias`` changed and what it could not change, for one model."""
+
+    changes: list[Change] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    trace: str = "fx"  # the linter's trace mode for the model
+    lint_errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed_qualnames(self) -> list[str]:
+        """Qualified names of the replaced layers, in graph order."""
+        return [c.qualname for c in self.changes]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of the report."""
+        return {
+            "changes": [asdict(c) for c in self.changes],
+            "skipped": [asdict(s) for s in self.skipped],
+            "trace": self.trace,
+            "lint_errors": list(self.lint_errors),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"antialias: {len(self.changes)} layer(s) replaced, {len(self.skipped)} skipped"]
+        for c in self.changes:
+            lines.append(f"  {c.code} {c.qualname or '<model>'}: {c.before} -> {c.after}")
+        for s in self.skipped:
+            where = f" ({s.location})" if s.location else ""
+            lines.append(f"  skipped {s.code} {s.qualname or '<model>'} {s.op}{where}: {s.reason}")
+        return "\n".join(lines)
+
+
+class _CannotRewrite(Exception):
+    """A flagged module has no safe drop-in replacement; the message is the reason."""
+
+
+def antialias(
+    model: "nn.Module",
+    *,
+    filter_size: int = 3,
+    skip: Iterable[str] = (),
+    inplace: bool = False,
+    conv: str = "blur_first",
+    example_input: Any = None,
+    padding_mode: str | None = None,
+) -> "nn.Module":
+    """Return ``model`` with every aliasing downsampler the linter flags replaced by an anti-aliased one.
+
+    Runs ``lint_model(model, example_input, select=["EQ001", "EQ002", "EQ003"])`` and rewrites each
+    module finding (Zhang 2019): strided max pool -> :class:`~pytest_equivariance.fix.MaxBlurPool2d`;
+    strided conv -> :class:`~pytest_equivariance.fix.AntialiasedConv2d` (``conv="blur_first"``: a
+    stride-1 blur before the strided conv, the default because the conv then still runs at the
+    output resolution; ``"conv_then_blur"``: the conv with stride 1, then BlurPool, ``stride**ndim``
+    times the conv's FLOPs); strided average pool -> average pool with stride 1, then BlurPool.
+    Nested children, ``nn.Sequential`` and 1-d/2-d/3-d layers are all handled.
+
+    Weights are kept: replacements hold the original ``Parameter`` objects under the original
+    names and their blur filters are non-persistent buffers, so
+    ``antialias(m).load_state_dict(m.state_dict(), strict=True)`` succeeds.
+
+    Args:
+        model: the model to fix. Copied first unless ``inplace=True``.
+        filter_size: binomial filter size, 1..7 (3 = Zhang's default; 5 suppresses more aliasing).
+        skip: ``fnmatch`` globs of qualified names to leave alone (``"layer4.*"``, ``"*.downsample.0"``).
+        inplace: modify ``model`` itself instead of a deep copy.
+        conv: ``"blur_first"`` or ``"conv_then_blur"``.
+        example_input: passed to the linter (tensor, tuple of tensors or shape); None = inferred.
+        padding_mode: the blurs' padding; None = circular next to circular convs, else reflect.
+
+    Returns:
+        The fixed model, with ``.antialias_report`` (an :class:`AntialiasReport`) listing each
+        change and each finding left alone (skip globs, functional calls with file:line, layers
+        without a drop-in replacement).
+
+    Example::
+
+        fixed = antialias(torchvision.models.resnet18())
+        fixed.load_state_dict(checkpoint, strict=True)
+        print(fixed.antialias_report)
+    """
+    from torch import nn
+
+    from pytest_equivariance.fix.filters import check_blur_arguments
+
+    if not isinstance(model, nn.Module):
+        raise EquivarianceUsageError(
+            f"antialias expects a torch.nn.Module but got {type(model).__name__}; pass the model object."
+        )
+    if conv not in CONV_FORMS:
+        raise EquivarianceUsageError(
+            f"Unknown conv form {conv!r} for antialias; use 'blur_first' or 'conv_then_blur'."
+        )
+    check_blur_arguments(filter_size, padding_mode or "reflect")
+    if isinstance(skip, str):
+        skip = (skip,)
+    skip = tuple(skip)
+
+    from pytest_equivariance.lint import lint_model
+
+    lint_report = lint_model(model, example_input, select=list(CODES))
+    work = model if inplace else copy.deepcopy(model)
+    report = AntialiasReport(trace=lint_report.trace, lint_errors=list(lint_report.errors))
+    work = _rewrite(
+        work,
+        [f for f in lint_report.findings if f.code in CODES],
+        report,
+        filter_size=filter_size,
+        skip=skip,
+        blur_position=CONV_FORMS[conv],
+        padding_mode=padding_mode,
+    )
+    work.antialias_report = report
+    return work
+
+
+def _rewrite(
+    model: "nn.Module",
+    findings: list["Finding"],
+    report: AntialiasReport,
+    *,
+    filter_size: int,
+    skip: tuple[str, ...],
+    blur_position: str,
+    padding_mode: str | None,
+) -> "nn.Module":
+    """Replace the modules named by ``findings`` in ``model``; record changes and skips in ``report``."""
+    device, dtype = _placement(model)
+    replacements: dict[int, "nn.Module"] = {}
+    seen: set[str] = set()
+    for finding in findings:
+        if finding.kind != "module":
+            report.skipped.append(_skip(finding, _functional_reason(finding)))
+            continue
+        if finding.qualname in seen:  # one module called at several sites: one replacement
+            continue
+        seen.add(finding.qualname)
+        pattern = next((p for p in skip if fnmatch.fnmatchcase(finding.qualname, p)), None)
+        if pattern is not None:
+            report.skipped.append(_skip(finding, f"matches skip pattern {pattern!r}"))
+            continue
+        try:
+            module = model.get_submodule(finding.qualname)
+        except AttributeError:
+            report.skipped.append(_skip(finding, "no submodule of this name (built outside the model?)"))
+            continue
+        if id(module) in replacements:
+            continue
+        try:
+            new = _replacement(module, filter_size, blur_position, padding_mode, device, dtype)
+        except _CannotRewrite as exc:
+            report.skipped.append(_skip(finding, str(exc)))
+            continue
+        new.train(module.training)
+        replacements[id(module)] = new
+        report.changes.append(Change(finding.qualname, finding.code, _one_line(module), _one_line(new)))
+    return _swap(model, replacements)
+
+
+def _replacement(
+    module: "nn.Module",
+    filter_size: int,
+    blur_position: str,
+    padding_mode: str | None,
+    device: "torch.device",
+    dtype: "torch.dtype",
+) -> "nn.Module":
+    """Return the anti-aliased drop-in for ``module``, or raise :class:`_CannotRewrite`."""
+    from torch import nn
+
+    from pytest_equivariance.fix import blurpool
+
+    pad = padding_mode or "reflect"
+    if isinstance(module, blurpool._AntialiasedConv):
+        raise _CannotRewrite("already anti-aliased; check its blur filter size")
+    if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
+        return blurpool.antialiased_conv(module, filter_size, blur_position, padding_mode)
+    if isinstance(module, nn.modules.pooling._MaxPoolNd):
+        if module.return_indices:
+            raise _CannotRewrite("returns indices (for MaxUnpool); replace it by hand")
+        if module.ceil_mode:
+            raise _CannotRewrite("ceil_mode=True: a blur would change the output size; replace it by hand")
+        ndim = _pool_ndim(module)
+        cls = (blurpool.MaxBlurPool1d, blurpool.MaxBlurPool2d, blurpool.MaxBlurPool3d)[ndim - 1]
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return cls(
+            module.kernel_size, stride, filter_size, pad,
+            padding=module.padding, dilation=module.dilation, device=device, dtype=dtype,
+        )  # fmt: skip
+    if isinstance(module, nn.modules.pooling._AvgPoolNd) and hasattr(module, "count_include_pad"):
+        if module.ceil_mode:
+            raise _CannotRewrite("ceil_mode=True: a blur would change the output size; replace it by hand")
+        ndim = _pool_ndim(module)
+        blur = blurpool._BLUR_POOLS[ndim](module.stride, filter_size, pad, device=device, dtype=dtype)
+        if _is_ones(module.kernel_size) and _is_zeros(module.padding):
+            return blur
+        # Keep the box filter at stride 1 (so output size and smoothing are the original's) and let
+        # the binomial remove what the box's sidelobes still alias: box(2) * binomial(3) = binomial(4).
+        kwargs: dict[str, Any] = {"count_include_pad": module.count_include_pad}
+        if getattr(module, "divisor_override", None) is not None:
+            kwargs["divisor_override"] = module.divisor_override
+        box = type(module)(module.kernel_size, stride=1, padding=module.padding, **kwargs)
+        return nn.Sequential(box, blur)
+    raise _CannotRewrite(
+        f"no drop-in rewrite for {type(module).__name__}; put a BlurPool after a stride-1 form of it"
+    )
+
+
+def _pool_ndim(module: "nn.Module") -> int:
+    name = type(module).__name__
+    match = re.search(r"([123])d$", name)
+    if match:
+        return int(match.group(1))
+    raise _CannotRewrite(f"cannot tell the number of spatial dims of {name}; replace it by hand")
+
+
+def _is_ones(value: Any) -> bool:
+    return all(v == 1 for v in (value if isinstance(value, (tuple, list)) else (value,)))
+
+
+def _is_zeros(value: Any) -> bool:
+    return all(v == 0 for v in (value if isinstance(value, (tuple, list)) else (value,)))
+
+
+def _swap(model: "nn.Module", replacements: dict[int, "nn.Module"]) -> "nn.Module":
+    """Point every reference to a replaced module (shared or aliased ones too) at its replacement."""
+    if id(model) in replacements:
+        return replacements[id(model)]
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):
+            if child is not None and id(child) in replacements:
+                parent._modules[name] = replacements[id(child)]
+    return model
+
+
+def _placement(model: "nn.Module") -> tuple["torch.device", "torch.dtype"]:
+    """Device and floating dtype for new blur filters: those of the model's first tensor."""
+    import torch
+
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def _skip(finding: "Finding", reason: str) -> Skipped:
+    return Skipped(finding.qualname, finding.code, finding.op, reason, finding.file, finding.line)
+
+
+_FUNCTIONAL_FIX = {
+    "EQ001": "F.max_pool{n}d(x, k, stride=1) followed by blur_pool{n}d(x, stride)",
+    "EQ002": "blur_pool{n}d(x, stride=1) before the strided conv",
+    "EQ003": "blur_pool{n}d(x, stride) (or avg pool with stride 1, then blur_pool{n}d)",
+}
+
+
+def _functional_reason(finding: "Finding") -> str:
+    match = re.search(r"([123])d", finding.op)
+    template = _FUNCTIONAL_FIX.get(finding.code, "a stride-1 form followed by blur_pool{n}d")
+    fix = template.format(n=match.group(1) if match else "2")
+    return f"a {finding.kind} call, not a module; edit the source to use {fix}"
+
+
+def _one_line(module: "nn.Module") -> str:
+    return " ".join(line.strip() for line in repr(module).splitlines())

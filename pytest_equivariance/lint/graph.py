@@ -1,0 +1,1208 @@
+"""Model -> graph of call sites: torch.fx tracing with fallbacks, shapes on ``meta``, source locations.
+
+:func:`build_graph` turns an ``nn.Module`` into a :class:`ModelGraph`: every layer call, functional
+call and tensor method call as a :class:`Site`, in execution order, with canonical parameters, the
+shapes it saw and the file:line a user would edit.
+
+How it gets there, in the spirit of torchvision's ``feature_extraction``:
+
+* One fx tracer, extended by subclassing: :class:`LeafModuleAwareTracer` keeps standard ``torch.nn``
+  layers, fixed low-pass layers and untraceable library layers as leaves; :class:`SiteTracer` adds
+  what the linter needs on top (stack traces, and which module was being traced when tracing failed).
+* A module whose forward cannot be traced (data-dependent control flow, ``*args`` iteration ...) is
+  made a leaf, and the whole model traced again; the opaque leaf is then analysed on its own. When
+  the model's own forward cannot be traced (torchvision detection models, RAFT), each child is
+  analysed instead ("hierarchical"); a module no part of which traces is scanned layer by layer
+  ("modules"). ``coverage`` says which fraction of the layers was seen through fx.
+* Shapes come from running the graph on the ``meta`` device: the weights are swapped for meta
+  tensors while it runs, so no real compute happens and models built under ``torch.device("meta")``
+  work as well as models with real weights.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import inspect
+import linecache
+import math
+import operator
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from pytest_equivariance.lint.recognize import is_antialiased_downsampler, is_lowpass_kernel, lowpass_stride
+
+__all__ = ["LeafModuleAwareTracer", "ModelGraph", "Site", "SiteTracer", "build_graph"]
+
+#: Maximum number of times a trace is retried after making the failing module a leaf.
+MAX_TRACE_RETRIES = 24
+
+
+@dataclass(eq=False)
+class Site:
+    """One call in a model's forward: a layer, a functional op or a tensor method.
+
+    ``family`` is the canonical kind of op the rules look at ("max_pool", "conv", "interpolate",
+    "getitem", "blur", ... or "other"), whatever form the call took (``nn.MaxPool2d``,
+    ``F.max_pool2d`` or ``torch.max_pool2d``); ``ndim`` its number of spatial dims when known.
+    ``params`` holds canonical parameters: tuples of length ``ndim`` for kernel_size, stride,
+    padding and dilation; ``None`` where a value is only known at run time.
+    """
+
+    qualname: str
+    op: str
+    kind: str  # "module" | "function" | "method"
+    module: nn.Module | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    input_shapes: list[tuple[int, ...] | None] = field(default_factory=list)
+    output_shape: tuple[int, ...] | None = None
+    file: str | None = None
+    line: int | None = None
+    node: fx.Node | None = None
+    family: str = "other"
+    ndim: int | None = None
+    index: int = -1
+    shaped: bool = False  # whether shapes were propagated to this site
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Shape of the first input, when known."""
+        return self.input_shapes[0] if self.input_shapes else None
+
+    def describe(self) -> str:
+        """Return the op with its parameters as a user would write it: ``MaxPool2d(kernel_size=3, stride=2)``."""
+        shown = {k: v for k, v in self.params.items() if k in _SHOWN_PARAMS and v is not None}
+        if self.family == "getitem":
+            return f"x{self.params.get('index', '[...]')}"
+        args = ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
+        return f"{self.op}({args})"
+
+
+_SHOWN_PARAMS = (
+    "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+    "output_padding", "output_size", "size", "scale_factor", "mode", "antialias", "downscale_factor",
+    "in_features", "out_features", "pad", "ceil_mode",
+)
+
+
+def _short(value: Any) -> str:
+    # (2, 2) -> 2 for readability, as users write kernel_size=2.
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value) and not isinstance(value[0], tuple):
+        if len(value) > 1 and isinstance(value[0], int):
+            return repr(value[0])
+    if isinstance(value, str):
+        return repr(value)
+    return repr(value)
+
+
+@dataclass
+class ModelGraph:
+    """Every call site of a model's forward, how they were found, and what could not be analysed."""
+
+    model: nn.Module
+    sites: list[Site] = field(default_factory=list)
+    mode: str = "fx"  # "fx" | "hierarchical" | "modules"
+    coverage: float = 1.0
+    graph_module: fx.GraphModule | None = None
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    input_shapes: list[tuple[int, ...]] | None = None
+    _by_node: dict[fx.Node, Site] = field(default_factory=dict, repr=False)
+    _attrs: dict[fx.Node, tuple[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _previous: dict[Site, Site] = field(default_factory=dict, repr=False)
+
+    def site_of(self, node: Any) -> Site | None:
+        """Return the site that computed fx ``node``, or ``None`` (a placeholder, a constant)."""
+        return self._by_node.get(node) if isinstance(node, fx.Node) else None
+
+    def producer(self, site: Site, arg: int = 0) -> Site | None:
+        """Return the site whose output is ``site``'s ``arg``-th input, when known."""
+        if site.node is None:
+            return self._previous.get(site) if arg == 0 else None
+        args = site.node.args
+        return self.site_of(args[arg]) if len(args) > arg else None
+
+    def attribute(self, node: Any) -> tuple[str, torch.Tensor] | None:
+        """Return ``(qualname, tensor)`` when fx ``node`` reads a parameter or buffer of the model."""
+        return self._attrs.get(node) if isinstance(node, fx.Node) else None
+
+    def walk_back(self, site: Site, through: Callable[[Site], bool]) -> Site | None:
+        """Return the first producer of ``site`` (following first inputs) for which ``through`` is false."""
+        current = self.producer(site)
+        for _ in range(64):
+            if current is None or not through(current):
+                return current
+            current = self.producer(current)
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Op tables: every form of an op maps to one family.
+
+
+@functools.lru_cache(maxsize=1)
+def _function_table() -> dict[Any, tuple[str, int | None, str]]:
+    """Map functional targets (F.*, torch.*, operators) to ``(family, ndim, display name)``."""
+    table: dict[Any, tuple[str, int | None, str]] = {}
+    namespaces = ((F, "F."), (torch, "torch."), (torch._C._nn, "torch._C._nn."))
+
+    def add(obj: Any, family: str, ndim: int | None, display: str) -> None:
+        try:
+            if obj is not None and obj not in table:
+                table[obj] = (family, ndim, display)
+        except TypeError:  # unhashable
+            pass
+
+    per_ndim = {
+        "max_pool{}d": "max_pool", "max_pool{}d_with_indices": "max_pool",
+        "avg_pool{}d": "avg_pool", "lp_pool{}d": "lp_pool",
+        "fractional_max_pool{}d": "fractional_max_pool",
+        "fractional_max_pool{}d_with_indices": "fractional_max_pool",
+        "adaptive_avg_pool{}d": "adaptive_avg_pool", "adaptive_max_pool{}d": "adaptive_max_pool",
+        "adaptive_max_pool{}d_with_indices": "adaptive_max_pool",
+        "conv{}d": "conv", "conv_transpose{}d": "conv_transpose",
+        "dropout{}d": "dropout",
+    }
+    plain = {
+        "interpolate": "interpolate", "upsample": "interpolate", "upsample_nearest": "interpolate",
+        "upsample_bilinear": "interpolate", "pixel_unshuffle": "pixel_unshuffle",
+        "linear": "linear", "pad": "pad", "flatten": "flatten", "reshape": "reshape", "add": "add",
+        "dropout": "dropout", "alpha_dropout": "dropout", "feature_alpha_dropout": "dropout",
+        "batch_norm": "norm", "layer_norm": "norm", "group_norm": "norm", "instance_norm": "norm",
+        "relu": "activation", "relu_": "activation", "relu6": "activation", "gelu": "activation",
+        "silu": "activation", "sigmoid": "activation", "tanh": "activation", "hardswish": "activation",
+        "hardsigmoid": "activation", "leaky_relu": "activation", "elu": "activation", "mish": "activation",
+        "cat": "cat", "permute": "reshape", "transpose": "reshape", "unsqueeze": "reshape",
+        "squeeze": "reshape",
+    }
+    for namespace, prefix in namespaces:
+        for pattern, family in per_ndim.items():
+            for ndim in (1, 2, 3):
+                name = pattern.format(ndim)
+                add(getattr(namespace, name, None), family, ndim, prefix + name)
+        for name, family in plain.items():
+            ndim = 2 if family == "pixel_unshuffle" else None
+            add(getattr(namespace, name, None), family, ndim, prefix + name)
+    add(operator.getitem, "getitem", None, "Tensor.__getitem__")
+    add(operator.add, "add", None, "operator.add")
+    add(operator.iadd, "add", None, "operator.iadd")
+    return table
+
+
+_METHOD_FAMILIES = {
+    "flatten": "flatten", "view": "reshape", "reshape": "reshape", "permute": "reshape",
+    "transpose": "reshape", "unsqueeze": "reshape", "squeeze": "reshape", "expand": "reshape",
+    "expand_as": "reshape", "repeat": "reshape",
+    "add": "add", "add_": "add", "__add__": "add", "__iadd__": "add", "__radd__": "add",
+    "relu": "activation", "relu_": "activation", "sigmoid": "activation", "tanh": "activation",
+    "contiguous": "identity", "clone": "identity", "float": "identity", "to": "identity",
+    "type_as": "identity", "detach": "identity", "__getitem__": "getitem",
+}
+
+
+def _module_family(module: nn.Module) -> tuple[str, int | None]:
+    """Return ``(family, ndim)`` of a layer, by the torch.nn class it derives from."""
+    m = nn.modules
+    if is_antialiased_downsampler(module):
+        return "blur", None
+    checks: tuple[tuple[type, str, int | None], ...] = (
+        (nn.MaxPool1d, "max_pool", 1), (nn.MaxPool2d, "max_pool", 2), (nn.MaxPool3d, "max_pool", 3),
+        (nn.AvgPool1d, "avg_pool", 1), (nn.AvgPool2d, "avg_pool", 2), (nn.AvgPool3d, "avg_pool", 3),
+        (nn.AdaptiveAvgPool1d, "adaptive_avg_pool", 1), (nn.AdaptiveAvgPool2d, "adaptive_avg_pool", 2),
+        (nn.AdaptiveAvgPool3d, "adaptive_avg_pool", 3), (nn.AdaptiveMaxPool1d, "adaptive_max_pool", 1),
+        (nn.AdaptiveMaxPool2d, "adaptive_max_pool", 2), (nn.AdaptiveMaxPool3d, "adaptive_max_pool", 3),
+        (nn.LPPool1d, "lp_pool", 1), (nn.LPPool2d, "lp_pool", 2),
+        (nn.FractionalMaxPool2d, "fractional_max_pool", 2), (nn.FractionalMaxPool3d, "fractional_max_pool", 3),
+        (nn.ConvTranspose1d, "conv_transpose", 1), (nn.ConvTranspose2d, "conv_transpose", 2),
+        (nn.ConvTranspose3d, "conv_transpose", 3),
+        (nn.Conv1d, "conv", 1), (nn.Conv2d, "conv", 2), (nn.Conv3d, "conv", 3),
+        (nn.Upsample, "interpolate", None), (nn.PixelUnshuffle, "pixel_unshuffle", 2),
+        (nn.Linear, "linear", None), (nn.Flatten, "flatten", None),
+        (m.padding._ConstantPadNd, "pad", None), (m.padding._ReflectionPadNd, "pad", None),
+        (m.padding._ReplicationPadNd, "pad", None),
+        (m.dropout._DropoutNd, "dropout", None), (nn.Identity, "identity", None),
+        (m.batchnorm._NormBase, "norm", None), (nn.GroupNorm, "norm", None), (nn.LayerNorm, "norm", None),
+    )
+    lp3 = getattr(nn, "LPPool3d", None)
+    if lp3 is not None and isinstance(module, lp3):
+        return "lp_pool", 3
+    circular = getattr(m.padding, "_CircularPadNd", None)
+    if circular is not None and isinstance(module, circular):
+        return "pad", None
+    for cls, family, ndim in checks:
+        if isinstance(module, cls):
+            return family, ndim
+    if type(module).__module__ == "torch.nn.modules.activation":
+        return "activation", None
+    return "other", None
+
+
+def _is_standard_leaf(module: nn.Module) -> bool:
+    # A layer that derives from a torch.nn layer class (not a container) is analysed from its
+    # attributes, even when a library subclasses it with its own forward (timm's Conv2dSame).
+    containers = (nn.Module, nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+    for cls in type(module).__mro__:
+        if cls in containers or cls is object:
+            continue
+        name = cls.__module__ or ""
+        if name.startswith(("torch.nn.", "torch.ao.nn.")):
+            return True
+    return False
+
+
+def _library_leaf_classes() -> tuple[type, ...]:
+    # timm registers layers that fx cannot trace; honour its list when timm is in use.
+    fx_mod = sys.modules.get("timm.layers._fx")
+    if fx_mod is None or not hasattr(fx_mod, "get_notrace_modules"):
+        return ()
+    try:
+        return tuple(c for c in fx_mod.get_notrace_modules() if isinstance(c, type))
+    except Exception:  # pragma: no cover - defensive against library changes
+        return ()
+
+
+def _library_autowrap_functions() -> tuple[Callable[..., Any], ...]:
+    fx_mod = sys.modules.get("timm.layers._fx")
+    if fx_mod is None or not hasattr(fx_mod, "get_notrace_functions"):
+        return ()
+    try:
+        return tuple(fx_mod.get_notrace_functions())
+    except Exception:  # pragma: no cover
+        return ()
+
+
+# --------------------------------------------------------------------------------------------
+# Tracers
+
+
+class LeafModuleAwareTracer(fx.Tracer):
+    """An fx tracer that keeps standard layers, fixed low-pass layers and given classes as leaves.
+
+    Leaves are: any module deriving from a ``torch.nn`` layer class (analysed from its attributes),
+    any anti-aliased downsampler (:func:`~pytest_equivariance.lint.recognize.is_antialiased_downsampler`:
+    its strided internals are what makes it safe), library layers registered as untraceable (timm's
+    notrace modules), and the classes in ``leaf_classes``.
+    """
+
+    def __init__(self, leaf_classes: frozenset[type] = frozenset()) -> None:
+        super().__init__(autowrap_functions=_library_autowrap_functions(), param_shapes_constant=True)
+        self.leaf_classes = frozenset(leaf_classes) | frozenset(_library_leaf_classes())
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if type(m) in self.leaf_classes or is_antialiased_downsampler(m) or _is_standard_leaf(m):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+class SiteTracer(LeafModuleAwareTracer):
+    """Adds stack traces to every node, and remembers which module was being traced when tracing failed."""
+
+    def __init__(self, leaf_classes: frozenset[type] = frozenset()) -> None:
+        super().__init__(leaf_classes)
+        self.record_stack_traces = True
+        self._path: list[nn.Module] = []
+        self.failed_module: nn.Module | None = None
+
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        self._path.append(m)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_module is None:
+                self.failed_module = m
+            raise
+        finally:
+            self._path.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# Meta-device shape propagation
+
+
+@contextlib.contextmanager
+def _meta_weights(module: nn.Module) -> Iterator[None]:
+    """Swap every parameter and buffer of ``module`` for a meta tensor of the same shape, temporarily."""
+    saved: list[tuple[dict, str, Any]] = []
+    try:
+        for m in module.modules():
+            for store in (m._parameters, m._buffers):
+                for name, value in list(store.items()):
+                    if value is None or value.is_meta or isinstance(value, nn.parameter.UninitializedTensorMixin):
+                        continue
+                    saved.append((store, name, value))
+                    meta = value.detach().to("meta")
+                    if isinstance(value, nn.Parameter):
+                        meta = nn.Parameter(meta, requires_grad=value.requires_grad)
+                    store[name] = meta
+        yield
+    finally:
+        for store, name, value in reversed(saved):
+            store[name] = value
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    # Lint what runs at inference; restore each module's own flag afterwards.
+    flags = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and not value.is_meta:
+        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_meta(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_meta(v) for k, v in value.items()}
+    return value
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, torch.Tensor):
+        try:
+            return tuple(int(s) for s in value.shape)
+        except Exception:  # symbolic sizes
+            return None
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+        return _shape_of(value[0])  # (values, indices) and similar: the first tensor
+    return None
+
+
+_MISSING = object()
+
+
+class _ShapeInterpreter(fx.Interpreter):
+    """Runs a traced graph on meta tensors, recording each node's output shape and module inputs."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op == "call_module":
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            n.meta["lint_call"] = (args, kwargs)
+        out = super().run_node(n)
+        n.meta["lint_shape"] = _shape_of(out)
+        n.meta["lint_is_tensor"] = isinstance(out, torch.Tensor)
+        return out
+
+    def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
+        return _to_meta(super().get_attr(target, args, kwargs))
+
+
+def _propagate(gm: fx.GraphModule, args: tuple, kwargs: dict) -> str | None:
+    """Run ``gm`` on meta inputs; return ``None``, or the failure as ``"<node>: <message>"``."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    values: list[Any] = []
+    for i, node in enumerate(placeholders):
+        if i < len(args):
+            values.append(args[i])
+        elif node.target in kwargs:
+            values.append(kwargs[node.target])
+        elif node.args:
+            values.append(node.args[0])  # the parameter's default
+        else:
+            return f"the forward takes an input {node.target!r} that the example input does not provide"
+    interpreter = _ShapeInterpreter(gm)
+    try:
+        with torch.no_grad(), _meta_weights(gm):
+            interpreter.run(*_to_meta(tuple(values)))
+    except Exception as exc:  # a real model never crashes the linter
+        failing = next((n for n in reversed(gm.graph.nodes) if n in interpreter.env), None)
+        current = _next_node(gm, failing)
+        where = _node_label(current, gm) if current is not None else "the forward"
+        return f"{where}: {type(exc).__name__}: {_first_line(exc)}"
+    return None
+
+
+def _next_node(gm: fx.GraphModule, last_done: fx.Node | None) -> fx.Node | None:
+    if last_done is None:
+        return next(iter(gm.graph.nodes), None)
+    return last_done.next if last_done.next.op != "root" else None
+
+
+def _node_label(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
+    target = getattr(node.target, "__name__", str(node.target))
+    return f"{node.name} ({target})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Canonical parameters
+
+
+def _known(value: Any) -> Any:
+    """Return ``value`` with run-time values (fx nodes) replaced by ``None``."""
+    if isinstance(value, fx.Node):
+        return None
+    if isinstance(value, (list, tuple)):
+        items = [_known(v) for v in value]
+        return None if any(v is None for v in items) else tuple(items)
+    return value
+
+
+def _ntuple(value: Any, n: int | None) -> Any:
+    value = _known(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return (value,) * (n or 1)
+    if isinstance(value, torch.Size):
+        return tuple(value)
+    return tuple(value)
+
+
+_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "max_pool": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    "avg_pool": ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    "lp_pool": ("input", "norm_type", "kernel_size", "stride", "ceil_mode"),
+    "fractional_max_pool": ("input", "kernel_size", "output_size", "output_ratio", "return_indices", "_random_samples"),
+    "adaptive_avg_pool": ("input", "output_size"),
+    "adaptive_max_pool": ("input", "output_size", "return_indices"),
+    "conv": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    "conv_transpose": ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"),
+    "interpolate": ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+    "pixel_unshuffle": ("input", "downscale_factor"),
+    "linear": ("input", "weight", "bias"),
+    "pad": ("input", "pad", "mode", "value"),
+    "flatten": ("input", "start_dim", "end_dim"),
+}
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "max_pool": {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
+    "avg_pool": {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
+    "lp_pool": {"stride": None, "ceil_mode": False},
+    "conv": {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    "conv_transpose": {"bias": None, "stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1},
+    "interpolate": {"size": None, "scale_factor": None, "mode": "nearest", "align_corners": None, "antialias": False},
+    "pad": {"mode": "constant", "value": None},
+    "flatten": {"start_dim": 0, "end_dim": -1},
+}
+
+
+def _bind(family: str, args: tuple, kwargs: dict) -> dict[str, Any]:
+    names = _SIGNATURES.get(family, ())
+    bound = dict(_DEFAULTS.get(family, {}))
+    for name, value in zip(names, args):
+        bound[name] = value
+    bound.update(kwargs)
+    return bound
+
+
+def _pool_params(family: str, bound: dict[str, Any], n: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if family in ("adaptive_avg_pool", "adaptive_max_pool"):
+        out = _known(bound.get("output_size"))
+        params["output_size"] = (out,) * (n or 1) if isinstance(out, int) or out is None and "output_size" not in bound else out
+        if isinstance(bound.get("output_size"), (list, tuple)):
+            params["output_size"] = tuple(None if isinstance(v, fx.Node) else v for v in bound["output_size"])
+        return params
+    kernel = _ntuple(bound.get("kernel_size"), n)
+    stride = _ntuple(bound.get("stride"), n)
+    if stride is None and not isinstance(bound.get("stride"), (fx.Node, list, tuple)) or stride == ():
+        stride = kernel  # torch's default: stride = kernel_size
+    params["kernel_size"] = kernel
+    params["stride"] = stride
+    if family != "lp_pool" and family != "fractional_max_pool":
+        params["padding"] = _ntuple(bound.get("padding", 0), n)
+    if family == "max_pool":
+        params["dilation"] = _ntuple(bound.get("dilation", 1), n)
+    if "ceil_mode" in bound:
+        params["ceil_mode"] = _known(bound.get("ceil_mode"))
+    if family == "lp_pool":
+        params["norm_type"] = _known(bound.get("norm_type"))
+    if family == "fractional_max_pool":
+        params["stride"] = None  # random, data-dependent subsampling
+        params["output_size"] = _known(bound.get("output_size"))
+        params["output_ratio"] = _known(bound.get("output_ratio"))
+    return params
+
+
+def _module_params(module: nn.Module, family: str, ndim: int | None) -> dict[str, Any]:
+    """Return a layer's canonical parameters, read from its attributes."""
+    get = functools.partial(getattr, module)
+    if family in ("max_pool", "avg_pool", "lp_pool", "fractional_max_pool"):
+        bound = {k: get(k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "norm_type",
+                                      "output_size", "output_ratio") if hasattr(module, k)}
+        return _pool_params(family, bound, ndim)
+    if family in ("adaptive_avg_pool", "adaptive_max_pool"):
+        return _pool_params(family, {"output_size": get("output_size")}, ndim)
+    if family in ("conv", "conv_transpose"):
+        params = {
+            "in_channels": module.in_channels, "out_channels": module.out_channels,
+            "kernel_size": tuple(module.kernel_size), "stride": tuple(module.stride),
+            "padding": module.padding if isinstance(module.padding, str) else tuple(module.padding),
+            "dilation": tuple(module.dilation), "groups": module.groups,
+            "padding_mode": module.padding_mode, "bias": module.bias is not None,
+        }
+        if family == "conv_transpose":
+            params["output_padding"] = tuple(module.output_padding)
+        return params
+    if family == "interpolate":
+        return {"size": module.size, "scale_factor": module.scale_factor, "mode": module.mode,
+                "align_corners": module.align_corners, "antialias": False}
+    if family == "pixel_unshuffle":
+        return {"downscale_factor": module.downscale_factor}
+    if family == "linear":
+        return {"in_features": module.in_features, "out_features": module.out_features}
+    if family == "flatten":
+        return {"start_dim": module.start_dim, "end_dim": module.end_dim}
+    if family == "pad":
+        mode = {"ZeroPad": "constant", "ConstantPad": "constant", "ReflectionPad": "reflect",
+                "ReplicationPad": "replicate", "CircularPad": "circular"}
+        name = next((v for k, v in mode.items() if type(module).__name__.startswith(k)), "constant")
+        for cls in type(module).__mro__:
+            name = next((v for k, v in mode.items() if cls.__name__.lstrip("_").startswith(k)), None) or name
+            if cls.__module__.startswith("torch.nn"):
+                break
+        return {"pad": tuple(module.padding), "mode": name, "value": getattr(module, "value", None)}
+    if family == "blur":
+        return {"stride": lowpass_stride(module)}
+    return {}
+
+
+def _function_params(family: str, ndim: int | None, node: fx.Node, graph: ModelGraph) -> dict[str, Any]:
+    """Return a functional call's canonical parameters, read from the fx node's arguments."""
+    bound = _bind(family, tuple(node.args), dict(node.kwargs))
+    if family in ("max_pool", "avg_pool", "lp_pool", "fractional_max_pool", "adaptive_avg_pool", "adaptive_max_pool"):
+        return _pool_params(family, bound, ndim)
+    if family in ("conv", "conv_transpose"):
+        weight = bound.get("weight")
+        wshape = weight.meta.get("lint_shape") if isinstance(weight, fx.Node) else None
+        attr = graph.attribute(weight)
+        if wshape is None and attr is not None:
+            wshape = tuple(attr[1].shape)
+        groups = _known(bound.get("groups", 1))
+        padding = bound.get("padding", 0)
+        params: dict[str, Any] = {
+            "in_channels": None, "out_channels": None,
+            "kernel_size": tuple(wshape[2:]) if wshape else None,
+            "stride": _ntuple(bound.get("stride", 1), ndim),
+            "padding": padding if isinstance(padding, str) else _ntuple(padding, ndim),
+            "dilation": _ntuple(bound.get("dilation", 1), ndim),
+            "groups": groups, "padding_mode": "zeros",
+            "bias": bound.get("bias") is not None,
+        }
+        if wshape and isinstance(groups, int):
+            if family == "conv":
+                params["out_channels"], params["in_channels"] = wshape[0], wshape[1] * groups
+            else:
+                params["in_channels"], params["out_channels"] = wshape[0], wshape[1] * groups
+        if family == "conv_transpose":
+            params["output_padding"] = _ntuple(bound.get("output_padding", 0), ndim)
+        return params
+    if family == "interpolate":
+        params = {k: _known(bound.get(k)) for k in ("size", "scale_factor", "mode", "align_corners", "antialias")}
+        target = getattr(node.target, "__name__", "")
+        if target == "upsample_bilinear":
+            params["mode"], params["align_corners"] = "bilinear", True
+        elif target == "upsample_nearest":
+            params["mode"] = "nearest"
+        return params
+    if family == "pixel_unshuffle":
+        return {"downscale_factor": _known(bound.get("downscale_factor"))}
+    if family == "linear":
+        weight = bound.get("weight")
+        wshape = weight.meta.get("lint_shape") if isinstance(weight, fx.Node) else None
+        attr = graph.attribute(weight)
+        if wshape is None and attr is not None:
+            wshape = tuple(attr[1].shape)
+        return {"in_features": wshape[1] if wshape else None, "out_features": wshape[0] if wshape else None}
+    if family == "pad":
+        return {"pad": _known(bound.get("pad")), "mode": _known(bound.get("mode")), "value": _known(bound.get("value"))}
+    if family == "flatten":
+        return {"start_dim": _known(bound.get("start_dim")), "end_dim": _known(bound.get("end_dim"))}
+    return {}
+
+
+def _method_params(family: str, node: fx.Node) -> dict[str, Any]:
+    if family == "flatten":
+        bound = _bind("flatten", tuple(node.args), dict(node.kwargs))
+        return {"start_dim": _known(bound.get("start_dim")), "end_dim": _known(bound.get("end_dim"))}
+    return {}
+
+
+def _index_params(node: fx.Node, ndim: int | None) -> dict[str, Any]:
+    """Describe ``x[index]``: its text, and which dims it steps through with a stride > 1."""
+    index = node.args[1] if len(node.args) > 1 else None
+    items = index if isinstance(index, tuple) else (index,)
+
+    def text(item: Any) -> str:
+        if isinstance(item, slice):
+            parts = ["" if v is None else (v.name if isinstance(v, fx.Node) else repr(v))
+                     for v in (item.start, item.stop, item.step)]
+            return ":".join(parts[:2]) + (f":{parts[2]}" if item.step is not None else "")
+        if item is Ellipsis:
+            return "..."
+        if isinstance(item, fx.Node):
+            return item.name
+        return repr(item)
+
+    consuming = [it for it in items if it is not None and it is not Ellipsis]
+    strided: list[tuple[int, int]] = []
+    after_ellipsis = False
+    position = 0
+    remaining = len(consuming)
+    for item in items:
+        if item is Ellipsis:
+            after_ellipsis = True
+            continue
+        if item is None:
+            continue
+        dim = -remaining if after_ellipsis else position
+        if dim < 0 and ndim is not None:
+            dim += ndim
+        if isinstance(item, slice) and isinstance(item.step, int) and item.step > 1:
+            strided.append((dim, item.step))
+        position += 1
+        remaining -= 1
+    return {"index": "[" + ", ".join(text(it) for it in items) + "]", "strided_dims": strided}
+
+
+# --------------------------------------------------------------------------------------------
+# Source locations
+
+
+def _frames(stack_trace: str | None) -> list[tuple[str, int]]:
+    if not stack_trace:
+        return []
+    return [(f, int(l)) for f, l in re.findall(r'File "([^"]+)", line (\d+)', stack_trace)]
+
+
+@functools.lru_cache(maxsize=1)
+def _internal_dirs() -> tuple[str, ...]:
+    import pytest_equivariance
+
+    dirs = [os.path.dirname(torch.__file__), os.path.dirname(pytest_equivariance.__file__)]
+    return tuple(os.path.realpath(d) + os.sep for d in dirs)
+
+
+def _user_frame(stack_trace: str | None) -> tuple[str | None, int | None]:
+    """Return the innermost frame outside torch and this package: where the user called the op."""
+    internal = _internal_dirs()
+    for filename, line in reversed(_frames(stack_trace)):
+        if not os.path.realpath(filename).startswith(internal) and not filename.startswith("<"):
+            return filename, line
+    return None, None
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_file(filename: str) -> ast.Module | None:
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    try:
+        return ast.parse("".join(lines), filename)
+    except (SyntaxError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_source(cls: type) -> tuple[str, ast.ClassDef] | None:
+    """Return ``(file, ClassDef)`` of a class defined in Python source, or ``None``."""
+    try:
+        filename = inspect.getsourcefile(cls)
+        _, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return None
+    if not filename:
+        return None
+    tree = _parse_file(filename)
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            if start in (node.lineno, first):
+                return filename, node
+    return None
+
+
+def _user_classes(module: nn.Module) -> list[type]:
+    # The module's class and its bases defined outside torch.nn, most derived first.
+    return [c for c in type(module).__mro__
+            if c is not object and not (c.__module__ or "").startswith("torch.nn")]
+
+
+def _assigned_line(cls_node: ast.ClassDef, attr: str) -> int | None:
+    """Return the line of ``self.<attr> = ...`` (or ``self.add_module("<attr>", ...)``) in a class."""
+    for node in ast.walk(cls_node):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+            "add_module", "register_module", "__setattr__") or (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr"
+        ):
+            args = node.args[1:] if isinstance(node.func, ast.Name) else node.args
+            if args and isinstance(args[0], ast.Constant) and args[0].value == attr:
+                return node.lineno
+            continue
+        for target in targets:
+            elts = target.elts if isinstance(target, ast.Tuple) else [target]
+            for t in elts:
+                if (isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
+                        and t.value.id == "self"):
+                    return node.lineno
+    return None
+
+
+def _calls_named(tree: ast.AST, name: str) -> list[int]:
+    """Return the lines of calls to ``name(...)`` or ``<x>.name(...)`` in source order."""
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if called == name:
+                calls.append((node.lineno, node.col_offset))
+    return [line for line, _ in sorted(calls)]
+
+
+def statement_at(filename: str, line: int) -> tuple[int, int] | None:
+    """Return the first and last line of the innermost statement containing ``line`` in a file."""
+    tree = _parse_file(filename)
+    if tree is None:
+        return None
+    best: tuple[int, int] | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For,
+                                     ast.While, ast.With, ast.Try)) or node.lineno == line:
+                span = (node.lineno, node.end_lineno or node.lineno)
+                if best is None or span[1] - span[0] < best[1] - best[0]:
+                    best = span
+    return best
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+class _SourceLocator:
+    """Finds where a layer is constructed in the model's own source, from its qualified name."""
+
+    def __init__(self, root: nn.Module) -> None:
+        self.root = root
+        self._cache: dict[str, tuple[str | None, int | None]] = {}
+
+    def locate(self, qualname: str) -> tuple[str | None, int | None]:
+        if qualname not in self._cache:
+            try:
+                self._cache[qualname] = self._locate(qualname)
+            except Exception:  # source lookup is best effort
+                self._cache[qualname] = (None, None)
+        return self._cache[qualname]
+
+    def _locate(self, qualname: str) -> tuple[str | None, int | None]:
+        if not qualname:
+            return None, None
+        parent_name, _, attr = qualname.rpartition(".")
+        parent = self.root.get_submodule(parent_name)
+        module = parent.get_submodule(attr)
+        plain_container = type(parent) in _CONTAINERS
+        if not plain_container:
+            for cls in _user_classes(parent):
+                found = _class_source(cls)
+                if found is not None:
+                    line = _assigned_line(found[1], attr)
+                    if line is not None:
+                        return found[0], line
+        # Built inside a container (or in a loop): look for the k-th call to the layer's class.
+        siblings = [c for c in parent.children() if type(c) is type(module)]
+        k = next((i for i, c in enumerate(siblings) if c is module), 0)
+        name = type(module).__name__
+        scopes: list[tuple[str, ast.AST]] = []
+        if not plain_container and isinstance(parent, _CONTAINERS):
+            scopes += [f for f in (_class_source(c) for c in _user_classes(parent)) if f is not None]
+        file, line = self.locate(parent_name) if parent_name else (None, None)
+        if file is not None and line is not None:
+            span = statement_at(file, line)
+            tree = _parse_file(file)
+            if span is not None and tree is not None:
+                stmt = next((n for n in ast.walk(tree) if isinstance(n, ast.stmt)
+                             and (n.lineno, n.end_lineno) == span), None)
+                if stmt is not None:
+                    scopes.append((file, stmt))
+        owner = self._owner(parent_name)
+        if owner is not None:
+            scopes += [f for f in (_class_source(c) for c in _user_classes(owner)) if f is not None]
+        if file is not None and _parse_file(file) is not None:
+            scopes.append((file, _parse_file(file)))  # type: ignore[arg-type]
+        for scope_file, scope in scopes:
+            calls = _calls_named(scope, name)
+            if len(calls) == len(siblings):
+                return scope_file, calls[k]
+            if len(calls) == 1:
+                return scope_file, calls[0]
+        return file, line
+
+    def _owner(self, qualname: str) -> nn.Module | None:
+        # The nearest ancestor (or self) that is not a plain container.
+        parts = qualname.split(".") if qualname else []
+        while True:
+            module = self.root.get_submodule(".".join(parts))
+            if type(module) not in _CONTAINERS:
+                return module
+            if not parts:
+                return None
+            parts.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# Building the graph
+
+
+def _example_args(example: Any) -> tuple[tuple, dict] | None:
+    if example is None:
+        return None
+    if isinstance(example, torch.Tensor):
+        return (_to_meta(example),), {}
+    if isinstance(example, dict):
+        return (), _to_meta(example)
+    if isinstance(example, (tuple, list)) and example and all(isinstance(s, int) for s in example):
+        return (torch.empty(tuple(example), device="meta"),), {}
+    if isinstance(example, (tuple, list)):
+        return tuple(_to_meta(v) for v in example), {}
+    return (example,), {}
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else prefix or name
+
+
+class _Builder:
+    """Walks a model with the tracing strategy described in the module docstring."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.graph = ModelGraph(model=model)
+        self.locator = _SourceLocator(model)
+        self.traced_units = 0
+        self.scanned_units = 0
+        self.any_traced = False
+        self.calls: dict[str, tuple[tuple, dict, Any]] = {}
+        self.failed_classes: set[type] = set()
+        self.analysed: set[int] = set()
+
+    # -- tracing --------------------------------------------------------------------------
+    def trace(self, module: nn.Module) -> tuple[fx.GraphModule | None, str | None]:
+        """Trace ``module``, making failing submodule classes leaves; return (graph, root failure)."""
+        if type(module) in (nn.ModuleList, nn.ModuleDict) or type(module).forward is nn.Module.forward:
+            return None, "it has no forward of its own"
+        for _ in range(MAX_TRACE_RETRIES):
+            tracer = SiteTracer(frozenset(self.failed_classes))
+            try:
+                graph = tracer.trace(module)
+            except Exception as exc:
+                culprit = tracer.failed_module
+                if culprit is None or culprit is module or type(culprit) in self.failed_classes:
+                    return None, f"{type(exc).__name__}: {_first_line(exc)}"
+                self.failed_classes.add(type(culprit))
+                continue
+            try:
+                return fx.GraphModule(tracer.root, graph, type(module).__name__), None
+            except Exception as exc:
+                return None, f"{type(exc).__name__}: {_first_line(exc)}"
+        return None, "too many submodules could not be traced"
+
+    def record_calls(self, module: nn.Module, prefix: str, args: tuple, kwargs: dict) -> None:
+        """Run ``module`` eagerly on meta inputs, remembering each submodule's first inputs and output."""
+        handles = []
+
+        def hook(name: str) -> Callable[..., None]:
+            def record(_m: nn.Module, a: tuple, kw: dict, out: Any) -> None:
+                self.calls.setdefault(name, (a, kw, out))
+            return record
+
+        for name, sub in module.named_modules():
+            if sub is not module:
+                handles.append(sub.register_forward_hook(hook(_join(prefix, name)), with_kwargs=True))
+        try:
+            with torch.no_grad(), _meta_weights(module):
+                output = module(*_to_meta(args), **_to_meta(kwargs))
+            self.calls.setdefault(prefix, (args, kwargs, output))
+        except Exception as exc:
+            self.graph.notes.append(
+                f"shapes are partial in {prefix or type(module).__name__}: running it on the meta device "
+                f"stopped with {type(exc).__name__}: {_first_line(exc)}"
+            )
+        finally:
+            for h in handles:
+                h.remove()
+
+    # -- analysis -------------------------------------------------------------------------
+    def analyse(self, module: nn.Module, prefix: str, call: tuple[tuple, dict] | None) -> None:
+        """Add the sites of ``module`` (named ``prefix``), called with ``call`` when known."""
+        if id(module) in self.analysed:
+            return
+        self.analysed.add(id(module))
+        gm, failure = (None, "leaf") if self._is_leaf(module) else self.trace(module)
+        if gm is None:
+            if self._is_leaf(module) or not any(True for _ in module.children()):
+                if call is not None and prefix not in self.calls:
+                    self.record_calls(module, prefix, *call)
+                self._add_scanned(module, prefix)
+                return
+            if prefix == "" and failure and failure != "it has no forward of its own":
+                self.graph.notes.append(f"the model's forward could not be traced ({failure}); "
+                                        f"analysing its submodules one by one")
+            if call is not None:
+                self.record_calls(module, prefix, *call)
+            for name, child in module.named_children():
+                recorded = self.calls.get(_join(prefix, name))
+                self.analyse(child, _join(prefix, name), recorded[:2] if recorded else None)
+            return
+        self.any_traced = True
+        if prefix == "":
+            self.graph.graph_module = gm
+        shaped = False
+        if call is not None:
+            failure = _propagate(gm, *call)
+            shaped = failure is None
+            if failure is not None:
+                where = f" in {prefix}" if prefix else ""
+                message = (f"Shape propagation failed{where} at {failure}; pass an example input the model "
+                           f"accepts, e.g. input_shape=(1, 3, 224, 224).")
+                (self.graph.errors if prefix == "" else self.graph.notes).append(message)
+        self._add_graph_sites(gm, prefix, shaped)
+
+    def _is_leaf(self, module: nn.Module) -> bool:
+        return _is_standard_leaf(module) or is_antialiased_downsampler(module)
+
+    def _add_graph_sites(self, gm: fx.GraphModule, prefix: str, shaped: bool) -> None:
+        for node in gm.graph.nodes:
+            if node.op == "get_attr":
+                try:
+                    value = _fetch(gm, node.target)
+                except AttributeError:
+                    continue
+                if isinstance(value, torch.Tensor):
+                    self.graph._attrs[node] = (_join(prefix, str(node.target)), value)
+                continue
+            if node.op not in ("call_module", "call_function", "call_method"):
+                continue
+            site = self._site_from_node(node, gm, prefix, shaped)
+            if site is None:
+                continue
+            self._append(site)
+            self.graph._by_node[node] = site
+            if node.op == "call_module" and site.module is not None:
+                module = site.module
+                if self._is_leaf(module):
+                    self.traced_units += 1
+                elif id(module) not in self.analysed:
+                    # An opaque leaf (its forward would not trace in context): analyse it on its own.
+                    call = node.meta.get("lint_call")
+                    self.analyse(module, site.qualname, call)
+
+    def _site_from_node(self, node: fx.Node, gm: fx.GraphModule, prefix: str, shaped: bool) -> Site | None:
+        input_shapes = [a.meta.get("lint_shape") if isinstance(a, fx.Node) else None for a in node.args]
+        output_shape = node.meta.get("lint_shape")
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            qualname = _join(prefix, str(node.target))
+            family, ndim = _module_family(module)
+            if ndim is None and family == "interpolate" and input_shapes and input_shapes[0]:
+                ndim = len(input_shapes[0]) - 2
+            try:
+                params = _module_params(module, family, ndim)
+            except Exception:
+                params = {}
+            cls = type(module)
+            op = f"nn.{cls.__name__}" if (cls.__module__ or "").startswith("torch.nn") else cls.__name__
+            site = Site(qualname=qualname, op=op, kind="module", module=module, params=params,
+                        input_shapes=input_shapes, output_shape=output_shape, node=node,
+                        family=family, ndim=ndim, shaped=shaped)
+            if family not in _UNLOCATED:
+                site.file, site.line = self.locator.locate(qualname)
+                if site.file is None:
+                    site.file, site.line = _user_frame(node.meta.get("stack_trace"))
+            return site
+        stack = node.meta.get("nn_module_stack") or {}
+        owner = ""
+        if stack:
+            last = list(stack.values())[-1]
+            owner = last[0] if isinstance(last, tuple) else str(last)
+        qualname = _join(prefix, owner)
+        if node.op == "call_function":
+            entry = _function_table().get(node.target) if _hashable(node.target) else None
+            family, ndim, op = entry if entry else ("other", None, _callable_name(node.target))
+            kind = "method" if family == "getitem" or node.target in (operator.add, operator.iadd) else "function"
+        else:
+            family = _METHOD_FAMILIES.get(str(node.target), "other")
+            ndim, op, kind = None, f"Tensor.{node.target}", "method"
+        in_shape = input_shapes[0] if input_shapes else None
+        if ndim is None and family in ("interpolate",) and in_shape:
+            ndim = len(in_shape) - 2
+        try:
+            if family == "getitem":
+                params = _index_params(node, len(in_shape) if in_shape else None)
+            elif node.op == "call_function":
+                params = _function_params(family, ndim, node, self.graph)
+            else:
+                params = _method_params(family, node)
+        except Exception:
+            params = {}
+        if family == "conv" and self._is_blur_call(node, params):
+            family = "blur"
+            params = {"stride": params.get("stride")}
+        site = Site(qualname=qualname, op=op, kind=kind, params=params, input_shapes=input_shapes,
+                    output_shape=output_shape, node=node, family=family, ndim=ndim, shaped=shaped)
+        if family not in _UNLOCATED:
+            site.file, site.line = _user_frame(node.meta.get("stack_trace"))
+        return site
+
+    def _is_blur_call(self, node: fx.Node, params: dict[str, Any]) -> bool:
+        # F.conv2d(x, self.filt, stride=2, groups=C) with a fixed low-pass buffer: a functional BlurPool.
+        weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+        attr = self.graph.attribute(weight)
+        if attr is None:
+            return False
+        _, tensor = attr
+        if isinstance(tensor, nn.Parameter) and tensor.requires_grad:
+            return False
+        if tensor.dim() < 3 or tensor.shape[1] != 1 or math.prod(tensor.shape[2:]) <= 1:
+            return False
+        return is_lowpass_kernel(tensor) is not False
+
+    def _add_scanned(self, module: nn.Module, prefix: str) -> None:
+        """Add module sites for a subtree that no trace covers, layer by layer."""
+        previous: Site | None = None
+
+        def visit(m: nn.Module, name: str, in_sequence: bool) -> None:
+            nonlocal previous
+            if self._is_leaf(m) or not any(True for _ in m.children()):
+                site = self._module_site(m, name)
+                if in_sequence and previous is not None:
+                    self.graph._previous[site] = previous
+                self._append(site)
+                self.scanned_units += 1
+                previous = site
+                return
+            sequential = isinstance(m, nn.Sequential)
+            if not sequential:
+                previous = None
+            for child_name, child in m.named_children():
+                visit(child, _join(name, child_name), sequential)
+
+        visit(module, prefix, False)
+
+    def _module_site(self, module: nn.Module, qualname: str) -> Site:
+        family, ndim = _module_family(module)
+        recorded = self.calls.get(qualname)
+        input_shapes: list[tuple[int, ...] | None] = []
+        output_shape = None
+        if recorded is not None:
+            input_shapes = [_shape_of(a) for a in recorded[0]]
+            output_shape = _shape_of(recorded[2])
+            if ndim is None and family == "interpolate" and input_shapes and input_shapes[0]:
+                ndim = len(input_shapes[0]) - 2
+        try:
+            params = _module_params(module, family, ndim)
+        except Exception:
+            params = {}
+        cls = type(module)
+        op = f"nn.{cls.__name__}" if (cls.__module__ or "").startswith("torch.nn") else cls.__name__
+        site = Site(qualname=qualname, op=op, kind="module", module=module, params=params,
+                    input_shapes=input_shapes, output_shape=output_shape, family=family, ndim=ndim,
+                    shaped=recorded is not None)
+        if family not in _UNLOCATED:
+            site.file, site.line = self.locator.locate(qualname)
+        return site
+
+    def _append(self, site: Site) -> None:
+        site.index = len(self.graph.sites)
+        self.graph.sites.append(site)
+
+
+#: Families whose sites no rule reports: their source is not looked up (it costs a file parse).
+_UNLOCATED = frozenset({"activation", "norm", "dropout", "identity", "reshape", "cat", "other"})
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _callable_name(target: Any) -> str:
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
+    if module in ("torch", "torch.functional"):
+        return f"torch.{name}"
+    if module == "torch.nn.functional":
+        return f"F.{name}"
+    if module == "_operator":
+        return f"operator.{name}"
+    return name
+
+
+def _fetch(root: nn.Module, target: str) -> Any:
+    value: Any = root
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def build_graph(model: nn.Module, example_input: Any = None) -> ModelGraph:
+    """Return the :class:`ModelGraph` of ``model``: its call sites in execution order, with shapes.
+
+    ``example_input`` is a tensor, a tuple of tensors, a shape tuple such as ``(1, 3, 224, 224)``,
+    or ``None`` (no shapes: rules that need them stay quiet). Real inputs are never run: only their
+    shapes and dtypes are used, on the ``meta`` device. Never raises for a problem in the model:
+    what could not be analysed is listed in ``errors`` (the example input was rejected) and
+    ``notes`` (parts analysed without fx, or without shapes).
+
+    Example::
+
+        >>> import torchvision
+        >>> graph = build_graph(torchvision.models.resnet18(), (1, 3, 224, 224))
+        >>> [s.qualname for s in graph.sites if s.family == "max_pool"]
+        ['maxpool']
+    """
+    builder = _Builder(model)
+    graph = builder.graph
+    call = _example_args(example_input)
+    if call is not None:
+        graph.input_shapes = [s for s in (_shape_of(a) for a in call[0]) if s is not None]
+    lazy = any(isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()
+               for m in model.modules())
+    if lazy:
+        graph.notes.append("the model has uninitialized lazy layers, so shapes are not propagated; "
+                           "run one forward pass before linting to get them")
+        call = None
+    try:
+        with _eval_mode(model):
+            builder.analyse(model, "", call)
+    except Exception as exc:  # a real model never crashes the linter
+        graph.errors.append(f"Linting stopped early with {type(exc).__name__}: {_first_line(exc)}; "
+                            f"the findings so far are reported.")
+    if builder.graph.graph_module is not None:
+        graph.mode = "fx"
+    elif builder.any_traced:
+        graph.mode = "hierarchical"
+    else:
+        graph.mode = "modules"
+    total = builder.traced_units + builder.scanned_units
+    graph.coverage = builder.traced_units / total if total else (1.0 if builder.any_traced else 0.0)
+    return graph

@@ -1,0 +1,84 @@
+"""pytest option ``--equiv-html PATH``: write one self-contained HTML report of every check at the end.
+
+Registered by :mod:`pytest_equivariance.plugin` (``_EXTENSIONS``). Like the main plugin it imports
+neither torch nor the renderers at module level, so runs that do not ask for a report pay nothing.
+The report is written once, by the process that sees all results: the xdist controller (workers
+skip it), or the only process of a serial run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+OPTION_HTML = "--equiv-html"
+INI_HTML = "equiv_html"
+
+#: Where this run's report went (or why it could not be written), for the terminal summary.
+_WRITTEN_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("equivariance")
+    group.addoption(
+        OPTION_HTML,
+        dest=INI_HTML,
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML report of all equivariance checks (heatmaps, profiles, "
+        "seeds) to PATH at the end of the run.",
+    )
+    parser.addini(
+        INI_HTML,
+        type="string",
+        default="",
+        help="path of the equivariance HTML report, relative to the rootdir (same as --equiv-html).",
+    )
+
+
+def report_path(config: pytest.Config) -> Path | None:
+    """Return where this run writes its HTML report, or None when it writes none.
+
+    The command-line path is relative to the directory pytest was invoked from; the ini path to the
+    rootdir, as pytest's own ``junit_*`` settings.
+    """
+    option = config.getoption(INI_HTML, None)
+    if option:
+        return Path(config.invocation_params.dir, option)
+    ini = config.getini(INI_HTML)
+    if ini:
+        return Path(config.rootpath, ini)
+    return None
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    path = report_path(config)
+    if path is None or _is_worker(config):
+        return
+    from pytest_equivariance.plugin import collected_results
+    from pytest_equivariance.report.html import write_html
+
+    title = f"Equivariance report · {config.rootpath.name}"
+    try:
+        write_html(path, collected_results(config), title=title)
+    except OSError as exc:
+        config.stash[_WRITTEN_KEY] = (
+            f"could not write the equivariance HTML report to {path} ({exc.strerror or exc}); "
+            f"pass {OPTION_HTML} a path in a writable directory"
+        )
+        return
+    config.stash[_WRITTEN_KEY] = f"equivariance HTML report: {path}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    message = config.stash.get(_WRITTEN_KEY, None)
+    if message is not None:
+        failed = message.startswith("could not")
+        terminalreporter.write_sep("-", message, red=failed, bold=failed)

@@ -1,0 +1,144 @@
+"""What the report figures show, read off a CheckResult: shared by the terminal and HTML renderers.
+
+Nothing here measures anything; it selects and arranges figures the check already computed (the
+shift grid, the per-angle errors, the trials), so both renderers draw the same picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_equivariance.check.result import CheckResult, ShiftGrid
+
+#: The check function that reproduces each kind of result, for the "reproduce" hint of API results.
+CHECK_FUNCTIONS = {
+    "shift_equivariant": "check_shift_equivariant",
+    "shift_invariant": "check_shift_invariant",
+    "rotation_equivariant": "check_rotation_equivariant",
+    "rotation_invariant": "check_rotation_invariant",
+    "custom": "check_equivariant",
+}
+
+
+@dataclass(frozen=True)
+class AnglePoint:
+    """The error of a check at one rotation angle; ``passed`` is None when only the error is known."""
+
+    angle: float
+    error: float
+    passed: bool | None = None
+
+
+@dataclass(frozen=True)
+class GridView:
+    """A shift grid reduced to at most a given number of rows and columns (block maxima)."""
+
+    offsets_y: list[int]  # the first dy of each block
+    offsets_x: list[int]
+    errors: list[list[float]]
+    factor_y: int
+    factor_x: int
+
+
+def angle_series(result: "CheckResult") -> list[AnglePoint]:
+    """Return the error at each rotation angle, sorted by angle; empty for checks without angles.
+
+    Uses ``result.angle_errors`` when the check filled it, else the trials' ``angle`` or rot90 ``k``
+    parameters; several trials at one angle show their largest error (and fail if any failed).
+    """
+    if result.angle_errors:
+        points = (AnglePoint(float(a), float(e)) for a, e in result.angle_errors)
+        return sorted(points, key=lambda p: p.angle)
+    by_angle: dict[float, AnglePoint] = {}
+    for trial in result.trials:
+        params = trial.params or {}
+        if "angle" in params:
+            angle = float(params["angle"])
+        elif "k" in params and not result.kind.startswith("shift"):
+            angle = float(params["k"]) * 90.0 % 360.0
+        else:
+            continue
+        old = by_angle.get(angle)
+        if old is None:
+            by_angle[angle] = AnglePoint(angle, trial.max_abs, trial.passed)
+        else:
+            by_angle[angle] = AnglePoint(
+                angle, _nanmax(old.error, trial.max_abs), bool(old.passed and trial.passed)
+            )
+    return [by_angle[a] for a in sorted(by_angle)]
+
+
+def reduce_grid(grid: "ShiftGrid", max_rows: int, max_cols: int) -> GridView:
+    """Return ``grid`` reduced by block maxima to at most ``max_rows`` x ``max_cols`` cells.
+
+    Maxima rather than means, so a single bad shift is never averaged away.
+    """
+    rows, cols = len(grid.errors), len(grid.errors[0]) if grid.errors else 0
+    fy = max(1, math.ceil(rows / max(1, max_rows)))
+    fx = max(1, math.ceil(cols / max(1, max_cols)))
+    errors = [
+        [
+            _block_max(grid.errors, i, j, fy, fx)
+            for j in range(0, cols, fx)
+        ]
+        for i in range(0, rows, fy)
+    ]
+    return GridView(
+        offsets_y=list(grid.offsets_y[::fy]),
+        offsets_x=list(grid.offsets_x[::fx]),
+        errors=errors,
+        factor_y=fy,
+        factor_x=fx,
+    )
+
+
+def worst_shift(grid: "ShiftGrid") -> tuple[int, int, float] | None:
+    """Return ``(dy, dx, error)`` of the grid's largest error (NaN counts as largest), or None."""
+    best: tuple[int, int, float] | None = None
+    for i, row in enumerate(grid.errors):
+        for j, value in enumerate(row):
+            if best is None or _bigger(value, best[2]):
+                best = (grid.offsets_y[i], grid.offsets_x[j], value)
+    return best
+
+
+def count_above(grid: "ShiftGrid", threshold: float) -> int:
+    """Return how many shifts of the grid have an error above ``threshold`` (NaN counts)."""
+    return sum(1 for row in grid.errors for v in row if not v <= threshold)
+
+
+def title_of(result: "CheckResult", index: int) -> str:
+    """Return the name a report shows for a result: its test id, or its kind and position."""
+    return result.test_id or f"{result.kind} #{index}"
+
+
+def reproduce_hint(result: "CheckResult") -> str:
+    """Return the command (or, for API results, the call) that reproduces ``result``."""
+    if result.reproduce:
+        return result.reproduce
+    function = CHECK_FUNCTIONS.get(result.kind, "check_equivariant")
+    return f"{function}(model, inputs, seed={result.seed})"
+
+
+def _block_max(errors: list[list[float]], i: int, j: int, fy: int, fx: int) -> float:
+    out = -math.inf
+    for row in errors[i : i + fy]:
+        for value in row[j : j + fx]:
+            out = _nanmax(out, value)
+    return out
+
+
+def _nanmax(a: float, b: float) -> float:
+    # NaN is the worst possible error, so it wins.
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+def _bigger(a: float, b: float) -> bool:
+    if b != b:
+        return False
+    return a != a or a > b

@@ -1,0 +1,66 @@
+"""Lint reports as GitHub Actions workflow commands: one annotation per finding.
+
+``::error file=models/net.py,line=12,title=EQ001::MaxPool2d(...) aliases ...`` shows the finding on
+the pull request's diff. Severities map to ``error`` / ``warning`` / ``notice``; a target that could
+not be loaded becomes an ``error`` annotation without a location. Reference:
+https://docs.github.com/actions/reference/workflow-commands-for-github-actions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pytest_equivariance.lint.findings import Finding, ModelReport, Severity
+from pytest_equivariance.lint.loader import NOT_LOADED, display_path
+
+_COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def render_github(
+    reports: Sequence[ModelReport],
+    *,
+    locations: Mapping[str, tuple[str | None, int | None]] | None = None,
+) -> str:
+    """Return one workflow command per finding (and per failed target), newline-terminated.
+
+    A report whose ``trace`` is :data:`~pytest_equivariance.lint.loader.NOT_LOADED` holds a load
+    error rather than a lint result. ``locations`` maps a target to its model's definition, used for findings without a location.
+    """
+    lines: list[str] = []
+    for report in reports:
+        if report.trace == NOT_LOADED:
+            for error in report.errors:
+                lines.append(f"::error title={_property('equiv-lint')}::{_data(error)}")
+            continue
+        for finding in report.findings:
+            lines.append(_annotation(finding, report.target, (locations or {}).get(report.target)))
+    return "".join(line + "\n" for line in lines)
+
+
+def _annotation(
+    finding: Finding, target: str, fallback: tuple[str | None, int | None] | None
+) -> str:
+    file, line = finding.file, finding.line
+    if file is None and fallback is not None:
+        file, line = fallback
+    props = []
+    if file is not None:
+        props.append(f"file={_property(display_path(file))}")
+        if line is not None:
+            props.append(f"line={line}")
+    props.append(f"title={_property(finding.code)}")
+    where = f" [{finding.qualname}]" if finding.qualname else ""
+    body = f"{finding.message}{where} ({target})"
+    if finding.fix:
+        body += f"\nFix: {finding.fix}"
+    return f"::{_COMMAND[finding.severity]} {','.join(props)}::{_data(body)}"
+
+
+def _data(text: str) -> str:
+    """Escape a command's message (GitHub's escapeData)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    """Escape a command's property value (GitHub's escapeProperty)."""
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

@@ -1,0 +1,232 @@
+"""The per-layer error profile as a compact bar chart: plain text for assertion messages, rich for terminals.
+
+One row per layer in execution order: name, op, a bar on a log scale, the error. Bar cells below the
+layer's noise floor are drawn ``░``, cells above it ``█``, and ``┊`` marks the floor when the bar stops
+short of it, so a clean layer reads as a short shaded bar and a broken one as a solid bar. The culprit
+(the first layer above its floor) is marked ``▶``. Long runs of clean layers collapse to one line, and
+only a few layers after the culprit are shown, since they inherit its error.
+
+Nothing here measures anything: the figures come from :class:`~pytest_equivariance.check.result.Profile`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_equivariance.report.colormap import format_error
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from pytest_equivariance.check.result import LayerError, Profile
+
+#: Width of the bar, in cells.
+BAR_WIDTH = 24
+#: Runs of more clean layers than this collapse to first, "⋯ N clean layers ⋯", last.
+MAX_CLEAN_RUN = 3
+#: How many layers after the culprit are listed before the rest is summarised.
+AFTER_CULPRIT = 4
+_NAME_WIDTH = 28
+_OP_WIDTH = 18
+_PARAM_KEYS = ("kernel_size", "stride", "padding", "dilation", "scale_factor", "mode", "ceil_mode", "groups")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the chart: a layer, or a note standing for several layers (``layer`` is None)."""
+
+    layer: "LayerError | None"
+    note: str = ""
+    culprit: bool = False
+
+
+def chart_rows(profile: "Profile") -> list[Row]:
+    """Return the chart's lines: layers in order, clean runs collapsed, the tail after the culprit cut."""
+    layers = profile.layers
+    culprit = _culprit_index(profile)
+    end = len(layers) if culprit is None else min(len(layers), culprit + 1 + AFTER_CULPRIT)
+    rows: list[Row] = []
+    run: list[LayerError] = []
+
+    def flush() -> None:
+        if len(run) > MAX_CLEAN_RUN:
+            rows.append(Row(run[0]))
+            rows.append(Row(None, f"⋯ {len(run) - 2} clean layers ⋯"))
+            rows.append(Row(run[-1]))
+        else:
+            rows.extend(Row(layer) for layer in run)
+        run.clear()
+
+    for index, layer in enumerate(layers[:end]):
+        if layer.error <= layer.noise and index != culprit:
+            run.append(layer)
+            continue
+        flush()
+        rows.append(Row(layer, culprit=index == culprit))
+    flush()
+    rest = layers[end:]
+    if rest:
+        worst = max(rest, key=lambda layer: layer.error)
+        rows.append(
+            Row(None, f"⋯ {len(rest)} more layers, largest error {format_error(worst.error)} at {worst.qualname} ⋯")
+        )
+    return rows
+
+
+def log_range(profile: "Profile") -> tuple[float, float]:
+    """Return the decades ``(lo, hi)`` (log10) the bars span: from below the noise floors to the top error."""
+    values = [v for layer in profile.layers for v in (layer.error, layer.noise) if v > 0 and math.isfinite(v)]
+    floors = [layer.noise for layer in profile.layers if layer.noise > 0]
+    lo = math.floor(math.log10(min(floors or values or [1e-8]))) - 2
+    hi = max(0, math.ceil(math.log10(max(values or [1.0]))))
+    return float(lo), float(max(hi, lo + 1))
+
+
+def bar_cells(error: float, noise: float, lo: float, hi: float, width: int = BAR_WIDTH) -> list[tuple[str, str]]:
+    """Return the bar as ``(char, kind)`` cells; kind is "noise" (below the floor), "error" or "floor"."""
+
+    def position(value: float) -> int:
+        if not value > 0:
+            return 0
+        if not math.isfinite(value):
+            return width
+        return max(0, min(width, round((math.log10(value) - lo) / (hi - lo) * width)))
+
+    filled, floor = position(error), position(noise)
+    cells = []
+    for i in range(width):
+        if i < filled:
+            cells.append(("█", "error") if i >= floor else ("░", "noise"))
+        elif i == floor:
+            cells.append(("┊", "floor"))
+        else:
+            cells.append((" ", "blank"))
+    return cells
+
+
+def describe_layer(layer: "LayerError") -> str:
+    """Return ``"Conv2d(kernel_size=3, stride=2)"``: the op with its parameters that matter for sampling."""
+    if "index" in layer.params:  # strided slicing reads best as the user wrote it
+        return f"x{layer.params['index']}"
+    shown = [f"{k}={_short(layer.params[k])}" for k in _PARAM_KEYS if layer.params.get(k) is not None]
+    return f"{layer.op}({', '.join(shown)})" if shown else layer.op
+
+
+def culprit_lines(profile: "Profile") -> list[str]:
+    """Return the lines that name the culprit, where it is, and the lint finding's fix (empty without one)."""
+    c = profile.culprit
+    if c is None:
+        return []
+    where = f" at {c.file}:{c.line}" if c.file and c.line else ""
+    lines = [f"equivariance first breaks at {c.qualname}: {describe_layer(c)}{where}"]
+    if profile.finding_code:
+        fix = (profile.finding_fix or "").strip()
+        first, _, rest = fix.partition("\n")
+        lines.append(f"{profile.finding_code}: {first}" if first else profile.finding_code)
+        lines.extend(f"    {line}" if line else "" for line in rest.strip("\n").splitlines())
+    return lines
+
+
+def header(profile: "Profile") -> str:
+    """Return the chart's title line: what was measured, under which transform."""
+    under = f" under {profile.transform}" if profile.transform else ""
+    return f"per-layer error{under}: {profile.method}" if profile.method else f"per-layer error{under}"
+
+
+def profile_text(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> str:
+    """Return the profile as plain text (no colour), for AssertionError messages and logs."""
+    if not profile.layers:
+        return header(profile) + "\n  (no layer could be measured)"
+    lo, hi = log_range(profile)
+    names, ops = _widths(profile)
+    lines = [header(profile)]
+    for row in chart_rows(profile):
+        if row.layer is None:
+            lines.append(f"    {row.note}")
+            continue
+        layer = row.layer
+        bar = "".join(char for char, _ in bar_cells(layer.error, layer.noise, lo, hi, bar_width))
+        mark = "▶" if row.culprit else " "
+        suffix = "  ← first break" if row.culprit else ""
+        lines.append(
+            f"  {mark} {_fit(layer.qualname, names)}  {_fit(layer.op, ops)} │{bar}│ {format_error(layer.error)}{suffix}"
+        )
+    lines.append(_legend(lo, hi))
+    lines.extend(culprit_lines(profile))
+    if profile.culprit is None:
+        lines.append("no layer rises above its noise floor")
+    return "\n".join(lines)
+
+
+def profile_renderable(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> "RenderableType":
+    """Return the profile as a rich renderable: the same chart, the culprit and above-floor cells in red."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = [Text(header(profile), style="bold")]
+    if not profile.layers:
+        parts.append(Text("  (no layer could be measured)", style="dim"))
+        return Group(*parts)
+    lo, hi = log_range(profile)
+    names, ops = _widths(profile)
+    styles = {"noise": "dim", "error": "red", "floor": "yellow", "blank": ""}
+    for row in chart_rows(profile):
+        if row.layer is None:
+            parts.append(Text(f"    {row.note}", style="dim"))
+            continue
+        layer = row.layer
+        clean = layer.error <= layer.noise
+        text = Text("  ")
+        text.append("▶ " if row.culprit else "  ", style="bold red")
+        name_style = "bold red" if row.culprit else ("dim" if clean else "")
+        text.append(_fit(layer.qualname, names), style=name_style)
+        text.append("  ")
+        text.append(_fit(layer.op, ops), style="dim" if clean else "")
+        text.append(" │")
+        for char, kind in bar_cells(layer.error, layer.noise, lo, hi, bar_width):
+            text.append(char, style=styles[kind])
+        text.append("│ ")
+        text.append(format_error(layer.error), style="bold red" if row.culprit else ("dim" if clean else ""))
+        if row.culprit:
+            text.append("  ← first break", style="bold red")
+        parts.append(text)
+    parts.append(Text(_legend(lo, hi), style="dim"))
+    lines = culprit_lines(profile)
+    if lines:
+        parts.append(Text(lines[0], style="bold"))
+        parts.extend(Text(line, style="cyan") for line in lines[1:])
+    else:
+        parts.append(Text("no layer rises above its noise floor", style="green"))
+    return Group(*parts)
+
+
+def _legend(lo: float, hi: float) -> str:
+    return f"    log scale 1e{int(lo)} … 1e{int(hi)};  ░ below noise floor  █ above  ┊ floor"
+
+
+def _culprit_index(profile: "Profile") -> int | None:
+    if profile.culprit is None:
+        return None
+    for index, layer in enumerate(profile.layers):
+        if layer is profile.culprit or layer == profile.culprit:
+            return index
+    return None
+
+
+def _widths(profile: "Profile") -> tuple[int, int]:
+    names = min(_NAME_WIDTH, max(len(layer.qualname) for layer in profile.layers))
+    ops = min(_OP_WIDTH, max(len(layer.op) for layer in profile.layers))
+    return names, ops
+
+
+def _fit(text: str, width: int) -> str:
+    # Keep the end of long qualified names: "layer4.1.conv2" says more than "layer4.1.co".
+    return text.ljust(width) if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value and all(v == value[0] for v in value):
+        return str(value[0])
+    return str(tuple(value)) if isinstance(value, list) else str(value)

@@ -1,0 +1,293 @@
+"""Rich renderings of check results for the terminal: failure reports and the end-of-run summary.
+
+Renderers read :class:`~pytest_equivariance.check.result.CheckResult` and never compute a metric.
+Each function returns either a rich renderable or plain lines; :func:`render` turns a renderable
+into a string with or without ANSI colour, so the pytest plugin can write it through pytest's own
+terminal writer (which already decided ``--color``, ``NO_COLOR`` and the width).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from io import StringIO
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from pytest_equivariance.check.result import CheckResult, Trial
+
+#: How many of the worst trials a failure report lists.
+WORST_TRIALS = 5
+
+
+def render(renderable: RenderableType, *, color: bool, width: int = 100, soft_wrap: bool = False) -> str:
+    """Return ``renderable`` as text, with ANSI styles only when ``color`` is true.
+
+    ``soft_wrap`` leaves long text lines unbroken (for commands meant to be copied into a shell).
+    """
+    buffer = StringIO()
+    console = Console(
+        file=buffer,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        width=width,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+        _environ={},  # pytest already weighed NO_COLOR, FORCE_COLOR and COLUMNS: do not re-read them
+    )
+    console.print(renderable, soft_wrap=soft_wrap)
+    return buffer.getvalue()
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+
+
+def _tol(value: float) -> str:
+    return f"{value:.0e}" if 0 < value < 1e-2 else f"{value:g}"
+
+
+def _tolerance(result: "CheckResult") -> str:
+    return f"atol={_tol(result.atol)} rtol={_tol(result.rtol)}"
+
+
+def headline(result: "CheckResult") -> str:
+    """Return one plain line saying what failed, under which transform, by how much, and the seed."""
+    worst = result.worst
+    if worst is None:
+        return f"{result.kind} failed: no trials ran (seed {result.seed})"
+    where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
+    if result.min_consistency is not None and result.consistency is not None:
+        figure = f"top-1 consistency {result.consistency:.1%} < min_consistency {result.min_consistency:.1%}"
+    else:
+        figure = f"max_abs {_num(worst.max_abs)} exceeds {_tolerance(result)}"
+    failed = sum(not t.passed for t in result.trials)
+    return (
+        f"{result.kind} failed under {where}: {figure}; "
+        f"{failed}/{len(result.trials)} trials failed, seed {result.seed}"
+    )
+
+
+def quiet_lines(results: Iterable["CheckResult"]) -> list[str]:
+    """Return one line per failing check (``-q``), and a count line when any check ran."""
+    results = list(results)
+    lines = [
+        f"EQUIV FAILED {r.test_id or '?'} - {headline(r)}" for r in results if not r.passed
+    ]
+    failed = len(lines)
+    lines.append(f"equivariance: {len(results)} checks, {failed} failed")
+    return lines
+
+
+def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("figure")
+    table.add_column("worst trial", justify="right")
+    table.add_column("limit")
+    limit = f"{_tol(result.atol)} + {_tol(result.rtol)}·|reference|"
+    if result.min_consistency is not None:
+        limit = "(min_consistency decides)"
+    table.add_row("max_abs", _num(worst.max_abs), limit)
+    table.add_row("mean_abs", _num(worst.mean_abs), "")
+    table.add_row("rel_l2", _num(worst.rel_l2), "")
+    table.add_row("cosine distance", _num(worst.cosine), "")
+    if worst.consistency is not None:
+        against = f"min_consistency={result.min_consistency:.1%}" if result.min_consistency is not None else ""
+        table.add_row("top-1 consistency", f"{worst.consistency:.1%}", against)
+    if worst.prob_change is not None:
+        table.add_row("mean |Δp(top class)|", _num(worst.prob_change), "")
+    return table
+
+
+def _trials_table(result: "CheckResult") -> Table:
+    trials = sorted(result.trials, key=lambda t: t.max_abs, reverse=True)[:WORST_TRIALS]
+    with_consistency = any(t.consistency is not None for t in trials)
+    with_leaf = any(t.leaf for t in trials)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("transform")
+    if with_leaf:
+        table.add_column("output")
+    for name in ("max_abs", "mean_abs", "rel_l2"):
+        table.add_column(name, justify="right")
+    if with_consistency:
+        table.add_column("consistency", justify="right")
+    table.add_column("")
+    for trial in trials:
+        row = [trial.transform]
+        if with_leaf:
+            row.append(trial.leaf or "-")
+        row += [_num(trial.max_abs), _num(trial.mean_abs), _num(trial.rel_l2)]
+        if with_consistency:
+            row.append("-" if trial.consistency is None else f"{trial.consistency:.1%}")
+        row.append(Text("ok", style="green") if trial.passed else Text("FAIL", style="bold red"))
+        table.add_row(*row)
+    return table
+
+
+def _optional_renderable(module: str, names: Sequence[str], value: Any) -> RenderableType | None:
+    """Return a renderable from an optional report module (profile, heatmap), or None if absent."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+    for name in names:
+        function = getattr(mod, name, None)
+        if callable(function):
+            return function(value)
+    return None
+
+
+def failure_report(result: "CheckResult", *, reproduce: bool = True) -> RenderableType:
+    """Return the report of one failing (or passing) check: worst transform, figures, trials, seed.
+
+    With ``reproduce`` the report ends with the command that reproduces the check.
+    """
+    parts: list[RenderableType] = []
+    status = Text("PASSED ", style="bold green") if result.passed else Text("FAILED ", style="bold red")
+    title = Text.assemble(
+        status,
+        (result.kind, "bold"),
+        f" ({result.mode}) · dims {tuple(result.dims)} · input {tuple(result.input_shape)} "
+        f"{result.dtype} · {result.device}",
+    )
+    parts.append(title)
+    worst = result.worst
+    if worst is not None:
+        where = worst.transform + (f"  output{worst.leaf}" if worst.leaf else "")
+        parts.append(Text.assemble("worst transform: ", (where, "bold")))
+        parts.append(_figures_table(result, worst))
+        failed = sum(not t.passed for t in result.trials)
+        parts.append(Text(f"worst {min(WORST_TRIALS, len(result.trials))} of {len(result.trials)} trials ({failed} failed):"))
+        parts.append(_trials_table(result))
+    if result.lattice is not None:
+        parts.append(
+            Text(f"note: the output is {tuple(result.lattice)}× coarser than the input; "
+                 f"shifts were drawn on that lattice.", style="yellow")
+        )
+    for note in result.notes:
+        parts.append(Text(f"note: {note}", style="yellow"))
+    if result.profile is not None:
+        chart = _optional_renderable(
+            "pytest_equivariance.report.profile", ("profile_renderable",), result.profile
+        )
+        if chart is not None:
+            parts.append(chart)
+    figure = _optional_renderable("pytest_equivariance.report.heatmap", ("result_figure",), result)
+    if figure is not None:
+        parts.append(figure)
+    parts.append(Text.assemble("seed: ", (str(result.seed), "bold")))
+    if result.reproduce and reproduce:
+        parts.append(reproduce_line(result.reproduce))
+    return Group(*parts)
+
+
+def reproduce_line(command: str) -> Text:
+    """Return the "reproduce: <command>" line; render it with ``soft_wrap`` to keep it unbroken."""
+    return Text.assemble("reproduce: ", (command, "bold cyan"))
+
+
+def failure_reports(results: Sequence["CheckResult"], *, reproduce: bool = True) -> RenderableType:
+    """Return the reports of several failing checks, separated by a blank line."""
+    parts: list[RenderableType] = []
+    for i, result in enumerate(results):
+        if i:
+            parts.append(Text(""))
+        parts.append(failure_report(result, reproduce=reproduce))
+    return Group(*parts)
+
+
+#: Repeated checks of one kind and mode in one test share a summary row beyond this many (a
+#: hypothesis test runs a check per example); fewer are listed one by one.
+MERGE_REPEATS = 3
+
+
+def _rows(results: Sequence["CheckResult"]) -> list[tuple[str, str, str, list["CheckResult"]]]:
+    """Return (test, kind, mode, checks) rows in first-seen order, merging long runs of repeats."""
+    groups: dict[tuple[str, str, str], list[CheckResult]] = {}
+    for result in results:
+        groups.setdefault((result.test_id or "-", result.kind, result.mode), []).append(result)
+    rows = []
+    for (test, kind, mode), group in groups.items():
+        if len(group) > MERGE_REPEATS:
+            rows.append((test, kind, mode, group))
+        else:
+            rows.extend((test, kind, mode, [r]) for r in group)
+    return rows
+
+
+def _common_file(tests: Iterable[str]) -> str | None:
+    files = {test.partition("::")[0] for test in tests}
+    return files.pop() if len(files) == 1 and "-" not in files else None
+
+
+#: The figure columns of the summary: header, justification, fixed width.
+_SUMMARY_COLUMNS = (("worst", "right", 9), ("atol/rtol", "left", 11), ("top-1", "right", 6), ("passed", "left", 6))
+
+
+def _summary_grid(show_header: bool) -> Table:
+    # Every block of the summary is a table of the same fixed-width figure columns that expands to
+    # the console width, so the blocks line up while each test id gets a full line of its own.
+    table = Table(box=box.SIMPLE_HEAD, show_header=show_header, show_edge=False,
+                  pad_edge=False, expand=True)
+    table.add_column("test / check (mode)", ratio=1, overflow="fold")
+    for header, justify, width in _SUMMARY_COLUMNS:
+        table.add_column(header, justify=justify, width=width, no_wrap=True)
+    return table
+
+
+def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] | None = None) -> RenderableType:
+    """Return the end-of-run table: each test's id, then one row per check with its figures.
+
+    Each test id takes a full line, its checks (kind and mode) the rows below it, so the table reads
+    well at 80 columns; when every check is in one file, the file goes to the title. More than
+    ``MERGE_REPEATS`` checks of one kind and mode in one test share a row with their count and the
+    worst of them. ``outcomes`` maps node ids to the test's outcome, so an expected failure reads
+    "xfail".
+    """
+    outcomes = outcomes or {}
+    failed = sum(not r.passed for r in results)
+    rows = _rows(results)
+    common = _common_file(test for test, *_ in rows)
+    title = f"{len(results)} equivariance checks, {failed} failed" + (f", in {common}" if common else "")
+    parts: list[RenderableType] = [Text(title, style="bold"), _summary_grid(show_header=True)]
+    block: Table | None = None
+    previous_test = None
+    for test, kind, mode, group in rows:
+        if test != previous_test:
+            parts.append(Text(test.partition("::")[2] if common else test, style="bold", overflow="fold"))
+            block = _summary_grid(show_header=False)
+            parts.append(block)
+            previous_test = test
+        worst = max(group, key=lambda r: r.worst_error)
+        consistencies = [r.consistency for r in group if r.consistency is not None]
+        passed = all(r.passed for r in group)
+        check = Text(f"  {kind}" + (f" ×{len(group)}" if len(group) > 1 else ""))
+        check.append(f" ({mode})", style="dim")
+        verdict = Text("yes", style="green") if passed else Text("no", style="bold red")
+        if not passed and outcomes.get(test) == "xfailed":
+            verdict = Text("xfail", style="yellow")
+        if worst.min_consistency is not None:
+            tolerance = f"top-1≥{worst.min_consistency:.0%}"
+        else:
+            tolerance = f"{_tol(worst.atol)}/{_tol(worst.rtol)}"
+        block.add_row(
+            check,
+            _num(worst.worst_error),
+            tolerance,
+            "-" if not consistencies else f"{min(consistencies):.1%}",
+            verdict,
+        )
+    return Group(*parts)

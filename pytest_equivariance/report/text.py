@@ -1,0 +1,125 @@
+"""Plain-text report of a check result: the message of a failing ``assert_*`` call.
+
+No colour and no rich: it must read well in any log, in an AssertionError, and in a CI annotation.
+Renderers never compute metrics; every figure here is read off the :class:`CheckResult`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_equivariance.check.result import CheckResult, Profile, Trial
+
+#: How many trials the report lists, worst first.
+WORST_TRIALS = 5
+
+_KIND_TITLES = {
+    "shift_equivariant": "shift equivariance",
+    "shift_invariant": "shift invariance",
+    "rotation_equivariant": "rotation equivariance",
+    "rotation_invariant": "rotation invariance",
+    "custom": "custom equivariance",
+}
+
+
+def num(value: float | None) -> str:
+    """Return a figure in 3 significant digits (``-`` when absent)."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+
+
+def headline(result: "CheckResult") -> str:
+    """Return the one-line verdict: what was checked, pass or fail, on how many trials."""
+    title = _KIND_TITLES.get(result.kind, result.kind.replace("_", " "))
+    failed = sum(not t.passed for t in result.trials)
+    verdict = "passed" if result.passed else "FAILED"
+    counts = f"{failed} of {len(result.trials)} trials failed" if failed else f"{len(result.trials)} trials"
+    where = f"{result.mode}, dims {tuple(result.dims)}, {result.dtype}, {result.device}"
+    return f"{title} {verdict}: {counts} ({where})"
+
+
+def tolerance(result: "CheckResult") -> str:
+    """Return the pass rule as the report states it."""
+    if result.min_consistency is not None:
+        return f"mean top-1 consistency >= {num(result.min_consistency)}"
+    return f"|a - b| <= {num(result.atol)} + {num(result.rtol)}·|b|"
+
+
+def worst_trials(result: "CheckResult", count: int = WORST_TRIALS) -> list["Trial"]:
+    """Return up to ``count`` trials, failing before passing, larger error first."""
+    return sorted(result.trials, key=lambda t: (t.passed, -t.max_abs))[:count]
+
+
+def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
+    """Return the plain-text report: verdict, worst transform against the tolerance, worst trials, seed, notes."""
+    lines = [headline(result)]
+    shown = worst_trials(result, trials)
+    worst = shown[0] if shown else None
+    if worst is not None:
+        leaf = f" at output{worst.leaf}" if worst.leaf else ""
+        lines.append(f"worst transform: {worst.transform}{leaf}")
+        lines.append(
+            f"  max abs {num(worst.max_abs)}   mean abs {num(worst.mean_abs)}   "
+            f"rel L2 {num(worst.rel_l2)}   cosine {num(worst.cosine)}"
+        )
+        if worst.consistency is not None:
+            lines.append(
+                f"  top-1 consistency {num(worst.consistency)}   "
+                f"top-class probability change {num(worst.prob_change)}"
+            )
+        lines.append(f"  tolerance: {tolerance(result)}")
+    if result.consistency is not None:
+        lines.append(
+            f"over all trials: top-1 consistency {num(result.consistency)}, "
+            f"mean top-class probability change {num(result.prob_change)}"
+        )
+    if len(result.trials) > 1 and shown:
+        lines.append(f"worst {len(shown)} of {len(result.trials)} trials:")
+        lines.extend("  " + row for row in _table(shown))
+    lines.append(f"input shape {tuple(result.input_shape)}, seed {result.seed}")
+    if result.lattice is not None:
+        lines.append(f"stride lattice {tuple(result.lattice)}")
+    if result.reproduce:
+        lines.append(f"reproduce: {result.reproduce}")
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    if result.profile is not None:
+        lines.extend(_profile_lines(result.profile))
+    return "\n".join(lines)
+
+
+def _table(trials: list["Trial"]) -> list[str]:
+    consistency = any(t.consistency is not None for t in trials)
+    head = ["transform", "max abs", "mean abs", "rel L2", "cosine"] + (["top-1"] if consistency else [])
+    head += ["leaf", ""]
+    rows = [head]
+    for t in trials:
+        row = [t.transform, num(t.max_abs), num(t.mean_abs), num(t.rel_l2), num(t.cosine)]
+        if consistency:
+            row.append(num(t.consistency))
+        row += [t.leaf or "-", "ok" if t.passed else "FAIL"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _profile_lines(profile: "Profile") -> list[str]:
+    """The culprit layer, in the per-layer report's own words when that renderer is present."""
+    quiet = ["per-layer profile: no single layer stands out above numerical noise"]
+    try:
+        from pytest_equivariance.report.profile import culprit_lines
+    except ImportError:
+        culprit_lines = None
+    if culprit_lines is not None:
+        return culprit_lines(profile) or quiet
+    c = profile.culprit
+    if c is None:
+        return quiet
+    lines = [f"equivariance first breaks at {c.qualname} ({c.op}): error {num(c.error)} vs noise {num(c.noise)}"]
+    if profile.finding_code:
+        lines.append(f"{profile.finding_code}: {(profile.finding_fix or '').strip()}")
+    return lines
