@@ -235,13 +235,13 @@ def compare(
 
     ``test_tols`` overrides ``tol`` per test id (the ``equiv_regression_tol`` marker). ``floor``
     overrides the per-dtype noise floor. ``ran_tests`` are the tests that ran to completion in this
-    run (default: those with entries); baseline entries of a test that ran but no longer produces them
-    are *stale*, entries of other tests are counted as *not run*. Only figures present on both sides
-    are compared.
+    run (default: those with entries). Baseline entries this run would have produced but did not
+    are *stale* (see :func:`in_scope`); the others are counted as *not run*. Only figures present on
+    both sides are compared.
     """
     test_tols = test_tols or {}
     entries = list(entries)
-    ran = {e.key.test_id for e in entries} | set(ran_tests or ())
+    scope = _Scope.of(entries, ran_tests)
     out = Comparison()
     produced = set()
     for entry in sorted(entries, key=lambda e: e.key):
@@ -264,7 +264,7 @@ def compare(
     for key, old in sorted(baseline.entries.items()):
         if key in produced:
             continue
-        if key.test_id in ran:
+        if scope.covers(key):
             out.stale.append(old)
         else:
             out.not_run += 1
@@ -280,16 +280,41 @@ def merge(
 ) -> Baseline:
     """Return the baseline updated with a run's entries.
 
-    Every test that ran (``ran_tests``, plus the tests of ``entries``) has its entries replaced by
-    this run's, so checks it no longer runs disappear. Entries of tests that did not run are kept, so
-    ``pytest -k subset --equiv-baseline-update`` does not drop the others — unless ``prune`` is set.
+    The entries this run covers (:func:`in_scope`) are replaced by the run's own, so checks a test no
+    longer runs disappear. The others are kept: ``pytest -k subset --equiv-baseline-update`` does not
+    drop the other tests, nor does a CPU run drop the CUDA entries of the same tests — unless
+    ``prune`` is set, which keeps only this run's entries.
     """
     entries = list(entries)
-    ran = {e.key.test_id for e in entries} | set(ran_tests or ())
-    merged = {} if prune else {k: e for k, e in baseline.entries.items() if k.test_id not in ran}
+    scope = _Scope.of(entries, ran_tests)
+    merged = {} if prune else {k: e for k, e in baseline.entries.items() if not scope.covers(k)}
     for entry in entries:
         merged[entry.key] = entry
     return Baseline(merged)
+
+
+def in_scope(key: BaselineKey, entries: Iterable[BaselineEntry], ran_tests: Iterable[str] | None = None) -> bool:
+    """Return whether a run with these entries would have produced ``key`` had it still existed.
+
+    That is: its test ran (it is in ``ran_tests`` or has entries) and the run checked on its device
+    kind (some entry of the run is on that device kind). A CPU-only run says nothing about the CUDA
+    entries of the same tests.
+    """
+    return _Scope.of(list(entries), ran_tests).covers(key)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    tests: frozenset[str]
+    devices: frozenset[str]
+
+    @classmethod
+    def of(cls, entries: list[BaselineEntry], ran_tests: Iterable[str] | None) -> "_Scope":
+        tests = {e.key.test_id for e in entries} | set(ran_tests or ())
+        return cls(frozenset(tests), frozenset(e.key.device for e in entries))
+
+    def covers(self, key: BaselineKey) -> bool:
+        return key.test_id in self.tests and key.device in self.devices
 
 
 # --------------------------------------------------------------------------- the file format

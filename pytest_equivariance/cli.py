@@ -213,6 +213,10 @@ class Run:
             self._fail(source.target, error)
         else:
             self.reports.append(report)
+            if report.errors:  # the model rejected the example input, or the analysis broke off
+                self.failed.append(source.target)
+                for error in report.errors:
+                    _error(self.stderr, f"{source.target}: {error}")
         finally:
             del model
 
@@ -338,8 +342,8 @@ def _console(stdout: IO[str]) -> "Console":
     return Console(file=stdout, soft_wrap=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
-def _error(stderr: IO[str], exc: BaseException, *, verbose: bool = False) -> None:
-    if verbose:
+def _error(stderr: IO[str], exc: BaseException | str, *, verbose: bool = False) -> None:
+    if verbose and isinstance(exc, BaseException):
         cause = exc.__cause__ or exc
         stderr.write("".join(traceback.format_exception(cause)))
     print(f"{PROG}: error: {exc}", file=stderr)

@@ -49,8 +49,6 @@ ITEM_RESULTS_KEY = pytest.StashKey[list]()
 RESULTS_KEY = pytest.StashKey[list]()
 #: A marker usage error found at collection, raised when the test is set up.
 _USAGE_ERROR_KEY = pytest.StashKey[str]()
-#: How many checks the running test has started; part of each check's derived seed.
-_CHECK_COUNT_KEY = pytest.StashKey[int]()
 
 #: Feature plugins that live in modules of their own; registered when present.
 _EXTENSIONS = ("pytest_equivariance.plugin_baseline", "pytest_equivariance.plugin_html")
@@ -349,13 +347,15 @@ def read_settings(config: pytest.Config) -> Settings:
     )
 
 
-def derive_seed(run_seed: int, nodeid: str, index: int = 0) -> int:
-    """Return the seed of a test's ``index``-th check: a stable hash of the run seed and node id.
+def derive_seed(run_seed: int, nodeid: str) -> int:
+    """Return the seed of the checks in test ``nodeid``: a stable hash of the run seed and node id.
 
     zlib.crc32 rather than ``hash()``: Python salts string hashes per process, and the same test
-    must get the same seed on every run and every xdist worker.
+    must get the same seed on every run and every xdist worker. Every check in a test gets the same
+    seed, so adding a check does not change the others' draws, and a hypothesis test sees the same
+    inputs in every example (its shrinking stays deterministic).
     """
-    return zlib.crc32(f"{run_seed}:{nodeid}:{index}".encode())
+    return zlib.crc32(f"{run_seed}:{nodeid}".encode())
 
 
 def reproduce_command(config: pytest.Config, nodeid: str, settings: Settings) -> str:
@@ -549,7 +549,7 @@ def run_check(
     """Run the ``check_<kind>`` function with the run's defaults for ``item``; record and return it.
 
     Defaults that the caller did not set: ``device``, ``trials`` and ``localize`` from the options,
-    and ``seed`` derived from the run seed, the node id and the check's index within the test.
+    and ``seed`` derived from the run seed and the node id.
     """
     __tracebackhide__ = True
     from pytest_equivariance.check import api
@@ -558,9 +558,7 @@ def run_check(
     session.listen(api)
     settings = session.settings
     kwargs = dict(kwargs or {})
-    index = item.stash.get(_CHECK_COUNT_KEY, 0)
-    item.stash[_CHECK_COUNT_KEY] = index + 1
-    kwargs.setdefault("seed", derive_seed(settings.seed, item.nodeid, index))
+    kwargs.setdefault("seed", derive_seed(settings.seed, item.nodeid))
     kwargs.setdefault("device", settings.device)
     if settings.trials is not None and not ({"shift", "shifts", "angle", "angles"} & kwargs.keys()):
         kwargs.setdefault("trials", settings.trials)

@@ -71,10 +71,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "1e-5 for float32). Ini: equiv_regression_floor.")
     group.addoption(JSON_OPTION, dest="equiv_json", metavar="PATH", default=None,
                     help="Write every check's figures and transforms to this JSON file. Ini: equiv_json.")
-    parser.addini("equiv_baseline", "Robustness baseline file (relative to the ini file).", default="")
+    parser.addini("equiv_baseline", "Robustness baseline file (relative to the rootdir).", default="")
     parser.addini("equiv_regression_tol", "Relative regression tolerance of baseline figures.", default="")
     parser.addini("equiv_regression_floor", "Absolute noise floor of baseline error figures.", default="")
-    parser.addini("equiv_json", "Write check results as JSON to this file (relative to the ini file).", default="")
+    parser.addini("equiv_json", "Write check results as JSON to this file (relative to the rootdir).", default="")
 
 
 # ------------------------------------------------------------------------------ xdist and GPUs
@@ -128,13 +128,14 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def _setting(config: pytest.Config, dest: str) -> tuple[Any, Path]:
-    """Return an option's value (else its ini value) and the directory relative paths start from."""
+    """Return an option's value (else its ini value) and the directory relative paths start from.
+
+    Command-line paths are relative to the invocation directory, ini paths to the rootdir.
+    """
     value = getattr(config.option, dest, None)
     if value not in (None, ""):
         return value, Path(config.invocation_params.dir)
-    ini = config.getini(dest)
-    base = config.inipath.parent if config.inipath is not None else config.rootpath
-    return (ini or None), base
+    return (config.getini(dest) or None), config.rootpath  # like pytest's own junit_* settings
 
 
 def _path_setting(config: pytest.Config, dest: str) -> Path | None:

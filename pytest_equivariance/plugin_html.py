@@ -27,7 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="write a self-contained HTML report of all equivariance checks (heatmaps, profiles, "
-        "seeds) to PATH at the end of the run.",
+        "seeds) to PATH at the end of the run (default: ini equiv_html, else none).",
     )
     parser.addini(
         INI_HTML,
@@ -66,8 +66,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from pytest_equivariance.report.html import write_html
 
     title = f"Equivariance report · {config.rootpath.name}"
+    # Reports arrive in the order tests finish, which under xdist varies from run to run; sorting by
+    # test id (stable, so a test's checks keep their order) makes the same run give the same file.
+    results = sorted(collected_results(config), key=lambda r: r.test_id or "")
     try:
-        write_html(path, collected_results(config), title=title)
+        write_html(path, results, title=title)
     except OSError as exc:
         config.stash[_WRITTEN_KEY] = (
             f"could not write the equivariance HTML report to {path} ({exc.strerror or exc}); "

@@ -40,6 +40,10 @@ DEFAULT_MAX_SHIFT = 8
 DEFAULT_BATCH = 2
 #: Angles of the default sweep for ``mode="interp"``, in degrees.
 INTERP_ANGLES = tuple(float(a) for a in range(15, 360, 15))
+#: Spectral exponent of the default images in ``mode="interp"`` (1/f² noise: smooth to resample).
+INTERP_EXPONENT = 2.0
+#: Output pixels left out inside the disk's edge in ``mode="interp"``.
+INTERP_MARGIN = 2
 _FLIPS = {"hflip": -1, "vflip": -2}
 
 Shift = "int | Sequence[int]"
@@ -184,7 +188,8 @@ def check_equivariant(
     """Return how far ``model(f(x))`` is from ``g(model(x))`` for each custom pair ``(f, g)`` in ``transforms``.
 
     ``g`` is applied to each output tensor; ``g=None`` means invariance under ``f``. Items may also
-    be :class:`~pytest_equivariance.check.transforms.Transform` objects. ``trials`` is accepted for
+    be :class:`~pytest_equivariance.check.transforms.Transform` objects, which act on the outputs
+    too (pass ``(t.on_input, None)`` for invariance under one). ``trials`` is accepted for
     uniformity with the other checks and ignored: every given transform is one trial.
     """
     _check_trials(trials)
@@ -206,23 +211,24 @@ def check_equivariant(
         f, g = item
         if g is not None and not callable(g):
             raise EquivarianceUsageError(f"transforms[{i}][1] is not callable; pass a function or None.")
-        label = getattr(f, "__name__", "")
-        built.append(transforms_mod.custom(f, g, label=None if label in ("", "<lambda>") else label))
-    if all(t.label == "custom" for t in built) and len(built) > 1:
-        built = [
-            transforms_mod.Transform(
-                label=f"custom #{i}", family=t.family, params={"index": i}, dims=t.dims, mode=t.mode,
-                canvas=t.canvas, input_fn=t.input_fn, output_fn=t.output_fn,
-            )
-            for i, t in enumerate(built)
-        ]
+        built.append(transforms_mod.custom(f, g, label=_pair_label(f, i)))
     spec = _Spec(
         kind="custom", equivariant=True, model=model, inputs=inputs, input_shape=input_shape, dims=None,
         atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
         batch_size=batch_size, localize=localize, grid=False, mode="custom", margin=0,
     )
-    spec.equivariant = any(t.output_fn is not None for t in built)
+    # Transform objects act on outputs as group elements; pairs with output_fn=None mean invariance.
+    spec.equivariant = any(t.output_fn is not None or t.family != "custom" for t in built)
     return _run(spec, lambda ctx: built)
+
+
+def _pair_label(f: Callable[..., Any], index: int) -> str:
+    """A report label for a custom pair: the transform's or function's name, else its position."""
+    owner = getattr(f, "__self__", None)
+    if isinstance(owner, transforms_mod.Transform):
+        return owner.label
+    name = getattr(f, "__name__", "")
+    return name if name and name != "<lambda>" else f"custom #{index}"
 
 
 # -- argument handling -----------------------------------------------------------------------------
@@ -623,9 +629,16 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
     else:
         from pytest_equivariance.inputs import natural_images
 
-        x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev)
+        # Resampling blurs what it rotates; smoother (1/f²) images keep that error well below what a
+        # model that is not rotation-equivariant shows.
+        exponent = INTERP_EXPONENT if spec.mode == "interp" else 1.0
+        x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev, exponent=exponent)
     if spec.mode == "interp":
         x = x * transforms.disk_mask(x.shape, dims, dtype=x.dtype, device=x.device)
+        notes.append(
+            "interp mode: inputs masked to the inscribed disk; outputs compared inside it"
+            + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images that resample smoothly")
+        )
     identity = _identity(spec, dims)
 
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
@@ -773,7 +786,10 @@ def _margin(
     strides: dict[str, tuple[int, ...]],
     notes: list[str],
 ) -> int:
-    """Return the border margin in output pixels for crop/zero equivariance (0 elsewhere)."""
+    """Return the border margin in output pixels: measured for crop/zero shifts, fixed for interp."""
+    if spec.mode == "interp":
+        # The disk's edge is itself resampled; outputs that see it differ by more than the interior.
+        return INTERP_MARGIN if spec.margin is None else spec.margin
     if not spec.equivariant or spec.mode not in ("crop", "zero"):
         return spec.margin or 0
     if spec.margin is not None:

@@ -7,17 +7,20 @@ numerical noise is the *culprit*; the lint finding at that layer, when there is 
 
 How a layer is measured depends on the group element (see ``docs/localize.md``):
 
-- circular shifts: the relative change in the magnitude of the feature map's DFT over the spatial dims.
-  A circular shift — by whole pixels, or by a fraction of a pixel of a band-limited map, as after an
+- shifts: the relative change in the magnitude of the feature map's DFT over the spatial dims. A
+  circular shift — by whole pixels, or by a fraction of a pixel of a band-limited map, as after an
   anti-aliased downsampler — only changes the DFT's phase, so ``|DFT|`` is unchanged at every layer that
   is equivariant, whatever its stride. Aliasing (strided pooling, convolution, slicing, nearest
   downscaling) changes it at the layer where it happens, even when global pooling later hides it.
+  Crop and zero modes leave the borders out of the check, so their profile is taken under the same
+  shift made circular, with the convolutions' zero padding made circular for the duration.
 - quarter turns and flips: the transformed feature map compared pixel by pixel, with each pixel's
   channel values sorted, so that layers whose channels permute under the group (regular
   representations, as in group convolutions) count as equivariant.
-- shifts in crop or zero mode, and rotations by interpolation: approximate measures (|DFT| of tapered
-  maps; rotated maps compared on the inscribed disk) whose baseline is not zero. The culprit is then the
-  first layer whose error also exceeds :data:`RISE` times the largest error before it.
+- rotations by interpolation: rotated feature maps compared on the inscribed disk. Interpolation
+  error is never zero, so this measure is approximate: a layer is named only when its error exceeds
+  :data:`RISE` times the largest error before it (and the input's own interpolation loss).
+- custom transforms have no defined action on intermediate feature maps and are not localised.
 
 Feature maps without spatial dims (after global pooling or flattening) must be invariant and are
 compared directly. Errors are relative (``‖Δ‖₂ / ‖reference‖₂`` over the whole batch), so they are
@@ -26,9 +29,10 @@ comparable across layers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pytest_equivariance.check.result import LayerError, Profile
 
@@ -76,64 +80,61 @@ def localize(
     measure, method, approximate, baseline_measure = _measure_for(transform, inputs)
     dev = torch.device(device) if device is not None else _model_device(model)
     inputs = inputs.to(dev)
-    x0, x1 = transform.reference(inputs), transform.on_input(inputs)
+    x0 = transform.reference(inputs)
+    probe_borders = transform.family == "shift" and transform.mode in ("crop", "zero")
+    # crop and zero modes exclude the borders by design: probe with the same shift, circular, so that
+    # only what happens inside the image is measured (see _circular_padding).
+    x1 = torch.roll(x0, transform.params["shift"], transform.dims) if probe_borders else transform.on_input(inputs)
     example = x0[:1]
 
     graph = _build_graph(model, example)
     if measure is None:
-        return Profile(layers=[], method=method)
+        return Profile(layers=[], method=method, transform=transform.label)
 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _circular_padding(model, probe_borders):
             sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
     finally:
         model.train(was_training)
 
-    baseline = 0.0
-    if approximate and baseline_measure is not None:
-        baseline = baseline_measure(x0, x1)
+    worst_before = baseline_measure(x0, x1) if approximate and baseline_measure is not None else 0.0
     sites = [_describe(key, graph) for key in layers]
     profile_layers = []
     for index, (key, site) in enumerate(zip(layers, sites)):
         num, den = sums[key]
         error = math.sqrt(num / den) if den > 0 else 0.0
         peak_ratio, dtype = peaks[key]
+        noise = noise_floor(dtype, position=index, peak_ratio=peak_ratio)
+        if approximate:  # the bar a layer must clear: what it inherited, RISE times over
+            noise = max(noise, RISE * worst_before)
+            worst_before = max(worst_before, error)
         profile_layers.append(
             LayerError(
                 qualname=site.name,
                 op=site.op,
                 error=error,
-                noise=noise_floor(dtype, position=index, peak_ratio=peak_ratio),
+                noise=noise,
                 params=_plain_params(site.params),
                 file=site.file,
                 line=site.line,
             )
         )
-    culprit = first_break(profile_layers, approximate=approximate, baseline=baseline)
+    culprit = first_break(profile_layers)
     if approximate:
         method += f"; approximate: a layer is named when its error exceeds {RISE:g}x the largest before it"
     profile = Profile(layers=profile_layers, culprit=culprit, method=method, transform=transform.label)
     if culprit is not None:
-        finding = _matching_finding(model, example, sites[profile_layers.index(culprit)])
+        finding = _matching_finding(graph, sites[profile_layers.index(culprit)])
         if finding is not None:
-            profile.finding_code, profile.finding_fix = finding.code, finding.fix
+            profile.finding_code, profile.finding_fix = finding
     return profile
 
 
-def first_break(layers: list[LayerError], *, approximate: bool = False, baseline: float = 0.0) -> LayerError | None:
-    """Return the first layer whose error rises above its noise floor (and, if ``approximate``, above
-    :data:`RISE` times the largest error before it and ``baseline``), or None."""
-    worst_before = baseline
-    for layer in layers:
-        above = layer.error > layer.noise
-        if approximate:
-            above = above and layer.error > RISE * worst_before
-        if above:
-            return layer
-        worst_before = max(worst_before, layer.error)
-    return None
+def first_break(layers: list[LayerError]) -> LayerError | None:
+    """Return the first layer whose error rises above its noise floor, or None when none does."""
+    return next((layer for layer in layers if layer.error > layer.noise), None)
 
 
 def noise_floor(dtype: "torch.dtype", *, position: int = 0, peak_ratio: float = 1.0) -> float:
@@ -158,12 +159,15 @@ def spectral_error(a: "Tensor", b: "Tensor", dims: tuple[int, ...]) -> tuple[flo
 
     The magnitude of the DFT is unchanged by circular shifts, so the ratio is zero for feature maps that
     are circular shifts of each other, by any whole or (band-limited) fractional number of pixels.
+    Transforms run in float32 (float64 for float64 maps): their rounding, about ``eps · log2(n)``
+    relative, stays well below the noise floor.
     """
     import torch
 
-    fa = torch.fft.rfftn(a.double(), dim=dims).abs()
-    fb = torch.fft.rfftn(b.double(), dim=dims).abs()
-    return float((fb - fa).square().sum()), float(fa.square().sum())
+    work = torch.float64 if a.dtype == torch.float64 else torch.float32
+    fa = torch.fft.rfftn(a.to(work), dim=dims).abs()
+    fb = torch.fft.rfftn(b.to(work), dim=dims).abs()
+    return float((fb - fa).double().square().sum()), float(fa.double().square().sum())
 
 
 def direct_error(a: "Tensor", b: "Tensor", mask: "Tensor | None" = None) -> tuple[float, float]:
@@ -185,16 +189,6 @@ def _spatial_dims(a: "Tensor", ndim: int, dims: tuple[int, ...]) -> tuple[int, .
     return None
 
 
-def _stride(a: "Tensor", reference: "Tensor", dims: tuple[int, ...]) -> tuple[int, ...] | None:
-    strides = []
-    for d in dims:
-        n, m = reference.shape[d], a.shape[d]
-        if m == 0 or n % m:
-            return None
-        strides.append(n // m)
-    return tuple(strides)
-
-
 def _measure_for(transform: "Transform", inputs: "Tensor"):
     """Return ``(measure, method, approximate, baseline_measure)`` for the transform's family and mode."""
     ndim, dims = inputs.ndim, tuple(transform.dims)
@@ -213,8 +207,10 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
 
         return measure
 
-    if family == "shift" and mode == "circular":
+    if family == "shift":
         method = "relative change of |DFT| over the spatial dims"
+        if mode != "circular":
+            method += f" (borders excluded as in {mode} mode: circular shift, conv padding made circular)"
         return invariant_or(spectral_error), method, False, None
 
     if family in ("rot90", "flip"):
@@ -227,19 +223,6 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
         method = "relative difference of transformed feature maps, channels sorted per pixel"
         return invariant_or(aligned), method, False, None
 
-    if family == "shift":  # crop / zero: borders see different content, so nothing is exact
-
-        def tapered(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> tuple[float, float]:
-            window = _hann(a, sdims)
-            return spectral_error(a * window, b * window, sdims)
-
-        def baseline(x0: "Tensor", x1: "Tensor") -> float:
-            num, den = tapered(x0, x1, tuple(d for d in dims if x0.shape[d] > 1))
-            return math.sqrt(num / den) if den > 0 else 0.0
-
-        method = f"relative change of |DFT| of Hann-tapered feature maps ({mode} mode)"
-        return invariant_or(tapered), method, True, baseline
-
     if family == "angle":
 
         def on_disk(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> "tuple[float, float] | None":
@@ -249,13 +232,13 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
             return direct_error(_sort_channels(transform.on_output(a)), _sort_channels(b), mask)
 
         def baseline(x0: "Tensor", x1: "Tensor") -> float:
-            # The interpolation loss of the input itself: rotate back and compare on the disk.
+            # The interpolation loss of the input itself: rotate back, compare on the disk, halve.
             from pytest_equivariance.check.transforms import rotate
 
             back = rotate(x1, -transform.params["angle"], dims)
             mask = transform.mask(tuple(x0.shape), margin=1, device=x0.device)
             num, den = direct_error(x0, back, mask)
-            return math.sqrt(num / den) if den > 0 else 0.0
+            return math.sqrt(num / den) / 2 if den > 0 else 0.0  # a round trip interpolates twice
 
         method = "relative difference of rotated feature maps on the inscribed disk"
         return invariant_or(on_disk), method, True, baseline
@@ -268,17 +251,32 @@ def _sort_channels(a: "Tensor") -> "Tensor":
     return a.sort(dim=1).values if a.ndim > 2 else a
 
 
-def _hann(a: "Tensor", dims: tuple[int, ...]) -> "Tensor":
-    import torch
+@contextlib.contextmanager
+def _circular_padding(model: "nn.Module", enabled: bool) -> Iterator[None]:
+    """Make the zero padding of every convolution circular while the block runs, when ``enabled``.
 
-    window = torch.ones((), dtype=torch.float64, device=a.device)
-    for d in dims:
-        n = a.shape[d]
-        line = torch.hann_window(n, periodic=False, dtype=torch.float64, device=a.device)
-        view = [1] * a.ndim
-        view[d] = n
-        window = window * line.view(view)
-    return window.to(a.dtype)
+    Shifts in crop and zero mode leave the borders out of the comparison. Under a circular shift with
+    circular padding, a convolution is exactly equivariant whatever its border, so the profile then
+    measures aliasing inside the image and not the border effects those modes already exclude.
+    Padding of pooling layers and explicit ``F.pad`` calls is left as it is.
+    """
+    from torch import nn
+
+    changed = []
+    if enabled:
+        for module in model.modules():
+            if (
+                isinstance(module, nn.modules.conv._ConvNd)
+                and not module.transposed
+                and module.padding_mode == "zeros"
+            ):
+                changed.append(module)
+                module.padding_mode = "circular"
+    try:
+        yield
+    finally:
+        for module in changed:
+            module.padding_mode = "zeros"
 
 
 # -- capturing layer outputs ----------------------------------------------------------------------
@@ -295,6 +293,7 @@ class _Site:
     file: str | None = None
     line: int | None = None
     node_name: str | None = None
+    site: Any = field(default=None, repr=False)  # the linter's Site, for its rules
 
     @property
     def name(self) -> str:
@@ -359,38 +358,18 @@ def _output_nodes(graph) -> set[int]:
 
 
 def _run(model, graph, x, visit) -> None:
-    """Run ``model`` on ``x``, calling ``visit(key, output)`` for each measured layer in execution order."""
-    if graph is not None and graph.graph_module is not None:
-        return _run_fx(model, graph, x, visit)
-    return _run_hooks(model, graph, x, visit)
+    """Run ``model`` on ``x``, calling ``visit(key, output)`` for each measured layer in execution order.
 
-
-def _run_fx(model, graph, x, visit):
+    With a whole-model fx graph, an Interpreter visits every call site (modules, functions, methods);
+    layers inside modules fx kept opaque, and every layer when there is no whole-model graph, are
+    visited by forward hooks, keyed by ``(qualname, call number)`` since a module may run twice.
+    """
     import torch.fx
 
-    fx_graph = graph.graph_module.graph
-    # Only values computed from the input are feature maps; the rest (weights built in forward) are not.
-    live: set[int] = set()
-    for node in fx_graph.nodes:
-        if node.op == "placeholder" or any(id(arg) in live for arg in node.all_input_nodes):
-            live.add(id(node))
-    sites = {id(site.node) for site in graph.sites if site.node is not None and id(site.node) in live}
-
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, node):
-            out = super().run_node(node)
-            if id(node) in sites and _is_float_tensor(out):
-                visit(node, out)
-            return out
-
-    # The graph's own modules may be copies (e.g. on the meta device); run it over the real model.
-    Recorder(model, graph=fx_graph).run(x)
-
-
-def _run_hooks(model, graph, x, visit):
-    sites = _module_sites(model, graph)
+    fx_graph = graph.graph_module.graph if graph is not None and graph.graph_module is not None else None
+    in_graph = {id(node) for node in fx_graph.nodes} if fx_graph is not None else set()
+    hooked = _module_sites(model, graph, skip=in_graph)
     calls: dict[int, int] = {}
-    handles = []
 
     def hook_for(qualname):
         def hook(module, args, out):
@@ -401,23 +380,42 @@ def _run_hooks(model, graph, x, visit):
 
         return hook
 
-    for qualname, module in sites:
-        handles.append(module.register_forward_hook(hook_for(qualname)))
+    handles = [module.register_forward_hook(hook_for(qualname)) for qualname, module in hooked]
     try:
-        model(x)
+        if fx_graph is None:
+            model(x)
+            return
+        # Only values computed from the input are feature maps; the rest (weights built in forward) are not.
+        live: set[int] = set()
+        for node in fx_graph.nodes:
+            if node.op == "placeholder" or any(id(arg) in live for arg in node.all_input_nodes):
+                live.add(id(node))
+        sites = {id(site.node) for site in graph.sites if site.node is not None and id(site.node) in live}
+
+        class Recorder(torch.fx.Interpreter):
+            def run_node(self, node):
+                out = super().run_node(node)
+                if id(node) in sites and _is_float_tensor(out):
+                    visit(node, out)
+                return out
+
+        # The graph's own modules may be copies (e.g. on the meta device); run it over the real model.
+        Recorder(model, graph=fx_graph).run(x)
     finally:
         for handle in handles:
             handle.remove()
 
 
-def _module_sites(model, graph) -> list[tuple[str, "nn.Module"]]:
+def _module_sites(model, graph, skip: set[int]) -> list[tuple[str, "nn.Module"]]:
+    """Return ``(qualname, module)`` of the module sites to hook: those not in the fx graph (``skip``)."""
     seen, out = set(), []
     if graph is not None:
         for site in graph.sites:
-            if site.module is not None and id(site.module) not in seen:
-                seen.add(id(site.module))
-                out.append((site.qualname, site.module))
-    if not out:  # no graph at all: every leaf module
+            if site.module is None or id(site.module) in seen or (site.node is not None and id(site.node) in skip):
+                continue
+            seen.add(id(site.module))
+            out.append((site.qualname, site.module))
+    elif not skip:  # no graph at all: every leaf module
         for name, module in model.named_modules():
             if name and not any(True for _ in module.children()):
                 out.append((name, module))
@@ -431,7 +429,7 @@ def _describe(key, graph) -> _Site:
         node = getattr(site, "node", None)
         return _Site(
             site.qualname, site.op, site.kind, dict(site.params or {}), site.file, site.line,
-            node.name if node is not None else None,
+            node.name if node is not None else None, site,
         )
 
     if graph is not None:
@@ -460,30 +458,34 @@ def _build_graph(model, example):
         return None
 
 
-def _matching_finding(model, example, site: _Site):
-    """Return the lint finding at ``site`` (any rule, suppressions ignored), or None.
+def _matching_finding(graph, site: _Site) -> "tuple[str, str] | None":
+    """Return ``(code, fix)`` of the lint rule that flags ``site``, or None.
 
-    Modules match by qualified name; calls by source line (several calls share their owner's name).
+    The rules run on the culprit's own site of the graph already built, so the match is exact (also
+    for functional calls, which share their owner's qualname) and no second trace is needed. Every
+    rule counts, on by default or not, and suppression comments do not apply: the profile explains
+    a measured failure. Rules on by default and then higher severities win.
     """
+    if graph is None or site.site is None or getattr(site.site, "family", None) == "blur":
+        return None
     try:
-        from pytest_equivariance.lint import lint_model
         from pytest_equivariance.lint.rules import RULES
-
-        report = lint_model(model, example, select=list(RULES), respect_suppressions=False)
-    except Exception:  # the profile stands without the link to the linter
+    except ImportError:
         return None
-    if site.kind == "module":
-        candidates = [f for f in report.findings if f.kind == "module" and f.qualname == site.qualname]
-    else:
-        candidates = [
-            f for f in report.findings
-            if f.kind != "module" and site.file is not None and (f.file, f.line) == (site.file, site.line)
-        ]
-    if len(candidates) > 1:
-        candidates = [f for f in candidates if f.op == site.op] or candidates
-    if not candidates:
+    hits = []
+    for rule in RULES.values():
+        if rule.check is None:
+            continue
+        try:
+            hit = next(iter(rule.check(site.site, graph)), None)
+        except Exception:  # a rule that cannot judge this site says nothing about it
+            continue
+        if hit is not None:
+            hits.append((rule.enabled_by_default, rule.severity.rank, rule.code, hit.fix or rule.fix))
+    if not hits:
         return None
-    return max(candidates, key=lambda f: f.severity.rank)
+    best = max(hits, key=lambda h: (h[0], h[1]))
+    return best[2], best[3]
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -496,7 +498,9 @@ def _is_float_tensor(value: Any) -> bool:
 
 
 def _peak_ratio(a: "Tensor") -> float:
-    a = a.detach().double()
+    import torch
+
+    a = a.detach().to(torch.float64 if a.dtype == torch.float64 else torch.float32)
     rms = float(a.square().mean().sqrt())
     return float(a.abs().max()) / rms if rms > 0 else 1.0
 

@@ -28,7 +28,7 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 #: Rotations by arbitrary angles resample the image, so even an exactly equivariant model differs
 #: from the rotated output by the interpolation error; this floor (``atol``, ``rtol``) applies on top
 #: of the dtype's tolerances in ``mode="interp"``.
-INTERP_TOLERANCE: tuple[float, float] = (0.1, 0.1)
+INTERP_TOLERANCE: tuple[float, float] = (0.05, 0.05)
 
 
 def default_tolerances(dtype: "torch.dtype | str", mode: str = "") -> tuple[float, float]:

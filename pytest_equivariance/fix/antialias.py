@@ -243,10 +243,13 @@ def _replacement(
     from pytest_equivariance.fix import blurpool
 
     pad = padding_mode or "reflect"
-    if isinstance(module, blurpool._AntialiasedConv):
+    if isinstance(module, blurpool._AntialiasedConvNd):
         raise _CannotRewrite("already anti-aliased; check its blur filter size")
     if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
-        return blurpool.antialiased_conv(module, filter_size, blur_position, padding_mode)
+        try:
+            return blurpool.antialiased_conv(module, filter_size, blur_position, padding_mode)
+        except EquivarianceUsageError as exc:
+            raise _CannotRewrite(str(exc)) from exc
     if isinstance(module, nn.modules.pooling._MaxPoolNd):
         if module.return_indices:
             raise _CannotRewrite("returns indices (for MaxUnpool); replace it by hand")
@@ -334,4 +337,8 @@ def _functional_reason(finding: "Finding") -> str:
 
 
 def _one_line(module: "nn.Module") -> str:
-    return " ".join(line.strip() for line in repr(module).splitlines())
+    """``repr(module)`` on one line: ``Name(args, (child): Child(...))``."""
+    lines = [line.strip() for line in repr(module).splitlines()]
+    if len(lines) == 1:
+        return lines[0]
+    return lines[0] + ", ".join(lines[1:-1]) + lines[-1]

@@ -190,110 +190,133 @@ class MaxBlurPool3d(_MaxBlurPoolNd):
 
 
 _BLUR_POSITIONS = ("before", "after")
+_CONVS: dict[int, type] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
-class _AntialiasedConv:
-    """Mixin for a ``ConvNd`` subclass with a child ``blur``: a :class:`BlurPool2d` applied before
-    the conv (``blur_position="before"``, blur stride 1, conv keeps its stride) or after it
-    (``"after"``, conv stride 1, blur with the conv's stride: Zhang's ConvBlurPool without the
-    activation in between).
+class _AntialiasedConvNd(nn.Module):
+    """A convolution with a binomial blur before it (``blur_position="before"``: blur with stride 1,
+    then the conv with its stride) or after it (``"after"``: the conv with stride 1, then BlurPool
+    with the conv's stride: Zhang's ConvBlurPool without the activation in between).
 
-    The conv's own parameters stay on the module itself, so ``weight`` and ``bias`` keep their
-    names (``layer2.0.conv1.weight``), and the blur's filter is not saved: state dicts of the
-    original architecture load with ``strict=True``.
+    It carries the conv's own attributes and parameters (``weight``, ``bias``, ``stride``, ...) on
+    itself and runs ``nn.ConvNd``'s convolution, so parameter names are the conv's
+    (``layer2.0.conv1.weight``) and the blur's filter is not saved: state dicts of the original
+    architecture load with ``strict=True``. It is deliberately *not* an ``nn.ConvNd`` subclass: tools
+    (the linter among them) read a ``ConvNd``'s ``stride`` as the stride of its input, which the
+    blur has already low-passed.
     """
 
+    _ndim: ClassVar[int] = 0
     blur: _BlurPoolNd
     blur_position: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
-    def _attach_blur(self, filter_size: int, blur_position: str, padding_mode: str | None) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        filter_size: int = 3,
+        blur_position: str = "before",
+        blur_padding_mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        conv = _CONVS[self._ndim](*args, **kwargs)
+        self._adopt(conv, filter_size, blur_position, blur_padding_mode)
+
+    @classmethod
+    def from_conv(
+        cls,
+        conv: nn.Module,
+        filter_size: int = 3,
+        blur_position: str = "before",
+        blur_padding_mode: str | None = None,
+    ) -> "_AntialiasedConvNd":
+        """Return an anti-aliased twin of ``conv`` holding the very same ``Parameter`` objects."""
+        twin = cls.__new__(cls)
+        twin._adopt(conv, filter_size, blur_position, blur_padding_mode)
+        return twin
+
+    def _adopt(
+        self, conv: nn.Module, filter_size: int, blur_position: str, padding_mode: str | None
+    ) -> None:
         if blur_position not in _BLUR_POSITIONS:
             raise EquivarianceUsageError(
                 f"Unsupported blur_position {blur_position!r}; use 'before' (blur, then the strided "
                 f"conv) or 'after' (conv with stride 1, then blur with its stride)."
             )
-        conv: Any = self
-        ndim = len(conv.kernel_size)
         if padding_mode is None:
-            padding_mode = "circular" if conv.padding_mode == "circular" else "reflect"
-        stride = tuple(conv.stride)
+            padding_mode = "circular" if getattr(conv, "padding_mode", "") == "circular" else "reflect"
+        check_blur_arguments(filter_size, padding_mode)
+        # Take over the conv's instance state; copy its registries (parameters, buffers, hooks) so
+        # that adding the blur child leaves ``conv`` itself untouched.
+        self.__dict__.update(
+            {k: (v.copy() if isinstance(v, (dict, set)) else v) for k, v in conv.__dict__.items()}
+        )
+        stride = tuple(self.stride)
         if blur_position == "after":
-            conv.stride = (1,) * ndim
+            self.stride = (1,) * self._ndim
             blur_stride: int | tuple[int, ...] = stride if len(set(stride)) > 1 else stride[0]
         else:
             blur_stride = 1
         self.blur_position = blur_position
-        weight = conv.weight
-        conv.blur = _BLUR_POOLS[ndim](
-            blur_stride, filter_size, padding_mode, device=weight.device, dtype=weight.dtype
+        self.blur = _BLUR_POOLS[self._ndim](
+            blur_stride, filter_size, padding_mode, device=self.weight.device, dtype=self.weight.dtype
         )
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.blur_position == "before":
-            return super().forward(self.blur(input))  # type: ignore[misc]
-        return self.blur(super().forward(input))  # type: ignore[misc]
+            return self._conv_forward(self.blur(x), self.weight, self.bias)
+        return self.blur(self._conv_forward(x, self.weight, self.bias))
+
+    # nn.ConvNd's own machinery, reused so that every conv option (padding modes, groups, ...) works.
+    _conv_forward: Any
+    reset_conv_parameters = nn.modules.conv._ConvNd.reset_parameters
+    extra_repr = nn.modules.conv._ConvNd.extra_repr
 
     def reset_parameters(self) -> None:
-        super().reset_parameters()  # type: ignore[misc]
-        blur = self.__dict__.get("_modules", {}).get("blur")
-        if blur is not None:
-            blur.reset_parameters()
+        """Re-initialise the conv's weights as ``nn.ConvNd`` does and fill the blur filter."""
+        self.reset_conv_parameters()
+        self.blur.reset_parameters()
 
 
-def _conv_init(self: Any, args: tuple, kwargs: dict) -> None:
-    filter_size = kwargs.pop("filter_size", 3)
-    blur_position = kwargs.pop("blur_position", "before")
-    blur_padding_mode = kwargs.pop("blur_padding_mode", None)
-    super(_AntialiasedConv, self).__init__(*args, **kwargs)
-    self._attach_blur(filter_size, blur_position, blur_padding_mode)
+class AntialiasedConv1d(_AntialiasedConvNd):
+    """``nn.Conv1d`` with a binomial blur, so that its stride no longer aliases: see :class:`AntialiasedConv2d`."""
+
+    _ndim = 1
+    _conv_forward = nn.Conv1d._conv_forward
 
 
-class AntialiasedConv1d(_AntialiasedConv, nn.Conv1d):
-    """``nn.Conv1d`` that blurs its input first (or its output, then subsamples): see :class:`AntialiasedConv2d`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _conv_init(self, args, kwargs)
-
-
-class AntialiasedConv2d(_AntialiasedConv, nn.Conv2d):
-    """``nn.Conv2d`` with a binomial blur, so that its stride no longer aliases.
+class AntialiasedConv2d(_AntialiasedConvNd):
+    """A strided 2-d convolution that does not alias: a binomial blur, then ``nn.Conv2d``.
 
     Takes ``nn.Conv2d``'s arguments plus ``filter_size=3``, ``blur_position="before"`` (blur with
-    stride 1, then the strided conv: cheap, the conv runs at the output resolution) or ``"after"``
-    (conv with stride 1, then BlurPool with the conv's stride), and ``blur_padding_mode`` (None:
-    circular for a circular conv, else reflect). It is still an ``nn.Conv2d`` with the same
-    parameter names; the blur filter is a non-persistent buffer.
+    stride 1, then the strided conv: cheap, the conv still runs at the output resolution) or
+    ``"after"`` (conv with stride 1, then BlurPool with the conv's stride: ``stride**2`` times the
+    conv's FLOPs), and ``blur_padding_mode`` (None: circular for a circular conv, else reflect).
+    Its parameters are named and shaped as ``nn.Conv2d``'s; the blur filter is a non-persistent
+    buffer. Build one from an existing conv, sharing its parameters, with :meth:`from_conv`.
 
     >>> AntialiasedConv2d(3, 8, 3, stride=2, padding=1)(torch.ones(1, 3, 32, 32)).shape
     torch.Size([1, 8, 16, 16])
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _conv_init(self, args, kwargs)
+    _ndim = 2
+    _conv_forward = nn.Conv2d._conv_forward
 
 
-class AntialiasedConv3d(_AntialiasedConv, nn.Conv3d):
-    """``nn.Conv3d`` that blurs its input first (or its output, then subsamples): see :class:`AntialiasedConv2d`."""
+class AntialiasedConv3d(_AntialiasedConvNd):
+    """``nn.Conv3d`` with a binomial blur, so that its stride no longer aliases: see :class:`AntialiasedConv2d`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _conv_init(self, args, kwargs)
+    _ndim = 3
+    _conv_forward = nn.Conv3d._conv_forward
 
 
-_ANTIALIASED_CONVS: dict[type, type] = {
+_ANTIALIASED_CONVS: dict[type, type[_AntialiasedConvNd]] = {
     nn.Conv1d: AntialiasedConv1d,
     nn.Conv2d: AntialiasedConv2d,
     nn.Conv3d: AntialiasedConv3d,
 }
-
-
-def _antialiased_class(conv_class: type) -> type:
-    cls = _ANTIALIASED_CONVS.get(conv_class)
-    if cls is None:
-        # A conv subclass (e.g. weight-standardised or "same"-padded convs): keep its forward by
-        # putting the blur mixin in front of it in the MRO.
-        cls = type(f"Antialiased{conv_class.__name__}", (_AntialiasedConv, conv_class), {})
-        _ANTIALIASED_CONVS[conv_class] = cls
-    return cls
 
 
 def antialiased_conv(
@@ -302,24 +325,18 @@ def antialiased_conv(
     blur_position: str = "before",
     padding_mode: str | None = None,
 ) -> nn.Module:
-    """Return an anti-aliased twin of ``conv`` that shares its parameters, buffers and attributes.
+    """Return an anti-aliased twin of ``conv`` (an ``AntialiasedConvNd``) that shares its parameters.
 
-    The twin is an instance of a subclass of ``type(conv)`` (``AntialiasedConv2d`` for
-    ``nn.Conv2d``) with a ``blur`` child; ``conv`` itself is left unchanged. Parameter names and
-    values are the same, so ``twin.load_state_dict(conv.state_dict(), strict=True)`` works.
+    ``conv`` itself is left unchanged. Parameter names and values are the same, so
+    ``twin.load_state_dict(conv.state_dict(), strict=True)`` works. Only ``nn.Conv1d/2d/3d`` and
+    subclasses that keep their ``forward`` are accepted: a custom forward (weight standardisation,
+    dynamic "same" padding) would be lost.
     """
-    if not isinstance(conv, nn.modules.conv._ConvNd) or conv.transposed:
+    base = next((c for c in _ANTIALIASED_CONVS if isinstance(conv, c)), None)
+    if base is None or type(conv).forward is not base.forward:
         raise EquivarianceUsageError(
-            f"antialiased_conv expects a Conv1d/2d/3d but got {type(conv).__name__}; "
-            f"pass a (non-transposed) convolution module."
+            f"antialiased_conv expects an nn.Conv1d/2d/3d but got {type(conv).__name__}, which "
+            f"{'overrides forward' if base else 'is not one'}; wrap it by hand as "
+            f"nn.Sequential(BlurPool2d(stride=1), conv)."
         )
-    check_blur_arguments(filter_size, padding_mode or "reflect")
-    cls = _antialiased_class(type(conv))
-    twin = cls.__new__(cls)
-    # Copy the instance dict and its containers (parameters, buffers, children, hooks): the twin
-    # owns its own registries but holds the very same Parameter objects.
-    twin.__dict__.update(
-        {k: (v.copy() if isinstance(v, (dict, set)) else v) for k, v in conv.__dict__.items()}
-    )
-    twin._attach_blur(filter_size, blur_position, padding_mode)
-    return twin
+    return _ANTIALIASED_CONVS[base].from_conv(conv, filter_size, blur_position, padding_mode)

@@ -1,1 +1,114 @@
-"""Static core: model -> graph -> findings. Imports neither pytest nor rich."""
+"""Static core: model -> graph -> findings. Imports neither pytest nor rich.
+
+The entry points are :func:`lint` (a list of findings) and :func:`lint_model` (a full
+:class:`~pytest_equivariance.lint.findings.ModelReport`: findings, trace mode, coverage, errors).
+torch is imported only when they are called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from pytest_equivariance.lint.findings import Finding, ModelReport
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["lint", "lint_model"]
+
+
+def lint_model(
+    model: "nn.Module",
+    example_input_or_shape: Any = None,
+    *,
+    target: str = "<model>",
+    select: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    per_module_ignores: Mapping[str, Sequence[str]] | None = None,
+    respect_suppressions: bool = True,
+) -> ModelReport:
+    """Return a :class:`ModelReport` of the aliasing and equivariance hazards in ``model``.
+
+    ``example_input_or_shape`` is a tensor, a tuple of tensors, or a shape such as
+    ``(1, 3, 224, 224)``; ``None`` infers one from the first conv or linear layer
+    (:func:`pytest_equivariance.inputs.infer_input_shape`). Only shapes are used: the model runs on
+    the ``meta`` device, so linting costs no compute and works for models built under
+    ``torch.device("meta")``.
+
+    ``select`` / ``ignore`` take rule codes or prefixes (``"EQ00"``); ``None`` selects the rules on
+    by default. ``per_module_ignores`` maps qualified-name globs to codes
+    (``{"layer*.downsample.*": ["EQ002"]}``); ``# equiv: ignore[EQ001]`` comments on a finding's
+    source line suppress it unless ``respect_suppressions`` is false.
+
+    Never raises for a problem inside the model: what could not be analysed is listed in
+    ``report.errors``. Raises :class:`~pytest_equivariance.errors.EquivarianceUsageError` for bad
+    arguments (an unknown rule code, a model that is not an ``nn.Module``).
+
+    Example::
+
+        >>> import torchvision
+        >>> report = lint_model(torchvision.models.resnet18(), (1, 3, 224, 224))
+        >>> sorted({f.code for f in report.findings})
+        ['EQ001', 'EQ002']
+    """
+    from torch import nn
+
+    from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+    from pytest_equivariance.inputs import infer_input_shape
+    from pytest_equivariance.lint.engine import apply_filters, run_rules, select_rules, _expand
+    from pytest_equivariance.lint.graph import build_graph
+
+    if not isinstance(model, nn.Module):
+        raise EquivarianceUsageError(
+            f"lint expects a torch.nn.Module, got {type(model).__name__}; pass the model instance, "
+            f"e.g. lint(MyNet())."
+        )
+    rules = select_rules(select, ignore)
+    for pattern, codes in (per_module_ignores or {}).items():
+        if isinstance(codes, str):
+            raise EquivarianceUsageError(
+                f"per-module ignores for {pattern!r} must be a list of rule codes, not a string; "
+                f"write e.g. {{{pattern!r}: [{codes!r}]}}."
+            )
+        _expand(codes, f"per-module ignores for {pattern!r}")
+    report = ModelReport(target=target)
+    example = example_input_or_shape
+    if example is None:
+        try:
+            example = infer_input_shape(model)
+        except InputShapeError as exc:
+            report.errors.append(str(exc))
+            example = None
+    graph = build_graph(model, example)
+    report.trace = graph.mode
+    report.coverage = round(graph.coverage, 4)
+    if graph.input_shapes:
+        report.input_shape = tuple(graph.input_shapes[0])
+    findings = run_rules(graph, rules)
+    report.findings = apply_filters(
+        findings, per_module_ignores=per_module_ignores, respect_suppressions=respect_suppressions
+    )
+    report.errors.extend(graph.errors)
+    report.notes.extend(graph.notes)
+    return report
+
+
+def lint(
+    model: "nn.Module",
+    example_input_or_shape: Any = None,
+    *,
+    select: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+) -> list[Finding]:
+    """Return the findings for ``model``: aliasing downsamplers and other equivariance hazards.
+
+    A shortcut for ``lint_model(model, example_input_or_shape, select=..., ignore=...).findings``;
+    see :func:`lint_model` for the arguments. Suppression comments in the model's source apply.
+
+    Example::
+
+        >>> import pytest_equivariance, torchvision
+        >>> [f.code for f in pytest_equivariance.lint(torchvision.models.alexnet())][:2]
+        ['EQ002', 'EQ001']
+    """
+    return lint_model(model, example_input_or_shape, select=select, ignore=ignore).findings

@@ -68,6 +68,9 @@ class ModelReport:
     findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     input_shape: tuple[int, ...] | None = None
+    # What was analysed with less precision, without being an error: submodules analysed without
+    # fx, shapes that could not be propagated. Shown with --verbose.
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,4 +80,5 @@ class ModelReport:
             "input_shape": list(self.input_shape) if self.input_shape else None,
             "findings": [f.to_json() for f in self.findings],
             "errors": list(self.errors),
+            "notes": list(self.notes),
         }

@@ -240,9 +240,15 @@ def _module_family(module: nn.Module) -> tuple[str, int | None]:
     for cls, family, ndim in checks:
         if isinstance(module, cls):
             return family, ndim
-    if type(module).__module__ == "torch.nn.modules.activation":
+    if isinstance(module, _ELEMENTWISE_ACTIVATIONS):
         return "activation", None
     return "other", None
+
+
+_ELEMENTWISE_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU,
+    nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.PReLU, nn.Softplus, nn.Hardtanh, nn.Tanhshrink, nn.LogSigmoid,
+)
 
 
 def _is_standard_leaf(module: nn.Module) -> bool:
@@ -297,9 +303,20 @@ class LeafModuleAwareTracer(fx.Tracer):
         self.leaf_classes = frozenset(leaf_classes) | frozenset(_library_leaf_classes())
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if type(m) in self.leaf_classes or is_antialiased_downsampler(m) or _is_standard_leaf(m):
+        if type(m) in self.leaf_classes or _is_standard_leaf(m) or is_antialiased_downsampler(m):
             return True
         return super().is_leaf_module(m, module_qualified_name)
+
+
+def _wants_location(kind: str, target: Any) -> bool:
+    if kind == "call_function":
+        if not _hashable(target):
+            return True
+        entry = _function_table().get(target)
+        return entry is None or entry[0] not in _UNLOCATED
+    if kind == "call_method":
+        return _METHOD_FAMILIES.get(str(target), "other") not in _UNLOCATED
+    return False
 
 
 class SiteTracer(LeafModuleAwareTracer):
@@ -310,6 +327,12 @@ class SiteTracer(LeafModuleAwareTracer):
         self.record_stack_traces = True
         self._path: list[nn.Module] = []
         self.failed_module: nn.Module | None = None
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
+        # Capturing a stack trace is the costliest part of tracing: only do it for the nodes a
+        # rule may report (layers are located from their constructor instead).
+        self.record_stack_traces = _wants_location(kind, target)
+        return super().create_proxy(kind, target, args, kwargs, *rest, **options)
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         self._path.append(m)
@@ -398,6 +421,16 @@ class _ShapeInterpreter(fx.Interpreter):
 
     def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
         return _to_meta(super().get_attr(target, args, kwargs))
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        # Norms, activations and dropout keep the shape: skip their (slow) meta kernels.
+        if args and isinstance(args[0], torch.Tensor) and not kwargs:
+            if _module_family(self.fetch_attr(target))[0] in _SHAPE_PRESERVING:
+                return args[0]
+        return super().call_module(target, args, kwargs)
+
+
+_SHAPE_PRESERVING = frozenset({"norm", "activation", "dropout", "identity"})
 
 
 def _propagate(gm: fx.GraphModule, args: tuple, kwargs: dict) -> str | None:
@@ -702,8 +735,18 @@ def _user_frame(stack_trace: str | None) -> tuple[str | None, int | None]:
     return None, None
 
 
-@functools.lru_cache(maxsize=512)
 def _parse_file(filename: str) -> ast.Module | None:
+    """Return the parsed source of ``filename`` (cached until the file changes), or ``None``."""
+    try:
+        stat = os.stat(filename)
+    except OSError:
+        return None
+    return _parse_source(filename, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_source(filename: str, mtime_ns: int, size: int) -> ast.Module | None:
+    linecache.checkcache(filename)
     lines = linecache.getlines(filename)
     if not lines:
         return None
@@ -711,6 +754,58 @@ def _parse_file(filename: str) -> ast.Module | None:
         return ast.parse("".join(lines), filename)
     except (SyntaxError, ValueError):
         return None
+
+
+_COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor,
+             ast.While, ast.With, ast.AsyncWith, ast.Try)
+
+
+@dataclass
+class _FileIndex:
+    """What the locator needs from one source file, computed in a single walk of its syntax tree."""
+
+    classes: list[ast.ClassDef]
+    calls: dict[str, list[tuple[int, int]]]  # callee name -> sorted (line, column)
+    statements: dict[int, tuple[int, int]]  # line -> span of the innermost statement containing it
+    spans: dict[tuple[int, int], ast.stmt]
+
+
+def _file_index(filename: str) -> _FileIndex | None:
+    try:
+        stat = os.stat(filename)
+    except OSError:
+        return None
+    return _build_file_index(filename, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _build_file_index(filename: str, mtime_ns: int, size: int) -> _FileIndex | None:
+    tree = _parse_source(filename, mtime_ns, size)
+    if tree is None:
+        return None
+    classes: list[ast.ClassDef] = []
+    calls: dict[str, list[tuple[int, int]]] = {}
+    statements: dict[int, tuple[int, int]] = {}
+    spans: dict[tuple[int, int], ast.stmt] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            classes.append(node)
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name is not None:
+                calls.setdefault(name, []).append((node.lineno, node.col_offset))
+        if isinstance(node, ast.stmt):
+            span = (node.lineno, node.end_lineno or node.lineno)
+            spans.setdefault(span, node)
+            lines = [node.lineno] if isinstance(node, _COMPOUND) else range(span[0], span[1] + 1)
+            for line in lines:
+                best = statements.get(line)
+                if best is None or span[1] - span[0] < best[1] - best[0]:
+                    statements[line] = span
+    for found in calls.values():
+        found.sort()
+    return _FileIndex(classes, calls, statements, spans)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -721,76 +816,62 @@ def _class_source(cls: type) -> tuple[str, ast.ClassDef] | None:
         _, start = inspect.getsourcelines(cls)
     except (OSError, TypeError):
         return None
-    if not filename:
+    index = _file_index(filename) if filename else None
+    if index is None:
         return None
-    tree = _parse_file(filename)
-    if tree is None:
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+    for node in index.classes:
+        if node.name == cls.__name__:
             first = min([node.lineno] + [d.lineno for d in node.decorator_list])
             if start in (node.lineno, first):
-                return filename, node
+                return filename, node  # type: ignore[return-value]
     return None
 
 
-def _user_classes(module: nn.Module) -> list[type]:
-    # The module's class and its bases defined outside torch.nn, most derived first.
-    return [c for c in type(module).__mro__
-            if c is not object and not (c.__module__ or "").startswith("torch.nn")]
-
-
-def _assigned_line(cls_node: ast.ClassDef, attr: str) -> int | None:
-    """Return the line of ``self.<attr> = ...`` (or ``self.add_module("<attr>", ...)``) in a class."""
-    for node in ast.walk(cls_node):
-        targets: list[ast.expr] = []
+@functools.lru_cache(maxsize=1024)
+def _class_assignments(cls: type) -> dict[str, int]:
+    """Return ``{attr: line}`` for ``self.<attr> = ...`` / ``self.add_module("<attr>", ...)`` in a class."""
+    found = _class_source(cls)
+    if found is None:
+        return {}
+    assigned: dict[str, int] = {}
+    for node in ast.walk(found[1]):
+        if isinstance(node, ast.Call):
+            func = node.func
+            args: list[ast.expr] = []
+            if isinstance(func, ast.Attribute) and func.attr in ("add_module", "register_module", "__setattr__"):
+                args = node.args
+            elif isinstance(func, ast.Name) and func.id == "setattr":
+                args = node.args[1:]
+            if args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+                assigned.setdefault(args[0].value, node.lineno)
+            continue
         if isinstance(node, ast.Assign):
             targets = list(node.targets)
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
             targets = [node.target]
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
-            "add_module", "register_module", "__setattr__") or (
-            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr"
-        ):
-            args = node.args[1:] if isinstance(node.func, ast.Name) else node.args
-            if args and isinstance(args[0], ast.Constant) and args[0].value == attr:
-                return node.lineno
+        else:
             continue
         for target in targets:
-            elts = target.elts if isinstance(target, ast.Tuple) else [target]
-            for t in elts:
-                if (isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
-                        and t.value.id == "self"):
-                    return node.lineno
-    return None
+            for t in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
+                    line = assigned.get(t.attr)
+                    if line is None or node.lineno < line:
+                        assigned[t.attr] = node.lineno
+    return assigned
 
 
-def _calls_named(tree: ast.AST, name: str) -> list[int]:
-    """Return the lines of calls to ``name(...)`` or ``<x>.name(...)`` in source order."""
-    calls = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-            if called == name:
-                calls.append((node.lineno, node.col_offset))
-    return [line for line, _ in sorted(calls)]
+def _calls_in(filename: str, span: tuple[int, int], name: str) -> list[int]:
+    """Return the lines of calls to ``name(...)`` or ``<x>.name(...)`` within a span, in source order."""
+    index = _file_index(filename)
+    if index is None:
+        return []
+    return [line for line, _ in index.calls.get(name, ()) if span[0] <= line <= span[1]]
 
 
 def statement_at(filename: str, line: int) -> tuple[int, int] | None:
     """Return the first and last line of the innermost statement containing ``line`` in a file."""
-    tree = _parse_file(filename)
-    if tree is None:
-        return None
-    best: tuple[int, int] | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For,
-                                     ast.While, ast.With, ast.Try)) or node.lineno == line:
-                span = (node.lineno, node.end_lineno or node.lineno)
-                if best is None or span[1] - span[0] < best[1] - best[0]:
-                    best = span
-    return best
+    index = _file_index(filename)
+    return index.statements.get(line) if index is not None else None
 
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -820,34 +901,38 @@ class _SourceLocator:
         plain_container = type(parent) in _CONTAINERS
         if not plain_container:
             for cls in _user_classes(parent):
-                found = _class_source(cls)
-                if found is not None:
-                    line = _assigned_line(found[1], attr)
-                    if line is not None:
-                        return found[0], line
-        # Built inside a container (or in a loop): look for the k-th call to the layer's class.
+                line = _class_assignments(cls).get(attr)
+                if line is not None:
+                    found = _class_source(cls)
+                    return (found[0] if found else None), line
+        # Built inside a container (or in a loop): look for the k-th call to the layer's class,
+        # first in the container's own class, then in the statement that built the container, then
+        # in the class owning it, then anywhere in that file.
         siblings = [c for c in parent.children() if type(c) is type(module)]
         k = next((i for i, c in enumerate(siblings) if c is module), 0)
         name = type(module).__name__
-        scopes: list[tuple[str, ast.AST]] = []
+        scopes: list[tuple[str, tuple[int, int]]] = []
+
+        def add_classes(of: nn.Module) -> None:
+            for cls in _user_classes(of):
+                found = _class_source(cls)
+                if found is not None:
+                    scopes.append((found[0], (found[1].lineno, found[1].end_lineno or found[1].lineno)))
+
         if not plain_container and isinstance(parent, _CONTAINERS):
-            scopes += [f for f in (_class_source(c) for c in _user_classes(parent)) if f is not None]
+            add_classes(parent)
         file, line = self.locate(parent_name) if parent_name else (None, None)
         if file is not None and line is not None:
             span = statement_at(file, line)
-            tree = _parse_file(file)
-            if span is not None and tree is not None:
-                stmt = next((n for n in ast.walk(tree) if isinstance(n, ast.stmt)
-                             and (n.lineno, n.end_lineno) == span), None)
-                if stmt is not None:
-                    scopes.append((file, stmt))
+            if span is not None:
+                scopes.append((file, span))
         owner = self._owner(parent_name)
         if owner is not None:
-            scopes += [f for f in (_class_source(c) for c in _user_classes(owner)) if f is not None]
-        if file is not None and _parse_file(file) is not None:
-            scopes.append((file, _parse_file(file)))  # type: ignore[arg-type]
-        for scope_file, scope in scopes:
-            calls = _calls_named(scope, name)
+            add_classes(owner)
+        if file is not None:
+            scopes.append((file, (1, 10**9)))
+        for scope_file, span in scopes:
+            calls = _calls_in(scope_file, span, name)
             if len(calls) == len(siblings):
                 return scope_file, calls[k]
             if len(calls) == 1:
@@ -1004,6 +1089,9 @@ class _Builder:
                 continue
             self._append(site)
             self.graph._by_node[node] = site
+            if site.family == "other" and node.op == "call_function":
+                for inner in _wrapped_function_sites(node.target, site.qualname):
+                    self._append(inner)
             if node.op == "call_module" and site.module is not None:
                 module = site.module
                 if self._is_leaf(module):
@@ -1135,6 +1223,57 @@ class _Builder:
 
 #: Families whose sites no rule reports: their source is not looked up (it costs a file parse).
 _UNLOCATED = frozenset({"activation", "norm", "dropout", "identity", "reshape", "cat", "other"})
+
+
+def _wrapped_function_sites(target: Any, qualname: str) -> list[Site]:
+    """Return strided-slice sites inside a user function that fx kept opaque (``torch.fx.wrap``).
+
+    torchvision wraps Swin's patch merging (``x[..., 0::2, 0::2, :]``) this way; the slices are
+    read from the function's source, without shapes.
+    """
+    if not inspect.isfunction(target) or (getattr(target, "__module__", "") or "").startswith("torch."):
+        return []
+    return [
+        Site(qualname=qualname, op="Tensor.__getitem__", kind="method", family="getitem",
+             params={"index": text, "strided_dims": list(dims)}, file=file, line=line)
+        for file, line, text, dims in _strided_subscripts(target)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def _strided_subscripts(function: Callable[..., Any]) -> tuple[tuple[str, int, str, tuple[tuple[int, int], ...]], ...]:
+    try:
+        filename = inspect.getsourcefile(function)
+        lines, start = inspect.getsourcelines(function)
+        tree = ast.parse(inspect.cleandoc("".join(lines)) if lines[0].startswith((" ", "\t")) else "".join(lines))
+    except (OSError, TypeError, SyntaxError):
+        return ()
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Subscript):
+            continue
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        consuming = [it for it in items if not _is_constant(it, (None, Ellipsis))]
+        dims: list[tuple[int, int]] = []
+        after, position, remaining = False, 0, len(consuming)
+        for item in items:
+            if _is_constant(item, (Ellipsis,)):
+                after = True
+                continue
+            if _is_constant(item, (None,)):
+                continue
+            step = item.step if isinstance(item, ast.Slice) else None
+            if isinstance(step, ast.Constant) and isinstance(step.value, int) and step.value > 1:
+                dims.append((-remaining if after else position, step.value))
+            position += 1
+            remaining -= 1
+        if dims and filename:
+            found.append((filename, start + node.lineno - 1, "[" + ast.unparse(node.slice).strip("()") + "]", tuple(dims)))
+    return tuple(found)
+
+
+def _is_constant(node: ast.AST, values: tuple[Any, ...]) -> bool:
+    return isinstance(node, ast.Constant) and any(node.value is v for v in values)
 
 
 def _hashable(value: Any) -> bool:

@@ -214,25 +214,36 @@ def display_path(path: Path | str) -> str:
 
 @contextlib.contextmanager
 def _import_scope(target: Target) -> Iterator[ModuleType]:
-    """Import the target's module; on exit drop what it added to ``sys.path`` and its own modules."""
+    """Import the target's module; on exit undo ``sys.path`` and drop the user modules its import added."""
     saved_path = list(sys.path)
     before = set(sys.modules)
     directories: list[Path] = []
+    if target.is_file and target.path is not None:
+        root, dotted = _package_name(target.path.resolve())
+        directories = [target.path.resolve().parent]
+        if dotted is not None:
+            directories.append(root / dotted.split(".")[0])
+    added: set[str] | None = None
     try:
         if target.is_file:
-            module, directories = _import_file(target)
+            module = _import_file(target)
         else:
             module = _import_module(target)
+        # Only what the import itself brought in: modules first imported later, while the model
+        # is built and linted (torch internals, this package's own), must stay.
+        added = set(sys.modules) - before
         yield module
     finally:
         sys.path[:] = saved_path
-        for name in set(sys.modules) - before:
+        if added is None:  # the import failed part-way: drop what it had brought in so far
+            added = set(sys.modules) - before
+        for name in added:
             mod = sys.modules.get(name)
-            if mod is not None and _defined_under(mod, directories):
+            if mod is not None and _is_user_module(mod, directories):
                 del sys.modules[name]
 
 
-def _import_file(target: Target) -> tuple[ModuleType, list[Path]]:
+def _import_file(target: Target) -> ModuleType:
     assert target.path is not None
     path = target.path
     shown = display_path(path)
@@ -247,10 +258,8 @@ def _import_file(target: Target) -> tuple[ModuleType, list[Path]]:
     # A file inside a package is imported under its dotted name, so relative imports work; a loose
     # file under a unique name, so two "model.py" in one call stay distinct.
     sys.path.insert(0, str(package_root))
-    directories = [path.parent]
     if dotted is not None:
-        directories.append(package_root / dotted.split(".")[0])
-        return _guarded(lambda: importlib.import_module(dotted), shown, path), directories
+        return _guarded(lambda: importlib.import_module(dotted), shown, path)
     name = f"_equiv_lint_{_identifier(path.stem)}_{next(_unique)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - .py files always have a loader
@@ -263,7 +272,7 @@ def _import_file(target: Target) -> tuple[ModuleType, list[Path]]:
         return module
 
     try:
-        return _guarded(run, shown, path), directories
+        return _guarded(run, shown, path)
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -336,11 +345,14 @@ def _package_name(path: Path) -> tuple[Path, str | None]:
     return directory, ".".join(parts)
 
 
-def _defined_under(module: ModuleType, directories: Sequence[Path]) -> bool:
+def _is_user_module(module: ModuleType, directories: Sequence[Path]) -> bool:
+    """Return whether ``module`` is the user's own code: a file under ``directories``, not a library."""
     file = getattr(module, "__file__", None)
-    if not file or not directories:
+    if not file or not directories or module.__name__.partition(".")[0] == __package__.partition(".")[0]:
         return False
     resolved = Path(file).resolve()
+    if {"site-packages", "dist-packages"} & set(resolved.parts):
+        return False  # a virtual environment inside the project
     return any(resolved.is_relative_to(d) for d in directories)
 
 

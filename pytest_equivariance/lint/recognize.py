@@ -9,6 +9,7 @@ normalised to unit sum, with more than one tap.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ _OWN_CLASS_NAMES = (
 _TOLERANCE = 1e-3
 
 
+@functools.lru_cache(maxsize=1)
 def _own_classes() -> tuple[type, ...]:
     # Imported lazily: the fix package may be absent or still importing us.
     try:
@@ -98,7 +100,8 @@ def _is_frozen_depthwise_lowpass_conv(module: "nn.Module") -> bool:
 
     if not isinstance(module, nn.modules.conv._ConvNd) or module.transposed:
         return False
-    weight = module.weight
+    # Read through _parameters: while fx traces, attribute access returns proxies.
+    weight = module._parameters.get("weight")
     if weight is None or weight.requires_grad and isinstance(weight, nn.Parameter):
         return False
     depthwise = module.groups == module.in_channels == module.out_channels and weight.shape[1] == 1

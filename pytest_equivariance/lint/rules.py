@@ -7,8 +7,9 @@ beside its text (the ``check`` functions below); the engine runs them over a :cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pytest_equivariance.lint.findings import Severity
 
@@ -310,9 +311,436 @@ _EQ011 = Rule(
     ),
 )
 
+# ---------------------------------------------------------------------------------------------
+# Checks: one per rule. Each looks at one site (and, for patterns, its neighbours in the graph).
+
+#: Ops that change neither where a signal's energy lies in frequency nor its grid: a blur followed
+#: by these and then a strided op still low-pass filters that op's input.
+_SPECTRUM_PRESERVING = frozenset({"identity", "dropout", "norm", "pad"})
+_POOLS = frozenset({"max_pool", "avg_pool", "lp_pool", "fractional_max_pool",
+                    "adaptive_avg_pool", "adaptive_max_pool"})
+
+
+def _ints(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value):
+        return value
+    return None
+
+
+def _spatial_in(site: "Site") -> tuple[int, ...] | None:
+    shape = site.input_shape
+    return tuple(shape[2:]) if shape is not None and len(shape) >= 3 else None
+
+
+def _spatial_out(site: "Site") -> tuple[int, ...] | None:
+    shape = site.output_shape
+    return tuple(shape[2:]) if shape is not None and len(shape) >= 3 else None
+
+
+def _fmt(values: Any) -> str:
+    """(2, 2) -> "2", (1, 2) -> "(1, 2)": the way users write strides."""
+    ints = _ints(values)
+    if ints is None:
+        return repr(values)
+    return str(ints[0]) if len(set(ints)) == 1 else repr(ints)
+
+
+def _dims(site: "Site") -> int:
+    if site.ndim:
+        return site.ndim
+    spatial = _spatial_in(site)
+    return len(spatial) if spatial else 2
+
+
+def _is_global_pool(site: "Site") -> bool:
+    """Whether a pooling site reduces every spatial dim to one value (never flagged)."""
+    if site.family in ("adaptive_avg_pool", "adaptive_max_pool"):
+        size = site.params.get("output_size")
+        if isinstance(size, tuple) and size and all(s == 1 for s in size):
+            return True
+    out = _spatial_out(site)
+    return out is not None and all(s == 1 for s in out)
+
+
+def _subsampling_stride(site: "Site") -> tuple[int, ...] | None:
+    """Return a site's subsampling factor per spatial dim, or ``None`` if unknown."""
+    if site.family in ("adaptive_avg_pool", "adaptive_max_pool"):
+        before, after = _spatial_in(site), _spatial_out(site)
+        if before is None or after is None or len(before) != len(after):
+            return None
+        return tuple(math.ceil(b / a) if 0 < a < b else 1 for b, a in zip(before, after))
+    return _ints(site.params.get("stride"))
+
+
+def _subsamples(stride: tuple[int, ...] | None) -> bool:
+    return stride is not None and any(s > 1 for s in stride)
+
+
+def _after_blur(site: "Site", graph: "ModelGraph") -> bool:
+    """Whether the site's input comes straight from a stride-1 fixed low-pass filter."""
+    source = graph.walk_back(site, lambda s: s.family in _SPECTRUM_PRESERVING)
+    if source is None or source.family != "blur":
+        return False
+    stride = _ints(source.params.get("stride"))
+    return stride is None or all(s == 1 for s in stride)
+
+
+def _ctor_args(site: "Site", names: tuple[str, ...], **override: Any) -> str:
+    params = {**site.params, **override}
+    parts = []
+    for name in names:
+        value = params.get(name)
+        if value is None:
+            continue
+        parts.append(f"{name}={_fmt(value) if _ints(value) else repr(value)}")
+    return ", ".join(parts)
+
+
+def _conv_ctor(site: "Site", cls: str, **override: Any) -> str:
+    params = {**site.params, **override}
+    head = [str(params.get("in_channels", "in_channels")), str(params.get("out_channels", "out_channels"))]
+    rest = [f"kernel_size={_fmt(params['kernel_size'])}" if params.get("kernel_size") else None,
+            f"stride={_fmt(params['stride'])}" if params.get("stride") else None]
+    padding = params.get("padding")
+    if padding and (isinstance(padding, str) or any(padding)):
+        rest.append(f"padding={_fmt(padding) if _ints(padding) else repr(padding)}")
+    if params.get("output_padding") and any(params["output_padding"]):
+        rest.append(f"output_padding={_fmt(params['output_padding'])}")
+    if params.get("dilation") and any(d != 1 for d in params["dilation"]):
+        rest.append(f"dilation={_fmt(params['dilation'])}")
+    if params.get("groups", 1) != 1:
+        rest.append(f"groups={params['groups']}")
+    if params.get("bias") is False:
+        rest.append("bias=False")
+    if params.get("padding_mode", "zeros") != "zeros":
+        rest.append(f"padding_mode={params['padding_mode']!r}")
+    return f"nn.{cls}(" + ", ".join(head + [r for r in rest if r]) + ")"
+
+
+def _check_strided_max_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ001: max (and other nonlinear) pooling that subsamples; global pooling is fine."""
+    if site.family not in ("max_pool", "lp_pool", "fractional_max_pool", "adaptive_max_pool"):
+        return
+    if _is_global_pool(site):
+        return
+    d = _dims(site)
+    if site.family == "fractional_max_pool":
+        yield Hit(site, f"{site.describe()} subsamples at random positions without low-pass filtering",
+                  f"pytest_equivariance.MaxBlurPool{d}d(kernel_size=2, stride=2)")
+        return
+    stride = _subsampling_stride(site)
+    if not _subsamples(stride):
+        return
+    s = _fmt(stride)
+    message = f"{site.describe()} subsamples by {s} without low-pass filtering"
+    kernel = site.params.get("kernel_size")
+    padding = _ints(site.params.get("padding")) or (0,)
+    dilation = _ints(site.params.get("dilation")) or (1,)
+    if site.family != "max_pool" or kernel is None:
+        fix = (f"take the max densely (stride 1), then subsample with "
+               f"pytest_equivariance.BlurPool{d}d(stride={s})")
+    elif site.kind == "module":
+        extra = (f", padding={_fmt(padding)}" if any(padding) else "") + (
+            f", dilation={_fmt(dilation)}" if any(x != 1 for x in dilation) else "")
+        fix = f"pytest_equivariance.MaxBlurPool{d}d(kernel_size={_fmt(kernel)}, stride={s}{extra})"
+    else:
+        pad = f", padding={_fmt(padding)}" if any(padding) else ""
+        fix = (f"blur_pool{d}d(F.max_pool{d}d(x, {_fmt(kernel)}, stride=1{pad}), stride={s})"
+               f"  # from pytest_equivariance.fix.filters import blur_pool{d}d")
+    yield Hit(site, message, fix)
+
+
+def _check_strided_conv(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ002: a strided convolution whose input is not blurred first."""
+    if site.family != "conv":
+        return
+    stride = _ints(site.params.get("stride"))
+    if not _subsamples(stride) or _after_blur(site, graph):
+        return
+    kernel = _ints(site.params.get("kernel_size"))
+    s = _fmt(stride)
+    detail = ""
+    if kernel is not None and all(k == 1 for k in kernel):
+        detail = " (a strided 1x1 conv is pure subsampling)"
+    elif kernel is not None and kernel == stride:
+        detail = " (patchify: kernel equals stride)"
+    message = f"{site.describe()} subsamples by {s} without low-pass filtering first{detail}"
+    d = _dims(site)
+    if site.kind == "module" and site.op.startswith("nn."):
+        fix = f"nn.Sequential(pytest_equivariance.BlurPool{d}d(stride=1), {_conv_ctor(site, site.op[3:])})"
+    elif site.kind == "module":
+        fix = f"nn.Sequential(pytest_equivariance.BlurPool{d}d(stride=1), <this {site.op}>)"
+    else:
+        fix = (f"F.conv{d}d(blur_pool{d}d(x, stride=1), weight, stride={s}, ...)"
+               f"  # from pytest_equivariance.fix.filters import blur_pool{d}d")
+    yield Hit(site, message, fix)
+
+
+def _check_strided_avg_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ003: box-filter pooling that subsamples and is not global."""
+    if site.family not in ("avg_pool", "adaptive_avg_pool") or _is_global_pool(site):
+        return
+    stride = _subsampling_stride(site)
+    if not _subsamples(stride) or _after_blur(site, graph):
+        return
+    s, d = _fmt(stride), _dims(site)
+    message = f"{site.describe()} subsamples by {s} with a box filter, which lets much aliasing through"
+    if site.kind == "module":
+        fix = f"pytest_equivariance.BlurPool{d}d(stride={s})"
+    else:
+        fix = f"blur_pool{d}d(x, stride={s})  # from pytest_equivariance.fix.filters import blur_pool{d}d"
+    yield Hit(site, message, fix)
+
+
+_ALIASING_MODES = frozenset({"nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear"})
+
+
+def _check_aliasing_interpolation(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ004: interpolation that makes the signal smaller without an anti-aliasing filter."""
+    if site.family != "interpolate":
+        return
+    mode = site.params.get("mode") or "nearest"
+    if mode not in _ALIASING_MODES or (site.params.get("antialias") and mode in ("bilinear", "bicubic")):
+        return
+    before, after = _spatial_in(site), _spatial_out(site)
+    if before is not None and after is not None and len(before) == len(after):
+        if not any(a < b for a, b in zip(after, before)):
+            return
+        change = f"{'x'.join(map(str, before))} -> {'x'.join(map(str, after))}"
+        factors = tuple(max(1, round(b / a)) for a, b in zip(after, before))
+    else:
+        scale = site.params.get("scale_factor")
+        scales = (scale,) if isinstance(scale, (int, float)) else scale if isinstance(scale, tuple) else None
+        if not scales or not any(isinstance(f, (int, float)) and f < 1 for f in scales):
+            return
+        change = f"scale_factor={_fmt(scale) if _ints(scale) else scale!r}"
+        factors = tuple(max(1, round(1 / f)) for f in scales)
+    if _after_blur(site, graph):
+        return
+    d = _dims(site)
+    how = "picks single pixels" if mode.startswith("nearest") else "interpolates without antialias=True"
+    message = f"{site.describe()} downscales ({change}) and {how}, so it aliases"
+    options = []
+    if d == 2:
+        options.append('F.interpolate(x, ..., mode="bilinear", antialias=True)')
+    if all(f == factors[0] for f in factors) and factors[0] > 1:
+        options.append(f"pytest_equivariance.BlurPool{d}d(stride={factors[0]})")
+    yield Hit(site, message, " or ".join(options) or f"blur before resizing, e.g. pytest_equivariance.BlurPool{d}d(stride=1)")
+
+
+def _check_strided_slice(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ005: ``x[..., ::s]`` on a spatial dim of a tensor."""
+    if site.family != "getitem":
+        return
+    strided = site.params.get("strided_dims") or []
+    shape = site.input_shape
+    if site.shaped and (shape is None or not (site.node is not None and site.node.args
+                                              and _is_tensor_node(site.node.args[0]))):
+        return  # a list, tuple or torch.Size, not a tensor
+    if not site.shaped and site.node is not None and site.node.args:
+        source = graph.site_of(site.node.args[0])
+        if source is not None and source.op in ("Tensor.size", "getattr") :
+            return
+    ndim = len(shape) if shape is not None else None
+    spatial = [(dim, step) for dim, step in strided
+               if (dim >= 2 and (ndim is None or ndim >= 3)) or (dim < 0 and ndim is None)]
+    if not spatial or _after_blur(site, graph):
+        return
+    steps = sorted({step for _, step in spatial})
+    s = _fmt(tuple(steps))
+    d = ndim - 2 if ndim is not None and ndim >= 3 else max(1, len(spatial))
+    message = f"x{site.params.get('index', '[...]')} subsamples by {s} without low-pass filtering"
+    yield Hit(site, message, f"pytest_equivariance.BlurPool{d}d(stride={steps[0]})(x)")
+
+
+def _is_tensor_node(value: Any) -> bool:
+    meta = getattr(value, "meta", None)
+    return bool(meta and meta.get("lint_is_tensor"))
+
+
+def _check_space_to_depth(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ006: pixel unshuffle (space-to-depth)."""
+    if site.family != "pixel_unshuffle" or _after_blur(site, graph):
+        return
+    r = site.params.get("downscale_factor")
+    message = f"{site.describe()} folds {r}x{r} pixel blocks into channels, so shifts that are not multiples of {r} permute channels"
+    if site.kind == "module":
+        fix = f"nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), nn.PixelUnshuffle({r}))"
+    else:
+        fix = f"F.pixel_unshuffle(blur_pool2d(x, stride=1), {r})  # from pytest_equivariance.fix.filters import blur_pool2d"
+    yield Hit(site, message, fix)
+
+
+def _check_checkerboard(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ007: transposed conv whose kernel is not a multiple of its stride."""
+    if site.family != "conv_transpose":
+        return
+    kernel, stride = _ints(site.params.get("kernel_size")), _ints(site.params.get("stride"))
+    if kernel is None or stride is None or not any(s > 1 and k % s for k, s in zip(kernel, stride)):
+        return
+    message = (f"{site.describe()} has a kernel size that is not a multiple of its stride, "
+               f"so it stamps a checkerboard pattern on its output")
+    new_kernel = tuple(s * math.ceil(k / s) if s > 1 else k for k, s in zip(kernel, stride))
+    new_padding = tuple((k - s) // 2 if s > 1 else p for k, s, p in
+                        zip(new_kernel, stride, _ints(site.params.get("padding")) or (0,) * len(kernel)))
+    if site.kind == "module" and site.op.startswith("nn."):
+        fix = _conv_ctor(site, site.op[3:], kernel_size=new_kernel, padding=new_padding, output_padding=(0,))
+    else:
+        fix = f"a kernel size of {_fmt(new_kernel)} with padding={_fmt(new_padding)}, or resize then convolve"
+    yield Hit(site, message, fix)
+
+
+_HEAD_TRANSPARENT = frozenset({"identity", "dropout", "activation", "norm"})
+
+
+def _check_flatten_into_dense(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ008: a dense layer reading a flattened C x H x W map (spatial size > 1)."""
+    if site.family != "linear":
+        return
+    source = graph.walk_back(site, lambda s: s.family in _HEAD_TRANSPARENT)
+    if source is None or source.family not in ("flatten", "reshape"):
+        return
+    before, after = source.input_shape, source.output_shape
+    if before is None or after is None or len(before) < 3 or not after:
+        return
+    spatial = before[2:]
+    if math.prod(spatial) <= 1 or after[-1] != math.prod(before[1:]):
+        return
+    d = len(spatial)
+    grid = "x".join(str(v) for v in before[1:])
+    message = (f"{site.describe()} reads a flattened {grid} feature map, so every spatial position has "
+               f"its own weights")
+    out = site.params.get("out_features") or "out_features"
+    fix = (f"pool globally first: x = F.adaptive_avg_pool{d}d(x, 1).flatten(1), "
+           f"then nn.Linear({before[1]}, {out})")
+    yield Hit(site, message, fix)
+
+
+_EMBEDDING_PATH = frozenset({"getitem", "reshape", "identity", "interpolate", "cat"})
+
+
+def _position_embedding(graph: "ModelGraph", value: Any) -> tuple[str, tuple[int, ...]] | None:
+    """If ``value`` (an fx node) is a learned tensor that varies over positions, name it."""
+    import torch
+    from torch import nn
+
+    for _ in range(6):
+        attr = graph.attribute(value)
+        if attr is not None:
+            name, tensor = attr
+            trainable = isinstance(tensor, nn.Parameter) and tensor.requires_grad
+            varying = sum(1 for s in tensor.shape if s > 1)
+            return (name, tuple(tensor.shape)) if trainable and varying >= 2 else None
+        source = graph.site_of(value)
+        if source is None or source.node is None or not source.node.args:
+            return None
+        if source.kind == "module" and type(source.module).__name__ == "Embedding":
+            arg = source.node.args[0]
+            origin = getattr(arg, "target", None)
+            if origin is torch.arange or getattr(origin, "__name__", "") == "arange":
+                weight = getattr(source.module, "weight", None)
+                return (source.qualname, tuple(weight.shape) if weight is not None else ())
+            return None
+        if source.family not in _EMBEDDING_PATH:
+            return None
+        if source.family == "getitem" and _indexes_with_tensor(source.node):
+            return None  # a gather from a table (relative position bias), not an absolute embedding
+        value = source.node.args[0]
+    return None
+
+
+def _indexes_with_tensor(node: Any) -> bool:
+    index = node.args[1] if len(node.args) > 1 else None
+    items = index if isinstance(index, tuple) else (index,)
+    return any(hasattr(item, "meta") for item in items)
+
+
+def _check_position_embedding(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ009: ``features + learned_position_embedding``."""
+    if site.family != "add" or site.node is None:
+        return
+    operands = list(site.node.args[:2])
+    for i, operand in enumerate(operands):
+        found = _position_embedding(graph, operand)
+        if found is None:
+            continue
+        other = operands[1 - i] if len(operands) == 2 else None
+        if other is not None and _position_embedding(graph, other) is not None:
+            return  # two parameters added to each other, not features
+        name, shape = found
+        message = (f"{site.op} adds the learned absolute position embedding {name} "
+                   f"{'x'.join(map(str, shape))} to the features")
+        yield Hit(site, message, "a relative position bias, or a conditional position encoding "
+                                 "(x = x + depthwise_conv(x))")
+        return
+
+
+def _check_zero_padding(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ010: zero or constant padding (convolutions, pools, explicit pads)."""
+    params = site.params
+    if site.family in ("conv", "conv_transpose"):
+        padding = params.get("padding")
+        kernel = _ints(params.get("kernel_size"))
+        padded = (padding == "same" and kernel is not None and any(k > 1 for k in kernel)) or (
+            _ints(padding) is not None and any(_ints(padding)))
+        if not padded or params.get("padding_mode", "zeros") != "zeros":
+            return
+        fix = (_conv_ctor(site, site.op[3:], padding_mode="circular") if site.kind == "module"
+               and site.op.startswith("nn.") and site.family == "conv"
+               else 'F.pad(x, ..., mode="circular") before the op, and padding=0')
+        yield Hit(site, f"{site.describe()} pads with zeros", fix)
+    elif site.family in ("max_pool", "avg_pool", "lp_pool") and not _is_global_pool(site):
+        padding = _ints(params.get("padding"))
+        if padding and any(padding):
+            value = "-inf" if site.family == "max_pool" else "zeros"
+            yield Hit(site, f"{site.describe()} pads with {value}",
+                      'F.pad(x, ..., mode="circular") before the pool, and padding=0')
+    elif site.family == "pad":
+        pad = _ints(params.get("pad"))
+        if pad and any(pad) and (params.get("mode") or "constant") == "constant":
+            yield Hit(site, f"{site.describe()} pads with a constant", 'mode="circular"')
+
+
+def _check_half_pixel(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
+    """EQ011: even kernels (convs and pools) and asymmetric explicit padding."""
+    params = site.params
+    if site.family in ("conv", "max_pool", "avg_pool", "lp_pool") and not _is_global_pool(site):
+        kernel = _ints(params.get("kernel_size"))
+        dilation = _ints(params.get("dilation")) or (1,) * len(kernel or ())
+        if kernel is None:
+            return
+        extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+        if any(e % 2 == 0 for e in extent):
+            yield Hit(site, f"{site.describe()} has an even-sized kernel ({_fmt(extent)}), so its output "
+                            f"grid is offset by half a pixel",
+                      "an odd kernel size with symmetric padding, e.g. kernel_size=3, padding=1")
+    elif site.family == "pad":
+        pad = _ints(params.get("pad"))
+        if pad and len(pad) % 2 == 0 and any(pad[i] != pad[i + 1] for i in range(0, len(pad), 2)):
+            yield Hit(site, f"{site.describe()} pads the sides of a dimension unequally, so the grid "
+                            f"shifts by half a pixel",
+                      "symmetric padding (the same amount on both sides of each dimension)")
+
+
+_CHECKS: dict[str, Check] = {
+    "EQ001": _check_strided_max_pool,
+    "EQ002": _check_strided_conv,
+    "EQ003": _check_strided_avg_pool,
+    "EQ004": _check_aliasing_interpolation,
+    "EQ005": _check_strided_slice,
+    "EQ006": _check_space_to_depth,
+    "EQ007": _check_checkerboard,
+    "EQ008": _check_flatten_into_dense,
+    "EQ009": _check_position_embedding,
+    "EQ010": _check_zero_padding,
+    "EQ011": _check_half_pixel,
+}
+
 #: The rule table, ordered by code. The one place where rule texts live.
 RULES: dict[str, Rule] = {
-    rule.code: rule
+    rule.code: replace(rule, check=_CHECKS[rule.code])
     for rule in (
         _EQ001, _EQ002, _EQ003, _EQ004, _EQ005, _EQ006, _EQ007, _EQ008, _EQ009, _EQ010, _EQ011
     )

@@ -51,7 +51,8 @@ def render_model(
     """Print one model's header, findings and fixes; a target that failed to load prints nothing.
 
     ``location`` (the model's definition) stands in for findings that have no source location.
-    Tracing problems the linter recovered from are counted, or listed with ``verbose``.
+    Notes on parts analysed with less precision are counted, or listed with ``verbose``. Errors (an
+    example input the model rejects) are not drawn here: the command prints them on stderr.
     """
     from rich.text import Text
 
@@ -68,19 +69,16 @@ def render_model(
         console.print(_finding_line(finding, location))
         for i, line in enumerate(finding.fix.splitlines()):
             console.print(Text(("    fix: " if i == 0 else "         ") + line, style="dim"))
-    if report.errors:
-        if verbose:
-            for error in report.errors:
-                console.print(Text(f"    note: {error}", style="yellow"))
-        else:
-            n = len(report.errors)
-            console.print(
-                Text(
-                    f"    note: {n} part{'s' if n != 1 else ''} of the model could not be traced "
-                    f"(--verbose lists them)",
-                    style="yellow",
-                )
-            )
+    notes = report.notes
+    if verbose:
+        for note in notes:
+            console.print(Text(f"    note: {note}", style="yellow"))
+    elif notes:
+        n = len(notes)
+        console.print(
+            Text(f"    {n} note{'s' if n != 1 else ''} on what was analysed without fx or shapes "
+                 f"(--verbose shows them)", style="yellow")
+        )
 
 
 def render_summary(
@@ -90,7 +88,7 @@ def render_summary(
     from rich.text import Text
 
     linted = [r for r in reports if r.trace != NOT_LOADED]
-    failed = len(reports) - len(linted)
+    failed = sum(bool(r.errors) for r in reports)
     findings = [f for r in linted for f in r.findings]
     counts = {s: sum(f.severity == s for f in findings) for s in Severity}
     line = Text()
@@ -117,7 +115,7 @@ def render_summary(
     if failed:
         line.append("; ")
         line.append(
-            f"{failed} target{'s' if failed != 1 else ''} could not be linted (errors above)",
+            f"{failed} target{'s' if failed != 1 else ''} failed (errors above)",
             style="bold red",
         )
     line.append(".")

@@ -23,17 +23,18 @@ def render_github(
 ) -> str:
     """Return one workflow command per finding (and per failed target), newline-terminated.
 
-    A report whose ``trace`` is :data:`~pytest_equivariance.lint.loader.NOT_LOADED` holds a load
-    error rather than a lint result. ``locations`` maps a target to its model's definition, used for findings without a location.
+    A report's ``errors`` (a load error when its ``trace`` is
+    :data:`~pytest_equivariance.lint.loader.NOT_LOADED`, else an input the model rejected) become
+    error annotations without a location. ``locations`` maps a target to its model's definition, used for findings without a location.
     """
     lines: list[str] = []
     for report in reports:
-        if report.trace == NOT_LOADED:
-            for error in report.errors:
-                lines.append(f"::error title={_property('equiv-lint')}::{_data(error)}")
-            continue
         for finding in report.findings:
             lines.append(_annotation(finding, report.target, (locations or {}).get(report.target)))
+        for error in report.errors:
+            # A load error already names its target; a lint error (rejected input) gets it added.
+            text = error if report.trace == NOT_LOADED else f"{report.target}: {error}"
+            lines.append(f"::error title={_property('equiv-lint')}::{_data(text)}")
     return "".join(line + "\n" for line in lines)
 
 

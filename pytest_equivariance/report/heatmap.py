@@ -45,8 +45,8 @@ def shift_heatmap(
 ) -> RenderableType:
     """Return a rich renderable heatmap of ``grid``'s error over (dy, dx), with a colour legend.
 
-    ``max_rows`` counts text lines (each shows two grid rows; one on a console without colour). ``atol`` lifts the top of the colour
-    scale to the tolerance, so shifts within it stay dark, and adds a count of shifts above it.
+    ``max_rows`` counts text lines (each shows two grid rows; one on a console without colour).
+    ``atol`` lifts the top of the colour scale to the tolerance, so shifts within it stay dark, and adds a count of shifts above it.
     On a console without colour the cells are drawn with shade characters instead.
     """
     return ShiftHeatmap(grid, atol=atol, max_rows=max_rows, max_cols=max_cols, title=title)
@@ -118,18 +118,20 @@ def angle_plot(
     top = top if top > 0 else 1.0
     label_width = max(len(_angle_label(p.angle)) for p in points)
     tol_cell = None if not atol else min(width - 1, int(atol / top * width))
+    marked = False
     for p in points:
         failed = (not p.passed) if p.passed is not None else (atol is not None and not p.error <= atol)
         colour = "red" if failed else "green"
         bar = _bar(p.error / top if p.error == p.error else 1.0, width)
         if tol_cell is not None and bar[tol_cell] == " ":
             bar = bar[:tol_cell] + "│" + bar[tol_cell + 1 :]
+            marked = True
         line = Text(f"{_angle_label(p.angle):>{label_width}} ")
         line.append(bar, style=colour)
         line.append(f" {format_error(p.error)}", style="bold red" if failed else "")
         lines.append(line)
     if atol is not None:
-        lines.append(Text(f"tolerance atol={format_error(atol)}" + (" (│)" if tol_cell is not None else ""), style="dim"))
+        lines.append(Text(f"tolerance atol={format_error(atol)}" + (" (│)" if marked else ""), style="dim"))
     return Group(*lines)
 
 

@@ -27,12 +27,14 @@ from pytest_equivariance.report.figures import (
 )
 
 if TYPE_CHECKING:
-    from pytest_equivariance.check.result import CheckResult, Profile, ShiftGrid
+    from pytest_equivariance.check.result import CheckResult, LayerError, Profile, ShiftGrid
 
 #: Grids larger than this (per side) are shown as block maxima.
 MAX_CELLS = 64
 #: Profiles with more layers than this start folded (a <details> element, no script needed).
 PROFILE_OPEN_LAYERS = 40
+#: How many decades the per-layer profile's log axis spans at most.
+PROFILE_DECADES = 10
 #: How many of a check's trials its table lists, worst first.
 TRIAL_ROWS = 8
 
@@ -61,14 +63,14 @@ table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e5e7eb; vertical-align: top; }
 th { font-weight: 600; font-size: 13px; color: #4b5563; background: #f9fafb; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.id { word-break: break-all; }
+td.id { overflow-wrap: anywhere; min-width: 14em; }
 a { color: #2563eb; text-decoration: none; }
 a:hover { text-decoration: underline; }
 .card { background: #fff; border: 1px solid #e5e7eb; border-left: 6px solid #9ca3af;
   border-radius: 8px; padding: 18px 22px; margin: 0 0 20px; }
 .card.passed { border-left-color: #2f9e6e; }
 .card.failed { border-left-color: #d1495b; }
-.card h2 { word-break: break-all; }
+.card h2 { overflow-wrap: anywhere; }
 .badge { display: inline-block; min-width: 44px; text-align: center; border-radius: 4px;
   padding: 1px 6px; font-size: 12px; font-weight: 700; color: #fff; letter-spacing: .03em; }
 .badge.pass { background: #2f9e6e; }
@@ -242,20 +244,23 @@ def angle_svg(points: Sequence[AnglePoint], *, atol: float | None = None) -> str
 def profile_svg(profile: "Profile") -> str:
     """Return an inline SVG bar chart of the per-layer error (log scale), culprit in red.
 
-    Each bar is one layer's error in execution order; the grey tick is the numerical-noise floor it
-    was judged against, so a bar past its tick is a layer where equivariance broke.
+    Each bar is one layer's error in execution order; the black tick is the numerical-noise floor it
+    was judged against, so a bar past its tick is a layer where equivariance broke. Hovering a name
+    shows its figures and source location.
     """
     layers = profile.layers
     culprit = profile.culprit.qualname if profile.culprit is not None else None
     row, label_w, bar_w = 18, 280, 360
     top = 26
-    width = label_w + bar_w + 90
+    width = label_w + bar_w + 130
     height = top + row * len(layers) + 10
     positive = [v for layer in layers for v in (layer.error, layer.noise) if v > 0 and math.isfinite(v)]
     lo = 10 ** math.floor(math.log10(min(positive))) if positive else 1e-8
     hi = 10 ** math.ceil(math.log10(max(positive))) if positive else 1.0
     if hi <= lo:
         hi = lo * 10
+    # Ten decades show float noise (1e-7) beside aliasing (1e-1); smaller values sit at the left edge.
+    lo = max(lo, hi / 10**PROFILE_DECADES)
 
     def x_of(value: float) -> float:
         if not math.isfinite(value):
@@ -265,7 +270,11 @@ def profile_svg(profile: "Profile") -> str:
         return label_w + bar_w * (math.log10(value) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
 
     out = [_svg_open(width, height, "Equivariance error by layer")]
-    for e in range(round(math.log10(lo)), round(math.log10(hi)) + 1):
+    first, last = round(math.log10(lo)), round(math.log10(hi))
+    label_every = max(1, math.ceil((last - first) * 44 / bar_w))
+    for e in range(first, last + 1):
+        if (last - e) % label_every:
+            continue
         x = x_of(10.0**e)
         out.append(f'<line x1="{_n(x)}" y1="{top - 4}" x2="{_n(x)}" y2="{height - 8}" stroke="{_GRID}"/>')
         out.append(_text(x, top - 10, f"1e{e}", anchor="middle", size=11, fill=_MUTED))
@@ -278,7 +287,8 @@ def profile_svg(profile: "Profile") -> str:
         out.append(
             _text(label_w - 8, y + 13, short, anchor="end", size=12,
                   fill=_FAIL if is_culprit else _INK, weight="700" if is_culprit else None,
-                  title=f"{name}: error {format_error(layer.error)}, noise {format_error(layer.noise)}")
+                  title=f"{name}: error {format_error(layer.error)}, noise {format_error(layer.noise)}"
+                  + (f" · {where}" if (where := _location(layer)) else ""))
         )
         colour = _FAIL if is_culprit else ("#e8a33d" if broke else "#8fb8de")
         x_end = x_of(layer.error)
@@ -287,7 +297,10 @@ def profile_svg(profile: "Profile") -> str:
             f'fill="{colour}"><title>{escape(name)}: {escape(format_error(layer.error))}</title></rect>'
         )
         xn = x_of(layer.noise)
-        out.append(f'<line x1="{_n(xn)}" y1="{y + 1}" x2="{_n(xn)}" y2="{y + row - 1}" stroke="{_INK}" stroke-width="2"/>')
+        out.append(
+            f'<line x1="{_n(xn)}" y1="{y + 1}" x2="{_n(xn)}" y2="{y + row - 1}" stroke="{_INK}" '
+            f'stroke-width="2"/>'
+        )
         value = format_error(layer.error) + ("  ← first break" if is_culprit else "")
         out.append(_text(max(x_end, xn) + 6, y + 13, value, size=11, fill=_FAIL if is_culprit else _MUTED,
                          weight="700" if is_culprit else None))
@@ -396,6 +409,9 @@ def _culprit(profile: "Profile") -> str:
     c = profile.culprit
     assert c is not None
     text = f"Equivariance first breaks at <code>{escape(c.qualname)}</code> ({escape(c.op)})"
+    where = _location(c)
+    if where:
+        text += f" at <code>{escape(where)}</code>"
     if profile.finding_code:
         text += f" — {escape(profile.finding_code)}"
     if profile.finding_fix:
@@ -509,7 +525,10 @@ def _colour_bar(scale: Scale, x: float, top: float, height: float, atol: float |
     if atol is not None and scale.vmin < atol < scale.vmax:
         y = top + height * (1 - scale.position(atol))
         if top + 18 < y < top + height - 14:
-            out.append(f'<line x1="{_n(x - 3)}" y1="{_n(y)}" x2="{_n(x + 17)}" y2="{_n(y)}" stroke="{_INK}" stroke-width="2"/>')
+            out.append(
+                f'<line x1="{_n(x - 3)}" y1="{_n(y)}" x2="{_n(x + 17)}" y2="{_n(y)}" stroke="{_INK}" '
+                f'stroke-width="2"/>'
+            )
             out.append(_text(x + 20, y + 4, f"atol {format_error(atol)}", size=11, fill=_INK))
     return "".join(out)
 
@@ -543,6 +562,14 @@ def _nice_ceiling(value: float) -> float:
         if top >= value * (1 - 1e-12):
             return top
     return 10 ** (exp + 1)
+
+
+def _location(layer: "LayerError") -> str:
+    """``file:line`` of a layer when the profile knows it, else ""."""
+    file, line = getattr(layer, "file", None), getattr(layer, "line", None)
+    if not file:
+        return ""
+    return f"{file}:{line}" if line else str(file)
 
 
 def _badge(passed: bool) -> str:

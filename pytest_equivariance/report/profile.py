@@ -25,12 +25,13 @@ if TYPE_CHECKING:
 #: Width of the bar, in cells.
 BAR_WIDTH = 24
 #: Runs of more clean layers than this collapse to first, "⋯ N clean layers ⋯", last.
-MAX_CLEAN_RUN = 3
+MAX_CLEAN_RUN = 4
 #: How many layers after the culprit are listed before the rest is summarised.
 AFTER_CULPRIT = 4
 _NAME_WIDTH = 28
-_OP_WIDTH = 18
+_OP_WIDTH = 20
 _PARAM_KEYS = ("kernel_size", "stride", "padding", "dilation", "scale_factor", "mode", "ceil_mode", "groups")
+_DEFAULTS = {"padding": "0", "dilation": "1", "ceil_mode": "False", "groups": "1"}  # not worth a column
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ def chart_rows(profile: "Profile") -> list[Row]:
     layers = profile.layers
     culprit = _culprit_index(profile)
     end = len(layers) if culprit is None else min(len(layers), culprit + 1 + AFTER_CULPRIT)
+    if len(layers) - end < 2:  # a one-line summary would stand for one layer: show it instead
+        end = len(layers)
     rows: list[Row] = []
     run: list[LayerError] = []
 
@@ -95,6 +98,8 @@ def bar_cells(error: float, noise: float, lo: float, hi: float, width: int = BAR
         return max(0, min(width, round((math.log10(value) - lo) / (hi - lo) * width)))
 
     filled, floor = position(error), position(noise)
+    # Rounding to cells must not contradict the verdict: above the floor shows solid, below does not.
+    filled = min(max(filled, floor + 1), width) if error > noise else min(filled, floor)
     cells = []
     for i in range(width):
         if i < filled:
@@ -110,7 +115,11 @@ def describe_layer(layer: "LayerError") -> str:
     """Return ``"Conv2d(kernel_size=3, stride=2)"``: the op with its parameters that matter for sampling."""
     if "index" in layer.params:  # strided slicing reads best as the user wrote it
         return f"x{layer.params['index']}"
-    shown = [f"{k}={_short(layer.params[k])}" for k in _PARAM_KEYS if layer.params.get(k) is not None]
+    shown = [
+        f"{k}={_short(layer.params[k])}"
+        for k in _PARAM_KEYS
+        if layer.params.get(k) is not None and _short(layer.params[k]) != _DEFAULTS.get(k)
+    ]
     return f"{layer.op}({', '.join(shown)})" if shown else layer.op
 
 

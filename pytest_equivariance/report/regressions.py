@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -25,11 +26,14 @@ def format_figure(value: float) -> str:
 
 
 def format_change(change: float) -> str:
-    """Return a relative change as a signed percentage (``+25.0%``), or ``new``/``nan`` spelled out."""
+    """Return a relative change as a signed percentage (``+25.0%``), or as a factor (``×1.2e+06``) when
+    the figure grew more than tenfold; ``nan`` and ``±inf`` spelled out."""
     if math.isnan(change):
         return "nan"
     if math.isinf(change):
         return "+inf" if change > 0 else "-inf"
+    if change >= 9:
+        return f"×{1 + change:.3g}"
     return f"{change * 100:+.1f}%"
 
 
@@ -37,10 +41,15 @@ def _check_label(key: "BaselineKey") -> str:
     return f"#{key.index} {key.kind} {key.device}/{key.dtype}"
 
 
+def _test_width(keys: Iterable["BaselineKey"], cap: int = 60) -> int:
+    # Test ids stay on one line up to ``cap`` characters; longer ones fold.
+    return min(max((len(k.test_id) for k in keys), default=4), cap)
+
+
 def _changes_table(title: str, changes: list["FigureChange"], style: str) -> Table:
     table = Table(title=title, title_style=style, title_justify="left", expand=False)
-    table.add_column("test", overflow="fold", ratio=3)
-    table.add_column("check", overflow="fold", ratio=2)
+    table.add_column("test", overflow="fold", min_width=_test_width(c.key for c in changes))
+    table.add_column("check", no_wrap=True)
     table.add_column("figure", no_wrap=True)
     table.add_column("baseline", justify="right", no_wrap=True)
     table.add_column("now", justify="right", no_wrap=True)
@@ -55,9 +64,9 @@ def _changes_table(title: str, changes: list["FigureChange"], style: str) -> Tab
 
 def _entries_table(title: str, entries: list["BaselineEntry"], style: str) -> Table:
     table = Table(title=title, title_style=style, title_justify="left", expand=False)
-    table.add_column("test", overflow="fold", ratio=3)
-    table.add_column("check", overflow="fold", ratio=2)
-    table.add_column("figures", overflow="fold", ratio=2)
+    table.add_column("test", overflow="fold", min_width=_test_width(e.key for e in entries))
+    table.add_column("check", no_wrap=True)
+    table.add_column("figures", overflow="fold")
     for e in entries:
         figures = ", ".join(f"{name}={format_figure(v)}" for name, v in sorted(e.figures.items()))
         table.add_row(e.key.test_id, _check_label(e.key), figures)

@@ -2,8 +2,9 @@
 
 One run; the rule table becomes ``tool.driver.rules`` (help text from :data:`RULES`), each finding a
 result with a physical location relative to ``%SRCROOT%`` (the working directory) and the module's
-qualname as a logical location. Targets that could not be loaded become error notifications of the
-invocation. Reference: https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html
+qualname as a logical location. Errors (targets that could not be loaded, inputs a model rejected)
+become error notifications of the invocation, notes on parts analysed without fx become note
+notifications. Reference: https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.lint.findings import Finding, ModelReport, Severity
-from pytest_equivariance.lint.loader import NOT_LOADED
 
 if TYPE_CHECKING:
     from pytest_equivariance.lint.rules import Rule
@@ -44,10 +44,8 @@ def sarif_document(
     results = []
     notifications = []
     for report in reports:
-        if report.trace == NOT_LOADED:
-            notifications += [_notification("error", e, report.target) for e in report.errors]
-            continue
-        notifications += [_notification("warning", e, report.target) for e in report.errors]
+        notifications += [_notification("note", n, report.target) for n in report.notes]
+        notifications += [_notification("error", e, report.target) for e in report.errors]
         fallback = (locations or {}).get(report.target)
         results += [_result(f, report, index, root, fallback) for f in report.findings]
     driver_rules = [
@@ -82,7 +80,7 @@ def sarif_document(
                 "originalUriBaseIds": {SRCROOT: {"uri": root.as_uri() + "/"}},
                 "invocations": [
                     {
-                        "executionSuccessful": not any(r.trace == NOT_LOADED for r in reports),
+                        "executionSuccessful": not any(r.errors for r in reports),
                         "toolExecutionNotifications": notifications,
                     }
                 ],

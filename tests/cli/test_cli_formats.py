@@ -59,7 +59,12 @@ def reports(tmp_path, monkeypatch):
             trace="hierarchical",
             coverage=0.5,
             findings=[info],
-            errors=["child 'backbone' could not be traced: data-dependent control flow"],
+            notes=["backbone could not be traced (data-dependent control flow); scanned its modules"],
+        ),
+        ModelReport(
+            target="models/net.py::Rejects",
+            trace="fx",
+            errors=["Shape propagation failed at fc: RuntimeError: mat1 and mat2 shapes cannot be multiplied"],
         ),
         failed_report("broken.py", ValueError("Syntax error in broken.py:3: invalid syntax; fix the file.")),
     ]
@@ -72,13 +77,14 @@ def test_json_document_has_the_design_schema(reports):
     document = json.loads(render_json(reports))
     assert document["version"] == SCHEMA_VERSION == 1
     assert [m["target"] for m in document["models"]] == [r.target for r in reports]
+    assert document["models"][1]["notes"] == reports[1].notes
     first = document["models"][0]
     assert {"target", "trace", "coverage", "findings", "errors"} <= set(first)
     finding = first["findings"][0]
     assert {"code", "severity", "message", "qualname", "op", "file", "line", "fix"} <= set(finding)
     assert finding["severity"] == "error" and finding["line"] == 12
     assert finding["params"]["stride"] == [2, 2]
-    failed = document["models"][2]
+    failed = document["models"][3]
     assert failed["trace"] == NOT_LOADED and failed["coverage"] == 0.0 and failed["findings"] == []
     assert failed["errors"] == ["Syntax error in broken.py:3: invalid syntax; fix the file."]
 
@@ -115,12 +121,12 @@ def test_sarif_structure(reports):
     (invocation,) = run["invocations"]
     assert invocation["executionSuccessful"] is False
     levels = [n["level"] for n in invocation["toolExecutionNotifications"]]
-    assert levels == ["warning", "error"]  # a traced-around part, then the failed target
+    assert levels == ["note", "error", "error"]  # a traced-around part, a rejected input, a failed load
 
 
 def test_github_annotations(reports):
     lines = render_github(reports, locations=LOCATIONS).splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[0].startswith("::error file=models/net.py,line=12,title=EQ001::MaxPool2d(kernel_size=2")
     assert "%0AFix: self.pool = MaxBlurPool2d" in lines[0]
     warning = lines[1]
@@ -129,7 +135,11 @@ def test_github_annotations(reports):
     assert "with a comma, 100%25 and: colon" in message  # data escapes % and newlines only
     assert "%0A# second line" in message
     assert lines[2].startswith("::notice file=/elsewhere/lib.py,line=3,title=EQ011::")
-    assert lines[3] == "::error title=equiv-lint::Syntax error in broken.py:3: invalid syntax; fix the file."
+    assert lines[3] == (
+        "::error title=equiv-lint::models/net.py::Rejects: Shape propagation failed at fc: "
+        "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    )
+    assert lines[4] == "::error title=equiv-lint::Syntax error in broken.py:3: invalid syntax; fix the file."
     pattern = re.compile(r"^::(error|warning|notice)( [a-z]+=[^:,]+(,[a-z]+=[^:,]+)*)?::.+$")
     assert all(pattern.match(line) for line in lines)
 
@@ -155,16 +165,16 @@ def test_text_groups_by_model_with_locations_fixes_and_summary(reports):
     assert lines[3].startswith("  /abs/models/net.py:5: EQ005 [warning] x[..., ::2]")
     assert lines[5] == "         # second line"
     assert "models/net.py::Other  hierarchical · 50% traced" in text
-    assert "1 part of the model could not be traced (--verbose lists them)" in text
+    assert "1 note on what was analysed without fx or shapes (--verbose shows them)" in text
+    assert "mat1 and mat2" not in text  # errors go to stderr
     assert "broken.py" not in text.split("Found")[0]  # load errors go to stderr, not the groups
     assert lines[-1] == (
-        "Found 3 findings (1 error, 1 warning, 1 info) in 2 models; 1 target could not be linted "
-        "(errors above)."
+        "Found 3 findings (1 error, 1 warning, 1 info) in 3 models; 2 targets failed (errors above)."
     )
 
 
-def test_text_verbose_lists_trace_errors(reports):
-    assert "note: child 'backbone' could not be traced" in text_of(reports, verbose=True)
+def test_text_verbose_lists_notes(reports):
+    assert "note: backbone could not be traced" in text_of(reports, verbose=True)
 
 
 def test_text_clean_run_summary():

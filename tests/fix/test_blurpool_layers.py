@@ -110,7 +110,6 @@ def test_antialiased_conv_keeps_shape_and_parameter_names(ndim, position, kernel
     assert fixed(x).shape == conv(x).shape
     assert list(fixed.state_dict()) == list(conv.state_dict())
     assert fixed.weight is conv.weight
-    assert isinstance(fixed, CONVS[ndim])
     assert conv.stride == (stride,) * ndim  # the original is untouched
 
 
@@ -150,16 +149,28 @@ def test_antialiased_conv_pickles() -> None:
     assert torch.equal(clone(x), layer(x))
 
 
-def test_conv_subclass_keeps_its_own_forward() -> None:
+def test_conv_subclass_with_its_own_forward_is_refused() -> None:
     class Doubling(nn.Conv2d):
         def forward(self, x):
             return 2 * super().forward(x)
 
-    conv = Doubling(1, 1, 3, stride=2, padding=1)
+    with pytest.raises(EquivarianceUsageError, match="overrides forward"):
+        antialiased_conv(Doubling(1, 1, 3, stride=2, padding=1))
+
+
+def test_antialiased_conv_is_not_a_conv_subclass_but_reprs_like_one() -> None:
+    fixed = antialiased_conv(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False))
+    assert not isinstance(fixed, nn.Conv2d)  # the linter must not read its stride as unfiltered
+    text = repr(fixed)
+    assert "3, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False" in text
+    assert "(blur): BlurPool2d(stride=1, filter_size=3, padding_mode='reflect')" in text
+
+
+def test_padding_modes_of_the_conv_are_kept() -> None:
+    conv = nn.Conv2d(1, 1, 3, stride=2, padding=1, padding_mode="reflect")
     fixed = antialiased_conv(conv)
     x = torch.randn(1, 1, 8, 8)
-    assert isinstance(fixed, Doubling)
-    assert torch.allclose(fixed(x), 2 * nn.Conv2d.forward(conv, fixed.blur(x)))
+    assert torch.allclose(fixed(x), conv(fixed.blur(x)))
 
 
 def test_filters_are_not_saved_and_meta_construction_works() -> None:

@@ -48,6 +48,18 @@ def test_lenient(figures):
 '''
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `pytest_plugins = ["pytester"]` is refused in a non-root conftest when the whole suite runs.
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
+@pytest.fixture
+def quiet_plugins() -> tuple[str, ...]:
+    """Arguments that switch off the plugins inner runs do not need."""
+    return QUIET_PLUGINS
+
+
 class Suite:
     """A pytester project with tests test_a, test_b and test_lenient and their figures."""
 

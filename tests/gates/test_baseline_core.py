@@ -134,10 +134,25 @@ def test_compare_floor_override():
 
 
 def test_tests_that_ran_without_checks_make_their_entries_stale():
-    base = Baseline({e.key: e for e in [entry("a"), entry("b")]})
-    cmp = bl.compare(base, [], ran_tests={"a"})
+    base = Baseline({e.key: e for e in [entry("a"), entry("b"), entry("c")]})
+    cmp = bl.compare(base, [entry("c")], ran_tests={"a"})
     assert [e.key.test_id for e in cmp.stale] == ["a"]
     assert cmp.not_run == 1
+
+
+def cuda(e: BaselineEntry) -> BaselineEntry:
+    return BaselineEntry(BaselineKey(e.key.test_id, e.key.index, e.key.kind, "cuda", e.key.dtype), e.figures)
+
+
+def test_a_cpu_run_says_nothing_about_cuda_entries():
+    base = Baseline({e.key: e for e in [entry("a"), cuda(entry("a")), cuda(entry("a", 1))]})
+    cmp = bl.compare(base, [entry("a")])
+    assert cmp.stale == [] and cmp.not_run == 2 and cmp.unchanged == 1
+    assert set(bl.merge(base, [entry("a", worst_error=0.5)]).entries) == set(base.entries)
+    cmp = bl.compare(base, [cuda(entry("a"))])  # a CUDA run that no longer runs check #1
+    assert [(e.key.device, e.key.index) for e in cmp.stale] == [("cuda", 1)]
+    assert bl.in_scope(cuda(entry("a", 1)).key, [cuda(entry("a"))])
+    assert not bl.in_scope(cuda(entry("a", 1)).key, [entry("a")])
 
 
 # --------------------------------------------------------------------------------- merge
@@ -148,8 +163,8 @@ def test_merge_keeps_tests_that_did_not_run_and_replaces_those_that_did():
     merged = bl.merge(base, [entry("a", worst_error=0.5)])
     assert sorted((k.test_id, k.index) for k in merged.entries) == [("a", 0), ("b", 0)]
     assert merged.entries[entry("a").key].figures == {"worst_error": 0.5}
-    merged = bl.merge(base, [], ran_tests={"b"})
-    assert merged.tests() == {"a"}
+    merged = bl.merge(base, [entry("c")], ran_tests={"b"})
+    assert merged.tests() == {"a", "c"}
     assert bl.merge(base, [entry("c")], prune=True).tests() == {"c"}
 
 

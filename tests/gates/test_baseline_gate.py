@@ -8,9 +8,6 @@ import pytest
 
 from pytest_equivariance import baseline as bl
 
-pytest_plugins = ("pytester",)
-
-
 def test_update_writes_the_baseline_and_an_unchanged_run_passes(suite):
     result = suite.update()
     assert result.ret == 0
@@ -104,6 +101,14 @@ def test_device_kind_is_part_of_the_key(suite):
     result = suite.compare()
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*New checks*", "*test_a*#0 shift_equivariant cuda/float32*"])
+    # A CUDA update adds the CUDA entry and keeps the CPU one; a CPU run then ignores the CUDA entry.
+    assert suite.update("-k", "test_a").ret == 0
+    assert sorted((e.test_id.split("::")[1], e.device) for e in bl.load(suite.baseline).entries
+                  if e.test_id.endswith("test_a")) == [("test_a", "cpu"), ("test_a", "cuda")]
+    suite.set(test_a=[{"worst": 0.10}])
+    result = suite.compare()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*4 checks unchanged, 1 not run*"])
 
 
 def test_update_of_a_subset_keeps_the_other_entries(suite):
@@ -176,7 +181,7 @@ def test_a_bad_tolerance_marker_errors_that_test(suite):
     result.stdout.fnmatch_lines(["*@pytest.mark.equiv_regression_tol needs one non-negative number*"])
 
 
-def test_baseline_path_from_ini_is_relative_to_the_ini_file(suite):
+def test_baseline_path_from_ini_is_relative_to_the_rootdir(suite):
     suite.pytester.makeini("[pytest]\nequiv_baseline = sub/base.json\n")
     result = suite.run("--equiv-baseline-update")
     assert result.ret == 0

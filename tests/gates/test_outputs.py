@@ -7,9 +7,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-pytest_plugins = ("pytester",)
-
-
 def test_json_output_lists_every_check_with_figures_and_transforms(suite):
     out = suite.pytester.path / "reports" / "equiv.json"
     suite.set(test_b=[{"worst": 0.2}, {"worst": float("nan"), "kind": "shift_invariant", "consistency": 0.9}])

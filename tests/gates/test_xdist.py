@@ -6,16 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
 from pytest_equivariance import baseline as bl
 from pytest_equivariance import plugin_baseline
 from pytest_equivariance.plugin_baseline import worker_device
-
-pytest_plugins = ("pytester",)
-
 
 def _checks(path):
     return sorted(json.loads(path.read_text())["checks"], key=lambda c: (c["test_id"], c["index"]))
@@ -41,12 +38,12 @@ def test_two_workers_gate_regressions_with_marker_tolerances_from_the_workers(su
     assert "test_lenient" not in result.stdout.str().split("Robustness regressions")[1].split("baseline equiv")[0]
 
 
-def test_concurrent_update_runs_leave_a_valid_file_with_both_entries(suite):
+def test_concurrent_update_runs_leave_a_valid_file_with_both_entries(suite, quiet_plugins):
     root = suite.pytester.path
     base = root / "equiv-baseline.json"
     env = {**os.environ, "PYTEST_ADDOPTS": "", "PY_COLORS": "0"}
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-               "-p", "no:benchmark", "-q", "--equiv-baseline", str(base), "--equiv-baseline-update"]
+    command = [sys.executable, "-m", "pytest", *quiet_plugins, "-q", "--equiv-baseline", str(base),
+               "--equiv-baseline-update"]
     runs = [subprocess.Popen([*command, "-k", name], cwd=root, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for name in ("test_a", "test_b")]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
@@ -79,9 +76,15 @@ def test_worker_device(requested, worker, count, expected):
     assert worker_device(requested, worker, count) == expected
 
 
+def _fake_torch(count):
+    # Enough of torch for the plugin to count GPUs; importing the real one takes seconds per process.
+    module = ModuleType("torch")
+    module.cuda = SimpleNamespace(device_count=lambda: count)
+    return module
+
+
 def test_workers_rewrite_the_device_option_from_the_option_or_ini(monkeypatch):
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch(2))
 
     def worker(option, ini=""):
         return SimpleNamespace(option=SimpleNamespace(equiv_device=option), workerinput={"workerid": "gw3"},
@@ -98,9 +101,14 @@ def test_workers_rewrite_the_device_option_from_the_option_or_ini(monkeypatch):
     assert config.option.equiv_device == "cpu"
 
 
-def test_each_xdist_worker_gets_its_own_gpu(pytester):
-    # No GPU needed: the inner conftest pretends there are three.
-    pytester.makeconftest("import torch\ntorch.cuda.device_count = lambda: 3\n")
+def test_each_xdist_worker_gets_its_own_gpu(pytester, quiet_plugins):
+    # No GPU needed: the workers' conftest installs a torch that reports three.
+    pytester.makeconftest("""
+        import sys, types
+        torch = types.ModuleType("torch")
+        torch.cuda = types.SimpleNamespace(device_count=lambda: 3)
+        sys.modules["torch"] = torch
+    """)
     pytester.makepyfile(test_gpu="""
         import os
         def test_device(request):
@@ -109,6 +117,5 @@ def test_each_xdist_worker_gets_its_own_gpu(pytester):
         def test_other(request):
             test_device(request)
     """)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
-                                "-n", "2", "--equiv-device", "cuda")
+    result = pytester.runpytest_subprocess(*quiet_plugins, "-n", "2", "--equiv-device", "cuda")
     result.assert_outcomes(passed=2)

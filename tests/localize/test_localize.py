@@ -66,35 +66,38 @@ def images() -> torch.Tensor:
 
 
 CULPRITS = {
-    "strided max pool": (lambda: Net(nn.MaxPool2d(2)), "middle"),
-    "strided conv": (lambda: Net(circular_conv(8, 8, stride=2)), "middle"),
-    "strided avg pool": (lambda: Net(nn.AvgPool2d(2)), "middle"),
-    "nearest downscaling module": (lambda: Net(nn.Upsample(scale_factor=0.5, mode="nearest")), "middle"),
+    "strided max pool": (lambda: Net(nn.MaxPool2d(2)), "EQ001"),
+    "strided conv": (lambda: Net(circular_conv(8, 8, stride=2)), "EQ002"),
+    "strided avg pool": (lambda: Net(nn.AvgPool2d(2)), "EQ003"),
+    "nearest downscaling module": (lambda: Net(nn.Upsample(scale_factor=0.5, mode="nearest")), "EQ004"),
 }
 
 
 @pytest.mark.parametrize("name", list(CULPRITS))
 def test_names_the_one_aliasing_module(name: str, images: torch.Tensor) -> None:
-    build, qualname = CULPRITS[name]
+    build, code = CULPRITS[name]
     profile = localize(build().eval(), images, SHIFT, equivariant=False)
 
-    assert profile.culprit is not None and profile.culprit.qualname == qualname
+    assert profile.culprit is not None and profile.culprit.qualname == "middle"
+    assert profile.finding_code == code and profile.finding_fix
     before = profile.layers[: profile.layers.index(profile.culprit)]
     assert len(before) == 4 and all(layer.error <= layer.noise for layer in before)
     assert profile.culprit.error > 100 * profile.culprit.noise
 
 
 @pytest.mark.parametrize(
-    "model, op",
-    [(SliceNet(), "getitem"), (NearestNet(), "interpolate")],
+    "model, name, op, code",
+    [(SliceNet(), "getitem", "getitem", "EQ005"), (NearestNet(), "interpolate", "interpolate", "EQ004")],
     ids=["strided slicing", "nearest interpolate"],
 )
-def test_names_functional_subsampling(model: nn.Module, op: str, images: torch.Tensor) -> None:
+def test_names_functional_subsampling(model: nn.Module, name: str, op: str, code: str, images: torch.Tensor) -> None:
     profile = localize(model.eval(), images, SHIFT, equivariant=False)
 
-    assert profile.culprit is not None
-    assert op in profile.culprit.op or op in profile.culprit.qualname
-    assert [layer.qualname for layer in profile.layers].index(profile.culprit.qualname) == 4
+    culprit = profile.culprit
+    assert culprit is not None and culprit.qualname == name and op in culprit.op
+    assert profile.finding_code == code
+    assert culprit.file == __file__ and culprit.line is not None
+    assert [layer.qualname for layer in profile.layers].index(name) == 4
 
 
 def test_global_pooling_does_not_hide_linear_subsampling(images: torch.Tensor) -> None:
@@ -112,7 +115,7 @@ def test_global_pooling_does_not_hide_linear_subsampling(images: torch.Tensor) -
 def test_exact_model_has_no_culprit(model: nn.Module, images: torch.Tensor) -> None:
     profile = localize(model.eval(), images, SHIFT, equivariant=False)
 
-    assert profile.culprit is None
+    assert profile.culprit is None and profile.finding_code is None
     assert len(profile.layers) >= 9
     assert all(layer.error <= layer.noise for layer in profile.layers)
 
@@ -137,7 +140,10 @@ def test_chunks_give_the_same_profile(images: torch.Tensor) -> None:
     chunked = localize(model, images, SHIFT, equivariant=False, batch_size=1)
     assert [layer.qualname for layer in chunked.layers] == [layer.qualname for layer in whole.layers]
     for a, b in zip(whole.layers, chunked.layers):
-        assert a.error == pytest.approx(b.error, rel=1e-4, abs=1e-12)
+        if a.error > a.noise:
+            assert a.error == pytest.approx(b.error, rel=1e-4)
+        else:  # rounding noise differs with the batch; it only has to stay noise
+            assert b.error <= b.noise
 
 
 def test_restores_train_mode(images: torch.Tensor) -> None:
@@ -184,7 +190,8 @@ def test_rotation_equivariant_model_has_no_culprit(transform: T.Transform, image
 
 def test_quarter_turn_names_the_subsampling(images: torch.Tensor) -> None:
     profile = localize(D4Net(subsample=True).eval(), images, T.rot90(1), equivariant=False)
-    assert profile.culprit is not None and profile.culprit.op == "getitem"
+    assert profile.culprit is not None and profile.culprit.qualname == "getitem"
+    assert profile.culprit.params["index"] == "[..., ::2, ::2]"
 
 
 def test_rot90_names_the_first_unconstrained_conv(images: torch.Tensor) -> None:
@@ -211,8 +218,6 @@ def test_first_break_is_the_first_layer_above_its_floor() -> None:
     layers = [LayerError("a", "Conv2d", 1e-9, 1e-6), LayerError("b", "MaxPool2d", 0.1, 1e-6), LayerError("c", "Conv2d", 0.3, 1e-6)]
     assert first_break(layers) is layers[1]
     assert first_break(layers[:1]) is None
-    # approximate measures: a layer must also rise well above what it inherited
-    assert first_break(layers, approximate=True, baseline=0.2) is None
 
 
 def test_profile_survives_the_json_round_trip(images: torch.Tensor) -> None:
@@ -243,6 +248,7 @@ def test_resnet18_breaks_at_its_stem() -> None:
     profile = localize(_resnet18(), natural_images((1, 3, 64, 64)), SHIFT, equivariant=False)
     assert profile.culprit is not None and profile.culprit.qualname == "conv1"
     assert profile.culprit.params.get("stride") in (2, [2, 2])
+    assert profile.finding_code == "EQ002" and "BlurPool" in (profile.finding_fix or "")
 
 
 @pytest.mark.zoo
@@ -254,3 +260,90 @@ def test_circular_resnet18_under_even_shift_breaks_at_the_max_pool() -> None:
     )
     assert profile.culprit is not None and profile.culprit.qualname == "maxpool"
     assert [layer.qualname for layer in profile.layers[:3]] == ["conv1", "bn1", "relu"]
+
+
+# -- models fx cannot trace whole ------------------------------------------------------------------
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: fx cannot trace this forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(circular_conv(3, 8), nn.ReLU(), circular_conv(8, 8))
+        self.pool = nn.MaxPool2d(2)
+        self.head = circular_conv(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if x.sum() > 0:
+            x = x * 1.0
+        return self.head(self.pool(x))
+
+
+class Wrapped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Branchy()
+        self.out = circular_conv(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.inner(x))
+
+
+@pytest.mark.parametrize(
+    "model, culprit",
+    [(Branchy(), "pool"), (Wrapped(), "inner.pool")],
+    ids=["untraceable model", "untraceable submodule"],
+)
+def test_untraceable_parts_are_profiled_with_hooks(model: nn.Module, culprit: str, images: torch.Tensor) -> None:
+    profile = localize(model.eval(), images, SHIFT, equivariant=True)
+    names = [layer.qualname for layer in profile.layers]
+    assert profile.culprit is not None and profile.culprit.qualname == culprit
+    assert names.index(culprit) == 3 and names[:3] == [culprit.replace("pool", f"stem.{i}") for i in range(3)]
+
+
+# -- crop and zero modes --------------------------------------------------------------------------
+
+
+def zero_padded_net(middle: nn.Module) -> nn.Module:
+    def conv() -> nn.Conv2d:
+        return nn.Conv2d(8, 8, 3, padding=1)
+
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), conv(), nn.ReLU(), middle, conv(), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+    )
+
+
+@pytest.mark.parametrize("mode", ["crop", "zero"])
+def test_border_modes_ignore_zero_padding_and_find_aliasing(mode: str) -> None:
+    canvas = natural_images((2, 3, 48, 48), seed=1)
+    transform = T.shift((1, -3), (-2, -1), mode=mode, canvas=(8, 8) if mode == "crop" else None)
+
+    clean = localize(zero_padded_net(nn.Identity()).eval(), canvas, transform, equivariant=False)
+    aliased_model = zero_padded_net(nn.MaxPool2d(2)).eval()
+    aliased = localize(aliased_model, canvas, transform, equivariant=False)
+
+    assert clean.culprit is None and mode in clean.method
+    assert aliased.culprit is not None and aliased.culprit.qualname == "4"
+    assert aliased_model[0].padding_mode == "zeros"  # put back
+
+
+# -- rotations by interpolation (approximate) ------------------------------------------------------
+
+
+class RolledD4Net(D4Net):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.roll(self.stem(x), 6, -1))  # shift-equivariant, but not rotation-equivariant
+
+
+def test_interpolated_rotation_names_only_a_clear_break() -> None:
+    x = natural_images((2, 3, 33, 33), seed=1)
+    transform = T.rotation(30.0)
+
+    exact = localize(D4Net(subsample=False).eval(), x, transform, equivariant=False)
+    broken = localize(RolledD4Net(subsample=False).eval(), x, transform, equivariant=False)
+
+    assert "approximate" in exact.method and exact.culprit is None
+    assert broken.culprit is not None and broken.culprit.qualname == "roll"

@@ -120,3 +120,14 @@ class _FeaturesAndScores(nn.Module):
 def test_leaves_without_spatial_dims_are_compared_as_invariant(images: torch.Tensor) -> None:
     grid = shift_grid(_FeaturesAndScores(), images, window=4, equivariant=True)
     assert max(max(row) for row in grid.errors) < NOISE
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_grid_on_cuda_matches_the_cpu_grid(images: torch.Tensor) -> None:
+    model = _strided_max_pool(global_pool=True)
+    cpu = shift_grid(model, images, window=4, equivariant=False, device="cpu")
+    gpu = shift_grid(model, images, window=4, equivariant=False, device="cuda")
+    assert next(model.parameters()).device.type == "cpu"  # put back where it came from
+    for a, b in zip(cpu.errors, gpu.errors):
+        assert a == pytest.approx(b, abs=1e-4)

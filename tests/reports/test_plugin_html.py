@@ -128,5 +128,17 @@ def test_under_xdist_the_controller_writes_once_with_all_results(project: pytest
     assert len(writes) == 1, writes
     assert writes[0].endswith(" 3")  # every worker's results reached the one writer
     page = (project.path / "report.html").read_text(encoding="utf-8")
-    for nodeid in IDS:
-        assert html.escape(nodeid) in page
+    positions = [page.index(html.escape(nodeid)) for nodeid in sorted(IDS)]
+    assert positions == sorted(positions)  # sorted by test id, whichever worker finished first
+
+
+def test_plugin_module_does_not_import_torch_or_rich() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pytest_equivariance.plugin_html as m; "
+        "print(sorted(n for n in ('torch', 'rich', 'pytest_equivariance.report.html') if n in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

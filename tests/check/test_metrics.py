@@ -1,0 +1,77 @@
+"""Error figures, the allclose pass rule, tolerances and classifier consistency."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pytest_equivariance.check.metrics import TOLERANCES, compare, default_tolerances, worst
+
+
+def test_figures_on_a_known_difference():
+    b = torch.tensor([[3.0, 4.0]])
+    a = torch.tensor([[3.0, 5.0]])
+    c = compare(a, b, atol=0.0, rtol=0.0)
+    assert c.max_abs == 1.0 and c.mean_abs == 0.5
+    assert c.rel_l2 == pytest.approx(1 / 5)
+    assert c.cosine == pytest.approx(1 - (9 + 20) / (5 * math.sqrt(34)))
+    assert not c.passed
+
+
+def test_pass_rule_is_allclose():
+    b = torch.tensor([10.0, -10.0, 0.0])
+    a = b + torch.tensor([1.0, -1.0, 0.5])
+    assert compare(a, b, atol=0.5, rtol=0.05).passed  # 1 <= 0.5 + 0.05*10, 0.5 <= 0.5
+    assert not compare(a, b, atol=0.49, rtol=0.05).passed
+    assert compare(a, b, atol=0.5, rtol=0.05).passed == torch.allclose(a, b, atol=0.5, rtol=0.05)
+
+
+def test_mask_excludes_elements():
+    b = torch.zeros(1, 1, 2, 2)
+    a = b.clone()
+    a[..., 0, 0] = 100.0
+    mask = torch.tensor([[False, True], [True, True]]).view(1, 1, 2, 2)
+    c = compare(a, b, atol=1e-6, rtol=0.0, mask=mask)
+    assert c.passed and c.max_abs == 0.0
+
+
+def test_tolerances_loosen_with_precision():
+    order = ["float64", "float32", "float16", "bfloat16"]
+    atols = [TOLERANCES[k][0] for k in order]
+    rtols = [TOLERANCES[k][1] for k in order]
+    assert atols == sorted(atols) and rtols == sorted(rtols)
+    assert default_tolerances(torch.float64) == TOLERANCES["float64"]
+    assert default_tolerances("torch.float16") == TOLERANCES["float16"]
+    assert default_tolerances(torch.float32, "interp")[0] > TOLERANCES["float32"][0]
+
+
+def test_classifier_consistency_and_probability_change():
+    b = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 1.0]])
+    a = torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 1.0], [0.0, 1.0]])
+    c = compare(a, b, atol=0.0, rtol=0.0, classifier=True)
+    assert c.consistency == 0.75
+    p_top = torch.softmax(torch.tensor([1.0, 0.0]), 0)[0].item()
+    assert c.prob_change == pytest.approx(abs(p_top - (1 - p_top)) / 4)
+    assert not c.passed
+    assert compare(a, b, atol=0.0, rtol=0.0, classifier=True, min_consistency=0.75).passed
+    assert not compare(a, b, atol=0.0, rtol=0.0, classifier=True, min_consistency=0.8).passed
+
+
+def test_consistency_only_for_class_scores():
+    x = torch.randn(2, 3, 4, 4)
+    assert compare(x, x, atol=0, rtol=0, classifier=True).consistency is None
+
+
+def test_figures_are_computed_in_float64_for_half_precision():
+    b = torch.full((4,), 1000.0, dtype=torch.float16)
+    a = b + 1
+    c = compare(a, b, atol=0.0, rtol=0.0)
+    assert c.max_abs == 1.0 and c.rel_l2 == pytest.approx(1 / 1000)
+
+
+def test_worst_is_furthest_from_passing():
+    small = compare(torch.ones(2), torch.zeros(2), atol=1.0, rtol=0.0, leaf="[0]")
+    large = compare(torch.ones(2) * 3, torch.zeros(2), atol=1.0, rtol=0.0, leaf="[1]")
+    assert worst([small, large]).leaf == "[1]"
