@@ -3,10 +3,13 @@
 For each model this times ``check_shift_invariant(model, input_shape=..., seed=0)`` with
 ``localize=False`` and with ``localize=True`` (the same trials, plus the profile of the worst one), and
 prints the median times and their ratio, plus ``localize`` alone split into its parts: building the
-linter's graph, the two instrumented forward passes with the per-layer measure, and the lint run that
-links the culprit to a finding.
+linter's graph, the two instrumented forward passes with the per-layer measure, and running the
+lint rules on the culprit's site.
 
-    python benchmarks/localize_cost.py [--device cpu|cuda] [--rounds 7] [--trials N]
+    python benchmarks/localize_cost.py [--device cpu|cuda] [--rounds 7] [--trials N] [--threads N]
+
+Times are medians over ``--rounds`` runs after a warm-up; on a shared machine pass ``--threads 1``
+so that both sides of each ratio see the same CPU.
 """
 
 from __future__ import annotations
@@ -71,11 +74,12 @@ def parts(model: nn.Module, shape: tuple[int, ...], device: str, rounds: int) ->
         passes = median_time(
             lambda: loc._run_pairs(model, graph, x, transform.on_input(x), measure, None, False), rounds
         )
-    site = loc._Site("conv1", "nn.Conv2d")
+    first = graph.sites[0]
+    site = loc._describe(first.node if first.node is not None else (first.qualname, 0), graph)
     return {
         "graph": median_time(lambda: loc._build_graph(model, x[:1]), rounds),
         "passes": passes,
-        "lint": median_time(lambda: loc._matching_finding(model, x[:1], site), rounds),
+        "rules": median_time(lambda: loc._matching_finding(graph, site), rounds),
     }
 
 
@@ -84,10 +88,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--trials", type=int, default=None, help="shifts per check (default: the check's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-    header = f"{'model':<16} {'check':>9} {'+localize':>10} {'ratio':>6}   {'graph':>7} {'passes':>7} {'lint':>7}"
+    header = f"{'model':<16} {'check':>9} {'+localize':>10} {'ratio':>6}   {'graph':>7} {'passes':>7} {'rules':>7}"
     print(header)
     print("-" * len(header))
     for name, (build, shape) in MODELS.items():
@@ -105,7 +112,7 @@ def main() -> None:
         split = parts(model, shape, args.device, args.rounds)
         print(
             f"{name:<16} {plain * 1e3:>7.1f}ms {full * 1e3:>8.1f}ms {full / plain:>5.2f}x   "
-            f"{split['graph'] * 1e3:>5.1f}ms {split['passes'] * 1e3:>5.1f}ms {split['lint'] * 1e3:>5.1f}ms"
+            f"{split['graph'] * 1e3:>5.1f}ms {split['passes'] * 1e3:>5.1f}ms {split['rules'] * 1e3:>5.1f}ms"
         )
 
 

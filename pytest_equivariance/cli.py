@@ -16,6 +16,7 @@ shell: targets are loaded by :mod:`pytest_equivariance.lint.loader`, linted by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -32,7 +33,7 @@ from pytest_equivariance.lint.findings import ModelReport, Severity
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pytest_equivariance.lint.loader import ModelSource
+    from pytest_equivariance.lint.loader import ModelSource, Target
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -47,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv, sys.stdout, sys.stderr)
     except BrokenPipeError:  # `equiv-lint ... | head`: the reader left; say nothing more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FINDINGS
 
 
@@ -78,13 +79,13 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
     console = _console(stdout) if args.format == "text" else None
     run = Run(config=config, verbose=args.verbose, allow_no_model=args.allow_no_model, stderr=stderr)
     for text, root in targets:
-        for report in run.lint_target(text, root):
-            if console is not None:
-                from pytest_equivariance.report.findings_text import render_model
+        reports = run.lint_target(text, root)
+        if console is not None:  # text streams, model by model; the other formats are documents
+            from pytest_equivariance.report.findings_text import render_model
 
-                render_model(
-                    console, report, location=run.locations.get(report.target), verbose=args.verbose
-                )
+            for report in reports:
+                location = run.locations.get(report.target)
+                render_model(console, report, location=location, verbose=args.verbose)
     _render(args.format, run, stdout, console)
     if run.failed:
         return EXIT_ERROR
@@ -102,29 +103,37 @@ def build_parser() -> argparse.ArgumentParser:
         "pkg.module:name. Settings: [tool.equiv-lint] in pyproject.toml. "
         "Exit codes: 0 clean, 1 findings at or above the fail level, 2 usage or load error.",
     )
-    parser.add_argument("targets", nargs="*", metavar="TARGET", help="model files or names to lint")
-    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
-    parser.add_argument(
-        "--select", action="append", metavar="CODES", help="rules to run: codes or prefixes, comma-separated (ALL for every rule)"
+    add = parser.add_argument
+    add("targets", nargs="*", metavar="TARGET", help="model files or names to lint")
+    add("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    add(
+        "--select",
+        action="append",
+        metavar="CODES",
+        help="rules to run: codes or prefixes, comma-separated (ALL for every rule)",
     )
-    parser.add_argument("--ignore", action="append", metavar="CODES", help="rules to skip, comma-separated")
-    parser.add_argument(
+    add("--ignore", action="append", metavar="CODES", help="rules to skip, comma-separated")
+    add(
         "--fail-level",
         choices=[s.value for s in Severity],
         help="lowest severity that makes the exit code 1 (default: warning)",
     )
-    parser.add_argument("--input-shape", metavar="SHAPE", help="example input shape, e.g. 1,3,224,224 (default: inferred)")
-    parser.add_argument("--config", metavar="PATH", help="settings file (default: nearest pyproject.toml with [tool.equiv-lint])")
-    parser.add_argument(
+    add("--input-shape", metavar="SHAPE", help="example input, e.g. 1,3,224,224 (default: inferred)")
+    add(
+        "--config",
+        metavar="PATH",
+        help="settings file (default: nearest pyproject.toml with [tool.equiv-lint])",
+    )
+    add(
         "--allow-no-model",
         action="store_true",
         help="skip file targets that define no model instead of failing (for pre-commit)",
     )
-    parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
-    parser.add_argument("--list-rules", action="store_true", help="list the rules and exit")
-    parser.add_argument("--explain", metavar="CODE", help="explain a rule (e.g. EQ001) and exit")
-    parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    add("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    add("--list-rules", action="store_true", help="list the rules and exit")
+    add("--explain", metavar="CODE", help="explain a rule (e.g. EQ001) and exit")
+    add("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
+    add("--version", action="store_true", help="print the version and exit")
     return parser
 
 
@@ -142,37 +151,50 @@ class Run:
     locations: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
 
     def lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
-        """Load one target, lint each model it names, and return the new reports (errors included)."""
+        """Load one target, lint each model it names, and return the new reports (errors included).
+
+        A directory stands for the Python files below it; those that define no model are skipped.
+        """
+        from pytest_equivariance.lint.loader import Target, display_path, parse_target, python_files
+
+        start = len(self.reports)
+        try:
+            target = parse_target(text, root=root)
+        except EquivarianceUsageError as exc:
+            self._fail(text, exc)
+            return self.reports[start:]
+        if target.path is not None and target.name is None and target.path.is_dir():
+            for path in python_files(target.path):
+                self._lint(Target(text=display_path(path), path=path), allow_no_model=True)
+        else:
+            self._lint(target, allow_no_model=self.allow_no_model)
+        return self.reports[start:]
+
+    def _lint(self, target: "Target", *, allow_no_model: bool) -> None:
         from pytest_equivariance.lint.loader import (
             NoModelFoundError,
             display_path,
             load_target,
             mentions_torch,
-            parse_target,
         )
 
-        start = len(self.reports)
+        path = target.path
+        if path is not None and target.name is None:
+            if is_excluded(path, self.config):
+                return self._skip(f"{display_path(path)} (excluded by config)")
+            if path.is_file() and not mentions_torch(path):
+                return self._skip(f"{display_path(path)} (does not mention torch)")
         try:
-            target = parse_target(text, root=root)
-            if target.is_file and target.name is None:
-                if is_excluded(target.path, self.config):  # type: ignore[arg-type]
-                    self._skip(f"{display_path(target.path)} (excluded by config)")  # type: ignore[arg-type]
-                    return []
-                if target.path.is_file() and not mentions_torch(target.path):  # type: ignore[union-attr]
-                    self._skip(f"{display_path(target.path)} (does not mention torch)")  # type: ignore[arg-type]
-                    return []
             with load_target(target, factories=self.config.factories) as loaded:
-                self.skipped += [f"{text}: {s}" for s in loaded.skipped]
+                self.skipped += [f"{target.text}: {s}" for s in loaded.skipped]
                 for source in loaded.sources:
                     self._lint_source(source, explicit=target.name is not None)
         except NoModelFoundError as exc:
-            if self.allow_no_model:
-                self._skip(f"{text} ({exc})")
-            else:
-                self._fail(text, exc)
+            if not allow_no_model:
+                return self._fail(target.text, exc)
+            self._skip(f"{target.text} ({exc})")
         except EquivarianceUsageError as exc:
-            self._fail(text, exc)
-        return self.reports[start:]
+            self._fail(target.text, exc)
 
     def _lint_source(self, source: "ModelSource", *, explicit: bool) -> None:
         from pytest_equivariance.inputs import infer_input_shape

@@ -338,14 +338,15 @@ class CIGate:
         title = "equivariance baseline" if self.baseline_path is not None else "equivariance results"
         terminalreporter.section(title, red=failed, yellow=not failed, bold=True)
         if listed and not (self.update and not written):
-            from pytest_equivariance.report.regressions import comparison_renderable, render_text
+            from pytest_equivariance.report.regressions import comparison_renderable
+            from pytest_equivariance.report.terminal import render
 
             tw = self.config.get_terminal_writer()
             renderable = comparison_renderable(comparison, path=self._show(self.baseline_path),  # type: ignore[arg-type]
                                                updated=self.update)
             # CI logs do not wrap: use a comfortable width there, the terminal's own width otherwise.
             width = tw.fullwidth if tw.hasmarkup else max(tw.fullwidth, 120)
-            terminalreporter.write(render_text(renderable, width=width, color=tw.hasmarkup))
+            terminalreporter.write(render(renderable, width=width, color=tw.hasmarkup))
         if self.note:
             terminalreporter.write_line(self.note, yellow=True)
         if self.error:
@@ -362,7 +363,8 @@ class CIGate:
 
 def _results_json(results: list[Any], entries: list[Any], gate: CIGate) -> str:
     checks = []
-    for result, entry in zip(results, entries):
+    # Sorted by test and index, not in the order reports arrived: xdist runs write the same file.
+    for entry, result in sorted(zip(entries, results), key=lambda pair: pair[0].key):
         data = result.to_json()
         data["test_id"] = entry.key.test_id
         data["index"] = entry.key.index

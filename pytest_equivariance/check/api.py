@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ INTERP_EXPONENT = 2.0
 #: Output pixels left out inside the disk's edge in ``mode="interp"``.
 INTERP_MARGIN = 2
 _FLIPS = {"hflip": -1, "vflip": -2}
+_REFERENCE = "reference"  # job key of the untransformed input
 
 Shift = "int | Sequence[int]"
 
@@ -648,37 +650,48 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
         ref_input = identity.reference(x) if identity is not None else x
-        ref_leaves, per_image = runner.activation_bytes_per_image(model, ref_input)
-        _check_finite(ref_leaves, "the reference input")
-        batch_size = spec.batch_size or runner.auto_batch_size(per_image, dev)
-
-        strides, lattice = _strides(spec, ref_leaves, model_shape, dims)
-        if lattice is not None and any(k > 1 for k in lattice):
-            step = str(lattice[0]) if len(set(lattice)) == 1 else str(lattice)
-            notes.append(
-                f"output is {step} times coarser than the input along dims {dims}; "
-                f"shifts drawn on the stride lattice (multiples of {step})"
-            )
-        if spec.equivariant and spec.kind != "custom":
+        if spec.batch_size:
+            chunk = runner.ChunkSize(spec.batch_size)
+        else:
+            chunk = runner.ChunkSize(runner.first_guess(ref_input, dev), measure=True, device=dev)
+        # Equivariance needs the output grid before it can draw shifts, so the reference goes through
+        # the model first; for invariance it shares the first chunk with the transformed copies.
+        ref_leaves: runner.Leaves | None = None
+        strides: dict[str, tuple[int, ...]] = {}
+        lattice = None
+        if spec.equivariant:
+            ((_, ref_leaves),) = runner.run_batches(model, [(_REFERENCE, ref_input)], chunk)
+            _accept_reference(spec, ref_leaves)
+            strides, lattice = _strides(spec, ref_leaves, model_shape, dims)
+            if lattice is not None and any(k > 1 for k in lattice):
+                step = str(lattice[0]) if len(set(lattice)) == 1 else str(lattice)
+                notes.append(
+                    f"output is {step} times coarser than the input along dims {dims}; "
+                    f"shifts drawn on the stride lattice (multiples of {step})"
+                )
             flat = [p or "output" for p, t in ref_leaves if p not in strides]
             if flat and strides:
                 notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
-        if spec.min_consistency is not None and not any(metrics.is_classifier_output(t) for _, t in ref_leaves):
-            raise _usage(
-                "min_consistency needs classifier outputs of shape (batch, classes), which this model does "
-                "not return; drop min_consistency to compare outputs with atol/rtol."
-            )
 
         ctx = _Context(tuple(source_shape), tuple(model_shape), dims, strides, lattice, seed)
         transform_list = build(ctx)
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
         trials: list[Trial] = []
-        jobs = ((i, t.on_input(x)) for i, t in enumerate(transform_list))
-        for i, leaves in runner.run_batches(model, jobs, batch_size):
-            t = transform_list[i]
+        jobs = itertools.chain(
+            [(_REFERENCE, ref_input)] if ref_leaves is None else [],
+            ((i, t.on_input(x)) for i, t in enumerate(transform_list)),
+        )
+        for key, leaves in runner.run_batches(model, jobs, chunk):
+            if key == _REFERENCE:  # always first: it is the first job
+                ref_leaves = leaves
+                _accept_reference(spec, ref_leaves)
+                continue
+            t = transform_list[key]
             _check_finite(leaves, f"the input under {t.label}")
+            assert ref_leaves is not None
             trials.append(_trial(spec, t, leaves, ref_leaves, strides, out_margin, atol, rtol))
+        batch_size = chunk.size
 
         if spec.min_consistency is not None:
             values = [t.consistency for t in trials if t.consistency is not None]
@@ -713,6 +726,16 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
+
+
+def _accept_reference(spec: _Spec, ref_leaves: runner.Leaves) -> None:
+    """Reject reference outputs a check cannot use: NaN/inf, or no class scores for min_consistency."""
+    _check_finite(ref_leaves, "the reference input")
+    if spec.min_consistency is not None and not any(metrics.is_classifier_output(t) for _, t in ref_leaves):
+        raise _usage(
+            "min_consistency needs classifier outputs of shape (batch, classes), which this model does "
+            "not return; drop min_consistency to compare outputs with atol/rtol."
+        )
 
 
 def _identity(spec: _Spec, dims: tuple[int, ...]) -> transforms.Transform | None:

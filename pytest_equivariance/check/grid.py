@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-#: Shift modes a grid supports: both keep the image size, so every shift sees the same inputs.
-GRID_MODES = ("circular", "zero")
+#: Shift modes a grid supports (all of the checks' shift modes).
+GRID_MODES = transforms.SHIFT_MODES
 
 
 def shift_grid(
@@ -35,6 +35,8 @@ def shift_grid(
     device: "str | torch.device | None" = None,
     batch_size: int | None = None,
     lattice: tuple[int, int] | None = None,
+    canvas: int | None = None,
+    margin: int = 0,
 ) -> ShiftGrid:
     """Return the largest absolute error of ``model`` for every shift (dy, dx) of a square window.
 
@@ -46,6 +48,12 @@ def shift_grid(
     have a counterpart on the output). A circular shift by the image size is the identity, so the
     window is clipped to the distinct shifts.
 
+    In ``mode="crop"`` (Zhang's protocol: the model sees crops of a larger image at different
+    offsets, so zero-padded models are judged on real content) ``inputs`` is that larger canvas,
+    ``canvas`` pixels wider than the model's input on each side, as the crop-mode checks build it,
+    and the shifts run up to ``canvas``. In crop and zero modes an equivariance grid leaves out what
+    was shifted in at the border plus ``margin`` output pixels there (the reach of the padding).
+
     All ``window²`` shifted copies go through the model in chunks of ``batch_size`` images (chosen
     from a memory budget when None), under ``torch.inference_mode()``, in eval mode on ``device``.
 
@@ -56,13 +64,15 @@ def shift_grid(
     """
     import torch
 
-    dims = _check_arguments(inputs, window, dims, mode, lattice)
+    dims = _check_arguments(inputs, window, dims, mode, lattice, canvas)
     dev = runner.resolve_device(device, model)
     dtype = runner.model_dtype(model) or (inputs.dtype if inputs.is_floating_point() else torch.float32)
     with runner.prepared(model, dev, dtype):
         x = inputs.to(device=dev, dtype=dtype if inputs.is_floating_point() else inputs.dtype)
-        reference, per_image = runner.activation_bytes_per_image(model, x)
-        strides = _output_strides(x.shape, reference, dims) if equivariant else {}
+        frame = (canvas, canvas) if mode == "crop" else None
+        seen = transforms.shift((0, 0), dims, mode, frame).reference(x)  # what the model sees unshifted
+        reference, per_image = runner.activation_bytes_per_image(model, seen)
+        strides = _output_strides(seen.shape, reference, dims) if equivariant else {}
         common = tuple(math.lcm(*(st[i] for st in strides.values())) for i in range(2)) if strides else (1, 1)
         steps = tuple(lattice) if lattice is not None else common
         if any(k % c for k, c in zip(steps, common)):
@@ -70,18 +80,21 @@ def shift_grid(
                 f"lattice={tuple(steps)} is not a multiple of the model's output stride {common}, so "
                 f"some shifts have no counterpart on the output; pass lattice={common} or None."
             )
+        # Circular shifts by the image size are the identity; crops cannot move beyond the canvas.
+        reach = [canvas + 1 if frame else seen.shape[d] for d in dims]
         offsets = [
-            [k * step for k in range(min(window, max(1, x.shape[d] // step)))]
-            for d, step in zip(dims, steps)
+            [k * step for k in range(min(window, max(1, -(-n // step))))] for n, step in zip(reach, steps)
         ]
         chunk = batch_size or runner.auto_batch_size(per_image, dev)
         shifts = {
-            (dy, dx): transforms.shift((dy, dx), dims, mode) for dy in offsets[0] for dx in offsets[1]
+            (dy, dx): transforms.shift((dy, dx), dims, mode, frame)
+            for dy in offsets[0]
+            for dx in offsets[1]
         }
         jobs = ((key, g.on_input(x)) for key, g in shifts.items())
         errors: dict[tuple[int, int], float] = {}
         for key, leaves in runner.run_batches(model, jobs, chunk):
-            errors[key] = _max_error(shifts[key], leaves, reference, strides)
+            errors[key] = _max_error(shifts[key], leaves, reference, strides, margin)
     return ShiftGrid(
         offsets_y=offsets[0],
         offsets_x=offsets[1],
@@ -90,7 +103,7 @@ def shift_grid(
 
 
 def _check_arguments(
-    inputs: Any, window: int, dims: Any, mode: str, lattice: Any
+    inputs: Any, window: int, dims: Any, mode: str, lattice: Any, canvas: Any
 ) -> tuple[int, int]:
     import torch
 
@@ -103,8 +116,7 @@ def _check_arguments(
         raise EquivarianceUsageError(f"window={window!r} is not a positive integer; pass e.g. window=32.")
     if mode not in GRID_MODES:
         raise EquivarianceUsageError(
-            f"A shift grid cannot use mode={mode!r}, which changes the image size; "
-            f"pass mode='circular' or mode='zero'."
+            f"A shift grid cannot use mode={mode!r}; pass one of {', '.join(map(repr, GRID_MODES))}."
         )
     dims = tuple(dims)
     if len(dims) != 2 or any(not isinstance(d, int) or not -inputs.dim() + 2 <= d < 0 for d in dims):
@@ -116,6 +128,17 @@ def _check_arguments(
         raise EquivarianceUsageError(
             f"lattice={lattice!r} must be two positive integers, one per dim; pass e.g. lattice=(2, 2)."
         )
+    if mode == "crop":
+        if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 1:
+            raise EquivarianceUsageError(
+                f"mode='crop' needs canvas=, the pixels the inputs extend beyond the model's input on "
+                f"each side (got {canvas!r}); pass e.g. canvas=31 with inputs 62 pixels larger."
+            )
+        if any(inputs.shape[d] - 2 * canvas < 1 for d in dims):
+            raise EquivarianceUsageError(
+                f"Inputs of shape {tuple(inputs.shape)} leave no crop after canvas={canvas} pixels on "
+                f"each side; pass larger inputs or a smaller canvas."
+            )
     return dims  # type: ignore[return-value]
 
 
@@ -155,6 +178,7 @@ def _max_error(
     leaves: runner.Leaves,
     reference: runner.Leaves,
     strides: dict[str, tuple[int, int]],
+    margin: int,
 ) -> float:
     """The largest absolute error of one shift over all output leaves (NaN if any is NaN).
 
@@ -165,7 +189,7 @@ def _max_error(
     for (path, y), (_, ref) in zip(leaves, reference):
         stride = strides.get(path)
         expected = g.on_output(ref, stride) if stride is not None else ref
-        mask = g.mask(tuple(expected.shape), stride, device=expected.device) if stride is not None else None
+        mask = None if stride is None else g.mask(tuple(expected.shape), stride, margin, device=expected.device)
         # atol/rtol do not affect max_abs: the grid holds raw errors and the renderers judge them.
         error = metrics.compare(y, expected, atol=0.0, rtol=0.0, mask=mask, leaf=path).max_abs
         if error != error:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pytest_equivariance.check.result import LayerError, Profile
+from pytest_equivariance.errors import EquivarianceUsageError
 
 if TYPE_CHECKING:
     import torch
@@ -62,9 +63,9 @@ def localize(
     """Return the per-layer equivariance error of ``model`` under ``transform`` and its first culprit.
 
     ``inputs`` is the batch the check ran on (in crop mode the canvas, as for
-    :meth:`Transform.on_input`). The model runs in eval mode under ``torch.inference_mode()``, in chunks
-    of ``batch_size`` inputs, on the device of its parameters unless ``device`` is given (the model is not
-    moved: place it first). ``equivariant`` says whether the model's output should transform with the
+    :meth:`Transform.on_input`). The model runs as in a check (:func:`runner.prepared`: eval mode, TF32
+    off, on ``device`` or where its parameters are, all restored afterwards) under
+    ``torch.inference_mode()``, in chunks of ``batch_size`` inputs. ``equivariant`` says whether the model's output should transform with the
     input (True) or stay the same (False); intermediate feature maps are always judged for equivariance,
     since invariant models are equivariant feature extractors followed by pooling.
 
@@ -77,27 +78,28 @@ def localize(
     """
     import torch
 
+    from pytest_equivariance.check import runner
+
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2:
+        got = f"shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise EquivarianceUsageError(
+            f"localize needs the inputs as one tensor of shape (batch, channels, *spatial), got {got}; "
+            f"pass the batch the check ran on."
+        )
     measure, method, approximate, baseline_measure = _measure_for(transform, inputs)
-    dev = torch.device(device) if device is not None else _model_device(model)
+    if measure is None:
+        return Profile(layers=[], method=method, transform=transform.label)
+    dev = runner.resolve_device(device, model)
     inputs = inputs.to(dev)
     x0 = transform.reference(inputs)
     probe_borders = transform.family == "shift" and transform.mode in ("crop", "zero")
     # crop and zero modes exclude the borders by design: probe with the same shift, circular, so that
     # only what happens inside the image is measured (see _circular_padding).
     x1 = torch.roll(x0, transform.params["shift"], transform.dims) if probe_borders else transform.on_input(inputs)
-    example = x0[:1]
 
-    graph = _build_graph(model, example)
-    if measure is None:
-        return Profile(layers=[], method=method, transform=transform.label)
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), _circular_padding(model, probe_borders):
-            sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
-    finally:
-        model.train(was_training)
+    graph = _build_graph(model, x0[:1])
+    with runner.prepared(model, dev, x0.dtype), torch.inference_mode(), _circular_padding(model, probe_borders):
+        sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
 
     worst_before = baseline_measure(x0, x1) if approximate and baseline_measure is not None else 0.0
     sites = [_describe(key, graph) for key in layers]
@@ -155,7 +157,7 @@ def noise_floor(dtype: "torch.dtype", *, position: int = 0, peak_ratio: float = 
 
 
 def spectral_error(a: "Tensor", b: "Tensor", dims: tuple[int, ...]) -> tuple[float, float]:
-    """Return ``(‖|F b| - |F a|‖², ‖|F a|‖²)``, with ``F`` the DFT over ``dims`` (in float64).
+    """Return ``(‖|F b| - |F a|‖², ‖|F a|‖²)``, with ``F`` the DFT over ``dims``.
 
     The magnitude of the DFT is unchanged by circular shifts, so the ratio is zero for feature maps that
     are circular shifts of each other, by any whole or (band-limited) fractional number of pixels.
@@ -196,37 +198,41 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
 
     def invariant_or(spatial: Callable[["Tensor", "Tensor", tuple[int, ...]], "tuple[float, float] | None"]):
         def measure(a: "Tensor", b: "Tensor") -> "tuple[float, float] | None":
-            if a.shape != b.shape:
-                return None
             sdims = _spatial_dims(a, ndim, dims)
             if sdims is None:
                 return None
             if not sdims:
-                return direct_error(a, b)
+                return direct_error(a, b) if a.shape == b.shape else None
             return spatial(a, b, sdims)
 
         return measure
 
+    def same_shape(a: "Tensor", b: "Tensor") -> bool:
+        return a.shape == b.shape
+
     if family == "shift":
-        method = "relative change of |DFT| over the spatial dims"
+
+        def spectral(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> "tuple[float, float] | None":
+            return spectral_error(a, b, sdims) if same_shape(a, b) else None
+
+        method = "relative change of |DFT|"
         if mode != "circular":
             method += f" (borders excluded as in {mode} mode: circular shift, conv padding made circular)"
-        return invariant_or(spectral_error), method, False, None
+        return invariant_or(spectral), method, False, None
 
     if family in ("rot90", "flip"):
 
-        def aligned(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> tuple[float, float]:
-            if len(sdims) != len(dims):  # a spatial dim collapsed to size 1: judge what is left
-                return spectral_error(a, b, sdims)
-            return direct_error(_sort_channels(transform.on_output(a)), _sort_channels(b))
+        def aligned(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> "tuple[float, float] | None":
+            moved = transform.on_output(a)  # quarter turns of non-square maps swap their sides
+            return direct_error(_sort_channels(moved), _sort_channels(b)) if same_shape(moved, b) else None
 
-        method = "relative difference of transformed feature maps, channels sorted per pixel"
+        method = "relative difference of transformed maps, channels sorted per pixel"
         return invariant_or(aligned), method, False, None
 
     if family == "angle":
 
         def on_disk(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> "tuple[float, float] | None":
-            if len(sdims) != len(dims):
+            if len(sdims) != len(dims) or not same_shape(a, b):
                 return None
             mask = transform.mask(tuple(a.shape), margin=1, device=a.device)
             return direct_error(_sort_channels(transform.on_output(a)), _sort_channels(b), mask)
@@ -240,7 +246,7 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
             num, den = direct_error(x0, back, mask)
             return math.sqrt(num / den) / 2 if den > 0 else 0.0  # a round trip interpolates twice
 
-        method = "relative difference of rotated feature maps on the inscribed disk"
+        method = "relative difference of rotated maps on the inscribed disk"
         return invariant_or(on_disk), method, True, baseline
 
     return None, f"not localised: a {family} transform has no defined action on intermediate feature maps", False, None
@@ -503,16 +509,6 @@ def _peak_ratio(a: "Tensor") -> float:
     a = a.detach().to(torch.float64 if a.dtype == torch.float64 else torch.float32)
     rms = float(a.square().mean().sqrt())
     return float(a.abs().max()) / rms if rms > 0 else 1.0
-
-
-def _model_device(model: "nn.Module") -> "torch.device":
-    import torch
-
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 _PLAIN = (int, float, str, bool, type(None))

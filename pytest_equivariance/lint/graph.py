@@ -79,10 +79,13 @@ class Site:
 
     def describe(self) -> str:
         """Return the op with its parameters as a user would write it: ``MaxPool2d(kernel_size=3, stride=2)``."""
-        shown = {k: v for k, v in self.params.items() if k in _SHOWN_PARAMS and v is not None}
+        shown = {k: v for k, v in self.params.items()
+                 if k in _SHOWN_PARAMS and v is not None and not _is_default(k, v)}
         if self.family == "getitem":
             return f"x{self.params.get('index', '[...]')}"
-        args = ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
+        positional = [str(shown.pop(k)) for k in ("in_channels", "out_channels", "in_features", "out_features")
+                      if k in shown]
+        args = ", ".join(positional + [f"{k}={_short(v)}" for k, v in shown.items()])
         return f"{self.op}({args})"
 
 
@@ -91,6 +94,14 @@ _SHOWN_PARAMS = (
     "output_padding", "output_size", "size", "scale_factor", "mode", "antialias", "downscale_factor",
     "in_features", "out_features", "pad", "ceil_mode",
 )
+
+
+def _is_default(name: str, value: Any) -> bool:
+    if name in ("padding", "output_padding"):
+        return isinstance(value, tuple) and not any(value)
+    if name == "dilation":
+        return isinstance(value, tuple) and all(v == 1 for v in value)
+    return (name, value) in (("groups", 1), ("ceil_mode", False), ("antialias", False))
 
 
 def _short(value: Any) -> str:
@@ -422,12 +433,28 @@ class _ShapeInterpreter(fx.Interpreter):
     def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
         return _to_meta(super().get_attr(target, args, kwargs))
 
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        # fx hands lists over as immutable lists; functions kept opaque by torch.fx.wrap may mutate them.
+        return super().call_function(target, _mutable(args), _mutable(kwargs))
+
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         # Norms, activations and dropout keep the shape: skip their (slow) meta kernels.
         if args and isinstance(args[0], torch.Tensor) and not kwargs:
             if _module_family(self.fetch_attr(target))[0] in _SHAPE_PRESERVING:
                 return args[0]
         return super().call_module(target, args, kwargs)
+
+
+def _mutable(value: Any) -> Any:
+    if isinstance(value, fx.immutable_collections.immutable_list):
+        return [_mutable(v) for v in value]
+    if isinstance(value, fx.immutable_collections.immutable_dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_mutable(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    return value
 
 
 _SHAPE_PRESERVING = frozenset({"norm", "activation", "dropout", "identity"})
@@ -827,6 +854,12 @@ def _class_source(cls: type) -> tuple[str, ast.ClassDef] | None:
     return None
 
 
+def _user_classes(module: nn.Module) -> list[type]:
+    # The module's class and its bases defined outside torch.nn, most derived first.
+    return [c for c in type(module).__mro__
+            if c is not object and not (c.__module__ or "").startswith("torch.nn")]
+
+
 @functools.lru_cache(maxsize=1024)
 def _class_assignments(cls: type) -> dict[str, int]:
     """Return ``{attr: line}`` for ``self.<attr> = ...`` / ``self.add_module("<attr>", ...)`` in a class."""
@@ -1102,6 +1135,7 @@ class _Builder:
                     self.analyse(module, site.qualname, call)
 
     def _site_from_node(self, node: fx.Node, gm: fx.GraphModule, prefix: str, shaped: bool) -> Site | None:
+        shaped = shaped or "lint_is_tensor" in node.meta  # shapes reached this node before a failure
         input_shapes = [a.meta.get("lint_shape") if isinstance(a, fx.Node) else None for a in node.args]
         output_shape = node.meta.get("lint_shape")
         if node.op == "call_module":

@@ -52,6 +52,9 @@ MODULE_SEPARATOR = ":"
 #: ``ModelReport.trace`` of a target that could not be loaded or linted (its error is in ``errors``).
 NOT_LOADED = "none"
 
+#: Folders a directory target does not descend into.
+_SKIPPED_DIRS = frozenset({"__pycache__", "site-packages", "node_modules", "venv", "build", "dist"})
+
 _TARGET_HELP = "targets look like models/net.py, models/net.py::Net or mypkg.models:build_model"
 _unique = itertools.count()
 
@@ -126,7 +129,7 @@ def parse_target(text: str, *, root: Path | None = None) -> Target:
     """Return the :class:`Target` a command-line or config string names.
 
     A string is a file target when it contains ``::``, ends in ``.py``, contains a path separator or
-    names an existing file; otherwise ``pkg.module[:name]``. Relative paths resolve against ``root``
+    names an existing file or directory; otherwise ``pkg.module[:name]``. Relative paths resolve against ``root``
     (default: the working directory).
     """
     text = text.strip()
@@ -139,7 +142,7 @@ def parse_target(text: str, *, root: Path | None = None) -> Target:
         or file_part.endswith(".py")
         or "/" in file_part
         or os.sep in file_part
-        or (base / file_part).is_file()
+        or (base / file_part).exists()
     )
     if looks_like_file:
         path = Path(file_part)
@@ -178,6 +181,16 @@ def load_target(
         target = parse_target(target, root=root)
     with _import_scope(target) as module:
         yield _collect(target, module, factories)
+
+
+def python_files(directory: Path) -> list[Path]:
+    """Return the ``.py`` files below ``directory``, sorted, outside hidden, cache and environment folders."""
+    found = []
+    for path in sorted(directory.rglob("*.py")):
+        parts = path.relative_to(directory).parts[:-1]
+        if not any(p.startswith(".") or p in _SKIPPED_DIRS for p in parts):
+            found.append(path)
+    return found
 
 
 def required_arguments(obj: Callable[..., Any]) -> list[str]:
@@ -250,7 +263,10 @@ def _import_file(target: Target) -> ModuleType:
     if not path.exists():
         raise ModelLoadError(f"{shown} does not exist; check the path ({_TARGET_HELP}).")
     if path.is_dir():
-        raise ModelLoadError(f"{shown} is a directory; name a Python file inside it, e.g. {shown}/model.py.")
+        raise ModelLoadError(
+            f"{shown} is a directory; name a Python file inside it, e.g. {shown}/model.py "
+            f"(the equiv-lint command also takes directories)."
+        )
     if path.suffix != ".py":
         raise ModelLoadError(f"{shown} is not a Python file; {_TARGET_HELP}.")
     path = path.resolve()

@@ -636,11 +636,14 @@ def _position_embedding(graph: "ModelGraph", value: Any) -> tuple[str, tuple[int
         source = graph.site_of(value)
         if source is None or source.node is None or not source.node.args:
             return None
-        if source.kind == "module" and type(source.module).__name__ == "Embedding":
+        if source.kind == "module" and isinstance(source.module, nn.Embedding):
+            # Embedding rows looked up by position: torch.arange(...), or a constant index tensor
+            # (fx folds torch.arange(256) into one).
             arg = source.node.args[0]
             origin = getattr(arg, "target", None)
-            if origin is torch.arange or getattr(origin, "__name__", "") == "arange":
-                weight = getattr(source.module, "weight", None)
+            constant = graph.attribute(arg)
+            if origin is torch.arange or (constant is not None and not constant[1].is_floating_point()):
+                weight = source.module._parameters.get("weight")
                 return (source.qualname, tuple(weight.shape) if weight is not None else ())
             return None
         if source.family not in _EMBEDDING_PATH:

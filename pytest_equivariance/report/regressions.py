@@ -5,12 +5,11 @@ Reads a :class:`~pytest_equivariance.baseline.Comparison`; computes nothing.
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -37,39 +36,39 @@ def format_change(change: float) -> str:
     return f"{change * 100:+.1f}%"
 
 
-def _check_label(key: "BaselineKey") -> str:
-    return f"#{key.index} {key.kind} {key.device}/{key.dtype}"
+def _check_cell(key: "BaselineKey") -> Text:
+    # The test id, and below it which of its checks: keeps the table narrow enough for 80 columns.
+    cell = Text(key.test_id)
+    cell.append(f"\n#{key.index} {key.kind} {key.device}/{key.dtype}", style="dim")
+    return cell
 
 
-def _test_width(keys: Iterable["BaselineKey"], cap: int = 60) -> int:
-    # Test ids stay on one line up to ``cap`` characters; longer ones fold.
-    return min(max((len(k.test_id) for k in keys), default=4), cap)
+def _table(title: str, style: str) -> Table:
+    table = Table(title=title, title_style=style, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False)
+    table.add_column("test / check", overflow="fold", ratio=1)
+    return table
 
 
 def _changes_table(title: str, changes: list["FigureChange"], style: str) -> Table:
-    table = Table(title=title, title_style=style, title_justify="left", expand=False)
-    table.add_column("test", overflow="fold", min_width=_test_width(c.key for c in changes))
-    table.add_column("check", no_wrap=True)
+    table = _table(title, style)
     table.add_column("figure", no_wrap=True)
     table.add_column("baseline", justify="right", no_wrap=True)
     table.add_column("now", justify="right", no_wrap=True)
     table.add_column("change", justify="right", style=style, no_wrap=True)
     table.add_column("allowed", justify="right", no_wrap=True)
     for c in changes:
-        allowed = f"{c.tol * 100:.0f}%"
-        table.add_row(c.key.test_id, _check_label(c.key), c.figure, format_figure(c.baseline),
-                      format_figure(c.now), format_change(c.change), allowed)
+        table.add_row(_check_cell(c.key), c.figure, format_figure(c.baseline), format_figure(c.now),
+                      format_change(c.change), f"{c.tol * 100:.0f}%")
     return table
 
 
 def _entries_table(title: str, entries: list["BaselineEntry"], style: str) -> Table:
-    table = Table(title=title, title_style=style, title_justify="left", expand=False)
-    table.add_column("test", overflow="fold", min_width=_test_width(e.key for e in entries))
-    table.add_column("check", no_wrap=True)
-    table.add_column("figures", overflow="fold")
+    table = _table(title, style)
+    table.add_column("figures", overflow="fold", ratio=1)
     for e in entries:
         figures = ", ".join(f"{name}={format_figure(v)}" for name, v in sorted(e.figures.items()))
-        table.add_row(e.key.test_id, _check_label(e.key), figures)
+        table.add_row(_check_cell(e.key), figures)
     return table
 
 
@@ -110,11 +109,3 @@ def comparison_renderable(comparison: "Comparison", *, path: str, updated: bool 
         elif comparison.improvements or comparison.new or comparison.stale:
             parts.append(Text(f"Record the changes with --equiv-baseline {path} --equiv-baseline-update."))
     return Group(*parts)
-
-
-def render_text(renderable: RenderableType, *, width: int = 100, color: bool = False) -> str:
-    """Return a rich renderable as text of the given width, with ANSI colours when ``color``."""
-    console = Console(file=io.StringIO(), width=width, force_terminal=color, color_system="standard" if color else None,
-                      highlight=False, soft_wrap=False)
-    console.print(renderable)
-    return console.file.getvalue()  # type: ignore[attr-defined]

@@ -43,7 +43,8 @@ def render(renderable: RenderableType, *, color: bool, width: int = 100, soft_wr
         _environ={},  # pytest already weighed NO_COLOR, FORCE_COLOR and COLUMNS: do not re-read them
     )
     console.print(renderable, soft_wrap=soft_wrap)
-    return buffer.getvalue()
+    # Tables pad every cell to its column width; trailing blanks only get in the way of logs and diffs.
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def _num(value: float | None) -> str:
@@ -157,11 +158,12 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
     """
     parts: list[RenderableType] = []
     status = Text("PASSED ", style="bold green") if result.passed else Text("FAILED ", style="bold red")
+    # dims only when they are not simply all spatial dims of the input
+    dims = "" if len(result.dims) == len(result.input_shape) - 2 else f" · dims {tuple(result.dims)}"
     title = Text.assemble(
         status,
         (result.kind, "bold"),
-        f" ({result.mode}) · dims {tuple(result.dims)} · input {tuple(result.input_shape)} "
-        f"{result.dtype} · {result.device}",
+        f" ({result.mode}){dims} · input {tuple(result.input_shape)} {result.dtype} · {result.device}",
     )
     parts.append(title)
     worst = result.worst

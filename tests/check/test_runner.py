@@ -123,3 +123,31 @@ def test_resolve_device():
 def test_receptive_radius_of_two_3x3_convs_is_two_pixels():
     model = circular_net(padding_mode="zeros").eval()
     assert runner.receptive_radius(model, torch.randn(1, 3, 16, 16), (-2, -1)) == (2.0, 2.0)
+
+
+def test_measured_chunk_size_is_refined_after_the_first_pass():
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1))
+    chunk = runner.ChunkSize(2, measure=True, device=torch.device("cpu"))
+    sizes = []
+    model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    list(runner.run_batches(model, iter(_jobs(3, 4)), chunk))
+    assert not chunk.measure
+    assert chunk.size == runner.auto_batch_size(64 * 8 * 8 * 4, torch.device("cpu"))
+    assert sizes == [2, 10]
+
+
+def test_invariance_check_shares_one_pass_between_reference_and_shifts():
+    from pytest_equivariance.check.api import check_shift_equivariant, check_shift_invariant
+
+    from check_models import pooled_classifier
+
+    calls = []
+    model = circular_net()
+    model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    check_shift_equivariant(model, input_shape=(2, 3, 8, 8), trials=4)
+    assert calls == [2, 8]  # reference first: the shifts depend on the output grid
+    calls.clear()
+    classifier = pooled_classifier()
+    classifier.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    check_shift_invariant(classifier, input_shape=(2, 3, 8, 8), trials=4)
+    assert calls == [10]

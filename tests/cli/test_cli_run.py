@@ -160,6 +160,18 @@ def test_several_models_and_forms_in_one_call(write, run):
     assert result.code == 1
 
 
+def test_directory_target_lints_the_model_files_below_it(write, run):
+    write("models/alias.py", ALIASING)
+    write("models/sub/clean.py", CLEAN)
+    write("models/sub/utils.py", "import torch\n\ndef ones():\n    return torch.ones(1)\n")
+    write("models/.hidden/alias.py", ALIASING)
+    write("models/README.py", "print('no torch here')\n")
+    result = run("models", "--format", "json")
+    targets = [m["target"] for m in json.loads(result.out)["models"]]
+    assert targets == ["models/alias.py::Net", "models/sub/clean.py::Net"]
+    assert result.code == 1 and result.err == ""
+
+
 def test_discovery_skips_modules_without_an_input_to_infer(write, run):
     write("alias.py", ALIASING + "\nloss = nn.CrossEntropyLoss()\n")
     result = run("alias.py", "--verbose", "--format", "json")
@@ -332,3 +344,17 @@ def test_skipping_a_file_without_torch_does_not_import_torch(write, project):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"version": 1, "models": []}
+
+
+# -- real models (zoo tier) -----------------------------------------------------------------------
+
+
+@pytest.mark.zoo
+def test_torchvision_factories_as_module_targets(project, run):
+    result = run("torchvision.models:resnet18", "torchvision.models:alexnet", "--format", "json")
+    resnet, alexnet = json.loads(result.out)["models"]
+    codes = [f["code"] for f in resnet["findings"]]
+    assert (codes.count("EQ001"), codes.count("EQ002")) == (1, 7)  # the stem pool; 4 convs, 3 shortcuts
+    assert resnet["trace"] == "fx" and resnet["errors"] == []
+    assert alexnet["target"] == "torchvision.models:alexnet" and alexnet["findings"]
+    assert result.code == 1

@@ -16,6 +16,7 @@ from pytest_equivariance.lint.loader import (
     load_target,
     mentions_torch,
     parse_target,
+    python_files,
     required_arguments,
 )
 
@@ -224,7 +225,7 @@ def test_directory_and_non_python_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
     write(tmp_path, "notes.txt", "torch")
-    assert "is a directory" in load_error("models/")
+    assert "is a directory" in load_error("models/")  # the API takes files; the CLI expands directories
     assert "is not a Python file" in load_error("notes.txt")
 
 
@@ -334,6 +335,12 @@ def test_parse_target_forms(tmp_path):
 def test_mentions_torch(tmp_path):
     assert mentions_torch(write(tmp_path, "a.py", "import torch\n"))
     assert not mentions_torch(write(tmp_path, "b.py", "import numpy\n"))
+
+
+def test_python_files_skips_hidden_and_environment_folders(tmp_path):
+    for name in ("a.py", "pkg/b.py", ".git/c.py", "venv/lib/d.py", "pkg/__pycache__/e.py", "f.txt"):
+        write(tmp_path, name, "")
+    assert [p.relative_to(tmp_path).as_posix() for p in python_files(tmp_path)] == ["a.py", "pkg/b.py"]
 
 
 def test_required_arguments():

@@ -208,6 +208,14 @@ def test_custom_transform_is_not_localised(images: torch.Tensor) -> None:
     assert profile.layers == [] and profile.culprit is None and "not localised" in profile.method
 
 
+@pytest.mark.parametrize("bad", [[1.0, 2.0], torch.ones(3)], ids=["list", "1-d tensor"])
+def test_inputs_that_are_not_a_batch_are_a_usage_error(bad: object) -> None:
+    from pytest_equivariance.errors import EquivarianceUsageError
+
+    with pytest.raises(EquivarianceUsageError, match="pass the batch the check ran on"):
+        localize(Net(), bad, SHIFT, equivariant=False)
+
+
 def test_noise_floor_scales_with_precision_depth_and_peaks() -> None:
     assert noise_floor(torch.float64) < noise_floor(torch.float32) < noise_floor(torch.float16)
     assert noise_floor(torch.float32, position=9) > noise_floor(torch.float32)
@@ -347,3 +355,20 @@ def test_interpolated_rotation_names_only_a_clear_break() -> None:
 
     assert "approximate" in exact.method and exact.culprit is None
     assert broken.culprit is not None and broken.culprit.qualname == "roll"
+
+
+def test_quarter_turn_of_a_non_square_input(images: torch.Tensor) -> None:
+    wide = natural_images((2, 3, 16, 32), seed=2)
+    profile = localize(D4Net(subsample=True).eval(), wide, T.rot90(1), equivariant=False)
+    assert len(profile.layers) >= 8
+    assert profile.culprit is not None and profile.culprit.qualname == "getitem"
+
+
+def test_one_dimensional_signals() -> None:
+    def conv() -> nn.Conv1d:
+        return nn.Conv1d(4, 4, 3, padding=1, padding_mode="circular")
+
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), conv(), nn.MaxPool1d(2), conv())
+    profile = localize(model.eval(), natural_images((2, 2, 64), seed=4), T.shift((3,), (-1,)), equivariant=True)
+    assert profile.culprit is not None and profile.culprit.qualname == "3"
+    assert profile.finding_code == "EQ001"

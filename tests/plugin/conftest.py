@@ -11,7 +11,6 @@ import pytest
 
 import hypothesis  # noqa: F401  (loaded once: inner runs with hypothesis would re-import it)
 import torch
-from torch import nn
 
 import pytest_equivariance.report.terminal  # noqa: F401
 from pytest_equivariance.check.api import check_shift_invariant
@@ -24,14 +23,9 @@ def _load_what_checks_import() -> None:
     registers operator libraries as its submodules load and refuses to register one twice, so those
     modules must already be loaded before the first inner run.
     """
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2))
-    check_shift_invariant(model, torch.randn(1, 1, 8, 8), shift=(1, 1), localize=True, grid=True)
-
-
-# Tiny models on a shared machine: one thread avoids thread-pool contention that makes each
-# forward pass some fifty times slower.
-torch.set_num_threads(1)
-_load_what_checks_import()
+    models: dict = {}
+    exec(MODELS, models)  # builds models under torch.random.fork_rng, which imports lazily too
+    check_shift_invariant(models["aliasing_classifier"](), input_shape=(1, 1, 8, 8), shift=(1, 1), localize=True, grid=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,7 +39,6 @@ def pytest_configure(config: pytest.Config) -> None:
 QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly")
 
 MODELS = '''
-import hypothesis  # noqa: F401  (loaded once: inner runs with hypothesis would re-import it)
 import torch
 from torch import nn
 
@@ -106,6 +99,12 @@ class Inner:
             if report.when == "call" and data:
                 out[report.nodeid.rpartition("::")[2]] = data
         return out
+
+
+# Tiny models on a shared machine: one thread avoids thread-pool contention that makes each
+# forward pass some fifty times slower.
+torch.set_num_threads(1)
+_load_what_checks_import()
 
 
 @pytest.fixture

@@ -88,7 +88,9 @@ def test_model_training_flag_is_restored(images: torch.Tensor) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "crop"}, "mode='circular'"),
+        ({"mode": "rotate"}, "'circular', 'crop', 'zero'"),
+        ({"mode": "crop"}, "canvas=31"),
+        ({"mode": "crop", "canvas": 8}, "smaller canvas"),
         ({"window": 0}, "window=32"),
         ({"dims": (-3, -1)}, "dims=(-2, -1)"),
         ({"lattice": (1, 1)}, "lattice=(2, 2)"),
@@ -131,3 +133,25 @@ def test_grid_on_cuda_matches_the_cpu_grid(images: torch.Tensor) -> None:
     assert next(model.parameters()).device.type == "cpu"  # put back where it came from
     for a, b in zip(cpu.errors, gpu.errors):
         assert a == pytest.approx(b, abs=1e-4)
+
+
+def _zero_padded_conv() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 4, 3, padding=1)
+
+
+def test_crop_mode_shifts_crops_of_the_canvas() -> None:
+    canvas = natural_images((2, 3, 20, 20), seed=2)  # 12 x 12 crops, 4 pixels of canvas each side
+    grid = shift_grid(_zero_padded_conv(), canvas, window=32, mode="crop", canvas=4, equivariant=True, margin=1)
+    assert grid.offsets_y == [0, 1, 2, 3, 4]  # clipped to the canvas
+    # Away from the border a zero-padded conv is exactly equivariant on real content...
+    assert max(max(row) for row in grid.errors) < NOISE
+    # ...but its padding shows within one pixel of the border.
+    bordered = shift_grid(_zero_padded_conv(), canvas, window=3, mode="crop", canvas=4, equivariant=True)
+    assert bordered.errors[0][0] < NOISE and bordered.errors[1][1] > 1e-3
+
+
+def test_zero_mode_masks_what_was_shifted_in() -> None:
+    x = natural_images((2, 3, 12, 12), seed=3)
+    grid = shift_grid(_zero_padded_conv(), x, window=4, mode="zero", equivariant=True, margin=1)
+    assert max(max(row) for row in grid.errors) < NOISE

@@ -78,13 +78,17 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+#: Unrelated plugins left out of inner runs: pytest-benchmark warns in runs nested in an xdist worker.
+QUIET = ("-p", "no:benchmark")
+
+
 def _writes(project: pytest.Pytester) -> list[str]:
     log = project.path / "writes.log"
     return log.read_text().splitlines() if log.exists() else []
 
 
 def test_report_is_written_at_session_end(project: pytest.Pytester) -> None:
-    result = project.runpytest("--equiv-html", "out/report.html")
+    result = project.runpytest(*QUIET, "--equiv-html", "out/report.html")
     result.assert_outcomes(passed=3)
     page = (project.path / "out" / "report.html").read_text(encoding="utf-8")
     for nodeid in IDS:
@@ -97,7 +101,7 @@ def test_report_is_written_at_session_end(project: pytest.Pytester) -> None:
 
 
 def test_no_option_no_report(project: pytest.Pytester) -> None:
-    project.runpytest().assert_outcomes(passed=3)
+    project.runpytest(*QUIET).assert_outcomes(passed=3)
     assert _writes(project) == []
     assert not list(project.path.rglob("*.html"))
 
@@ -107,13 +111,13 @@ def test_ini_key_is_relative_to_the_rootdir(project: pytest.Pytester) -> None:
     sub = project.mkdir("sub")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(sub)
-        project.runpytest(str(project.path)).assert_outcomes(passed=3)
+        project.runpytest(*QUIET, str(project.path)).assert_outcomes(passed=3)
     assert (project.path / "reports" / "eq.html").exists()
 
 
 def test_unwritable_path_is_reported_not_raised(project: pytest.Pytester) -> None:
     (project.path / "blocker").write_text("a file, not a directory")
-    result = project.runpytest("--equiv-html", "blocker/report.html")
+    result = project.runpytest(*QUIET, "--equiv-html", "blocker/report.html")
     result.assert_outcomes(passed=3)
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*could not write the equivariance HTML report to *blocker*report.html*"])
@@ -122,7 +126,9 @@ def test_unwritable_path_is_reported_not_raised(project: pytest.Pytester) -> Non
 def test_under_xdist_the_controller_writes_once_with_all_results(project: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     # Three fresh processes: leave out the unrelated hypothesis plugin to keep start-up short.
-    result = project.runpytest_subprocess("-n", "2", "-p", "no:hypothesispytest", "--equiv-html", "report.html")
+    result = project.runpytest_subprocess(
+        *QUIET, "-n", "2", "-p", "no:hypothesispytest", "--equiv-html", "report.html"
+    )
     result.assert_outcomes(passed=3)
     writes = _writes(project)
     assert len(writes) == 1, writes
