@@ -3,13 +3,14 @@
 For each model this times ``check_shift_invariant(model, input_shape=..., seed=0)`` with
 ``localize=False`` and with ``localize=True`` (the same trials, plus the profile of the worst one), and
 prints the median times and their ratio, plus ``localize`` alone split into its parts: building the
-linter's graph, the two instrumented forward passes with the per-layer measure, and running the
-lint rules on the culprit's site.
+linter's graph, the instrumented forward pass of ``x`` stacked with ``g·x`` with the per-layer
+measure, and running the lint rules on the culprit's site.
 
-    python benchmarks/localize_cost.py [--device cpu|cuda] [--rounds 7] [--trials N] [--threads N]
+    python benchmarks/localize_cost.py [--device cpu|cuda] [--rounds 7] [--trials N] [--threads N] [--wall]
 
-Times are medians over ``--rounds`` runs after a warm-up; on a shared machine pass ``--threads 1``
-so that both sides of each ratio see the same CPU.
+Times are medians over ``--rounds`` runs after a warm-up, of the process's CPU time (all threads), so
+that other work on a shared machine does not distort the ratios; ``--wall`` times the wall clock
+instead.
 """
 
 from __future__ import annotations
@@ -50,13 +51,16 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
+CLOCK: Callable[[], float] = time.process_time
+
+
 def median_time(fn: Callable[[], object], rounds: int) -> float:
     fn()  # warm-up: first-call allocations, lazy imports
     times = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return statistics.median(times)
 
 
@@ -89,11 +93,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--trials", type=int, default=None, help="shifts per check (default: the check's)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--wall", action="store_true", help="time the wall clock, not CPU time")
     args = parser.parse_args()
+    global CLOCK
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.wall:
+        CLOCK = time.perf_counter
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    clock = "wall clock" if args.wall else "CPU time"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {clock}")
     header = f"{'model':<16} {'check':>9} {'+localize':>10} {'ratio':>6}   {'graph':>7} {'passes':>7} {'rules':>7}"
     print(header)
     print("-" * len(header))

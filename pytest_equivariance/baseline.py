@@ -37,7 +37,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,7 +293,9 @@ def merge(
     return Baseline(merged)
 
 
-def in_scope(key: BaselineKey, entries: Iterable[BaselineEntry], ran_tests: Iterable[str] | None = None) -> bool:
+def in_scope(
+    key: BaselineKey, entries: Iterable[BaselineEntry], ran_tests: Iterable[str] | None = None
+) -> bool:
     """Return whether a run with these entries would have produced ``key`` had it still existed.
 
     That is: its test ran (it is in ``ran_tests`` or has entries) and the run checked on its device
@@ -386,7 +388,9 @@ def load(path: str | os.PathLike[str]) -> Baseline:
             f"--equiv-baseline-update."
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"Baseline file {path} cannot be read ({exc}); check the path and its permissions.") from exc
+        raise BaselineError(
+            f"Baseline file {path} cannot be read ({exc}); check the path and its permissions."
+        ) from exc
     return loads(text, str(path))
 
 
@@ -412,7 +416,9 @@ def update(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BaselineError(f"Cannot create the directory of baseline file {path} ({exc}); check the path.") from exc
+        raise BaselineError(
+            f"Cannot create the directory of baseline file {path} ({exc}); check the path."
+        ) from exc
     with _directory_lock(path.parent):
         before = load(path) if path.exists() else Baseline()
         after = merge(before, entries, ran_tests=ran_tests, prune=prune)
@@ -425,23 +431,25 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 
     The text goes to a temporary file in the same directory (same file system), is flushed to disk,
     then renamed over ``path`` with :func:`os.replace`. Missing parent directories are created. The
-    file keeps its permissions, or gets the usual ones (0o666 minus the umask) when new.
+    file keeps its permissions, or gets the usual ones for a new file (0o666 minus the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = path.stat().st_mode & 0o7777
+        mode: int | None = path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        mode = None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open applies the umask to 0o666 itself (mkstemp would create 0o600, and reading the umask
+    # means setting it, which races with other threads).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -485,7 +493,9 @@ def _number(value: Any) -> float:
 
 
 def _key_json(key: BaselineKey) -> dict[str, Any]:
-    return {"test": key.test_id, "index": key.index, "kind": key.kind, "device": key.device, "dtype": key.dtype}
+    return {
+        "test": key.test_id, "index": key.index, "kind": key.kind, "device": key.device, "dtype": key.dtype
+    }
 
 
 def _entry_json(entry: BaselineEntry) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class Run:
-    """The state of one ``equiv-lint`` call: reports in target order, which failed, where models live."""
+    """One ``equiv-lint`` call: reports in target order, which targets failed, where models live."""
 
     config: LintConfig
     verbose: bool = False
@@ -186,7 +186,8 @@ class Run:
                 return self._skip(f"{display_path(path)} (does not mention torch)")
         try:
             with load_target(target, factories=self.config.factories) as loaded:
-                self.skipped += [f"{target.text}: {s}" for s in loaded.skipped]
+                for reason in loaded.skipped:
+                    self._skip(f"{target.text}: {reason}")
                 for source in loaded.sources:
                     self._lint_source(source, explicit=target.name is not None)
         except NoModelFoundError as exc:
@@ -216,20 +217,22 @@ class Run:
                         f"name it with --input-shape to lint it)"
                     )
                     return
+            config = self.config
             report = lint_model(
                 model,
                 shape,
                 target=source.target,
-                select=list(self.config.select) if self.config.select is not None else None,
-                ignore=list(self.config.ignore) or None,
-                per_module_ignores={k: list(v) for k, v in self.config.per_module_ignores.items()} or None,
+                select=list(config.select) if config.select is not None else None,
+                ignore=list(config.ignore) or None,
+                per_module_ignores={k: list(v) for k, v in config.per_module_ignores.items()} or None,
             )
         except EquivarianceUsageError as exc:
             self._fail(source.target, exc)
         except Exception as exc:  # a bug in the linter: report it, lint the rest
+            first_line = (str(exc).strip().splitlines() or [""])[0]
             error = RuntimeError(
-                f"{source.target}: the linter failed with {type(exc).__name__}: {exc}; rerun with "
-                f"--verbose and report this with the traceback."
+                f"{source.target}: the linter failed with {type(exc).__name__}: {first_line}; "
+                f"rerun with --verbose and report this with the traceback."
             )
             error.__cause__ = exc
             self._fail(source.target, error)
@@ -338,7 +341,7 @@ def _render(fmt: str, run: Run, stdout: IO[str], console: "Console | None") -> N
         from pytest_equivariance.report.findings_text import render_summary
 
         assert console is not None
-        if run.skipped and (run.verbose or not run.reports):
+        if run.skipped and not run.reports and not run.verbose:  # say why nothing was linted
             for note in run.skipped:
                 console.print(f"skipped {note}", markup=False, highlight=False, style="dim")
         render_summary(console, run.reports, fail_level=run.config.fail_level)
@@ -350,7 +353,8 @@ def _render(fmt: str, run: Run, stdout: IO[str], console: "Console | None") -> N
         from pytest_equivariance.lint.rules import RULES
         from pytest_equivariance.report.sarif import render_sarif
 
-        print(render_sarif(run.reports, RULES, tool_version=__version__, locations=run.locations), file=stdout)
+        text = render_sarif(run.reports, RULES, tool_version=__version__, locations=run.locations)
+        print(text, file=stdout)
     else:
         from pytest_equivariance.report.github import render_github
 
@@ -361,7 +365,8 @@ def _console(stdout: IO[str]) -> "Console":
     from rich.console import Console
 
     # soft_wrap: one finding per line, whatever the terminal width (grep- and editor-friendly).
-    return Console(file=stdout, soft_wrap=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
+    no_color = bool(os.environ.get("NO_COLOR")) or None  # https://no-color.org
+    return Console(file=stdout, soft_wrap=True, highlight=False, no_color=no_color)
 
 
 def _error(stderr: IO[str], exc: BaseException | str, *, verbose: bool = False) -> None:

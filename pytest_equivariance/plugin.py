@@ -531,12 +531,10 @@ class EquivarianceCheckFailed(AssertionError):
 
 def _console_style(config: pytest.Config) -> tuple[bool, int]:
     """Return (colour?, width) as pytest's own terminal writer decided from --color and NO_COLOR."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        tw = reporter._tw
+    if config.pluginmanager.has_plugin("terminalreporter"):
+        tw = config.get_terminal_writer()
         return bool(tw.hasmarkup), max(int(tw.fullwidth), 40)
-    color = config.getoption("color", "auto") == "yes"
-    return color, 100
+    return config.getoption("color", "auto") == "yes", 100
 
 
 def run_check(

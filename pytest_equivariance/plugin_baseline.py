@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_equivariance import baseline as _baseline
+from pytest_equivariance.baseline import DEFAULT_REGRESSION_TOL
 from pytest_equivariance.errors import BaselineError, EquivarianceUsageError
 from pytest_equivariance.plugin import ITEM_RESULTS_KEY, collected_results
 
@@ -43,10 +44,10 @@ RESULTS_FORMAT = "pytest-equivariance-results"
 RESULTS_VERSION = 1
 #: Report attribute that carries a test's marker tolerance from the worker to the controller.
 _REPORT_TOL = "equiv_regression_tol"
+#: Options under which pytest only prints information (their ``dest``): no gate, no files.
+_INFO_OPTIONS = ("help", "version", "markers", "showfixtures", "show_fixtures_per_test")
 #: Name under which the controller's CIGate is registered.
 _GATE_PLUGIN = "equivariance-ci-gate"
-
-
 
 
 # ------------------------------------------------------------------------------ options
@@ -55,16 +56,16 @@ _GATE_PLUGIN = "equivariance-ci-gate"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("equivariance", "equivariance checks")
     group.addoption(BASELINE_OPTION, dest="equiv_baseline", metavar="PATH", default=None,
-                    help="Compare every check's figures with this robustness baseline (JSON) and fail the run "
-                         "on regressions. Ini: equiv_baseline.")
+                    help="Compare every check's figures with this robustness baseline (JSON) and fail "
+                         "the run on regressions. Ini: equiv_baseline.")
     group.addoption(UPDATE_OPTION, dest="equiv_baseline_update", action="store_true", default=False,
-                    help="Write this run's figures into the --equiv-baseline file instead of comparing, keeping "
-                         "the entries of tests that did not run. Only a run without failures writes.")
+                    help="Write this run's figures into the --equiv-baseline file instead of comparing, "
+                         "keeping the entries of tests that did not run. Only a run without failures writes.")
     group.addoption(PRUNE_OPTION, dest="equiv_baseline_prune", action="store_true", default=False,
                     help="With --equiv-baseline-update: also drop the entries of tests that did not run.")
     group.addoption(TOL_OPTION, dest="equiv_regression_tol", metavar="TOL", default=None,
                     help="Relative worsening of a figure that counts as a regression "
-                         f"(default {_baseline.DEFAULT_REGRESSION_TOL}). Ini: equiv_regression_tol; "
+                         f"(default {DEFAULT_REGRESSION_TOL}). Ini: equiv_regression_tol; "
                          f"per test: @pytest.mark.{TOL_MARKER}(TOL).")
     group.addoption(FLOOR_OPTION, dest="equiv_regression_floor", metavar="ABS", default=None,
                     help="Absolute change of an error figure below which it is noise (default by dtype: "
@@ -74,7 +75,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("equiv_baseline", "Robustness baseline file (relative to the rootdir).", default="")
     parser.addini("equiv_regression_tol", "Relative regression tolerance of baseline figures.", default="")
     parser.addini("equiv_regression_floor", "Absolute noise floor of baseline error figures.", default="")
-    parser.addini("equiv_json", "Write check results as JSON to this file (relative to the rootdir).", default="")
+    parser.addini("equiv_json", "Write check results as JSON to this file (relative to the rootdir).",
+                  default="")
 
 
 # ------------------------------------------------------------------------------ xdist and GPUs
@@ -116,8 +118,8 @@ def _spread_workers_over_gpus(config: pytest.Config) -> None:
         return
     import torch  # only here: a worker that will run checks on CUDA imports torch anyway
 
-    device = worker_device(requested, config.workerinput["workerid"], torch.cuda.device_count())  # type: ignore[attr-defined]
-    config.option.equiv_device = device
+    worker_id = config.workerinput["workerid"]  # type: ignore[attr-defined]
+    config.option.equiv_device = worker_device(requested, worker_id, torch.cuda.device_count())
 
 
 # ------------------------------------------------------------------------------ configure
@@ -152,7 +154,9 @@ def _number_setting(config: pytest.Config, dest: str, option: str, default: floa
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or number < 0:
-        raise pytest.UsageError(f"{option} / {dest} must be a non-negative number, not {value!r}; pass e.g. {option} 0.2.")
+        raise pytest.UsageError(
+            f"{option} / {dest} must be a non-negative number, not {value!r}; pass e.g. {option} 0.2."
+        )
     return number
 
 
@@ -166,17 +170,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         _spread_workers_over_gpus(config)
         return
+    if any(getattr(config.option, name, False) for name in _INFO_OPTIONS):
+        return  # `pytest --help` and friends run no tests: they need no baseline file
     gate = CIGate(
         config,
         baseline_path=_path_setting(config, "equiv_baseline"),
         update=bool(config.option.equiv_baseline_update),
         prune=bool(config.option.equiv_baseline_prune),
-        tol=_number_setting(config, "equiv_regression_tol", TOL_OPTION, _baseline.DEFAULT_REGRESSION_TOL),  # type: ignore[arg-type]
+        tol=_number_setting(config, "equiv_regression_tol", TOL_OPTION, DEFAULT_REGRESSION_TOL) or 0.0,
         floor=_number_setting(config, "equiv_regression_floor", FLOOR_OPTION, None),
         json_path=_path_setting(config, "equiv_json"),
     )
     if gate.update and gate.baseline_path is None:
-        raise pytest.UsageError(f"{UPDATE_OPTION} needs the file to write; pass {BASELINE_OPTION} PATH as well.")
+        raise pytest.UsageError(
+            f"{UPDATE_OPTION} needs the file to write; pass {BASELINE_OPTION} PATH as well."
+        )
     if gate.prune and not gate.update:
         raise pytest.UsageError(f"{PRUNE_OPTION} only applies when updating; add {UPDATE_OPTION}.")
     if gate.baseline_path is not None and (not gate.update or gate.baseline_path.exists()):
@@ -203,7 +211,8 @@ def _marker_tol(item: pytest.Item) -> float | None:
     if marker is None:
         return None
     value = marker.args[0] if marker.args else marker.kwargs.get("tol")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not valid or not math.isfinite(value) or value < 0:
         raise EquivarianceUsageError(
             f"@pytest.mark.{TOL_MARKER} needs one non-negative number (the relative tolerance), got "
             f"args={marker.args!r} kwargs={marker.kwargs!r}; write e.g. @pytest.mark.{TOL_MARKER}(0.5)."
@@ -294,7 +303,8 @@ class CIGate:
             try:
                 _baseline.write_atomic(self.json_path, _results_json(results, entries, self))
             except OSError as exc:
-                self._fail(session, f"Cannot write the {JSON_OPTION} file {self.json_path} ({exc}); check the path.")
+                self._fail(session, f"Cannot write the {JSON_OPTION} file {self.json_path} ({exc}); "
+                                    f"check the path.")
 
     def _compare(self, baseline: "Baseline", entries: list[Any]) -> "Comparison":
         return _baseline.compare(baseline, entries, tol=self.tol, test_tols=self.test_tols, floor=self.floor,
@@ -312,8 +322,8 @@ class CIGate:
             self._fail(session, str(exc))
             return
         except OSError as exc:
-            self._fail(session, f"Cannot write baseline file {self.baseline_path} ({exc}); check the path and "
-                                f"its permissions.")
+            self._fail(session, f"Cannot write baseline file {self.baseline_path} ({exc}); check the path "
+                                f"and its permissions.")
             return
         # What changed in the file, against what it held just before (another run may have written it).
         self.comparison = self._compare(before, entries)
@@ -331,8 +341,10 @@ class CIGate:
                                              or comparison.new or comparison.stale)
         if not (listed or self.error or self.note):
             if comparison is not None:
-                terminalreporter.write_line(f"equivariance baseline {self._show(self.baseline_path)}: "
-                                            f"{comparison.unchanged} checks unchanged, {comparison.not_run} not run")
+                terminalreporter.write_line(
+                    f"equivariance baseline {self._show(self.baseline_path)}: "
+                    f"{comparison.unchanged} checks unchanged, {comparison.not_run} not run"
+                )
             return
         failed = bool(self.error) or (comparison is not None and comparison.failed and not self.update)
         title = "equivariance baseline" if self.baseline_path is not None else "equivariance results"
@@ -342,8 +354,9 @@ class CIGate:
             from pytest_equivariance.report.terminal import render
 
             tw = self.config.get_terminal_writer()
-            renderable = comparison_renderable(comparison, path=self._show(self.baseline_path),  # type: ignore[arg-type]
-                                               updated=self.update)
+            assert comparison is not None
+            path = self._show(self.baseline_path)
+            renderable = comparison_renderable(comparison, path=path, updated=self.update)
             # CI logs do not wrap: use a comfortable width there, the terminal's own width otherwise.
             width = tw.fullwidth if tw.hasmarkup else max(tw.fullwidth, 120)
             terminalreporter.write(render(renderable, width=width, color=tw.hasmarkup))

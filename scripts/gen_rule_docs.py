@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_pages()
         for name in stale:
-            print(f"docs/rules/{name} is out of date; run python scripts/gen_rule_docs.py", file=sys.stderr)
+            print(f"docs/rules/{name} is out of date; run {sys.argv[0]}", file=sys.stderr)
         return 1 if stale else 0
     for name in write_pages():
         print(f"wrote docs/rules/{name}")

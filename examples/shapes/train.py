@@ -7,7 +7,7 @@ Training uses random 32x32 crops of 44x44 canvases. On held-out canvases the scr
 * consistency (Zhang 2019, crop mode): the fraction of canvases for which two random crops (offsets
   0..12 in y and x) get the same top-1 class, averaged over several pairs per canvas.
 
-    python examples/shapes/train.py [--epochs 4] [--train 6000] [--seed 0] [--threads 2]
+    python examples/shapes/train.py [--epochs 4] [--train 3000] [--seed 0] [--threads 2]
 
 Runs in about two minutes on two CPU cores.
 """
@@ -33,12 +33,12 @@ MAX_OFFSET = CANVAS - INPUT
 def small_cnn(num_classes: int) -> nn.Module:
     """Return a VGG-like network with two stride-2 max pools and one stride-2 conv (all aliasing)."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(1, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(12, 24, 3, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+        nn.Conv2d(24, 48, 3, stride=2, padding=1), nn.BatchNorm2d(48), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, num_classes),
     )  # fmt: skip
 
 
@@ -81,8 +81,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pairs
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train", type=int, default=6000)
-    parser.add_argument("--test", type=int, default=2000)
+    parser.add_argument("--train", type=int, default=3000)
+    parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

@@ -48,9 +48,6 @@ INTERP_MARGIN = 2
 _FLIPS = {"hflip": -1, "vflip": -2}
 _REFERENCE = "reference"  # job key of the untransformed input
 
-Shift = "int | Sequence[int]"
-
-
 # -- public checks ---------------------------------------------------------------------------------
 
 
@@ -85,7 +82,7 @@ def check_shift_equivariant(
     a usage error. ``shift=`` checks one shift, ``shifts=`` a list, otherwise ``trials`` shifts with
     entries up to ``max_shift`` are drawn from ``seed``.
     """
-    return _check_shifts(**_args(locals()), equivariant=True)
+    return _check_shifts(**locals(), equivariant=True)
 
 
 def check_shift_invariant(
@@ -115,7 +112,7 @@ def check_shift_invariant(
     outputs) the result also holds top-1 consistency (Zhang 2019) and the mean change of the top
     class probability (Azulay & Weiss 2019); ``min_consistency=0.9`` passes on consistency alone.
     """
-    return _check_shifts(**_args(locals()), equivariant=False)
+    return _check_shifts(**locals(), equivariant=False)
 
 
 def check_rotation_equivariant(
@@ -145,7 +142,7 @@ def check_rotation_equivariant(
     compared inside the inscribed disk only (default: a sweep every 15°, or ``trials`` random angles
     drawn from ``seed``), with looser default tolerances for the interpolation error.
     """
-    return _check_rotations(**_args(locals()), equivariant=True)
+    return _check_rotations(**locals(), equivariant=True)
 
 
 def check_rotation_invariant(
@@ -169,7 +166,7 @@ def check_rotation_invariant(
     margin: int | None = None,
 ) -> CheckResult:
     """Return how far ``model(rotate(x))`` is from ``model(x)``; arguments as :func:`check_rotation_equivariant`."""
-    return _check_rotations(**_args(locals()), equivariant=False)
+    return _check_rotations(**locals(), equivariant=False)
 
 
 def check_equivariant(
@@ -236,10 +233,6 @@ def _pair_label(f: Callable[..., Any], index: int) -> str:
 # -- argument handling -----------------------------------------------------------------------------
 
 
-def _args(values: dict[str, Any]) -> dict[str, Any]:
-    return dict(values)
-
-
 @dataclass
 class _Spec:
     """A check's validated arguments."""
@@ -280,6 +273,14 @@ def _usage(message: str) -> EquivarianceUsageError:
     return EquivarianceUsageError(message)
 
 
+def _is_count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _validate_common(spec: _Spec) -> None:
     import torch
     from torch import nn
@@ -309,19 +310,21 @@ def _validate_common(spec: _Spec) -> None:
             "min_consistency judges classifiers' top-1 agreement, which only invariance checks measure; "
             "use check_shift_invariant / check_rotation_invariant, or drop min_consistency."
         )
-    if spec.seed is not None and (not isinstance(spec.seed, int) or isinstance(spec.seed, bool) or spec.seed < 0):
+    if spec.seed is not None and not _is_count(spec.seed, minimum=0):
         raise _usage(f"seed={spec.seed!r} is not a seed; pass a non-negative integer.")
-    if spec.batch_size is not None and (
-        not isinstance(spec.batch_size, int) or isinstance(spec.batch_size, bool) or spec.batch_size < 1
-    ):
-        raise _usage(f"batch_size={spec.batch_size!r} is not a batch size; pass a positive integer or None (automatic).")
+    if spec.batch_size is not None and not _is_count(spec.batch_size, minimum=1):
+        raise _usage(
+            f"batch_size={spec.batch_size!r} is not a batch size; pass a positive integer or None (automatic)."
+        )
     if spec.localize not in (None, True, False):
-        raise _usage(f"localize={spec.localize!r} is not one of None, True, False; pass None (on failure), True or False.")
-    if spec.margin is not None and (not isinstance(spec.margin, int) or isinstance(spec.margin, bool) or spec.margin < 0):
+        raise _usage(
+            f"localize={spec.localize!r} is not one of None, True, False; pass None (on failure), True or False."
+        )
+    if spec.margin is not None and not _is_count(spec.margin, minimum=0):
         raise _usage(f"margin={spec.margin!r} is not a margin; pass a non-negative number of output pixels.")
 
 
-def _input_shape(spec: _Spec, model_dtype: "torch.dtype") -> tuple[int, ...]:
+def _input_shape(spec: _Spec) -> tuple[int, ...]:
     from pytest_equivariance.inputs import CHECK_SPATIAL, infer_input_shape
 
     if spec.inputs is not None:
@@ -421,11 +424,11 @@ def _check_shifts(
 ) -> CheckResult:
     if mode not in transforms.SHIFT_MODES:
         raise _usage(f"mode={mode!r} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
-    if max_shift is not None and (not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift <= 0):
+    if max_shift is not None and not _is_count(max_shift, minimum=1):
         raise _usage(f"max_shift={max_shift!r} must be a positive integer number of pixels; pass e.g. max_shift=8.")
     if shift is not None and shifts is not None:
         raise _usage("Both shift and shifts were given; pass shift= for one shift or shifts= for a list.")
-    if shifts is not None and (isinstance(shifts, (str, bytes)) or not isinstance(shifts, (tuple, list)) or not shifts):
+    if shifts is not None and not (isinstance(shifts, (tuple, list)) and shifts):
         raise _usage(f"shifts={shifts!r} is not a list of shifts; pass e.g. shifts=[(0, 1), (2, -3)].")
     _check_trials(trials)
     spec = _Spec(
@@ -436,6 +439,11 @@ def _check_shifts(
     )
     explicit = None if shift is None and shifts is None else ([shift] if shift is not None else list(shifts))
     n_trials = trials or DEFAULT_TRIALS
+    if mode == "crop" and max_shift is None and explicit:
+        # The canvas only needs to reach the largest explicit shift.
+        entries = [v for e in explicit for v in (e if isinstance(e, (tuple, list)) else [e])]
+        sizes = [abs(v) for v in entries if isinstance(v, int) and not isinstance(v, bool)]
+        spec.max_shift = max(sizes + [1])
 
     def build(ctx: _Context) -> list[transforms.Transform]:
         nd = len(ctx.dims)
@@ -476,7 +484,7 @@ def _default_max_shift(ctx: _Context, lattice: tuple[int, ...]) -> int:
 
 
 def _check_trials(trials: Any) -> None:
-    if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
+    if trials is not None and not _is_count(trials, minimum=1):
         raise _usage(f"trials={trials!r} is not a number of trials; pass a positive integer.")
 
 
@@ -535,7 +543,7 @@ def _check_rotations(
         )
     if angle is not None and angles is not None:
         raise _usage("Both angle and angles were given; pass angle= for one angle or angles= for a list.")
-    if angles is not None and (isinstance(angles, (str, bytes)) or not isinstance(angles, (tuple, list)) or not angles):
+    if angles is not None and not (isinstance(angles, (tuple, list)) and angles):
         raise _usage(f"angles={angles!r} is not a list of angles; pass e.g. angles=[90, 180] or ['hflip'].")
     _check_trials(trials)
     explicit = None if angle is None and angles is None else ([angle] if angle is not None else list(angles))
@@ -597,50 +605,11 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
         spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
     )
     seed = 0 if spec.seed is None else spec.seed
-    shape = _input_shape(spec, dtype)
+    shape = _input_shape(spec)
     dims = _resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
     notes = list(spec.notes)
 
-    # The source the transforms act on: the inputs, a larger canvas (crop), or the disk (interp).
-    if spec.mode == "crop":
-        margin = spec.max_shift or DEFAULT_MAX_SHIFT
-        spec.max_shift = margin
-        if spec.inputs is not None:
-            small = [d for d in dims if shape[d] - 2 * margin < 1]
-            if small:
-                raise InputShapeError(
-                    f"In crop mode the inputs are the canvas, and {tuple(shape)} leaves no crop after "
-                    f"{margin} pixels on each side; pass larger inputs or a smaller max_shift."
-                )
-            source_shape = shape
-        else:
-            source_shape = tuple(s + 2 * margin if i - len(shape) in dims else s for i, s in enumerate(shape))
-        model_shape = tuple(s - 2 * margin if i - len(shape) in dims else s for i, s in enumerate(source_shape))
-        notes.append(
-            f"crop mode: the model saw {'x'.join(map(str, model_shape[2:]))} crops of a "
-            f"{'x'.join(map(str, source_shape[2:]))} canvas"
-        )
-    else:
-        source_shape = model_shape = shape
-
-    if spec.inputs is not None:
-        x = spec.inputs.detach()
-        if x.is_floating_point() and x.dtype != dtype:
-            notes.append(f"inputs cast from {str(x.dtype).removeprefix('torch.')} to the model's {str(dtype).removeprefix('torch.')}")
-        x = x.to(device=dev, dtype=dtype if x.is_floating_point() else x.dtype)
-    else:
-        from pytest_equivariance.inputs import natural_images
-
-        # Resampling blurs what it rotates; smoother (1/f²) images keep that error well below what a
-        # model that is not rotation-equivariant shows.
-        exponent = INTERP_EXPONENT if spec.mode == "interp" else 1.0
-        x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev, exponent=exponent)
-    if spec.mode == "interp":
-        x = x * transforms.disk_mask(x.shape, dims, dtype=x.dtype, device=x.device)
-        notes.append(
-            "interp mode: inputs masked to the inscribed disk; outputs compared inside it"
-            + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images that resample smoothly")
-        )
+    x, source_shape, model_shape = _source(spec, shape, dims, dtype, dev, seed, notes)
     identity = _identity(spec, dims)
 
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
@@ -673,7 +642,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             if flat and strides:
                 notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
 
-        ctx = _Context(tuple(source_shape), tuple(model_shape), dims, strides, lattice, seed)
+        ctx = _Context(source_shape, model_shape, dims, strides, lattice, seed)
         transform_list = build(ctx)
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
@@ -707,10 +676,10 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             rtol=rtol,
             seed=seed,
             device=str(dev),
-            dtype=str(dtype).removeprefix("torch."),
+            dtype=_dtype_name(dtype),
             mode=spec.mode,
             dims=dims,
-            input_shape=tuple(model_shape),
+            input_shape=model_shape,
             min_consistency=spec.min_consistency,
             lattice=lattice if lattice is not None and any(k > 1 for k in lattice) else None,
             notes=notes,
@@ -726,6 +695,62 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
+
+
+def _source(
+    spec: _Spec,
+    shape: tuple[int, ...],
+    dims: tuple[int, ...],
+    dtype: "torch.dtype",
+    dev: "torch.device",
+    seed: int,
+    notes: list[str],
+) -> tuple["Tensor", tuple[int, ...], tuple[int, ...]]:
+    """Return the tensor the transforms act on, its shape, and the shape of what the model sees.
+
+    That is the inputs (given, or natural images from ``seed``), a canvas ``max_shift`` pixels larger
+    on each side in crop mode, or the inputs masked to their inscribed disk in interp mode.
+    """
+    if spec.mode == "crop":
+        margin = spec.max_shift or DEFAULT_MAX_SHIFT
+        spec.max_shift = margin
+        if spec.inputs is not None:
+            small = [d for d in dims if shape[d] - 2 * margin < 1]
+            if small:
+                raise InputShapeError(
+                    f"In crop mode the inputs are the canvas, and {tuple(shape)} leaves no crop after "
+                    f"{margin} pixels on each side; pass larger inputs or a smaller max_shift."
+                )
+            source_shape = shape
+        else:
+            source_shape = tuple(s + 2 * margin if i - len(shape) in dims else s for i, s in enumerate(shape))
+        model_shape = tuple(s - 2 * margin if i - len(shape) in dims else s for i, s in enumerate(source_shape))
+        notes.append(
+            f"crop mode: the model saw {'x'.join(map(str, model_shape[2:]))} crops of a "
+            f"{'x'.join(map(str, source_shape[2:]))} canvas"
+        )
+    else:
+        source_shape = model_shape = shape
+
+    if spec.inputs is not None:
+        x = spec.inputs.detach()
+        if x.is_floating_point() and x.dtype != dtype:
+            notes.append(f"inputs cast from {_dtype_name(x.dtype)} to the model's {_dtype_name(dtype)}")
+        x = x.to(device=dev, dtype=dtype if x.is_floating_point() else x.dtype)
+    else:
+        from pytest_equivariance.inputs import natural_images
+
+        # Resampling blurs what it rotates; smoother (1/f²) images keep that error well below what a
+        # model that is not rotation-equivariant shows.
+        exponent = INTERP_EXPONENT if spec.mode == "interp" else 1.0
+        x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev, exponent=exponent)
+    if spec.mode == "interp":
+        x = x * transforms.disk_mask(x.shape, dims, dtype=x.dtype, device=x.device)
+        notes.append(
+            "interp mode: inputs masked to the inscribed disk; outputs compared inside it"
+            + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images that resample smoothly")
+        )
+    return x, tuple(source_shape), tuple(model_shape)
 
 
 def _accept_reference(spec: _Spec, ref_leaves: runner.Leaves) -> None:

@@ -124,6 +124,8 @@ def localize(
             )
         )
     culprit = first_break(profile_layers)
+    if graph is None or graph.graph_module is None:
+        method += "; recorded by module hooks (the model does not trace whole, so functional calls are not seen)"
     if approximate:
         method += f"; approximate: a layer is named when its error exceeds {RISE:g}x the largest before it"
     profile = Profile(layers=profile_layers, culprit=culprit, method=method, transform=transform.label)
@@ -311,43 +313,54 @@ class _Site:
 
 
 def _run_pairs(model, graph, x0, x1, measure: _Measure, batch_size, equivariant):
-    """Run both inputs chunk by chunk; return per-layer error sums, peak ratios and layer order."""
+    """Run ``x`` and ``g·x`` through the model; return per-layer error sums, peak ratios and layer order.
+
+    Each chunk of ``x`` runs in one batch with its partner chunk of ``g·x``, so every layer's output
+    holds both halves and is measured the moment it is computed: nothing is stored between layers
+    (memory stays that of one forward pass of ``batch_size`` images) and later in-place ops cannot
+    touch it. Outputs whose first dim is not that joint batch cannot be split and are skipped. When
+    ``g·x`` has another shape (a quarter turn of a non-square image), the two run one after the other,
+    and each layer's output on ``x`` is copied until its partner arrives.
+    """
+    import torch
+
     sums: dict[Any, list[float]] = {}
     peaks: dict[Any, tuple[float, Any]] = {}
-    order: list[Any] = []
+    order: dict[Any, None] = {}  # insertion-ordered set
     # An invariant model's output must not move at all, even if it still has spatial dims.
     outputs = set() if equivariant else _output_nodes(graph)
+
+    def record(key, a, b) -> None:
+        pair = direct_error(a, b) if id(key) in outputs else measure(a, b)
+        if pair is None:
+            return
+        acc = sums.setdefault(key, [0.0, 0.0])
+        acc[0] += pair[0]
+        acc[1] += pair[1]
+        ratio = _peak_ratio(a)
+        old = peaks.get(key)
+        peaks[key] = (max(ratio, old[0]) if old else ratio, a.dtype)
+        order.setdefault(key)
+
     n = x0.shape[0]
-    step = batch_size or n
+    joint = x0.shape[1:] == x1.shape[1:]
+    step = (max(1, batch_size // 2) if joint else batch_size) if batch_size else n
     for start in range(0, n, step):
-        reference: dict[Any, Tensor] = {}
-        chunk_order: list[Any] = []
+        m = min(step, n - start)
+        c0, c1 = x0[start : start + m], x1[start : start + m]
+        if joint:
 
-        def keep(key, out):
-            # A copy: later in-place ops (ReLU(inplace=True), x += y) would overwrite the reference.
-            reference[key] = out.detach().clone()
-            chunk_order.append(key)
+            def split(key, out, m=m):
+                if out.ndim and out.shape[0] == 2 * m:
+                    record(key, out[:m], out[m:])
 
-        def compare(key, out):
-            a = reference.pop(key, None)
-            if a is None or not _is_float_tensor(out):
-                return
-            pair = direct_error(a, out) if id(key) in outputs and a.shape == out.shape else measure(a, out)
-            if pair is None:
-                return
-            acc = sums.setdefault(key, [0.0, 0.0])
-            acc[0] += pair[0]
-            acc[1] += pair[1]
-            ratio = _peak_ratio(a)
-            old = peaks.get(key)
-            peaks[key] = (max(ratio, old[0]) if old else ratio, a.dtype)
-
-        _run(model, graph, x0[start : start + step], keep)
-        _run(model, graph, x1[start : start + step], compare)
-        for key in chunk_order:
-            if key in sums and key not in order:
-                order.append(key)
-    return sums, peaks, order
+            _run(model, graph, torch.cat([c0, c1]), split)
+            continue
+        kept: dict[Any, Tensor] = {}
+        # A copy: later in-place ops (ReLU(inplace=True), x += y) would overwrite the reference.
+        _run(model, graph, c0, lambda key, out: kept.__setitem__(key, out.detach().clone()))
+        _run(model, graph, c1, lambda key, out: record(key, kept.pop(key), out) if key in kept else None)
+    return sums, peaks, list(order)
 
 
 def _output_nodes(graph) -> set[int]:

@@ -77,7 +77,7 @@ class CheckResult:
     seed: int
     device: str
     dtype: str
-    mode: str  # "circular" | "crop" | "zero" | "rot90" | "flip" | "angle" | "custom"
+    mode: str  # shifts: "circular" | "crop" | "zero"; rotations: "exact" | "interp"; "custom"
     dims: tuple[int, ...]
     input_shape: tuple[int, ...]
     min_consistency: float | None = None

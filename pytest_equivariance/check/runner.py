@@ -260,7 +260,8 @@ def run_batches(
     count = 0
 
     def flush() -> Iterator[tuple[Hashable, Leaves]]:
-        batch = torch.cat([x for _, x, _ in pending]) if len(pending) > 1 else pending[0][1]
+        # Always a fresh tensor: a model that writes into its input must not alter the next job's.
+        batch = torch.cat([x for _, x, _ in pending])
         if chunk.measure:
             with widest_activation(model) as holder:
                 leaves = forward(model, batch)

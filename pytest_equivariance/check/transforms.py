@@ -45,9 +45,9 @@ class Transform:
 
     label: str
     family: str  # "shift" | "rot90" | "flip" | "angle" | "custom"
-    params: dict[str, Any]
-    dims: tuple[int, ...]
-    mode: str  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
+    params: dict[str, Any] = field(hash=False)
+    dims: tuple[int, ...] = ()
+    mode: str = "custom"  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
     # crop mode: how far the canvas extends beyond the crop on each side of each dim, in pixels.
     canvas: tuple[int, ...] | None = None
     input_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)

@@ -7,6 +7,8 @@ torch is imported only when they are called.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_equivariance.lint.findings import Finding, ModelReport
@@ -112,3 +114,18 @@ def lint(
         ['EQ002', 'EQ001']
     """
     return lint_model(model, example_input_or_shape, select=select, ignore=ignore).findings
+
+
+class _CallableModule(types.ModuleType):
+    """``pytest_equivariance.lint`` is both this package and the :func:`lint` function.
+
+    Importing the subpackage rebinds the name ``lint`` on ``pytest_equivariance`` to the package,
+    so the package itself answers calls: ``pytest_equivariance.lint(model, shape)`` works whichever
+    was imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Finding]:
+        return lint(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -68,7 +68,7 @@ class LintConfig:
 
 
 def find_config(start: Path | str | None = None) -> Path | None:
-    """Return the nearest ``pyproject.toml`` at or above ``start`` that has a ``[tool.equiv-lint]`` table.
+    """Return the nearest ``pyproject.toml`` at or above ``start`` with a ``[tool.equiv-lint]`` table.
 
     Like ruff, a ``pyproject.toml`` without the table does not stop the search, so a sub-project
     without settings inherits those of the repository.
@@ -130,7 +130,7 @@ def parse_config(table: Mapping[str, Any], *, path: Path | None = None) -> LintC
 
 
 def parse_codes(codes: Iterable[str] | str, *, rules: Iterable[str] | None = None) -> tuple[str, ...]:
-    """Return the rule codes named by ``codes`` (codes, prefixes like ``EQ00``, or ``ALL``), in table order.
+    """Return the rule codes that ``codes`` (codes, prefixes like ``EQ00``, ``ALL``) name, in order.
 
     ``rules`` is the full list of codes (default: the linter's rule table). Raises ``ValueError``
     naming an entry that matches no rule.
@@ -216,7 +216,8 @@ def _input_shape(value: Any) -> tuple[int, ...]:
         return parse_shape(value)
     except InputShapeError:
         raise ValueError(
-            f"expected positive integers, batch and channels first, e.g. [1, 3, 224, 224], got {value!r}"
+            f"expected positive integers, batch and channels first, e.g. [1, 3, 224, 224], "
+            f"got {value!r}"
         ) from None
 
 

@@ -71,6 +71,9 @@ class Site:
     ndim: int | None = None
     index: int = -1
     shaped: bool = False  # whether shapes were propagated to this site
+    # Whether the value depends on the model's input (not only on its shape): positional tables
+    # computed from sizes do not carry the signal, so slicing them does not alias it.
+    from_input: bool = True
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -394,6 +397,29 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
+class _AssumedValues(torch.overrides.TorchFunctionMode):
+    """Lets eager code that reads a meta tensor's value run on: conditions hold, numbers are 0.
+
+    Meta tensors have shapes but no values, so ``if x.sum() > 0:`` or ``x.max().item()`` would stop
+    shape propagation. Assuming ``True`` keeps checks such as ``if not valid: raise`` quiet; the
+    branch a data-dependent ``if`` takes on real data is unknowable here anyway.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if args and isinstance(args[0], torch.Tensor) and args[0].is_meta and func in _VALUE_READS:
+            tensor = args[0]
+            if func is torch.Tensor.__bool__:
+                return True
+            if func is torch.Tensor.tolist:
+                return torch.zeros(tensor.shape, dtype=tensor.dtype).tolist()
+            return 0.0 if tensor.is_floating_point() and func is not torch.Tensor.__int__ else 0
+        return func(*args, **(kwargs or {}))
+
+
+_VALUE_READS = frozenset({torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.__float__,
+                          torch.Tensor.__index__, torch.Tensor.tolist})
+
+
 def _to_meta(value: Any) -> Any:
     if isinstance(value, torch.Tensor) and not value.is_meta:
         return torch.empty(value.shape, dtype=value.dtype, device="meta")
@@ -475,7 +501,7 @@ def _propagate(gm: fx.GraphModule, args: tuple, kwargs: dict) -> str | None:
             return f"the forward takes an input {node.target!r} that the example input does not provide"
     interpreter = _ShapeInterpreter(gm)
     try:
-        with torch.no_grad(), _meta_weights(gm):
+        with torch.no_grad(), _meta_weights(gm), _AssumedValues():
             interpreter.run(*_to_meta(tuple(values)))
     except Exception as exc:  # a real model never crashes the linter
         failing = next((n for n in reversed(gm.graph.nodes) if n in interpreter.env), None)
@@ -1054,7 +1080,7 @@ class _Builder:
             if sub is not module:
                 handles.append(sub.register_forward_hook(hook(_join(prefix, name)), with_kwargs=True))
         try:
-            with torch.no_grad(), _meta_weights(module):
+            with torch.no_grad(), _meta_weights(module), _AssumedValues():
                 output = module(*_to_meta(args), **_to_meta(kwargs))
             self.calls.setdefault(prefix, (args, kwargs, output))
         except Exception as exc:
@@ -1097,8 +1123,9 @@ class _Builder:
             shaped = failure is None
             if failure is not None:
                 where = f" in {prefix}" if prefix else ""
-                message = (f"Shape propagation failed{where} at {failure}; pass an example input the model "
-                           f"accepts, e.g. input_shape=(1, 3, 224, 224).")
+                given = ", ".join(str(tuple(a.shape)) for a in call[0] if isinstance(a, torch.Tensor))
+                message = (f"Shape propagation failed{where} at {failure} (example input {given or 'none'}); "
+                           f"pass an input shape the model accepts, with input_shape=... or --input-shape.")
                 (self.graph.errors if prefix == "" else self.graph.notes).append(message)
         self._add_graph_sites(gm, prefix, shaped)
 
@@ -1106,6 +1133,7 @@ class _Builder:
         return _is_standard_leaf(module) or is_antialiased_downsampler(module)
 
     def _add_graph_sites(self, gm: fx.GraphModule, prefix: str, shaped: bool) -> None:
+        _mark_input_dependence(gm)
         for node in gm.graph.nodes:
             if node.op == "get_attr":
                 try:
@@ -1187,7 +1215,8 @@ class _Builder:
             family = "blur"
             params = {"stride": params.get("stride")}
         site = Site(qualname=qualname, op=op, kind=kind, params=params, input_shapes=input_shapes,
-                    output_shape=output_shape, node=node, family=family, ndim=ndim, shaped=shaped)
+                    output_shape=output_shape, node=node, family=family, ndim=ndim, shaped=shaped,
+                    from_input=node.meta.get("lint_from_input", True))
         if family not in _UNLOCATED:
             site.file, site.line = _user_frame(node.meta.get("stack_trace"))
         return site
@@ -1257,6 +1286,28 @@ class _Builder:
 
 #: Families whose sites no rule reports: their source is not looked up (it costs a file parse).
 _UNLOCATED = frozenset({"activation", "norm", "dropout", "identity", "reshape", "cat", "other"})
+
+
+_SHAPE_QUERIES = frozenset({"size", "dim", "numel", "shape", "ndim", "device", "dtype", "is_cuda"})
+
+
+def _mark_input_dependence(gm: fx.GraphModule) -> None:
+    """Set ``node.meta["lint_from_input"]``: whether a node's value depends on the input's values."""
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            depends = node.meta.get("lint_is_tensor", True)  # sizes passed as ints carry no signal
+        elif node.op in ("get_attr", "output"):
+            depends = False
+        elif node.op == "call_method" and node.target in _SHAPE_QUERIES:
+            depends = False
+        elif node.op == "call_function" and node.target is getattr and len(node.args) > 1 \
+                and node.args[1] in _SHAPE_QUERIES:
+            depends = False
+        else:
+            inputs: list[fx.Node] = []
+            fx.node.map_arg((node.args, node.kwargs), inputs.append)
+            depends = any(n.meta.get("lint_from_input", True) for n in inputs)
+        node.meta["lint_from_input"] = depends
 
 
 def _wrapped_function_sites(target: Any, qualname: str) -> list[Site]:

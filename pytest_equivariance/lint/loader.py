@@ -104,9 +104,17 @@ class ModelSource:
         try:
             model = self.obj()
         except Exception as exc:
+            import urllib.error
+
+            remedy = "fix the constructor, or lint a factory that builds a working model"
+            if isinstance(exc, (urllib.error.URLError, ConnectionError)):
+                remedy = (
+                    "it tried to download pretrained weights, which linting does not need; lint a "
+                    "factory that builds the model without them (weights=None, weights_backbone=None)"
+                )
             raise ModelLoadError(
-                f"{self.target}: building {name}() raised {_describe(exc)}{_user_frame(exc, self.file)}; "
-                f"fix the constructor, or lint a factory that builds a working model."
+                f"{self.target}: building {name}() raised {_describe(exc)}"
+                f"{_user_frame(exc, self.file)}; {remedy}."
             ) from exc
         if not isinstance(model, nn.Module):
             raise ModelLoadError(
@@ -128,9 +136,9 @@ class LoadedTarget:
 def parse_target(text: str, *, root: Path | None = None) -> Target:
     """Return the :class:`Target` a command-line or config string names.
 
-    A string is a file target when it contains ``::``, ends in ``.py``, contains a path separator or
-    names an existing file or directory; otherwise ``pkg.module[:name]``. Relative paths resolve against ``root``
-    (default: the working directory).
+    A string is a file target when it contains ``::``, ends in ``.py``, contains a path separator
+    or names an existing file or directory; otherwise ``pkg.module[:name]``. Relative paths resolve
+    against ``root`` (default: the working directory).
     """
     text = text.strip()
     if not text:
@@ -171,7 +179,7 @@ def mentions_torch(path: Path | str) -> bool:
 def load_target(
     target: Target | str, *, factories: Sequence[str] = (), root: Path | None = None
 ) -> Iterator[LoadedTarget]:
-    """Import a target and yield the models it names; undo its ``sys.path`` and ``sys.modules`` changes after.
+    """Import a target and yield the models it names; then undo its sys.path / sys.modules changes.
 
     Models are built by :meth:`ModelSource.build` inside the block. Raises :class:`ModelLoadError`
     (one sentence, cause and remedy) for a missing file, a syntax or import error, an unknown name,
@@ -184,7 +192,7 @@ def load_target(
 
 
 def python_files(directory: Path) -> list[Path]:
-    """Return the ``.py`` files below ``directory``, sorted, outside hidden, cache and environment folders."""
+    """Return the ``.py`` files below ``directory``, sorted, outside hidden, cache and venv folders."""
     found = []
     for path in sorted(directory.rglob("*.py")):
         parts = path.relative_to(directory).parts[:-1]
@@ -227,7 +235,7 @@ def display_path(path: Path | str) -> str:
 
 @contextlib.contextmanager
 def _import_scope(target: Target) -> Iterator[ModuleType]:
-    """Import the target's module; on exit undo ``sys.path`` and drop the user modules its import added."""
+    """Import the target's module; on exit restore ``sys.path``, drop the user modules it added."""
     saved_path = list(sys.path)
     before = set(sys.modules)
     directories: list[Path] = []
@@ -296,7 +304,8 @@ def _import_file(target: Target) -> ModuleType:
 
 def _import_module(target: Target) -> ModuleType:
     assert target.module is not None
-    # A console script's sys.path[0] is its bin directory; put the project (cwd) where `python -m` would.
+    # A console script's sys.path[0] is its bin directory; put the project (cwd) first, as
+    # `python -m` would.
     sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(target.module)
@@ -364,7 +373,8 @@ def _package_name(path: Path) -> tuple[Path, str | None]:
 def _is_user_module(module: ModuleType, directories: Sequence[Path]) -> bool:
     """Return whether ``module`` is the user's own code: a file under ``directories``, not a library."""
     file = getattr(module, "__file__", None)
-    if not file or not directories or module.__name__.partition(".")[0] == __package__.partition(".")[0]:
+    ours = module.__name__.partition(".")[0] == __name__.partition(".")[0]
+    if not file or not directories or ours:
         return False
     resolved = Path(file).resolve()
     if {"site-packages", "dist-packages"} & set(resolved.parts):
@@ -445,14 +455,21 @@ def _lookup(module: ModuleType, target: Target, shown: str) -> Any:
             defined = sorted(
                 n
                 for n, v in vars(module).items()
-                if (isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__)
-                or isinstance(v, nn.Module)
+                if isinstance(v, nn.Module) or _defined_model_class(v, module)
             )
-            available = f"models defined there: {', '.join(defined)}" if defined else "check the spelling"
+            available = (
+                f"models defined there: {', '.join(defined)}" if defined else "check the spelling"
+            )
             raise ModelLoadError(
                 f"{shown} has no attribute {target.name!r}; {available}."
             ) from None
     return obj
+
+
+def _defined_model_class(obj: Any, module: ModuleType) -> bool:
+    from torch import nn
+
+    return isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__
 
 
 def _source(target: str, obj: Any, module: ModuleType) -> ModelSource:
@@ -485,7 +502,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _user_frame(exc: BaseException, path: Path | str | None) -> str:
-    """Return " at file:line" for the deepest traceback frame in the user's file (or any non-library file)."""
+    """Return " at file:line" for the deepest traceback frame in ``path``, or "" if none is."""
     frames = traceback.extract_tb(exc.__traceback__)
     if path is not None:
         wanted = str(Path(path).resolve())

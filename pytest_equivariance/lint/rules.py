@@ -532,7 +532,7 @@ def _check_aliasing_interpolation(site: "Site", graph: "ModelGraph") -> Iterator
 
 def _check_strided_slice(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     """EQ005: ``x[..., ::s]`` on a spatial dim of a tensor."""
-    if site.family != "getitem":
+    if site.family != "getitem" or not site.from_input:
         return
     strided = site.params.get("strided_dims") or []
     shape = site.input_shape
@@ -548,11 +548,29 @@ def _check_strided_slice(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
                if (dim >= 2 and (ndim is None or ndim >= 3)) or (dim < 0 and ndim is None)]
     if not spatial or _after_blur(site, graph):
         return
+    if all(dim == -1 or (ndim is not None and dim == ndim - 1) for dim, _ in spatial) and _from_dense(site, graph):
+        return  # the last dim holds features of a dense layer (channels-last, e.g. rotary embeddings)
     steps = sorted({step for _, step in spatial})
     s = _fmt(tuple(steps))
     d = ndim - 2 if ndim is not None and ndim >= 3 else max(1, len(spatial))
     message = f"x{site.params.get('index', '[...]')} subsamples by {s} without low-pass filtering"
     yield Hit(site, message, f"pytest_equivariance.BlurPool{d}d(stride={steps[0]})(x)")
+
+
+_SPATIAL_PRODUCERS = frozenset({"conv", "conv_transpose", "max_pool", "avg_pool", "lp_pool", "blur",
+                                "interpolate", "pixel_unshuffle", "adaptive_avg_pool", "adaptive_max_pool"})
+
+
+def _from_dense(site: "Site", graph: "ModelGraph") -> bool:
+    """Whether the first input's last dim comes from a Linear layer rather than from a feature map."""
+    current = graph.producer(site)
+    for _ in range(24):
+        if current is None or current.family in _SPATIAL_PRODUCERS:
+            return False
+        if current.family == "linear":
+            return True
+        current = graph.producer(current)
+    return False
 
 
 def _is_tensor_node(value: Any) -> bool:
@@ -605,8 +623,11 @@ def _check_flatten_into_dense(site: "Site", graph: "ModelGraph") -> Iterator[Hit
     before, after = source.input_shape, source.output_shape
     if before is None or after is None or len(before) < 3 or not after:
         return
+    origin = graph.walk_back(source, lambda s: s.family in _HEAD_TRANSPARENT or s.family == "identity")
+    if origin is None or origin.family not in _SPATIAL_PRODUCERS:
+        return  # a reshape of tokens or attention heads, not of a convolutional feature map
     spatial = before[2:]
-    if math.prod(spatial) <= 1 or after[-1] != math.prod(before[1:]):
+    if before[1] <= 1 or math.prod(spatial) <= 1 or after[-1] != math.prod(before[1:]):
         return
     d = len(spatial)
     grid = "x".join(str(v) for v in before[1:])

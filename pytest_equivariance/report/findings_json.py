@@ -31,7 +31,7 @@ def findings_document(reports: Sequence[ModelReport]) -> dict[str, Any]:
 
 
 def render_json(reports: Sequence[ModelReport], *, indent: int | None = 2) -> str:
-    """Return the JSON document as text; op parameters that are not JSON types are written as strings."""
+    """Return the JSON document as text; op parameters that are not JSON types become strings."""
     return json.dumps(findings_document(reports), indent=indent, default=_plain)
 
 

@@ -98,7 +98,8 @@ def render_summary(
         parts = []
         for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
             if counts[severity]:
-                label = severity.value + ("s" if counts[severity] != 1 and severity != Severity.INFO else "")
+                plural = counts[severity] != 1 and severity != Severity.INFO
+                label = severity.value + ("s" if plural else "")
                 parts.append((f"{counts[severity]} {label}", SEVERITY_STYLE[severity]))
         line.append("(")
         for i, (text, style) in enumerate(parts):

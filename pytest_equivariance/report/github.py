@@ -25,7 +25,8 @@ def render_github(
 
     A report's ``errors`` (a load error when its ``trace`` is
     :data:`~pytest_equivariance.lint.loader.NOT_LOADED`, else an input the model rejected) become
-    error annotations without a location. ``locations`` maps a target to its model's definition, used for findings without a location.
+    error annotations without a location. ``locations`` maps a target to its model's definition,
+    used for findings without a location.
     """
     lines: list[str] = []
     for report in reports:

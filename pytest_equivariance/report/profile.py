@@ -12,6 +12,7 @@ Nothing here measures anything: the figures come from :class:`~pytest_equivarian
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +129,7 @@ def culprit_lines(profile: "Profile") -> list[str]:
     c = profile.culprit
     if c is None:
         return []
-    where = f" at {c.file}:{c.line}" if c.file and c.line else ""
+    where = f" at {_short_path(c.file)}:{c.line}" if c.file and c.line else ""
     lines = [f"equivariance first breaks at {c.qualname}: {describe_layer(c)}{where}"]
     if profile.finding_code:
         fix = (profile.finding_fix or "").strip()
@@ -225,9 +226,19 @@ def _culprit_index(profile: "Profile") -> int | None:
 
 
 def _widths(profile: "Profile") -> tuple[int, int]:
-    names = min(_NAME_WIDTH, max(len(layer.qualname) for layer in profile.layers))
-    ops = min(_OP_WIDTH, max(len(layer.op) for layer in profile.layers))
+    shown = [row.layer for row in chart_rows(profile) if row.layer is not None] or profile.layers
+    names = min(_NAME_WIDTH, max(len(layer.qualname) for layer in shown))
+    ops = min(_OP_WIDTH, max(len(layer.op) for layer in shown))
     return names, ops
+
+
+def _short_path(path: str) -> str:
+    # Relative to the working directory when the file is under it, as pytest prints paths.
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative
 
 
 def _fit(text: str, width: int) -> str:

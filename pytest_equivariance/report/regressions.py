@@ -79,32 +79,37 @@ def comparison_renderable(comparison: "Comparison", *, path: str, updated: bool 
     than what failed.
     """
     parts: list[RenderableType] = []
+    regressed, stale = len(comparison.regressions), len(comparison.stale)
     if comparison.regressions:
-        title = (f"Figures now worse than the old baseline ({len(comparison.regressions)}), written to {path}"
-                 if updated else f"Robustness regressions against {path} ({len(comparison.regressions)})")
-        parts.append(_changes_table(title, comparison.regressions, "bold red" if not updated else "yellow"))
+        if updated:
+            title = f"Figures now worse than the old baseline ({regressed}), written to {path}"
+            style = "yellow"
+        else:
+            title, style = f"Robustness regressions against {path} ({regressed})", "bold red"
+        parts.append(_changes_table(title, comparison.regressions, style))
     if comparison.improvements:
-        parts.append(_changes_table(f"Improvements ({len(comparison.improvements)})", comparison.improvements, "green"))
+        title = f"Improvements ({len(comparison.improvements)})"
+        parts.append(_changes_table(title, comparison.improvements, "green"))
     if comparison.new:
         title = f"New checks, not in the baseline ({len(comparison.new)})"
         parts.append(_entries_table(title, comparison.new, "cyan"))
     if comparison.stale:
-        title = (f"Removed from the baseline: no longer run by their tests ({len(comparison.stale)})"
-                 if updated else f"Stale baseline entries: no longer run by their tests ({len(comparison.stale)})")
+        what = "Removed from the baseline" if updated else "Stale baseline entries"
+        title = f"{what}: no longer run by their tests ({stale})"
         parts.append(_entries_table(title, comparison.stale, "yellow"))
-    summary = (f"{len(comparison.regressions)} regressed, {len(comparison.improvements)} improved, "
-               f"{len(comparison.new)} new, {len(comparison.stale)} stale, {comparison.unchanged} unchanged, "
-               f"{comparison.not_run} not run")
+    summary = (f"{regressed} regressed, {len(comparison.improvements)} improved, {len(comparison.new)} new, "
+               f"{stale} stale, {comparison.unchanged} unchanged, {comparison.not_run} not run")
     if updated:
         parts.append(Text(f"baseline {path} updated: {summary}"))
     else:
         parts.append(Text(f"baseline {path}: {summary}"))
         if comparison.regressions:
             parts.append(Text(
-                "A regression is a figure worse than its baseline by more than max(allowed × |baseline|, floor), "
-                "the floor being the dtype's noise level for error figures; "
-                "raise the tolerance with --equiv-regression-tol or @pytest.mark.equiv_regression_tol(...), "
-                f"or accept the new figures with --equiv-baseline {path} --equiv-baseline-update."
+                "A regression is a figure worse than its baseline by more than "
+                "max(allowed × |baseline|, floor), the floor being the dtype's noise level for error "
+                "figures; raise the tolerance with --equiv-regression-tol or "
+                "@pytest.mark.equiv_regression_tol(...), or accept the new figures with "
+                f"--equiv-baseline {path} --equiv-baseline-update."
             ))
         elif comparison.improvements or comparison.new or comparison.stale:
             parts.append(Text(f"Record the changes with --equiv-baseline {path} --equiv-baseline-update."))

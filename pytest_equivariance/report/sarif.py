@@ -120,10 +120,11 @@ def _result(
         location["physicalLocation"] = physical
     if finding.qualname:
         location["logicalLocations"] = [{"fullyQualifiedName": finding.qualname, "kind": "member"}]
+    text = f"{finding.message}. Fix: {finding.fix}" if finding.fix else finding.message
     result: dict[str, Any] = {
         "ruleId": finding.code,
         "level": _LEVEL[finding.severity],
-        "message": {"text": f"{finding.message} Fix: {finding.fix}" if finding.fix else finding.message},
+        "message": {"text": text},
         "locations": [location] if location else [],
         "properties": {
             "target": report.target,

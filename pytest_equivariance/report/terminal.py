@@ -9,6 +9,7 @@ terminal writer (which already decided ``--color``, ``NO_COLOR`` and the width).
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from io import StringIO
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ def render(renderable: RenderableType, *, color: bool, width: int = 100, soft_wr
         file=buffer,
         force_terminal=color,
         no_color=not color,
-        color_system="standard" if color else None,
+        color_system=_color_system() if color else None,
         width=width,
         highlight=False,
         emoji=False,
@@ -45,6 +46,20 @@ def render(renderable: RenderableType, *, color: bool, width: int = 100, soft_wr
     console.print(renderable, soft_wrap=soft_wrap)
     # Tables pad every cell to its column width; trailing blanks only get in the way of logs and diffs.
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def _color_system() -> str:
+    # Heatmaps use RGB ramps: keep them exact where the terminal says it can, else 256 colours.
+    return "truecolor" if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit") else "256"
+
+
+def _worst_trial(result: "CheckResult") -> "Trial | None":
+    """Return the trial furthest from passing: lowest consistency when that decides, else largest error."""
+    if result.min_consistency is not None:
+        rated = [t for t in result.trials if t.consistency is not None]
+        if rated:
+            return min(rated, key=lambda t: t.consistency)
+    return result.worst
 
 
 def _num(value: float | None) -> str:
@@ -65,7 +80,7 @@ def _tolerance(result: "CheckResult") -> str:
 
 def headline(result: "CheckResult") -> str:
     """Return one plain line saying what failed, under which transform, by how much, and the seed."""
-    worst = result.worst
+    worst = _worst_trial(result)
     if worst is None:
         return f"{result.kind} failed: no trials ran (seed {result.seed})"
     where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
@@ -166,7 +181,7 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
         f" ({result.mode}){dims} · input {tuple(result.input_shape)} {result.dtype} · {result.device}",
     )
     parts.append(title)
-    worst = result.worst
+    worst = _worst_trial(result)
     if worst is not None:
         where = worst.transform + (f"  output{worst.leaf}" if worst.leaf else "")
         parts.append(Text.assemble("worst transform: ", (where, "bold")))
@@ -176,8 +191,8 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
         parts.append(_trials_table(result))
     if result.lattice is not None:
         parts.append(
-            Text(f"note: the output is {tuple(result.lattice)}× coarser than the input; "
-                 f"shifts were drawn on that lattice.", style="yellow")
+            Text(f"note: the output grid is {tuple(result.lattice)} times coarser than the input's, "
+                 f"so shifts are multiples of that stride (the lattice).", style="yellow")
         )
     for note in result.notes:
         parts.append(Text(f"note: {note}", style="yellow"))

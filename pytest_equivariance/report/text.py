@@ -94,14 +94,17 @@ def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
 
 def _table(trials: list["Trial"]) -> list[str]:
     consistency = any(t.consistency is not None for t in trials)
+    leaves = any(t.leaf for t in trials)
     head = ["transform", "max abs", "mean abs", "rel L2", "cosine"] + (["top-1"] if consistency else [])
-    head += ["leaf", ""]
+    head += (["leaf"] if leaves else []) + [""]
     rows = [head]
     for t in trials:
         row = [t.transform, num(t.max_abs), num(t.mean_abs), num(t.rel_l2), num(t.cosine)]
         if consistency:
             row.append(num(t.consistency))
-        row += [t.leaf or "-", "ok" if t.passed else "FAIL"]
+        if leaves:
+            row.append(t.leaf or "-")
+        row.append("ok" if t.passed else "FAIL")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]

@@ -151,3 +151,14 @@ def test_invariance_check_shares_one_pass_between_reference_and_shifts():
     classifier.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     check_shift_invariant(classifier, input_shape=(2, 3, 8, 8), trials=4)
     assert calls == [10]
+
+
+def test_a_model_writing_into_its_input_does_not_alter_the_next_jobs():
+    class InPlace(nn.Module):
+        def forward(self, x):
+            return x.mul_(2)
+
+    x = torch.ones(1, 1, 2, 2)
+    outputs = [leaves[0][1] for _, leaves in runner.run_batches(InPlace(), iter([(0, x), (1, x)]), 1)]
+    assert torch.equal(x, torch.ones(1, 1, 2, 2))
+    assert all(torch.equal(o, torch.full((1, 1, 2, 2), 2.0)) for o in outputs)

@@ -259,3 +259,10 @@ def test_failing_check_is_localized_by_default_and_not_when_told():
     assert quiet.profile is None
     passed = check_shift_invariant(model, input_shape=(2, 3, 16, 16), shifts=[(0, 2)])
     assert passed.passed and passed.profile is None
+
+
+def test_crop_canvas_reaches_the_largest_explicit_shift():
+    model = circular_net(padding_mode="zeros")
+    result = check_shift_equivariant(model, input_shape=(1, 3, 24, 24), mode="crop", shifts=[(0, 11), (-3, 2)])
+    assert result.passed
+    assert any("crops of a 46x46 canvas" in note for note in result.notes)

@@ -101,3 +101,7 @@ def test_transforms_are_frozen_and_comparable():
     assert T.shift((1, 0), (-2, -1)) == T.shift((1, 0), (-2, -1))
     with pytest.raises(AttributeError):
         T.rot90(1).label = "x"  # type: ignore[misc]
+
+
+def test_transforms_hash_by_what_they_are():
+    assert len({T.shift((1, 0), (-2, -1)), T.shift((1, 0), (-2, -1)), T.rot90(1)}) == 2

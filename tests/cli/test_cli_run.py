@@ -6,10 +6,12 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pytest_equivariance import __version__
+from pytest_equivariance.cli import build_parser
 from pytest_equivariance.lint.rules import RULES
 
 from cli_models import ALIASING, CLEAN, INFO_ONLY, WARNING_ONLY
@@ -152,7 +154,7 @@ def test_usage_errors_exit_2(project, run, argv, expected):
 
 
 def test_several_models_and_forms_in_one_call(write, run):
-    write("models.py", ALIASING + CLEAN.replace("class Net", "class Clean").split("import torch\nfrom torch import nn\n")[1])
+    write("models.py", ALIASING + "\n" + CLEAN.replace("class Net", "class Clean"))
     write("eq_cli_mod.py", ALIASING)
     result = run("models.py", "models.py::Clean", "eq_cli_mod:Net", "--format", "json")
     targets = [m["target"] for m in json.loads(result.out)["models"]]
@@ -165,7 +167,7 @@ def test_directory_target_lints_the_model_files_below_it(write, run):
     write("models/sub/clean.py", CLEAN)
     write("models/sub/utils.py", "import torch\n\ndef ones():\n    return torch.ones(1)\n")
     write("models/.hidden/alias.py", ALIASING)
-    write("models/README.py", "print('no torch here')\n")
+    write("models/notes.py", "raise SystemExit('imported!')\n")  # never imported: no torch in it
     result = run("models", "--format", "json")
     targets = [m["target"] for m in json.loads(result.out)["models"]]
     assert targets == ["models/alias.py::Net", "models/sub/clean.py::Net"]
@@ -358,3 +360,15 @@ def test_torchvision_factories_as_module_targets(project, run):
     assert resnet["trace"] == "fx" and resnet["errors"] == []
     assert alexnet["target"] == "torchvision.models:alexnet" and alexnet["findings"]
     assert result.code == 1
+
+
+def test_pre_commit_hook_definition():
+    yaml = pytest.importorskip("yaml")
+    root = Path(__file__).resolve().parents[2]
+    (hook,) = yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "equiv-lint" and hook["language"] == "python"
+    assert hook["types"] == ["python"]
+    command, *flags = hook["entry"].split()
+    assert command == "equiv-lint"
+    args = build_parser().parse_args([*flags, "models/net.py"])  # the flags exist
+    assert args.allow_no_model and args.targets == ["models/net.py"]

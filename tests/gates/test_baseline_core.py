@@ -229,7 +229,15 @@ def test_load_missing_file_names_it_and_says_how_to_create_it(tmp_path):
 
 def test_write_atomic_replaces_and_keeps_permissions(tmp_path):
     path = tmp_path / "base.json"
-    bl.write_atomic(path, "one")
+    umask = os.umask(0o027)
+    try:
+        bl.write_atomic(path, "one")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # a new file: 0o666 minus the umask
+    os.chmod(path, 0o600)
+    bl.write_atomic(path, "one and a half")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     os.chmod(path, 0o640)
     bl.write_atomic(path, "two")
     assert path.read_text() == "two"

@@ -54,7 +54,7 @@ def test_within_tolerance_and_float_noise_pass(suite):
 def test_the_test_own_tolerance_marker_lets_it_pass(suite):
     suite.update()
     suite.set(test_lenient=[{"worst": 0.5}])  # +400%, marker allows 500%
-    assert suite.compare().ret == 0
+    assert suite.compare("--strict-markers").ret == 0  # the marker is registered
     suite.set(test_lenient=[{"worst": 0.7}])  # +600%
     result = suite.compare()
     assert result.ret == 1
@@ -191,3 +191,10 @@ def test_baseline_path_from_ini_is_relative_to_the_rootdir(suite):
     assert bl.load(suite.pytester.path / "sub" / "base.json").tests() == {
         "test_model.py::test_a", "test_model.py::test_b", "test_model.py::test_lenient"}
     assert suite.run().ret == 0  # compare mode, from the ini key alone
+
+
+@pytest.mark.parametrize("info", ["--help", "--markers"])
+def test_information_options_need_no_baseline_file(suite, info):
+    result = suite.compare(info)  # the file does not exist
+    assert result.ret == 0
+    assert not suite.baseline.exists()

@@ -17,13 +17,16 @@ from pytest_equivariance.plugin_baseline import worker_device
 def test_two_workers_write_the_same_baseline_and_results_as_a_serial_run(suite):
     root = suite.pytester.path
     assert suite.run("--equiv-baseline", "serial.json", "--equiv-baseline-update", "--equiv-json", "serial-out.json").ret == 0
-    result = suite.run("-n", "2", "--equiv-baseline", "xdist.json", "--equiv-baseline-update", "--equiv-json", "xdist-out.json")
+    result = suite.run("-n", "2", "--equiv-baseline", "xdist.json", "--equiv-baseline-update", "--equiv-json", "xdist-out.json",
+                       "--junitxml", "junit.xml")
     assert result.ret == 0
     assert (root / "xdist.json").read_bytes() == (root / "serial.json").read_bytes()
     serial, xdist = (json.loads((root / name).read_text()) for name in ("serial-out.json", "xdist-out.json"))
     assert serial["baseline"].pop("path").endswith("serial.json")
     assert xdist["baseline"].pop("path").endswith("xdist.json")
     assert xdist == serial  # the same checks, in the same (sorted) order
+    junit = (root / "junit.xml").read_text()  # properties travel from the workers too
+    assert '<property name="equiv.1.consistency" value="0.9" />' in junit
     assert result.stdout.str().count("equivariance baseline") == 1  # one summary, on the controller
 
 
@@ -109,13 +112,13 @@ def test_each_xdist_worker_gets_its_own_gpu(pytester, quiet_plugins):
         sys.modules["torch"] = torch
     """)
     pytester.makepyfile(test_gpu="""
-        import json
-import os
-        def test_device(request):
-            worker = os.environ["PYTEST_XDIST_WORKER"]
-            assert request.config.option.equiv_device == f"cuda:{int(worker[2:]) % 3}"
-        def test_other(request):
-            test_device(request)
+        import os
+        def test_device(request, equivariance):
+            expected = f"cuda:{int(os.environ['PYTEST_XDIST_WORKER'][2:]) % 3}"
+            assert request.config.option.equiv_device == expected
+            assert equivariance.settings.device == expected  # what the checks will run on
+        def test_other(request, equivariance):
+            test_device(request, equivariance)
     """)
     result = pytester.runpytest_subprocess(*quiet_plugins, "-n", "2", "--equiv-device", "cuda")
     result.assert_outcomes(passed=2)

@@ -354,3 +354,20 @@ def test_display_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert display_path(tmp_path / "x" / "y.py") == "x/y.py"
     assert display_path("/elsewhere/z.py") == "/elsewhere/z.py"
+
+
+def test_constructor_that_downloads_weights(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(
+        tmp_path,
+        "pretrained.py",
+        """
+        import urllib.error
+        from torch import nn
+
+        def build():
+            raise urllib.error.URLError("Name or service not known")
+        """,
+    )
+    message = load_error("pretrained.py::build")
+    assert "raised URLError" in message and "weights=None" in message

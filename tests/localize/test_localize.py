@@ -120,6 +120,15 @@ def test_exact_model_has_no_culprit(model: nn.Module, images: torch.Tensor) -> N
     assert all(layer.error <= layer.noise for layer in profile.layers)
 
 
+def test_invariance_is_judged_at_the_output_only(images: torch.Tensor) -> None:
+    # A shift-equivariant feature extractor is not invariant: only its output, compared directly, breaks.
+    model = nn.Sequential(circular_conv(3, 8), nn.ReLU(), circular_conv(8, 4)).eval()
+    equivariant = localize(model, images, SHIFT, equivariant=True)
+    invariant = localize(model, images, SHIFT, equivariant=False)
+    assert equivariant.culprit is None
+    assert invariant.culprit is not None and invariant.culprit.qualname == "2"
+
+
 def test_stride_two_is_exact_for_shifts_on_its_lattice(images: torch.Tensor) -> None:
     profile = localize(Net(nn.MaxPool2d(2)).eval(), images, T.shift((2, -4), (-2, -1)), equivariant=False)
     assert profile.culprit is None
@@ -308,6 +317,7 @@ def test_untraceable_parts_are_profiled_with_hooks(model: nn.Module, culprit: st
     profile = localize(model.eval(), images, SHIFT, equivariant=True)
     names = [layer.qualname for layer in profile.layers]
     assert profile.culprit is not None and profile.culprit.qualname == culprit
+    assert ("module hooks" in profile.method) == (culprit == "pool")
     assert names.index(culprit) == 3 and names[:3] == [culprit.replace("pool", f"stem.{i}") for i in range(3)]
 
 

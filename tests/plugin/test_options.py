@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
-from pytest_equivariance.plugin import derive_seed
+from pytest_equivariance.plugin import derive_seed, read_settings
+
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:cacheprovider")
 
 ONE_CHECK = """
 import pytest
@@ -92,3 +95,41 @@ def test_device_from_option_reaches_the_check(inner):
 def test_importing_the_plugin_does_not_import_torch():
     code = "import pytest_equivariance.plugin, sys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_xdist_workers_take_the_seed_the_controller_drew(pytester):
+    config = pytester.parseconfigure("--equiv-seed=random", *QUIET)
+    session = config.pluginmanager.get_plugin("equivariance-session")
+    node = SimpleNamespace(workerinput={})
+    session.pytest_configure_node(node)  # the xdist hook, on the controller
+    assert node.workerinput["equiv_seed"] == session.settings.seed
+    worker = pytester.parseconfig("--equiv-seed=random", *QUIET)
+    worker.workerinput = {"equiv_seed": 1234}
+    settings = read_settings(worker)
+    assert (settings.seed, settings.seed_is_random) == (1234, True)
+
+
+def test_a_run_without_checks_imports_neither_torch_nor_rich(pytester):
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_modules():
+            assert "torch" not in sys.modules and "rich" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess(*QUIET)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.gpu
+def test_checks_run_on_the_gpu_when_asked(inner):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    inner.write(ONE_CHECK)
+    (check,) = inner.results("--equiv-device=cuda")["test_check"]
+    assert check["device"].startswith("cuda")
+    assert not check["passed"]  # aliasing is found on the GPU too
+    assert check["reproduce"].endswith("--equiv-device=cuda")
