@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 clean, 1 findings at or above the fail level, 2 usage or load error.",
     )
     add = parser.add_argument
-    add("targets", nargs="*", metavar="TARGET", help="model files or names to lint")
+    add("targets", nargs="*", metavar="TARGET", help="model files or directories, file.py::Name, pkg.module:name")
     add("--format", choices=FORMATS, default="text", help="output format (default: text)")
     add(
         "--select",

@@ -63,11 +63,15 @@ def localize(
     """Return the per-layer equivariance error of ``model`` under ``transform`` and its first culprit.
 
     ``inputs`` is the batch the check ran on (in crop mode the canvas, as for
-    :meth:`Transform.on_input`). The model runs as in a check (:func:`runner.prepared`: eval mode, TF32
-    off, on ``device`` or where its parameters are, all restored afterwards) under
-    ``torch.inference_mode()``, in chunks of ``batch_size`` inputs. ``equivariant`` says whether the model's output should transform with the
-    input (True) or stay the same (False); intermediate feature maps are always judged for equivariance,
-    since invariant models are equivariant feature extractors followed by pooling.
+    :meth:`Transform.on_input`). The model runs as in a check (:func:`runner.prepared`: eval mode,
+    TF32 off, on ``device`` or where its parameters are, all restored afterwards) under
+    ``torch.inference_mode()``, on batches of ``batch_size`` images, half ``x`` and half ``g·x``.
+    ``equivariant`` says whether the model's output should transform with the input (True) or stay
+    the same (False); intermediate feature maps are always judged for equivariance, since invariant
+    models are equivariant feature extractors followed by pooling.
+
+    Raises :class:`EquivarianceUsageError` when ``inputs`` is not a batch tensor; a model that cannot
+    be traced is profiled by module hooks instead (``Profile.method`` says so).
 
     Example::
 
@@ -251,7 +255,8 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
         method = "relative difference of rotated maps on the inscribed disk"
         return invariant_or(on_disk), method, True, baseline
 
-    return None, f"not localised: a {family} transform has no defined action on intermediate feature maps", False, None
+    method = f"not localised: a {family} transform has no defined action on intermediate feature maps"
+    return None, method, False, None
 
 
 def _sort_channels(a: "Tensor") -> "Tensor":

@@ -283,6 +283,8 @@ def _import_file(target: Target) -> ModuleType:
     # file under a unique name, so two "model.py" in one call stay distinct.
     sys.path.insert(0, str(package_root))
     if dotted is not None:
+        # Research code inside packages often imports its siblings absolutely, too.
+        sys.path.insert(1, str(path.parent))
         return _guarded(lambda: importlib.import_module(dotted), shown, path)
     name = f"_equiv_lint_{_identifier(path.stem)}_{next(_unique)}"
     spec = importlib.util.spec_from_file_location(name, path)

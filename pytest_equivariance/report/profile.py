@@ -74,7 +74,8 @@ def chart_rows(profile: "Profile") -> list[Row]:
     if rest:
         worst = max(rest, key=lambda layer: layer.error)
         rows.append(
-            Row(None, f"⋯ {len(rest)} more layers, largest error {format_error(worst.error)} at {worst.qualname} ⋯")
+            Row(None, f"⋯ {len(rest)} more layers, largest error {format_error(worst.error)} "
+                      f"at {worst.qualname} ⋯")
         )
     return rows
 
@@ -161,7 +162,8 @@ def profile_text(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> str:
         mark = "▶" if row.culprit else " "
         suffix = "  ← first break" if row.culprit else ""
         lines.append(
-            f"  {mark} {_fit(layer.qualname, names)}  {_fit(layer.op, ops)} │{bar}│ {format_error(layer.error)}{suffix}"
+            f"  {mark} {_fit(layer.qualname, names)}  {_fit(layer.op, ops)} │{bar}│ "
+            f"{format_error(layer.error)}{suffix}"
         )
     lines.append(_legend(lo, hi))
     lines.extend(culprit_lines(profile))

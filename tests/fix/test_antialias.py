@@ -216,6 +216,7 @@ def test_circular_convs_get_circular_blurs_and_stay_exactly_equivariant() -> Non
         nn.Conv2d(4, 4, 3, stride=2, padding=1, padding_mode="circular"),
     ).double()  # fmt: skip
     fixed = antialias(model, example_input=(1, 2, 16, 16))
+    assert aliasing(fixed, (1, 2, 16, 16)) == []
     x = torch.randn(1, 2, 16, 16, dtype=torch.float64)
     y = fixed(torch.roll(x, (4, -4), dims=(-2, -1)))
     assert torch.allclose(y, torch.roll(fixed(x), (1, -1), dims=(-2, -1)), atol=1e-10)

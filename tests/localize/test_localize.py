@@ -28,7 +28,9 @@ class Net(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(circular_conv(3, 8), nn.ReLU(), circular_conv(8, 8), nn.ReLU())
         self.middle = middle if middle is not None else nn.Identity()
-        self.head = nn.Sequential(circular_conv(8, 8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+        self.head = nn.Sequential(
+            circular_conv(8, 8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.middle(self.stem(x)))
@@ -232,7 +234,11 @@ def test_noise_floor_scales_with_precision_depth_and_peaks() -> None:
 
 
 def test_first_break_is_the_first_layer_above_its_floor() -> None:
-    layers = [LayerError("a", "Conv2d", 1e-9, 1e-6), LayerError("b", "MaxPool2d", 0.1, 1e-6), LayerError("c", "Conv2d", 0.3, 1e-6)]
+    layers = [
+        LayerError("a", "Conv2d", 1e-9, 1e-6),
+        LayerError("b", "MaxPool2d", 0.1, 1e-6),
+        LayerError("c", "Conv2d", 0.3, 1e-6),
+    ]
     assert first_break(layers) is layers[1]
     assert first_break(layers[:1]) is None
 
@@ -378,7 +384,9 @@ def test_one_dimensional_signals() -> None:
     def conv() -> nn.Conv1d:
         return nn.Conv1d(4, 4, 3, padding=1, padding_mode="circular")
 
-    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), conv(), nn.MaxPool1d(2), conv())
+    model = nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), conv(), nn.MaxPool1d(2), conv()
+    )
     profile = localize(model.eval(), natural_images((2, 2, 64), seed=4), T.shift((3,), (-1,)), equivariant=True)
     assert profile.culprit is not None and profile.culprit.qualname == "3"
     assert profile.finding_code == "EQ001"

@@ -123,3 +123,65 @@ def test_no_color_environment_wins_over_auto(inner, monkeypatch: pytest.MonkeyPa
     result = inner.run()
     assert ANSI not in result.stdout.str()
     result.stdout.fnmatch_lines(["4 equivariance checks, 2 failed, in test_inner.py"])
+
+
+def test_rotation_failure_names_the_worst_rotation(inner):
+    inner.write(
+        """
+import pytest, torch
+from torch import nn
+
+@pytest.mark.rotation_equivariant(input_shape=(1, 1, 8, 8), localize=False)
+def test_plain_conv():
+    torch.manual_seed(0)
+    return nn.Conv2d(1, 2, 3, padding=1)  # a generic kernel is not rot90-symmetric
+"""
+    )
+    result = inner.run("--color=no")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["rotation_equivariant failed under rot90*: max_abs * exceeds atol=1e-05 rtol=1e-04; 3/3 trials failed*"]
+    )
+
+
+def test_structured_outputs_name_the_worst_leaf(inner):
+    inner.write(
+        """
+import pytest
+from torch import nn
+from models import aliasing_classifier, circular_net
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense, self.logits = circular_net(), aliasing_classifier()
+
+    def forward(self, x):
+        return {"dense": self.dense(x).mean((-2, -1)), "logits": self.logits(x)}
+
+@pytest.mark.shift_invariant(input_shape=(1, 1, 8, 8), shift=(0, 1), localize=False)
+def test_two_heads():
+    return TwoHeads()
+"""
+    )
+    result = inner.run("--color=no")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["shift_invariant failed under shift (dy=+0, dx=+1) at output['logits']: *"])
+
+
+def test_grid_adds_the_shift_heatmap(inner):
+    inner.write(
+        """
+import pytest
+from models import aliasing_classifier
+
+@pytest.mark.shift_invariant(input_shape=(1, 1, 8, 8), shift=(0, 1), localize=False, grid=True)
+def test_grid():
+    return aliasing_classifier()
+"""
+    )
+    result = inner.run("--color=no")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["worst transform: shift (dy=+0, dx=+1)", "error (max_abs) over shifts (dy, dx)", "*shifts above atol=*", "seed: *"]
+    )
