@@ -184,12 +184,21 @@ class Run:
                 return self._skip(f"{display_path(path)} (excluded by config)")
             if path.is_file() and not mentions_torch(path):
                 return self._skip(f"{display_path(path)} (does not mention torch)")
+        explicit = target.name is not None
         try:
             with load_target(target, factories=self.config.factories) as loaded:
                 for reason in loaded.skipped:
                     self._skip(f"{target.text}: {reason}")
+                before, skipped = (len(self.reports), len(self.skipped))
                 for source in loaded.sources:
-                    self._lint_source(source, explicit=target.name is not None)
+                    self._lint_source(source, explicit=explicit)
+                if not explicit and len(self.reports) == before:
+                    # Everything found turned out to need arguments: as if nothing had been found.
+                    reasons = "; ".join(self.skipped[skipped:])
+                    raise NoModelFoundError(
+                        f"No model in {target.text} could be built without arguments ({reasons}); "
+                        f"give the constructor defaults, or name a zero-argument factory."
+                    )
         except NoModelFoundError as exc:
             if not allow_no_model:
                 return self._fail(target.text, exc)
@@ -200,6 +209,7 @@ class Run:
     def _lint_source(self, source: "ModelSource", *, explicit: bool) -> None:
         from pytest_equivariance.inputs import infer_input_shape
         from pytest_equivariance.lint import lint_model
+        from pytest_equivariance.lint.loader import NeedsArgumentsError
 
         self.locations[source.target] = (source.file, source.line)
         model = None
@@ -226,6 +236,10 @@ class Run:
                 ignore=list(config.ignore) or None,
                 per_module_ignores={k: list(v) for k, v in config.per_module_ignores.items()} or None,
             )
+        except NeedsArgumentsError as exc:
+            if explicit:
+                return self._fail(source.target, exc)
+            self._skip(f"{source.target} ({exc.__cause__ or 'needs arguments'})")
         except EquivarianceUsageError as exc:
             self._fail(source.target, exc)
         except Exception as exc:  # a bug in the linter: report it, lint the rest

@@ -204,7 +204,7 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
             if name == "min_consistency":
                 hint = " (min_consistency applies to invariance checks only)"
             elif name in MARKER_KEYWORDS:
-                hint = f" (it belongs to the other family of markers)"
+                hint = " (it belongs to the other family of markers)"
             return (
                 f"{where} got an unknown argument {name!r}{hint}; "
                 f"use one of: {', '.join(allowed)}."
@@ -446,9 +446,9 @@ class EquivarianceSession:
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         results = collected_results(config)
-        if not results:
+        if not results or getattr(config.option, "no_summary", False):
             return
-        verbosity = config.get_verbosity()
+        verbosity = config.option.verbose
         if verbosity <= -2:
             return
         from pytest_equivariance.report import terminal
@@ -566,7 +566,7 @@ def run_check(
         from pytest_equivariance.inputs import parse_shape
 
         kwargs["input_shape"] = parse_shape(kwargs["input_shape"])
-    check: Callable[..., CheckResult] = getattr(api, f"check_{kind}")
+    check: Callable[..., "CheckResult"] = getattr(api, f"check_{kind}")
     result = check(model, inputs, **kwargs)
     result.test_id = item.nodeid
     result.reproduce = reproduce_command(item.config, item.nodeid, settings)
@@ -579,7 +579,8 @@ def _equivariance_markers(item: pytest.Item) -> list["pytest.Mark"]:
     # Own markers in decorator order (top first), then class and module markers.
     own = [m for m in getattr(item, "own_markers", ()) if m.name in MARKERS]
     own.reverse()
-    rest = [m for m in item.iter_markers() if m.name in MARKERS and m not in own]
+    seen = {id(m) for m in own}
+    rest = [m for m in item.iter_markers() if m.name in MARKERS and id(m) not in seen]
     return own + rest
 
 

@@ -253,14 +253,13 @@ def _replacement(
     if isinstance(module, nn.modules.pooling._MaxPoolNd):
         if module.return_indices:
             raise _CannotRewrite("returns indices (for MaxUnpool); replace it by hand")
-        if module.ceil_mode:
-            raise _CannotRewrite("ceil_mode=True: a blur would change the output size; replace it by hand")
         ndim = _pool_ndim(module)
         cls = (blurpool.MaxBlurPool1d, blurpool.MaxBlurPool2d, blurpool.MaxBlurPool3d)[ndim - 1]
         stride = module.stride if module.stride is not None else module.kernel_size
         return cls(
             module.kernel_size, stride, filter_size, pad,
-            padding=module.padding, dilation=module.dilation, device=device, dtype=dtype,
+            padding=module.padding, dilation=module.dilation, ceil_mode=module.ceil_mode,
+            device=device, dtype=dtype,
         )  # fmt: skip
     if isinstance(module, nn.modules.pooling._AvgPoolNd) and hasattr(module, "count_include_pad"):
         if module.ceil_mode:

@@ -114,6 +114,37 @@ class BlurPool3d(_BlurPoolNd):
 _BLUR_POOLS: dict[int, type[_BlurPoolNd]] = {1: BlurPool1d, 2: BlurPool2d, 3: BlurPool3d}
 
 
+def _ntuple(value: int | tuple[int, ...], n: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _ceil_mode_padding(
+    x: torch.Tensor,
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> list[int]:
+    """Return the ``F.pad`` amounts (last dim first) that give a stride-1 max pool followed by
+    ``BlurPool(stride)`` the output size of a max pool with ``ceil_mode=True``.
+
+    ceil_mode adds a last, partial window when the strided windows do not tile the input; padding
+    the input on the right with ``-inf`` adds the same window to the dense max pool.
+    """
+    pad: list[int] = []
+    for size, k, s, p, d in zip(x.shape[2:], kernel_size, stride, padding, dilation):
+        span = int(size) + 2 * p - d * (k - 1) - 1
+        out = -(-span // s) + 1
+        if (out - 1) * s >= int(size) + p:  # torch: the last window must start inside the input
+            out -= 1
+        pad = [0, max(0, (out - 1) * s - span)] + pad
+    return pad
+
+
+# A leaf for fx: the padding depends on the input's size, not on its values.
+torch.fx.wrap("_ceil_mode_padding")
+
+
 class _MaxBlurPoolNd(nn.Module):
     _ndim: ClassVar[int] = 0
 
@@ -126,6 +157,7 @@ class _MaxBlurPoolNd(nn.Module):
         *,
         padding: int | tuple[int, ...] = 0,
         dilation: int | tuple[int, ...] = 1,
+        ceil_mode: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -133,6 +165,7 @@ class _MaxBlurPoolNd(nn.Module):
         self.kernel_size = kernel_size
         self.padding = padding
         self.dilation = dilation
+        self.ceil_mode = ceil_mode
         self.blur = _BLUR_POOLS[self._ndim](stride, filter_size, padding_mode, device=device, dtype=dtype)
 
     @property
@@ -145,6 +178,13 @@ class _MaxBlurPoolNd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         max_pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[self._ndim - 1]
+        if self.ceil_mode:
+            n = self._ndim
+            extra = _ceil_mode_padding(
+                x, _ntuple(self.kernel_size, n), _ntuple(self.stride, n), _ntuple(self.padding, n),
+                _ntuple(self.dilation, n),
+            )  # fmt: skip
+            x = F.pad(x, extra, value=float("-inf"))
         x = max_pool(x, self.kernel_size, 1, self.padding, self.dilation)
         return self.blur(x)
 
@@ -154,6 +194,8 @@ class _MaxBlurPoolNd(nn.Module):
             extra += f", padding={self.padding}"
         if self.dilation not in (1, (1,) * self._ndim):
             extra += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            extra += ", ceil_mode=True"
         blur = self.blur
         return (
             f"kernel_size={self.kernel_size}, stride={blur.stride}, filter_size={blur.filter_size}, "
@@ -164,7 +206,7 @@ class _MaxBlurPoolNd(nn.Module):
 class MaxBlurPool1d(_MaxBlurPoolNd):
     """Max pool with stride 1, then :class:`BlurPool1d` by ``stride`` (Zhang 2019's MaxBlurPool).
 
-    Same output size as ``MaxPool1d(kernel_size, stride, padding, dilation)``.
+    Same output size as ``MaxPool1d(kernel_size, stride, padding, dilation, ceil_mode)``.
     """
 
     _ndim = 1
@@ -174,7 +216,8 @@ class MaxBlurPool2d(_MaxBlurPoolNd):
     """Max pool with stride 1, then :class:`BlurPool2d` by ``stride`` (Zhang 2019's MaxBlurPool).
 
     The dense max keeps max pooling's local invariance; the blur removes the aliasing of its stride.
-    Same output size as ``MaxPool2d(kernel_size, stride, padding, dilation)``, so it drops in.
+    Same output size as ``MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)``, so it
+    drops in.
 
     >>> MaxBlurPool2d(kernel_size=3, stride=2, padding=1)(torch.ones(1, 8, 56, 56)).shape
     torch.Size([1, 8, 28, 28])
@@ -271,12 +314,12 @@ class _AntialiasedConvNd(nn.Module):
 
     # nn.ConvNd's own machinery, reused so that every conv option (padding modes, groups, ...) works.
     _conv_forward: Any
-    reset_conv_parameters = nn.modules.conv._ConvNd.reset_parameters
+    _reset_conv_parameters = nn.modules.conv._ConvNd.reset_parameters
     extra_repr = nn.modules.conv._ConvNd.extra_repr
 
     def reset_parameters(self) -> None:
         """Re-initialise the conv's weights as ``nn.ConvNd`` does and fill the blur filter."""
-        self.reset_conv_parameters()
+        self._reset_conv_parameters()
         self.blur.reset_parameters()
 
 

@@ -327,7 +327,7 @@ def _wants_location(kind: str, target: Any) -> bool:
         if not _hashable(target):
             return True
         entry = _function_table().get(target)
-        return entry is None or entry[0] not in _UNLOCATED
+        return entry is not None and entry[0] not in _UNLOCATED
     if kind == "call_method":
         return _METHOD_FAMILIES.get(str(target), "other") not in _UNLOCATED
     return False
@@ -464,10 +464,16 @@ class _ShapeInterpreter(fx.Interpreter):
         return super().call_function(target, _mutable(args), _mutable(kwargs))
 
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
-        # Norms, activations and dropout keep the shape: skip their (slow) meta kernels.
-        if args and isinstance(args[0], torch.Tensor) and not kwargs:
-            if _module_family(self.fetch_attr(target))[0] in _SHAPE_PRESERVING:
+        # Norms, activations and dropout keep the shape, and convs and linear layers have simple
+        # shape formulas: skip their (slow) meta kernels. Anything unusual runs the real module.
+        if len(args) == 1 and isinstance(args[0], torch.Tensor) and not kwargs:
+            module = self.fetch_attr(target)
+            family = _module_family(module)[0]
+            if family in _SHAPE_PRESERVING:
                 return args[0]
+            shape = _fast_shape(module, family, args[0])
+            if shape is not None:
+                return torch.empty(shape, dtype=args[0].dtype, device="meta")
         return super().call_module(target, args, kwargs)
 
 
@@ -481,6 +487,26 @@ def _mutable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _mutable(v) for k, v in value.items()}
     return value
+
+
+def _fast_shape(module: nn.Module, family: str, x: torch.Tensor) -> tuple[int, ...] | None:
+    """Output shape of a plain Linear or ConvNd on ``x``, or ``None`` to run the module instead."""
+    if type(module) is nn.Linear:
+        if x.dim() >= 1 and x.shape[-1] == module.in_features:
+            return (*x.shape[:-1], module.out_features)
+        return None
+    if family != "conv" or type(module) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        return None
+    n = len(module.kernel_size)
+    if x.dim() != n + 2 or x.shape[1] != module.in_channels or isinstance(module.padding, str):
+        return None
+    spatial = []
+    for size, k, s, p, d in zip(x.shape[2:], module.kernel_size, module.stride, module.padding, module.dilation):
+        out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if out <= 0:
+            return None  # let the module raise its own error
+        spatial.append(out)
+    return (x.shape[0], module.out_channels, *spatial)
 
 
 _SHAPE_PRESERVING = frozenset({"norm", "activation", "dropout", "identity"})
@@ -864,19 +890,26 @@ def _build_file_index(filename: str, mtime_ns: int, size: int) -> _FileIndex | N
 @functools.lru_cache(maxsize=1024)
 def _class_source(cls: type) -> tuple[str, ast.ClassDef] | None:
     """Return ``(file, ClassDef)`` of a class defined in Python source, or ``None``."""
+    module = sys.modules.get(cls.__module__)
+    filename = getattr(module, "__file__", None)
     try:
-        filename = inspect.getsourcefile(cls)
-        _, start = inspect.getsourcelines(cls)
-    except (OSError, TypeError):
+        filename = inspect.getsourcefile(cls) or filename
+    except TypeError:
         return None
     index = _file_index(filename) if filename else None
     if index is None:
         return None
-    for node in index.classes:
-        if node.name == cls.__name__:
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            if start in (node.lineno, first):
-                return filename, node  # type: ignore[return-value]
+    candidates = [node for node in index.classes if node.name == cls.__name__]
+    if len(candidates) == 1:
+        return filename, candidates[0]  # type: ignore[return-value]
+    try:  # several classes of that name in the file: let inspect pick by qualified name
+        _, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return None
+    for node in candidates:
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        if start in (node.lineno, first):
+            return filename, node  # type: ignore[return-value]
     return None
 
 

@@ -63,6 +63,10 @@ class NoModelFoundError(ModelLoadError):
     """A file or module defines nothing that can be built without arguments."""
 
 
+class NeedsArgumentsError(ModelLoadError):
+    """A class or factory cannot be called without arguments (by its signature, or by trying)."""
+
+
 @dataclass(frozen=True)
 class Target:
     """A parsed target string: a file or a module, and optionally a name inside it."""
@@ -96,26 +100,24 @@ class ModelSource:
         missing = required_arguments(self.obj)
         if missing:
             what = "constructor" if isinstance(self.obj, type) else "factory"
-            raise ModelLoadError(
+            raise NeedsArgumentsError(
                 f"{self.target}: the {what} {name}() needs arguments ({', '.join(missing)}); "
                 f"give them defaults, or point equiv-lint at a zero-argument factory "
                 f"(e.g. a function build_model() returning {name}(...))."
             )
         try:
             model = self.obj()
-        except Exception as exc:
-            import urllib.error
-
-            remedy = "fix the constructor, or lint a factory that builds a working model"
-            if isinstance(exc, (urllib.error.URLError, ConnectionError)):
-                remedy = (
-                    "it tried to download pretrained weights, which linting does not need; lint a "
-                    "factory that builds the model without them (weights=None, weights_backbone=None)"
-                )
-            raise ModelLoadError(
-                f"{self.target}: building {name}() raised {_describe(exc)}"
-                f"{_user_frame(exc, self.file)}; {remedy}."
+        except TypeError as exc:
+            if "argument" not in str(exc):
+                raise _build_error(self, name, exc) from exc
+            # A constructor taking *args / **kwargs hides its required arguments from its signature.
+            raise NeedsArgumentsError(
+                f"{self.target}: {name}() needs arguments ({_describe(exc)}); give them defaults, or "
+                f"point equiv-lint at a zero-argument factory (e.g. a function build_model() "
+                f"returning {name}(...))."
             ) from exc
+        except Exception as exc:
+            raise _build_error(self, name, exc) from exc
         if not isinstance(model, nn.Module):
             raise ModelLoadError(
                 f"{self.target}: {name}() returned a {type(model).__name__}, not an nn.Module; "
@@ -337,6 +339,21 @@ def _guarded(run: Callable[[], ModuleType], shown: str, path: Path | None) -> Mo
         raise _import_error(exc, shown, path) from exc
 
 
+def _build_error(source: ModelSource, name: str, exc: Exception) -> ModelLoadError:
+    import urllib.error
+
+    remedy = "fix the constructor, or lint a factory that builds a working model"
+    if isinstance(exc, (urllib.error.URLError, ConnectionError)):
+        remedy = (
+            "it tried to download pretrained weights, which linting does not need; lint a "
+            "factory that builds the model without them (weights=None, weights_backbone=None)"
+        )
+    return ModelLoadError(
+        f"{source.target}: building {name}() raised {_describe(exc)}"
+        f"{_user_frame(exc, source.file)}; {remedy}."
+    )
+
+
 def _import_error(exc: BaseException, shown: str, path: Path | None) -> ModelLoadError:
     where = _user_frame(exc, path)
     if isinstance(exc, SyntaxError):
@@ -412,8 +429,8 @@ def _collect(target: Target, module: ModuleType, factories: Sequence[str]) -> Lo
     chosen: list[tuple[str, Any]] = []
     seen: set[int] = set()
     for name, obj in namespace.items():
-        if id(obj) in seen:
-            continue
+        if id(obj) in seen or name.startswith("_"):
+            continue  # private names are building blocks, not models (name them to lint them)
         if isinstance(obj, type) and issubclass(obj, nn.Module):
             if obj.__module__ != module.__name__ or obj in instance_types or inspect.isabstract(obj):
                 continue  # imported, or represented by its configured instance
@@ -499,7 +516,8 @@ def _identifier(stem: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """Return "Type: first line of the message" (its closing period dropped: it is quoted mid-sentence)."""
+    text = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

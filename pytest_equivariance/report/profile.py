@@ -30,6 +30,7 @@ MAX_CLEAN_RUN = 4
 #: How many layers after the culprit are listed before the rest is summarised.
 AFTER_CULPRIT = 4
 _NAME_WIDTH = 28
+_CULPRIT_MARK = "  ← first break"
 _OP_WIDTH = 20
 _PARAM_KEYS = ("kernel_size", "stride", "padding", "dilation", "scale_factor", "mode", "ceil_mode", "groups")
 _DEFAULTS = {"padding": "0", "dilation": "1", "ceil_mode": "False", "groups": "1"}  # not worth a column
@@ -160,7 +161,7 @@ def profile_text(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> str:
         layer = row.layer
         bar = "".join(char for char, _ in bar_cells(layer.error, layer.noise, lo, hi, bar_width))
         mark = "▶" if row.culprit else " "
-        suffix = "  ← first break" if row.culprit else ""
+        suffix = _CULPRIT_MARK if row.culprit else ""
         lines.append(
             f"  {mark} {_fit(layer.qualname, names)}  {_fit(layer.op, ops)} │{bar}│ "
             f"{format_error(layer.error)}{suffix}"
@@ -172,46 +173,64 @@ def profile_text(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> str:
     return "\n".join(lines)
 
 
-def profile_renderable(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> "RenderableType":
-    """Return the profile as a rich renderable: the same chart, the culprit and above-floor cells in red."""
-    from rich.console import Group
-    from rich.text import Text
+def profile_renderable(profile: "Profile", *, bar_width: int | None = None) -> "RenderableType":
+    """Return the profile as a rich renderable: the same chart, the culprit and above-floor cells in red.
 
-    parts: list[Any] = [Text(header(profile), style="bold")]
-    if not profile.layers:
-        parts.append(Text("  (no layer could be measured)", style="dim"))
-        return Group(*parts)
-    lo, hi = log_range(profile)
-    names, ops = _widths(profile)
-    styles = {"noise": "dim", "error": "red", "floor": "yellow", "blank": ""}
-    for row in chart_rows(profile):
-        if row.layer is None:
-            parts.append(Text(f"    {row.note}", style="dim"))
-            continue
-        layer = row.layer
-        clean = layer.error <= layer.noise
-        text = Text("  ")
-        text.append("▶ " if row.culprit else "  ", style="bold red")
-        name_style = "bold red" if row.culprit else ("dim" if clean else "")
-        text.append(_fit(layer.qualname, names), style=name_style)
-        text.append("  ")
-        text.append(_fit(layer.op, ops), style="dim" if clean else "")
-        text.append(" │")
-        for char, kind in bar_cells(layer.error, layer.noise, lo, hi, bar_width):
-            text.append(char, style=styles[kind])
-        text.append("│ ")
-        text.append(format_error(layer.error), style="bold red" if row.culprit else ("dim" if clean else ""))
-        if row.culprit:
-            text.append("  ← first break", style="bold red")
-        parts.append(text)
-    parts.append(Text(_legend(lo, hi), style="dim"))
-    lines = culprit_lines(profile)
-    if lines:
-        parts.append(Text(lines[0], style="bold"))
-        parts.extend(Text(line, style="cyan") for line in lines[1:])
-    else:
-        parts.append(Text("no layer rises above its noise floor", style="green"))
-    return Group(*parts)
+    Without ``bar_width`` the bars shrink (down to 8 cells) to fit the console, so rows never wrap.
+    """
+    return ProfileChart(profile, bar_width)
+
+
+class ProfileChart:
+    """Rich renderable of a :class:`Profile` (see :func:`profile_renderable`)."""
+
+    def __init__(self, profile: "Profile", bar_width: int | None = None) -> None:
+        self.profile = profile
+        self.bar_width = bar_width
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        profile = self.profile
+        yield Text(header(profile), style="bold")
+        if not profile.layers:
+            yield Text("  (no layer could be measured)", style="dim")
+            return
+        lo, hi = log_range(profile)
+        names, ops = _widths(profile)
+        width = self.bar_width
+        if width is None:  # name, op, value and the culprit's mark around the bar
+            fixed = 4 + names + 2 + ops + 2 + 2 + 8 + (len(_CULPRIT_MARK) if profile.culprit else 0)
+            width = max(8, min(BAR_WIDTH, options.max_width - fixed))
+        styles = {"noise": "dim", "error": "red", "floor": "yellow", "blank": ""}
+        for row in chart_rows(profile):
+            if row.layer is None:
+                yield Text(f"    {row.note}", style="dim")
+                continue
+            layer = row.layer
+            clean = layer.error <= layer.noise
+            quiet = "dim" if clean else ""
+            text = Text("  ")
+            text.append("▶ " if row.culprit else "  ", style="bold red")
+            text.append(_fit(layer.qualname, names), style="bold red" if row.culprit else quiet)
+            text.append("  ")
+            text.append(_fit(layer.op, ops), style=quiet)
+            text.append(" │")
+            for char, kind in bar_cells(layer.error, layer.noise, lo, hi, width):
+                text.append(char, style=styles[kind])
+            text.append("│ ")
+            text.append(format_error(layer.error), style="bold red" if row.culprit else quiet)
+            if row.culprit:
+                text.append(_CULPRIT_MARK, style="bold red")
+            yield text
+        yield Text(_legend(lo, hi), style="dim")
+        lines = culprit_lines(profile)
+        if lines:
+            yield Text(lines[0], style="bold")
+            for line in lines[1:]:
+                yield Text(line, style="cyan")
+        else:
+            yield Text("no layer rises above its noise floor", style="green")
 
 
 def _legend(lo: float, hi: float) -> str:

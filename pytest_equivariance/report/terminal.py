@@ -183,11 +183,12 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
     parts.append(title)
     worst = _worst_trial(result)
     if worst is not None:
-        where = worst.transform + (f"  output{worst.leaf}" if worst.leaf else "")
+        where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
         parts.append(Text.assemble("worst transform: ", (where, "bold")))
         parts.append(_figures_table(result, worst))
         failed = sum(not t.passed for t in result.trials)
-        parts.append(Text(f"worst {min(WORST_TRIALS, len(result.trials))} of {len(result.trials)} trials ({failed} failed):"))
+        shown = min(WORST_TRIALS, len(result.trials))
+        parts.append(Text(f"worst {shown} of {len(result.trials)} trials ({failed} failed):"))
         parts.append(_trials_table(result))
     if result.lattice is not None:
         parts.append(

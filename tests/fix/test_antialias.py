@@ -194,11 +194,16 @@ def test_box_then_binomial_3_is_binomial_4() -> None:
 
 
 def test_pools_without_a_drop_in_are_skipped_with_a_reason() -> None:
-    model = nn.Sequential(nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(2, return_indices=False))
+    model = nn.Sequential(
+        nn.MaxPool2d(3, 2, ceil_mode=True), nn.AvgPool2d(2, ceil_mode=True), nn.MaxPool2d(2)
+    )
     fixed = antialias(model, example_input=(1, 1, 17, 17))
-    assert fixed.antialias_report.changed_qualnames == ["1"]
+    assert fixed.antialias_report.changed_qualnames == ["0", "2"]
     (skipped,) = fixed.antialias_report.skipped
-    assert skipped.qualname == "0" and "ceil_mode" in skipped.reason
+    assert skipped.qualname == "1" and "ceil_mode" in skipped.reason
+    x = torch.randn(1, 1, 17, 17)
+    assert fixed[0](x).shape == model[0](x).shape == (1, 1, 8, 8)
+    assert aliasing(fixed, (1, 1, 17, 17)) == [("EQ003", "1")]
 
 
 def test_the_model_itself_can_be_the_flagged_layer() -> None:

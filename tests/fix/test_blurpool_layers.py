@@ -86,6 +86,18 @@ def test_maxblurpool_drops_in_for_maxpool(ndim, kernel_size, stride, padding, di
     assert fixed(x).shape == pool(x).shape
 
 
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("kernel_size,stride,padding", [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 3, 1), (2, 3, 0)])
+@pytest.mark.parametrize("n", [5, 6, 7, 8])
+def test_maxblurpool_matches_ceil_mode_output_size(ndim, kernel_size, stride, padding, n) -> None:
+    x = torch.randn(1, 2, *(n,) * ndim)
+    pool = MAX_POOLS[ndim](kernel_size, stride, padding, ceil_mode=True)
+    fixed = MAX_BLURS[ndim](kernel_size, stride, padding=padding, ceil_mode=True)
+    out = fixed(x)
+    assert out.shape == pool(x).shape
+    assert torch.isfinite(out).all()
+
+
 def test_maxblurpool_is_max_then_blur() -> None:
     x = torch.randn(2, 3, 12, 12)
     layer = MaxBlurPool2d(kernel_size=2, stride=2, filter_size=4)

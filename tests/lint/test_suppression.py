@@ -34,13 +34,13 @@ class Suppressed(nn.Module):
 
 
 def test_suppression_comments_remove_exactly_what_they_name():
-    found = {(f.code, f.qualname) for f in lint(Suppressed(), (1, 4, 256, 256))}
+    found = {(f.code, f.qualname) for f in lint(Suppressed(), (1, 4, 512, 512))}
     # F.max_pool2d(x, 2) keeps its EQ011 (even kernel): only EQ001 is suppressed on that line.
     assert found == {("EQ001", "kept"), ("EQ001", "other_code"), ("EQ011", "")}
 
 
 def test_suppressions_can_be_turned_off():
-    report = lint_model(Suppressed(), (1, 4, 256, 256), respect_suppressions=False)
+    report = lint_model(Suppressed(), (1, 4, 512, 512), respect_suppressions=False)
     found = {(f.code, f.qualname or f.op) for f in report.findings}
     assert {("EQ001", "quiet"), ("EQ002", "everything"), ("EQ002", "several"), ("EQ011", "several"),
             ("EQ001", "multiline"), ("EQ001", "F.max_pool2d"), ("EQ005", "Tensor.__getitem__")} <= found

@@ -94,3 +94,12 @@ def test_empty_profile_renders() -> None:
     profile = Profile(layers=[], method="not localised: a custom transform has no defined action")
     assert "no layer could be measured" in profile_text(profile)
     Console(record=True, width=80).print(profile_renderable(profile))
+
+
+def test_rich_chart_fits_a_narrow_console() -> None:
+    profile = make_profile()
+    console = Console(record=True, width=72, color_system=None)
+    console.print(profile_renderable(profile))
+    rows = [line for line in console.export_text().splitlines() if "│" in line]
+    assert rows and all(len(line) <= 72 for line in rows)
+    assert "▶ features.pool" in next(line for line in rows if "▶" in line)

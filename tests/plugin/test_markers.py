@@ -171,3 +171,22 @@ def test_wrong_shift_length():
     result = inner.run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*@pytest.mark.shift_equivariant on test_inner.py::test_wrong_shift_length: *"])
+
+
+def test_class_and_module_markers_apply_after_the_tests_own(inner):
+    inner.write(
+        """
+import pytest
+from models import pooled_classifier
+
+pytestmark = pytest.mark.shift_invariant(input_shape=(1, 1, 8, 8), shift=(0, 3))
+
+@pytest.mark.shift_invariant(input_shape=(1, 1, 8, 8), shift=(2, 0))
+class TestClassifier:
+    @pytest.mark.shift_invariant(input_shape=(1, 1, 8, 8), shift=(1, 1))
+    def test_method(self):
+        return pooled_classifier()
+"""
+    )
+    checks = inner.results()["test_method"]
+    assert [c["trials"][0]["params"]["shift"] for c in checks] == [[1, 1], [2, 0], [0, 3]]

@@ -166,7 +166,12 @@ def test_two_heads():
     )
     result = inner.run("--color=no")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["shift_invariant failed under shift (dy=+0, dx=+1) at output['logits']: *"])
+    result.stdout.fnmatch_lines(  # [[] is fnmatch for a literal "["
+        [
+            "shift_invariant failed under shift (dy=+0, dx=+1) at output[[]'logits']: *",
+            "worst transform: shift (dy=+0, dx=+1) at output[[]'logits']",
+        ]
+    )
 
 
 def test_grid_adds_the_shift_heatmap(inner):
