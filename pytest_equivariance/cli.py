@@ -193,11 +193,11 @@ class Run:
                 for source in loaded.sources:
                     self._lint_source(source, explicit=explicit)
                 if not explicit and len(self.reports) == before:
-                    # Everything found turned out to need arguments: as if nothing had been found.
+                    # Everything found was passed over: as if nothing had been found.
                     reasons = "; ".join(self.skipped[skipped:])
                     raise NoModelFoundError(
-                        f"No model in {target.text} could be built without arguments ({reasons}); "
-                        f"give the constructor defaults, or name a zero-argument factory."
+                        f"No model in {target.text} could be linted ({reasons}); give constructors "
+                        f"defaults, name a zero-argument factory, or pass --input-shape."
                     )
         except NoModelFoundError as exc:
             if not allow_no_model:

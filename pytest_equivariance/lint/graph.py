@@ -1086,6 +1086,7 @@ class _Builder:
             return None, "it has no forward of its own"
         for _ in range(MAX_TRACE_RETRIES):
             tracer = SiteTracer(frozenset(self.failed_classes))
+            before = set(vars(module))
             try:
                 graph = tracer.trace(module)
             except Exception as exc:
@@ -1094,10 +1095,18 @@ class _Builder:
                     return None, f"{type(exc).__name__}: {_first_line(exc)}"
                 self.failed_classes.add(type(culprit))
                 continue
+            finally:
+                added = set(vars(module)) - before
             try:
                 return fx.GraphModule(tracer.root, graph, type(module).__name__), None
             except Exception as exc:
                 return None, f"{type(exc).__name__}: {_first_line(exc)}"
+            finally:
+                # fx stores tensor constants (_tensor_constant0, ...) on the traced module; the
+                # GraphModule holds its own references, so the user's model gets them back out.
+                for name in added:
+                    with contextlib.suppress(AttributeError):
+                        delattr(module, name)
         return None, "too many submodules could not be traced"
 
     def record_calls(self, module: nn.Module, prefix: str, args: tuple, kwargs: dict) -> None:

@@ -266,3 +266,12 @@ def test_crop_canvas_reaches_the_largest_explicit_shift():
     result = check_shift_equivariant(model, input_shape=(1, 3, 24, 24), mode="crop", shifts=[(0, 11), (-3, 2)])
     assert result.passed
     assert any("crops of a 46x46 canvas" in note for note in result.notes)
+
+
+def test_dims_selects_which_axes_shift():
+    result = check_shift_equivariant(circular_net(), input_shape=SHAPE, dims=(-1,), trials=4)
+    assert result.passed and result.dims == (-1,)
+    assert all(len(t.params["shift"]) == 1 for t in result.trials)
+    assert result.trials[0].transform == "shift (dx=+1)"
+    one = check_shift_equivariant(circular_net(), input_shape=SHAPE, dims=(-2,), shift=3)
+    assert one.trials[0].params == {"shift": [3]}

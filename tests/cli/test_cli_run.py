@@ -174,6 +174,23 @@ def test_directory_target_lints_the_model_files_below_it(write, run):
     assert result.code == 1 and result.err == ""
 
 
+def test_discovery_passes_over_classes_that_need_hidden_arguments(write, run):
+    hidden = (
+        "from torch import nn\n\n\nclass Wrapped(nn.Conv2d):\n"
+        "    def __init__(self, *args, **kwargs):\n        super().__init__(*args, **kwargs)\n"
+    )
+    write("alias.py", ALIASING + "\n" + hidden)
+    result = run("alias.py", "--format", "json", "--verbose")
+    assert [m["target"] for m in json.loads(result.out)["models"]] == ["alias.py::Net"]
+    assert "skipped alias.py::Wrapped (Conv2d.__init__() missing" in result.err
+    assert result.code == 1
+    named = run("alias.py::Wrapped")
+    assert named.code == 2 and "Wrapped() needs arguments (TypeError: " in named.err
+    write("only.py", hidden)
+    alone = run("only.py")
+    assert alone.code == 2 and "No model in only.py could be linted (only.py::Wrapped (" in alone.err
+
+
 def test_discovery_skips_modules_without_an_input_to_infer(write, run):
     write("alias.py", ALIASING + "\nloss = nn.CrossEntropyLoss()\n")
     result = run("alias.py", "--verbose", "--format", "json")

@@ -164,6 +164,22 @@ def test_linting_leaves_the_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_tensor_constants_are_not_left_on_the_model():
+    model = Fn(lambda x: x + torch.arange(4.0).view(1, 4, 1, 1))
+    before = set(vars(model))
+    lint(model, (1, 4, 8, 8))
+    assert set(vars(model)) == before
+
+
+class Fn(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 def test_example_input_forms_agree():
     shapes = [(1, 3, 32, 32), torch.randn(1, 3, 32, 32), (torch.randn(1, 3, 32, 32),), [1, 3, 32, 32]]
     found = [[(f.code, f.qualname) for f in lint(Net(), example)] for example in shapes]

@@ -89,6 +89,14 @@ def test_file_target_yields_zero_argument_classes_and_instances(tmp_path, monkey
     assert skipped == ["Block needs cin, cout"]
 
 
+def test_private_names_are_building_blocks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "models.py", MODELS + "\n_cached = Head()\n\n\nclass _Base(nn.Module):\n    pass\n")
+    found, _ = targets_and_types("models.py")
+    assert found == [("Net", "Net"), ("head", "Head")]
+    assert targets_and_types("models.py::_Base")[0] == [("_Base", "_Base")]  # named: linted
+
+
 def test_factories_from_config_are_called(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "models.py", MODELS)
