@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 Leaves = list[tuple[str, "Tensor"]]
 
 #: Memory a check may use for activations when ``batch_size`` is not given, in bytes.
-CPU_BUDGET = 1 << 30
+CPU_BUDGET = 2 << 30
 #: On CUDA: this fraction of the free device memory.
 CUDA_BUDGET_FRACTION = 0.25
 #: Peak memory of a forward pass per image, as a multiple of its largest activation: the input and
@@ -220,9 +220,10 @@ class ChunkSize:
     device: "torch.device | None" = None
 
 
-#: First guess of a forward pass's peak memory per image, as a multiple of the input image's bytes
-#: (ResNet stems widen 3 channels to 64 at half resolution: about 21x; deeper stems rarely exceed 32x).
-FIRST_GUESS_FACTOR = 32
+#: First guess of a forward pass's peak memory per image, as a multiple of the input image's bytes:
+#: a ResNet stem's widest activation is about 21x its input, and a peak is a few activations. Full-
+#: resolution 64-channel models (U-Nets) exceed it, but only the first chunk relies on the guess.
+FIRST_GUESS_FACTOR = 64
 
 
 def first_guess(x: "Tensor", device: "torch.device") -> int:

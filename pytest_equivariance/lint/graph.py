@@ -31,6 +31,7 @@ import operator
 import os
 import re
 import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -416,6 +417,74 @@ class _AssumedValues(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class _CallRecorder(_AssumedValues):
+    """Records the functional calls a rule may report while a module runs eagerly on meta tensors.
+
+    ``stack`` holds the qualified names of the modules being run (kept by forward hooks); each
+    call is attributed to the innermost one, so a layer's own internals (``nn.MaxPool2d`` calling
+    ``F.max_pool2d``) never count twice.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.sites: list[tuple[str, Site]] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = super().__torch_function__(func, types, args, kwargs)
+        if self.stack:
+            family = _eager_family(func)
+            if family is not None and family not in _UNLOCATED:
+                try:
+                    site = _eager_site(func, family, args, kwargs or {}, out, self.stack[-1])
+                except Exception:  # recording is best effort; the run itself must go on
+                    site = None
+                if site is not None:
+                    self.sites.append((self.stack[-1], site))
+        return out
+
+
+def _eager_family(func: Any) -> str | None:
+    if func is torch.Tensor.__getitem__:
+        return "getitem"
+    if not _hashable(func):
+        return None
+    entry = _function_table().get(func)
+    return entry[0] if entry else None
+
+
+class _EagerCall:
+    """The arguments of one eager call, shaped like an fx node for the parameter readers."""
+
+    def __init__(self, target: Any, args: tuple, kwargs: dict) -> None:
+        self.target, self.args, self.kwargs, self.meta = target, args, kwargs, {}
+
+
+def _eager_site(func: Any, family: str, args: tuple, kwargs: dict, out: Any, owner: str) -> Site:
+    entry = _function_table().get(func) if _hashable(func) else None
+    ndim = entry[1] if entry else None
+    op = entry[2] if entry else "Tensor.__getitem__"
+    input_shapes = [_shape_of(a) for a in args]
+    in_shape = input_shapes[0] if input_shapes else None
+    if ndim is None and family == "interpolate" and in_shape:
+        ndim = len(in_shape) - 2
+    call = _EagerCall(func, tuple(args), kwargs)
+    if family == "getitem":
+        params = _index_params(call, len(in_shape) if in_shape else None)  # type: ignore[arg-type]
+    else:
+        params = _function_params(family, ndim, call, None)  # type: ignore[arg-type]
+    if family == "conv":
+        weight = args[1] if len(args) > 1 else kwargs.get("weight")
+        if isinstance(weight, torch.Tensor) and not weight.requires_grad and weight.dim() >= 3 \
+                and weight.shape[1] == 1 and math.prod(weight.shape[2:]) > 1 and is_lowpass_kernel(weight) is not False:
+            family, params = "blur", {"stride": params.get("stride")}
+    file, line = _user_frame("".join(traceback.format_stack(limit=24)))
+    kind = "method" if family in ("getitem", "add") else "function"
+    return Site(qualname=owner, op=op, kind=kind, params=params, input_shapes=input_shapes,
+                output_shape=_shape_of(out), file=file, line=line, family=family, ndim=ndim,
+                shaped=in_shape is not None)
+
+
 _VALUE_READS = frozenset({torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.__float__,
                           torch.Tensor.__index__, torch.Tensor.tolist})
 
@@ -560,8 +629,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _known(value: Any) -> Any:
-    """Return ``value`` with run-time values (fx nodes) replaced by ``None``."""
-    if isinstance(value, fx.Node):
+    """Return ``value`` with run-time values (fx nodes, tensors) replaced by ``None``."""
+    if isinstance(value, (fx.Node, torch.Tensor)):
         return None
     if isinstance(value, (list, tuple)):
         items = [_known(v) for v in value]
@@ -696,8 +765,8 @@ def _function_params(family: str, ndim: int | None, node: fx.Node, graph: ModelG
         return _pool_params(family, bound, ndim)
     if family in ("conv", "conv_transpose"):
         weight = bound.get("weight")
-        wshape = weight.meta.get("lint_shape") if isinstance(weight, fx.Node) else None
-        attr = graph.attribute(weight)
+        wshape = weight.meta.get("lint_shape") if isinstance(weight, fx.Node) else _shape_of(weight)
+        attr = graph.attribute(weight) if graph is not None else None
         if wshape is None and attr is not None:
             wshape = tuple(attr[1].shape)
         groups = _known(bound.get("groups", 1))
@@ -731,8 +800,8 @@ def _function_params(family: str, ndim: int | None, node: fx.Node, graph: ModelG
         return {"downscale_factor": _known(bound.get("downscale_factor"))}
     if family == "linear":
         weight = bound.get("weight")
-        wshape = weight.meta.get("lint_shape") if isinstance(weight, fx.Node) else None
-        attr = graph.attribute(weight)
+        wshape = weight.meta.get("lint_shape") if isinstance(weight, fx.Node) else _shape_of(weight)
+        attr = graph.attribute(weight) if graph is not None else None
         if wshape is None and attr is not None:
             wshape = tuple(attr[1].shape)
         return {"in_features": wshape[1] if wshape else None, "out_features": wshape[0] if wshape else None}
@@ -1078,6 +1147,8 @@ class _Builder:
         self.calls: dict[str, tuple[tuple, dict, Any]] = {}
         self.failed_classes: set[type] = set()
         self.analysed: set[int] = set()
+        self.recorded_scopes: set[str] = set()
+        self.eager_sites: dict[str, list[Site]] = {}
 
     # -- tracing --------------------------------------------------------------------------
     def trace(self, module: nn.Module) -> tuple[fx.GraphModule | None, str | None]:
@@ -1110,21 +1181,37 @@ class _Builder:
         return None, "too many submodules could not be traced"
 
     def record_calls(self, module: nn.Module, prefix: str, args: tuple, kwargs: dict) -> None:
-        """Run ``module`` eagerly on meta inputs, remembering each submodule's first inputs and output."""
-        handles = []
+        """Run ``module`` eagerly on meta inputs, remembering what each submodule saw and called.
 
-        def hook(name: str) -> Callable[..., None]:
-            def record(_m: nn.Module, a: tuple, kw: dict, out: Any) -> None:
+        Each submodule's first inputs and output go to ``self.calls``; the functional calls made by
+        each module's own forward (``F.max_pool2d``, ``x[..., ::2]``, ...) to ``self.eager_sites``,
+        so that a forward fx cannot trace is still read op by op, on the path the meta run took.
+        """
+        if prefix in self.recorded_scopes:
+            return  # an enclosing eager run already saw this module
+        handles = []
+        recorder = _CallRecorder()
+
+        def enter(name: str) -> Callable[..., None]:
+            def push(_m: nn.Module, _a: tuple) -> None:
+                recorder.stack.append(name)
+            return push
+
+        def leave(name: str) -> Callable[..., None]:
+            def pop(_m: nn.Module, a: tuple, kw: dict, out: Any) -> None:
+                if recorder.stack and recorder.stack[-1] == name:
+                    recorder.stack.pop()
                 self.calls.setdefault(name, (a, kw, out))
-            return record
+            return pop
 
         for name, sub in module.named_modules():
-            if sub is not module:
-                handles.append(sub.register_forward_hook(hook(_join(prefix, name)), with_kwargs=True))
+            qualname = _join(prefix, name)
+            self.recorded_scopes.add(qualname)
+            handles.append(sub.register_forward_pre_hook(enter(qualname)))
+            handles.append(sub.register_forward_hook(leave(qualname), with_kwargs=True, always_call=True))
         try:
-            with torch.no_grad(), _meta_weights(module), _AssumedValues():
-                output = module(*_to_meta(args), **_to_meta(kwargs))
-            self.calls.setdefault(prefix, (args, kwargs, output))
+            with torch.no_grad(), _meta_weights(module), recorder:
+                module(*_to_meta(args), **_to_meta(kwargs))
         except Exception as exc:
             self.graph.notes.append(
                 f"shapes are partial in {prefix or type(module).__name__}: running it on the meta device "
@@ -1133,6 +1220,8 @@ class _Builder:
         finally:
             for h in handles:
                 h.remove()
+        for owner, site in recorder.sites:
+            self.eager_sites.setdefault(owner, []).append(site)
 
     # -- analysis -------------------------------------------------------------------------
     def analyse(self, module: nn.Module, prefix: str, call: tuple[tuple, dict] | None) -> None:
@@ -1152,6 +1241,8 @@ class _Builder:
                                         f"analysing its submodules one by one")
             if call is not None:
                 self.record_calls(module, prefix, *call)
+            for site in self.eager_sites.pop(prefix, []):
+                self._append(site)  # the functional calls of this module's own forward
             for name, child in module.named_children():
                 recorded = self.calls.get(_join(prefix, name))
                 self.analyse(child, _join(prefix, name), recorded[:2] if recorded else None)
@@ -1451,6 +1542,11 @@ def build_graph(model: nn.Module, example_input: Any = None) -> ModelGraph:
     call = _example_args(example_input)
     if call is not None:
         graph.input_shapes = [s for s in (_shape_of(a) for a in call[0]) if s is not None]
+    if isinstance(model, torch.jit.ScriptModule):
+        graph.errors.append(f"{type(model).__name__} is a TorchScript module, which torch.fx cannot read; "
+                            f"lint the nn.Module before passing it to torch.jit.script.")
+        graph.mode, graph.coverage = "modules", 0.0
+        return graph
     lazy = any(isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()
                for m in model.modules())
     if lazy:

@@ -10,7 +10,8 @@ What a target yields:
 - ``path/to/model.py``: every ``nn.Module`` subclass defined in that file whose constructor needs no
   arguments, every module-level ``nn.Module`` instance (which replaces its class: the configured
   instance is what the author meant), and the zero-argument functions named by ``factories``
-  (names or globs, from ``[tool.equiv-lint] factories``).
+  (names or globs, from ``[tool.equiv-lint] factories``). Names starting with ``_`` are building
+  blocks, not models, and are passed over.
 - ``path/to/model.py::Name`` or ``pkg.module:Name``: that class, instance or zero-argument factory.
   ``Name`` may be dotted (``zoo.py::MODELS.small``).
 - ``pkg.module``: as a file, for an importable module.

@@ -536,12 +536,15 @@ def _check_strided_slice(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
         return
     strided = site.params.get("strided_dims") or []
     shape = site.input_shape
-    if site.shaped and (shape is None or not (site.node is not None and site.node.args
-                                              and _is_tensor_node(site.node.args[0]))):
-        return  # a list, tuple or torch.Size, not a tensor
-    if not site.shaped and site.node is not None and site.node.args:
+    if site.node is None:
+        if site.shaped and shape is None:
+            return  # seen in an eager run: the sliced value was not a tensor
+    elif site.shaped:
+        if shape is None or not (site.node.args and _is_tensor_node(site.node.args[0])):
+            return  # a list, tuple or torch.Size, not a tensor
+    elif site.node.args:
         source = graph.site_of(site.node.args[0])
-        if source is not None and source.op in ("Tensor.size", "getattr") :
+        if source is not None and source.op in ("Tensor.size", "getattr"):
             return
     ndim = len(shape) if shape is not None else None
     spatial = [(dim, step) for dim, step in strided

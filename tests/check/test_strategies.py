@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import HealthCheck, find, given, settings
-from hypothesis import strategies as st
 
 from check_models import pooled_classifier
 from pytest_equivariance.assertions import assert_shift_invariant

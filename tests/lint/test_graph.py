@@ -215,6 +215,35 @@ def test_data_dependent_control_flow_in_the_model_falls_back_hierarchically():
     assert report.errors == [] and any("could not be traced" in n for n in report.notes)
 
 
+class ShapeLoop(nn.Module):
+    """Control flow on the input's size: fx cannot trace it, a meta run can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        while x.shape[-1] > 4:
+            x = F.max_pool2d(self.conv(x), 3, stride=2, padding=1)
+        return x[:, :, ::2]
+
+
+def test_functional_calls_in_an_untraceable_forward_are_read_from_a_meta_run():
+    report = lint_model(ShapeLoop(), (1, 3, 32, 32))
+    assert report.trace == "modules" and report.errors == []
+    found = {(f.code, f.op, f.line) for f in report.findings}
+    assert found == {
+        ("EQ001", "F.max_pool2d", line_of(ShapeLoop, "F.max_pool2d(self.conv(x)")),  # once, not 3 times
+        ("EQ005", "Tensor.__getitem__", line_of(ShapeLoop, "x[:, :, ::2]")),
+    }
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_torchscript_modules_are_an_error_with_a_remedy():
+    report = lint_model(torch.jit.script(nn.Sequential(nn.Conv2d(3, 3, 3, stride=2))), (1, 3, 16, 16))
+    assert report.findings == [] and "before passing it to torch.jit.script" in report.errors[0]
+
+
 def test_nothing_traceable_scans_modules_without_crashing():
     report = lint_model(Flat(), (1, 3, 16, 16), ignore=["EQ011"])
     assert report.trace == "modules" and report.coverage == 0.0
