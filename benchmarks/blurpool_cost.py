@@ -90,7 +90,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"device={device} batch={args.batch} filter_size={args.filter_size} threads={torch.get_num_threads()}")
-    print(f"{'layer':52s} {'form':15s} {'time ratio':>10s} {'FLOPs ratio':>11s}")
+    print(f"{'layer':52s} {'form':15s} {'bare ms':>8s} {'fixed ms':>9s} {'time ratio':>10s} {'FLOPs ratio':>11s}")
     with torch.inference_mode():
         for layer in LAYERS:
             x = torch.randn(args.batch, layer.in_channels, layer.size, layer.size, device=device)
@@ -101,7 +101,10 @@ def main() -> None:
                     layer.kernel_size, layer.stride, args.filter_size, padding=layer.padding
                 ).to(device)
                 t_bare, t_fixed = _fastest([bare, fixed], x, args.rounds)
-                print(f"{layer.name:52s} {'MaxBlurPool':15s} {t_fixed / t_bare:10.2f} {'-':>11s}")
+                print(
+                    f"{layer.name:52s} {'MaxBlurPool':15s} {t_bare * 1e3:8.2f} {t_fixed * 1e3:9.2f} "
+                    f"{t_fixed / t_bare:10.2f} {'-':>11s}"
+                )
                 continue
             conv = nn.Conv2d(
                 layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
@@ -111,7 +114,10 @@ def main() -> None:
             fixed = [antialiased_conv(conv, args.filter_size, p) for p in forms.values()]
             times = _fastest([conv, *fixed], x, args.rounds)
             for form, t in zip(forms, times[1:]):
-                print(f"{layer.name:52s} {form:15s} {t / times[0]:10.2f} {f[form] / f['bare']:11.2f}")
+                print(
+                    f"{layer.name:52s} {form:15s} {times[0] * 1e3:8.2f} {t * 1e3:9.2f} "
+                    f"{t / times[0]:10.2f} {f[form] / f['bare']:11.2f}"
+                )
 
 if __name__ == "__main__":
     main()

@@ -185,6 +185,8 @@ def main() -> None:
         bare, check = pick(figures["bare"]), pick(figures["check"])
         print(f"  {name:6s}: bare batched forward of {TRIALS + 1} images {bare * 1000:8.1f} ms, "
               f"check_shift_invariant ({TRIALS} shifts) {check * 1000:8.1f} ms, ratio {check / bare:.3f}x")
+    paired = statistics.median(c / b for b, c in zip(figures["bare"], figures["check"]))
+    print(f"  median of the paired ratios (each check against the bare pass just before it): {paired:.3f}x")
     print("  target: ratio <= 1.15x")
     print(f"  (check verdict: passed={figures['passed']}, worst error {figures['worst_error']:.3g})")
     one_chunk = measure_memory(args, None)

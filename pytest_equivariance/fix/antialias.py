@@ -11,7 +11,7 @@ EQ002 ``ConvNd(stride=s)``    ``AntialiasedConvNd``: BlurPool(stride 1), then th
                               its stride (``conv="blur_first"``, default); or the conv with
                               stride 1, then BlurPool(s) (``conv="conv_then_blur"``)
 EQ003 ``AvgPoolNd(k, s)``     ``AvgPoolNd(k, stride 1)`` then BlurPool(s) (``BlurPoolNd(s)``
-                              alone when k = 1)
+                              alone when k = 1; ``CeilModePad`` first for ``ceil_mode=True``)
 ============================  =============================================================
 
 Functional calls (``F.max_pool2d(x, 2)``) cannot be rewritten on a module object; they are listed
@@ -37,6 +37,23 @@ if TYPE_CHECKING:
 
 #: The rule codes whose module findings ``antialias`` rewrites.
 CODES = ("EQ001", "EQ002", "EQ003")
+
+#: The recipe shown with these rules (``equiv-lint --explain EQ001``); docs/fixes.md has the details.
+RECIPE = """\
+Fix every flagged module at once, keeping the weights:
+
+    from pytest_equivariance import antialias
+
+    fixed = antialias(model)                        # a copy; inplace=True edits the model itself
+    fixed.load_state_dict(checkpoint, strict=True)  # parameter names are unchanged
+    print(fixed.antialias_report)                   # what was replaced, what was skipped and why
+
+Strided max pools become MaxBlurPool (max pool stride 1, then BlurPool), strided convs
+AntialiasedConv (a stride-1 BlurPool before the conv; conv="conv_then_blur" for conv stride 1, then
+BlurPool), strided average pools a stride-1 average pool then BlurPool. Options: filter_size=3 (1..7),
+skip=["layer4.*"], example_input=(1, 3, 224, 224). Functional calls (F.max_pool2d, ...) are listed
+with file:line for a source edit: blur_pool2d(F.max_pool2d(x, 2, stride=1), stride=2), with
+blur_pool2d from pytest_equivariance.fix."""
 #: ``conv=`` choices -> AntialiasedConv blur position.
 CONV_FORMS = {"blur_first": "before", "conv_then_blur": "after"}
 
@@ -171,7 +188,7 @@ def antialias(
     from pytest_equivariance.lint import lint_model
 
     lint_report = lint_model(model, example_input, select=list(CODES))
-    work = model if inplace else copy.deepcopy(model)
+    work = model if inplace else _copy(model)
     report = AntialiasReport(trace=lint_report.trace, lint_errors=list(lint_report.errors))
     work = _rewrite(
         work,
@@ -184,6 +201,16 @@ def antialias(
     )
     work.antialias_report = report
     return work
+
+
+def _copy(model: "nn.Module") -> "nn.Module":
+    try:
+        return copy.deepcopy(model)
+    except Exception as exc:
+        raise EquivarianceUsageError(
+            f"Cannot copy {type(model).__name__} for antialias ({type(exc).__name__}: {exc}); "
+            f"pass inplace=True to rewrite the model itself."
+        ) from exc
 
 
 def _rewrite(
@@ -262,19 +289,27 @@ def _replacement(
             device=device, dtype=dtype,
         )  # fmt: skip
     if isinstance(module, nn.modules.pooling._AvgPoolNd) and hasattr(module, "count_include_pad"):
-        if module.ceil_mode:
-            raise _CannotRewrite("ceil_mode=True: a blur would change the output size; replace it by hand")
         ndim = _pool_ndim(module)
         blur = blurpool._BLUR_POOLS[ndim](module.stride, filter_size, pad, device=device, dtype=dtype)
-        if _is_ones(module.kernel_size) and _is_zeros(module.padding):
+        stages: list[nn.Module] = []
+        if module.ceil_mode:
+            stages.append(
+                blurpool.CeilModePad(
+                    _ntuple(module.kernel_size, ndim), _ntuple(module.stride, ndim),
+                    _ntuple(module.padding, ndim),
+                )  # fmt: skip
+            )
+        if not (_is_ones(module.kernel_size) and _is_zeros(module.padding)):
+            # Keep the box filter at stride 1 (so output size and smoothing are the original's) and
+            # let the binomial remove what the box's side lobes still alias:
+            # box(2) * binomial(3) = binomial(4).
+            kwargs: dict[str, Any] = {"count_include_pad": module.count_include_pad}
+            if getattr(module, "divisor_override", None) is not None:
+                kwargs["divisor_override"] = module.divisor_override
+            stages.append(type(module)(module.kernel_size, stride=1, padding=module.padding, **kwargs))
+        if not stages:
             return blur
-        # Keep the box filter at stride 1 (so output size and smoothing are the original's) and let
-        # the binomial remove what the box's sidelobes still alias: box(2) * binomial(3) = binomial(4).
-        kwargs: dict[str, Any] = {"count_include_pad": module.count_include_pad}
-        if getattr(module, "divisor_override", None) is not None:
-            kwargs["divisor_override"] = module.divisor_override
-        box = type(module)(module.kernel_size, stride=1, padding=module.padding, **kwargs)
-        return nn.Sequential(box, blur)
+        return nn.Sequential(*stages, blur)
     raise _CannotRewrite(
         f"no drop-in rewrite for {type(module).__name__}; put a BlurPool after a stride-1 form of it"
     )
@@ -286,6 +321,10 @@ def _pool_ndim(module: "nn.Module") -> int:
     if match:
         return int(match.group(1))
     raise _CannotRewrite(f"cannot tell the number of spatial dims of {name}; replace it by hand")
+
+
+def _ntuple(value: Any, n: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
 
 
 def _is_ones(value: Any) -> bool:

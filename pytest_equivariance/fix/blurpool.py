@@ -32,6 +32,7 @@ __all__ = [
     "BlurPool1d",
     "BlurPool2d",
     "BlurPool3d",
+    "CeilModePad",
     "MaxBlurPool1d",
     "MaxBlurPool2d",
     "MaxBlurPool3d",
@@ -89,7 +90,7 @@ class BlurPool1d(_BlurPoolNd):
 
 
 class BlurPool2d(_BlurPoolNd):
-    """Blur with a binomial filter, then subsample by ``stride``: ``(N, C, H, W) -> (N, C, ceil(H/s), ceil(W/s))``.
+    """Blur with a binomial filter, then subsample by ``stride``: ``(N, C, H, W) -> ceil(. / stride)``.
 
     Zhang 2019's BlurPool (``Downsample`` in antialiased-cnns, ``BlurPool2d`` in timm,
     ``BlurPool2D`` in kornia), channel-agnostic. Replaces ``AvgPool2d(s)`` and follows a stride-1
@@ -143,6 +144,35 @@ def _ceil_mode_padding(
 
 # A leaf for fx: the padding depends on the input's size, not on its values.
 torch.fx.wrap("_ceil_mode_padding")
+
+
+class CeilModePad(nn.Module):
+    """Pad on the right (replicating the edge) so that a stride-1 pool followed by
+    ``BlurPool(stride)`` returns the output size of the strided pool with ``ceil_mode=True``.
+
+    Used by ``antialias`` for average pools with ``ceil_mode=True`` (timm's ResNet-D shortcuts):
+    the extra partial window then averages replicated edge values instead of only the valid ones.
+    """
+
+    def __init__(
+        self,
+        kernel_size: tuple[int, ...],
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        dilation: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = tuple(kernel_size)
+        self.stride = tuple(stride)
+        self.padding = tuple(padding)
+        self.dilation = tuple(dilation) if dilation is not None else (1,) * len(self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extra = _ceil_mode_padding(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        return F.pad(x, extra, mode="replicate")
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class _MaxBlurPoolNd(nn.Module):
@@ -324,7 +354,7 @@ class _AntialiasedConvNd(nn.Module):
 
 
 class AntialiasedConv1d(_AntialiasedConvNd):
-    """``nn.Conv1d`` with a binomial blur, so that its stride no longer aliases: see :class:`AntialiasedConv2d`."""
+    """A strided 1-d convolution that does not alias: see :class:`AntialiasedConv2d`."""
 
     _ndim = 1
     _conv_forward = nn.Conv1d._conv_forward
@@ -349,7 +379,7 @@ class AntialiasedConv2d(_AntialiasedConvNd):
 
 
 class AntialiasedConv3d(_AntialiasedConvNd):
-    """``nn.Conv3d`` with a binomial blur, so that its stride no longer aliases: see :class:`AntialiasedConv2d`."""
+    """A strided 3-d convolution that does not alias: see :class:`AntialiasedConv2d`."""
 
     _ndim = 3
     _conv_forward = nn.Conv3d._conv_forward

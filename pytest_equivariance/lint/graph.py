@@ -110,11 +110,8 @@ def _is_default(name: str, value: Any) -> bool:
 
 def _short(value: Any) -> str:
     # (2, 2) -> 2 for readability, as users write kernel_size=2.
-    if isinstance(value, tuple) and value and all(v == value[0] for v in value) and not isinstance(value[0], tuple):
-        if len(value) > 1 and isinstance(value[0], int):
-            return repr(value[0])
-    if isinstance(value, str):
-        return repr(value)
+    if isinstance(value, tuple) and len(value) > 1 and isinstance(value[0], int) and len(set(value)) == 1:
+        return repr(value[0])
     return repr(value)
 
 
@@ -745,14 +742,11 @@ def _module_params(module: nn.Module, family: str, ndim: int | None) -> dict[str
     if family == "flatten":
         return {"start_dim": module.start_dim, "end_dim": module.end_dim}
     if family == "pad":
-        mode = {"ZeroPad": "constant", "ConstantPad": "constant", "ReflectionPad": "reflect",
-                "ReplicationPad": "replicate", "CircularPad": "circular"}
-        name = next((v for k, v in mode.items() if type(module).__name__.startswith(k)), "constant")
-        for cls in type(module).__mro__:
-            name = next((v for k, v in mode.items() if cls.__name__.lstrip("_").startswith(k)), None) or name
-            if cls.__module__.startswith("torch.nn"):
-                break
-        return {"pad": tuple(module.padding), "mode": name, "value": getattr(module, "value", None)}
+        padding = nn.modules.padding
+        modes = ((padding._ReflectionPadNd, "reflect"), (padding._ReplicationPadNd, "replicate"),
+                 (getattr(padding, "_CircularPadNd", ()), "circular"))
+        mode = next((name for cls, name in modes if cls and isinstance(module, cls)), "constant")
+        return {"pad": tuple(module.padding), "mode": mode, "value": getattr(module, "value", None)}
     if family == "blur":
         return {"stride": lowpass_stride(module)}
     return {}
@@ -883,15 +877,6 @@ def _user_frame(stack_trace: str | None) -> tuple[str | None, int | None]:
     return None, None
 
 
-def _parse_file(filename: str) -> ast.Module | None:
-    """Return the parsed source of ``filename`` (cached until the file changes), or ``None``."""
-    try:
-        stat = os.stat(filename)
-    except OSError:
-        return None
-    return _parse_source(filename, stat.st_mtime_ns, stat.st_size)
-
-
 @functools.lru_cache(maxsize=512)
 def _parse_source(filename: str, mtime_ns: int, size: int) -> ast.Module | None:
     linecache.checkcache(filename)
@@ -913,7 +898,7 @@ class _FileIndex:
     """What the locator needs from one source file, computed in a single walk of its syntax tree."""
 
     classes: list[ast.ClassDef]
-    calls: dict[str, list[tuple[int, int]]]  # callee name -> sorted (line, column)
+    calls: dict[str, list[tuple[int, int, bool]]]  # callee name -> sorted (line, column, inside a loop)
     statements: dict[int, tuple[int, int]]  # line -> span of the innermost statement containing it
     spans: dict[tuple[int, int], ast.stmt]
 
@@ -932,17 +917,22 @@ def _build_file_index(filename: str, mtime_ns: int, size: int) -> _FileIndex | N
     if tree is None:
         return None
     classes: list[ast.ClassDef] = []
-    calls: dict[str, list[tuple[int, int]]] = {}
+    calls: dict[str, list[tuple[int, int, bool]]] = {}
     statements: dict[int, tuple[int, int]] = {}
     spans: dict[tuple[int, int], ast.stmt] = {}
+    in_loop: set[int] = set()  # ids of nodes inside a loop or comprehension body
     for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.GeneratorExp,
+                             ast.SetComp, ast.DictComp)) or id(node) in in_loop:
+            for child in ast.iter_child_nodes(node):
+                in_loop.add(id(child))
         if isinstance(node, ast.ClassDef):
             classes.append(node)
         if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
             if name is not None:
-                calls.setdefault(name, []).append((node.lineno, node.col_offset))
+                calls.setdefault(name, []).append((node.lineno, node.col_offset, id(node) in in_loop))
         if isinstance(node, ast.stmt):
             span = (node.lineno, node.end_lineno or node.lineno)
             spans.setdefault(span, node)
@@ -989,12 +979,23 @@ def _user_classes(module: nn.Module) -> list[type]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _class_assignments(cls: type) -> dict[str, int]:
-    """Return ``{attr: line}`` for ``self.<attr> = ...`` / ``self.add_module("<attr>", ...)`` in a class."""
+def _class_assignments(cls: type) -> dict[str, list[tuple[int, str | None]]]:
+    """Return ``{attr: [(line, callee)]}`` for ``self.<attr> = callee(...)`` and ``add_module`` in a class.
+
+    ``callee`` is the name of the called class or function, ``None`` for other values
+    (``self.proj = None``, ``self.downsample = downsample``).
+    """
     found = _class_source(cls)
     if found is None:
         return {}
-    assigned: dict[str, int] = {}
+    assigned: dict[str, list[tuple[int, str | None]]] = {}
+
+    def callee(value: ast.AST | None) -> str | None:
+        if isinstance(value, ast.Call):
+            func = value.func
+            return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return None
+
     for node in ast.walk(found[1]):
         if isinstance(node, ast.Call):
             func = node.func
@@ -1004,29 +1005,39 @@ def _class_assignments(cls: type) -> dict[str, int]:
             elif isinstance(func, ast.Name) and func.id == "setattr":
                 args = node.args[1:]
             if args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
-                assigned.setdefault(args[0].value, node.lineno)
+                value = args[1] if len(args) > 1 else None
+                assigned.setdefault(args[0].value, []).append((node.lineno, callee(value)))
             continue
         if isinstance(node, ast.Assign):
-            targets = list(node.targets)
+            targets, value = list(node.targets), node.value
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            targets = [node.target]
+            targets, value = [node.target], node.value
         else:
             continue
         for target in targets:
             for t in target.elts if isinstance(target, ast.Tuple) else [target]:
                 if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
-                    line = assigned.get(t.attr)
-                    if line is None or node.lineno < line:
-                        assigned[t.attr] = node.lineno
+                    assigned.setdefault(t.attr, []).append((node.lineno, callee(value)))
+    for candidates in assigned.values():
+        candidates.sort()
     return assigned
 
 
-def _calls_in(filename: str, span: tuple[int, int], name: str) -> list[int]:
-    """Return the lines of calls to ``name(...)`` or ``<x>.name(...)`` within a span, in source order."""
+def _best_assignment(candidates: list[tuple[int, str | None]], class_name: str) -> int:
+    # Prefer constructing the layer's own class, then any call, then the first assignment.
+    for wanted in (lambda c: c == class_name, lambda c: c is not None):
+        for line, called in candidates:
+            if wanted(called):
+                return line
+    return candidates[0][0]
+
+
+def _calls_in(filename: str, span: tuple[int, int], name: str) -> list[tuple[int, bool]]:
+    """Return ``(line, inside a loop)`` of calls to ``name(...)`` / ``<x>.name(...)`` within a span."""
     index = _file_index(filename)
     if index is None:
         return []
-    return [line for line, _ in index.calls.get(name, ()) if span[0] <= line <= span[1]]
+    return [(line, looped) for line, _, looped in index.calls.get(name, ()) if span[0] <= line <= span[1]]
 
 
 def statement_at(filename: str, line: int) -> tuple[int, int] | None:
@@ -1062,13 +1073,13 @@ class _SourceLocator:
         plain_container = type(parent) in _CONTAINERS
         if not plain_container:
             for cls in _user_classes(parent):
-                line = _class_assignments(cls).get(attr)
-                if line is not None:
+                candidates = _class_assignments(cls).get(attr)
+                if candidates:
                     found = _class_source(cls)
-                    return (found[0] if found else None), line
-        # Built inside a container (or in a loop): look for the k-th call to the layer's class,
-        # first in the container's own class, then in the statement that built the container, then
-        # in the class owning it, then anywhere in that file.
+                    return (found[0] if found else None), _best_assignment(candidates, type(module).__name__)
+        # Built inside a container (or in a loop): look for the k-th call to the layer's class in
+        # the statement that built a plain container, then in the class owning it, then anywhere
+        # in that file (a lone call inside a loop counts for all).
         siblings = [c for c in parent.children() if type(c) is type(module)]
         k = next((i for i, c in enumerate(siblings) if c is module), 0)
         name = type(module).__name__
@@ -1080,24 +1091,28 @@ class _SourceLocator:
                 if found is not None:
                     scopes.append((found[0], (found[1].lineno, found[1].end_lineno or found[1].lineno)))
 
-        if not plain_container and isinstance(parent, _CONTAINERS):
-            add_classes(parent)
         file, line = self.locate(parent_name) if parent_name else (None, None)
-        if file is not None and line is not None:
-            span = statement_at(file, line)
-            if span is not None:
-                scopes.append((file, span))
-        owner = self._owner(parent_name)
-        if owner is not None:
-            add_classes(owner)
-        if file is not None:
-            scopes.append((file, (1, 10**9)))
+        if not plain_container:
+            # A user class builds its own children (torchvision's Conv2dNormActivation calls
+            # conv_layer(...)): look only there, else the line that built the container is where
+            # the user chose it.
+            add_classes(parent)
+        else:
+            if file is not None and line is not None:
+                span = statement_at(file, line)
+                if span is not None:
+                    scopes.append((file, span))
+            owner = self._owner(parent_name)
+            if owner is not None:
+                add_classes(owner)
+            if file is not None:
+                scopes.append((file, (1, 10**9)))
         for scope_file, span in scopes:
             calls = _calls_in(scope_file, span, name)
             if len(calls) == len(siblings):
-                return scope_file, calls[k]
-            if len(calls) == 1:
-                return scope_file, calls[0]
+                return scope_file, calls[k][0]
+            if len(calls) == 1 and calls[0][1]:
+                return scope_file, calls[0][0]  # one call in a loop builds them all (VGG's make_layers)
         return file, line
 
     def _owner(self, qualname: str) -> nn.Module | None:
@@ -1235,6 +1250,9 @@ class _Builder:
                 if call is not None and prefix not in self.calls:
                     self.record_calls(module, prefix, *call)
                 self._add_scanned(module, prefix)
+                if not self._is_leaf(module):
+                    for site in self.eager_sites.pop(prefix, []):
+                        self._append(site)  # a childless module whose forward would not trace
                 return
             if prefix == "" and failure and failure != "it has no forward of its own":
                 self.graph.notes.append(f"the model's forward could not be traced ({failure}); "

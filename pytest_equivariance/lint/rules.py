@@ -387,17 +387,6 @@ def _after_blur(site: "Site", graph: "ModelGraph") -> bool:
     return stride is None or all(s == 1 for s in stride)
 
 
-def _ctor_args(site: "Site", names: tuple[str, ...], **override: Any) -> str:
-    params = {**site.params, **override}
-    parts = []
-    for name in names:
-        value = params.get(name)
-        if value is None:
-            continue
-        parts.append(f"{name}={_fmt(value) if _ints(value) else repr(value)}")
-    return ", ".join(parts)
-
-
 def _conv_ctor(site: "Site", cls: str, **override: Any) -> str:
     params = {**site.params, **override}
     head = [str(params.get("in_channels", "in_channels")), str(params.get("out_channels", "out_channels"))]
@@ -707,15 +696,15 @@ def _check_position_embedding(site: "Site", graph: "ModelGraph") -> Iterator[Hit
 def _check_zero_padding(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     """EQ010: zero or constant padding (convolutions, pools, explicit pads)."""
     params = site.params
-    if site.family in ("conv", "conv_transpose"):
+    if site.family == "conv":  # a transposed conv's padding crops its output: nothing is padded
         padding = params.get("padding")
         kernel = _ints(params.get("kernel_size"))
         padded = (padding == "same" and kernel is not None and any(k > 1 for k in kernel)) or (
             _ints(padding) is not None and any(_ints(padding)))
         if not padded or params.get("padding_mode", "zeros") != "zeros":
             return
-        fix = (_conv_ctor(site, site.op[3:], padding_mode="circular") if site.kind == "module"
-               and site.op.startswith("nn.") and site.family == "conv"
+        fix = (_conv_ctor(site, site.op[3:], padding_mode="circular")
+               if site.kind == "module" and site.op.startswith("nn.")
                else 'F.pad(x, ..., mode="circular") before the op, and padding=0')
         yield Hit(site, f"{site.describe()} pads with zeros", fix)
     elif site.family in ("max_pool", "avg_pool", "lp_pool") and not _is_global_pool(site):

@@ -193,17 +193,36 @@ def test_box_then_binomial_3_is_binomial_4() -> None:
     assert torch.allclose(out[..., 1:-1], blur_pool1d(x, 2, 4)[..., 1:-1], atol=1e-12)
 
 
-def test_pools_without_a_drop_in_are_skipped_with_a_reason() -> None:
+@pytest.mark.parametrize("n", [16, 17])
+def test_ceil_mode_pools_keep_their_output_size(n: int) -> None:
     model = nn.Sequential(
-        nn.MaxPool2d(3, 2, ceil_mode=True), nn.AvgPool2d(2, ceil_mode=True), nn.MaxPool2d(2)
-    )
-    fixed = antialias(model, example_input=(1, 1, 17, 17))
-    assert fixed.antialias_report.changed_qualnames == ["0", "2"]
+        nn.MaxPool2d(3, 2, ceil_mode=True), nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False),
+        nn.AvgPool2d(1, 2, ceil_mode=True),
+    )  # fmt: skip
+    fixed = antialias(model, example_input=(1, 1, n, n))
+    assert fixed.antialias_report.changed_qualnames == ["0", "1", "2"]
+    assert aliasing(fixed, (1, 1, n, n)) == []
+    x = torch.randn(1, 1, n, n)
+    for a, b in zip(fixed, model):
+        assert a(x).shape == b(x).shape
+        x = b(x)
+
+
+def test_pools_without_a_drop_in_are_skipped_with_a_reason() -> None:
+    class Unpooling(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = nn.MaxPool2d(2, return_indices=True)
+            self.unpool = nn.MaxUnpool2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y, indices = self.pool(x)
+            return self.unpool(y, indices)
+
+    fixed = antialias(Unpooling(), example_input=(1, 1, 16, 16))
+    assert fixed.antialias_report.changes == []
     (skipped,) = fixed.antialias_report.skipped
-    assert skipped.qualname == "1" and "ceil_mode" in skipped.reason
-    x = torch.randn(1, 1, 17, 17)
-    assert fixed[0](x).shape == model[0](x).shape == (1, 1, 8, 8)
-    assert aliasing(fixed, (1, 1, 17, 17)) == [("EQ003", "1")]
+    assert skipped.qualname == "pool" and "indices" in skipped.reason
 
 
 def test_the_model_itself_can_be_the_flagged_layer() -> None:
@@ -267,3 +286,22 @@ def test_blur_kernels_are_not_in_the_state_dict() -> None:
     )
     assert list(fixed.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
     assert isinstance(fixed[0].blur, BlurPool1d) and not isinstance(fixed[0].blur, BlurPool3d)
+
+
+def test_recipe_names_layers_that_exist() -> None:
+    import pytest_equivariance.fix as fix
+    from pytest_equivariance.fix.antialias import RECIPE
+
+    for name in ("antialias", "MaxBlurPool", "AntialiasedConv", "BlurPool", "blur_pool2d", "conv_then_blur"):
+        assert name in RECIPE
+    assert all(hasattr(fix, n) for n in ("antialias", "MaxBlurPool2d", "AntialiasedConv2d", "blur_pool2d"))
+
+
+def test_an_uncopyable_model_asks_for_inplace() -> None:
+    import threading
+
+    model = Net2d()
+    model.lock = threading.Lock()
+    with pytest.raises(EquivarianceUsageError, match="inplace=True"):
+        antialias(model, example_input=SHAPE_2D)
+    assert isinstance(antialias(model, example_input=SHAPE_2D, inplace=True).pool, MaxBlurPool2d)

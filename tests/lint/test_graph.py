@@ -238,6 +238,22 @@ def test_functional_calls_in_an_untraceable_forward_are_read_from_a_meta_run():
     }
 
 
+class Decimate(nn.Module):
+    """No children, and a forward fx cannot trace."""
+
+    def forward(self, x):
+        if x.abs().max() > 1:
+            x = x / x.abs().max()
+        return x[..., ::2, ::2]
+
+
+def test_a_childless_untraceable_module_is_read_from_a_meta_run():
+    model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), Decimate())
+    [finding] = lint(model, (1, 3, 16, 16))
+    assert (finding.code, finding.qualname) == ("EQ005", "1")
+    assert finding.line == line_of(Decimate, "x[..., ::2, ::2]")
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_torchscript_modules_are_an_error_with_a_remedy():
     report = lint_model(torch.jit.script(nn.Sequential(nn.Conv2d(3, 3, 3, stride=2))), (1, 3, 16, 16))

@@ -107,6 +107,24 @@ def test_resnet18_findings_name_layers_and_lines():
     assert "self.conv1 = conv3x3(inplanes, planes, stride)" in source[by_name["layer2.0.conv1"].line - 1]
 
 
+@pytest.mark.parametrize(
+    "name, qualname, text",
+    [
+        # a torchvision building block (a Sequential subclass): the line that configured it
+        ("mobilenet_v2", "features.0.0", "Conv2dNormActivation(3, input_channel, stride=2"),
+        # the branch that builds the layer, not an earlier `self.conv_proj = seq_proj`
+        ("vit_b_16", "conv_proj", "self.conv_proj = nn.Conv2d("),
+        # the k-th nn.MaxPool2d call in an nn.Sequential literal
+        ("alexnet", "features.12", "nn.MaxPool2d(kernel_size=3, stride=2)"),
+        # a functional call in a submodule's forward
+        ("inception_v3", "Mixed_6a", "F.max_pool2d(x, kernel_size=3, stride=2)"),
+    ],
+)
+def test_source_locations_in_library_models(name, qualname, text):
+    [finding] = [f for f in lint_model(build(name)).findings if f.qualname == qualname and f.code < "EQ011"]
+    assert text in open(finding.file).read().splitlines()[finding.line - 1]
+
+
 @pytest.mark.parametrize("name", models.list_models(module=models.segmentation))
 def test_segmentation_models_produce_a_report(name):
     report = lint_model(build(name, weights_backbone=None), (1, 3, 128, 128))
@@ -133,10 +151,13 @@ def test_video_models_produce_a_report(name):
 
 
 @pytest.mark.parametrize("name", models.list_models(module=models.optical_flow))
-def test_optical_flow_models_fall_back_without_crashing(name):
-    report = lint_model(build(name), (1, 3, 128, 128))
+def test_optical_flow_models_fall_back_and_read_the_untraceable_forward(name):
+    frames = (torch.empty(1, 3, 128, 128, device="meta"), torch.empty(1, 3, 128, 128, device="meta"))
+    report = lint_model(build(name), frames)
     assert report.trace == "hierarchical" and report.errors == []
-    assert report.findings
+    codes = {(f.code, f.op) for f in report.findings}
+    assert ("EQ002", "nn.Conv2d") in codes  # the strided feature and context encoders
+    assert ("EQ003", "F.avg_pool2d") in codes  # the correlation pyramid, built in RAFT.forward
 
 
 # ------------------------------------------------------------------------------------ timm
