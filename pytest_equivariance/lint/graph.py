@@ -1131,6 +1131,28 @@ class _SourceLocator:
 # Building the graph
 
 
+def _omitted_none_arguments(module: nn.Module, call: tuple[tuple, dict] | None) -> dict[str, None]:
+    """Return ``{name: None}`` for optional forward arguments (default ``None``) the call leaves out.
+
+    ``forward(x, mask=None)`` called as ``model(x)`` runs with ``mask=None``; tracing with that
+    value fixed keeps ``if mask is not None:`` branches out of the graph, as they are at run time.
+    """
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    given, named = (len(call[0]), set(call[1])) if call is not None else (1, set())
+    omitted = {}
+    for position, parameter in enumerate(parameters):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if position < given or parameter.name in named:
+            continue
+        if parameter.default is None:
+            omitted[parameter.name] = None
+    return omitted
+
+
 def _example_args(example: Any) -> tuple[tuple, dict] | None:
     if example is None:
         return None
@@ -1166,15 +1188,17 @@ class _Builder:
         self.eager_sites: dict[str, list[Site]] = {}
 
     # -- tracing --------------------------------------------------------------------------
-    def trace(self, module: nn.Module) -> tuple[fx.GraphModule | None, str | None]:
+    def trace(self, module: nn.Module, call: tuple[tuple, dict] | None = None
+              ) -> tuple[fx.GraphModule | None, str | None]:
         """Trace ``module``, making failing submodule classes leaves; return (graph, root failure)."""
         if type(module) in (nn.ModuleList, nn.ModuleDict) or type(module).forward is nn.Module.forward:
             return None, "it has no forward of its own"
+        concrete = _omitted_none_arguments(module, call)
         for _ in range(MAX_TRACE_RETRIES):
             tracer = SiteTracer(frozenset(self.failed_classes))
             before = set(vars(module))
             try:
-                graph = tracer.trace(module)
+                graph = tracer.trace(module, concrete_args=concrete or None)
             except Exception as exc:
                 culprit = tracer.failed_module
                 if culprit is None or culprit is module or type(culprit) in self.failed_classes:
@@ -1244,7 +1268,7 @@ class _Builder:
         if id(module) in self.analysed:
             return
         self.analysed.add(id(module))
-        gm, failure = (None, "leaf") if self._is_leaf(module) else self.trace(module)
+        gm, failure = (None, "leaf") if self._is_leaf(module) else self.trace(module, call)
         if gm is None:
             if self._is_leaf(module) or not any(True for _ in module.children()):
                 if call is not None and prefix not in self.calls:
