@@ -691,7 +691,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
                 if "angle" in tr.params or "k" in tr.params
             ] or None
         worst = _worst_transform(result, transform_list)
-        _attach_extras(spec, result, model, x, worst, dims, dev, batch_size)
+        _attach_extras(spec, result, model, x, worst, dims, dev, batch_size, out_margin)
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
@@ -931,6 +931,7 @@ def _attach_extras(
     dims: tuple[int, ...],
     dev: "torch.device",
     batch_size: int,
+    out_margin: int | None,
 ) -> None:
     """Fill result.profile (per-layer localisation) and result.grid when asked for and available."""
     want_profile = spec.localize is True or (spec.localize is None and not result.passed)
@@ -952,6 +953,7 @@ def _attach_extras(
                 result.grid = shift_grid(
                     model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
                     batch_size=batch_size, lattice=result.lattice,
+                    canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin or 0,
                 )
             except EquivarianceUsageError as exc:
                 result.notes.append(f"shift grid skipped: {exc}")

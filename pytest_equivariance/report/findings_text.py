@@ -18,6 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+# What antialias() rewrites and its recipe live with antialias itself (which imports no torch).
+from pytest_equivariance.fix.antialias import CODES as ANTIALIAS_RULES
+from pytest_equivariance.fix.antialias import RECIPE as ANTIALIAS_RECIPE
 from pytest_equivariance.lint.findings import Finding, ModelReport, Severity
 from pytest_equivariance.lint.loader import NOT_LOADED, display_path
 
@@ -29,17 +32,6 @@ if TYPE_CHECKING:
 
 #: Style of each severity's label.
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-
-#: Rules whose module findings ``antialias(model)`` rewrites.
-ANTIALIAS_RULES = ("EQ001", "EQ002", "EQ003")
-
-#: How to fix a whole model at once; shown by ``--explain`` and the docs for ANTIALIAS_RULES.
-ANTIALIAS_RECIPE = """\
-from pytest_equivariance import antialias
-
-model = antialias(model)          # a copy; inplace=True rewrites the model itself
-print(model.antialias_report)     # what was replaced, and functional calls left to edit by hand"""
-
 
 def render_model(
     console: "Console",
@@ -168,10 +160,7 @@ def rule_markdown(rule: "Rule") -> str:
     if rule.code in ANTIALIAS_RULES:
         parts += [
             "## Fix a whole model",
-            f"`antialias` replaces every module that {', '.join(ANTIALIAS_RULES[:-1])} and "
-            f"{ANTIALIAS_RULES[-1]} flag with its anti-aliased counterpart, keeping the weights "
-            f"loadable; functional calls (`F.max_pool2d(...)`) are listed for a source edit.",
-            _code_block(ANTIALIAS_RECIPE),
+            ANTIALIAS_RECIPE,
         ]
     parts += [
         "## Suppress",

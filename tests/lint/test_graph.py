@@ -260,6 +260,23 @@ def test_torchscript_modules_are_an_error_with_a_remedy():
     assert report.findings == [] and "before passing it to torch.jit.script" in report.errors[0]
 
 
+class Masked(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+
+    def forward(self, x, mask=None):
+        if mask is not None:
+            x = x * mask.view(1, 1, 8, 8)
+        return self.pool(x)
+
+
+def test_optional_arguments_left_out_are_traced_as_none():
+    report = lint_model(Masked(), (1, 3, 8, 8))
+    assert report.trace == "fx" and report.errors == []
+    assert [f.code for f in report.findings] == ["EQ001"]
+
+
 def test_nothing_traceable_scans_modules_without_crashing():
     report = lint_model(Flat(), (1, 3, 16, 16), ignore=["EQ011"])
     assert report.trace == "modules" and report.coverage == 0.0
