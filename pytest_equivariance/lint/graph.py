@@ -1131,11 +1131,12 @@ class _SourceLocator:
 # Building the graph
 
 
-def _omitted_none_arguments(module: nn.Module, call: tuple[tuple, dict] | None) -> dict[str, None]:
-    """Return ``{name: None}`` for optional forward arguments (default ``None``) the call leaves out.
+def _omitted_none_arguments(module: nn.Module, call: tuple[tuple, dict] | None) -> dict[str, Any]:
+    """Return ``{name: default}`` for optional forward arguments the call leaves out.
 
-    ``forward(x, mask=None)`` called as ``model(x)`` runs with ``mask=None``; tracing with that
-    value fixed keeps ``if mask is not None:`` branches out of the graph, as they are at run time.
+    ``forward(x, mask=None, is_causal=False)`` called as ``model(x)`` runs with those defaults;
+    tracing with them fixed keeps ``if mask is not None or is_causal:`` out of the graph, as it is
+    at run time. Only plain constants (None, bools, numbers, strings) are fixed.
     """
     try:
         parameters = list(inspect.signature(module.forward).parameters.values())
@@ -1148,8 +1149,8 @@ def _omitted_none_arguments(module: nn.Module, call: tuple[tuple, dict] | None) 
             continue
         if position < given or parameter.name in named:
             continue
-        if parameter.default is None:
-            omitted[parameter.name] = None
+        if parameter.default is None or isinstance(parameter.default, (bool, int, float, str)):
+            omitted[parameter.name] = parameter.default
     return omitted
 
 
