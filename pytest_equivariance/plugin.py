@@ -454,7 +454,7 @@ class EquivarianceSession:
         from pytest_equivariance.report import terminal
 
         if verbosity == -1:
-            for line in terminal.quiet_lines(results):
+            for line in terminal.quiet_lines(results, self.outcomes):
                 terminalreporter.write_line(line)
             return
         color, width = _console_style(config)

@@ -95,15 +95,27 @@ def headline(result: "CheckResult") -> str:
     )
 
 
-def quiet_lines(results: Iterable["CheckResult"]) -> list[str]:
-    """Return one line per failing check (``-q``), and a count line when any check ran."""
+def quiet_lines(results: Iterable["CheckResult"], outcomes: Mapping[str, str] | None = None) -> list[str]:
+    """Return one line per failing check whose test failed (``-q``), and a count line.
+
+    A failing check inside a test that passed or xfailed was expected by that test (it asserted the
+    failure), so it is counted but not listed.
+    """
     results = list(results)
-    lines = [
-        f"EQUIV FAILED {r.test_id or '?'} - {headline(r)}" for r in results if not r.passed
-    ]
-    failed = len(lines)
-    lines.append(f"equivariance: {len(results)} checks, {failed} failed")
+    outcomes = outcomes or {}
+    failing = [r for r in results if not r.passed]
+    unexpected = [r for r in failing if not _expected(r, outcomes)]
+    lines = [f"EQUIV FAILED {r.test_id or '?'} - {headline(r)}" for r in unexpected]
+    count = f"equivariance: {len(results)} checks, {len(failing)} failed"
+    if len(unexpected) < len(failing):
+        count += f" ({len(failing) - len(unexpected)} expected by their tests)"
+    lines.append(count)
     return lines
+
+
+def _expected(result: "CheckResult", outcomes: Mapping[str, str]) -> bool:
+    """Whether a failing check's test expected the failure: it passed anyway, or xfailed."""
+    return outcomes.get(result.test_id or "") in ("passed", "xfailed")
 
 
 def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
@@ -206,7 +218,10 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
     figure = _optional_renderable("pytest_equivariance.report.heatmap", ("result_figure",), result)
     if figure is not None:
         parts.append(figure)
-    parts.append(Text.assemble("seed: ", (str(result.seed), "bold")))
+    seed = Text.assemble("seed: ", (str(result.seed), "bold"))
+    if result.reproduce:  # under pytest the check's seed derives from the run's --equiv-seed and the test id
+        seed.append(" (derived from the run seed and the test id)", style="dim")
+    parts.append(seed)
     if result.reproduce and reproduce:
         parts.append(reproduce_line(result.reproduce))
     return Group(*parts)
@@ -252,7 +267,7 @@ def _common_file(tests: Iterable[str]) -> str | None:
 
 
 #: The figure columns of the summary: header, justification, fixed width.
-_SUMMARY_COLUMNS = (("worst", "right", 9), ("atol/rtol", "left", 11), ("top-1", "right", 6), ("passed", "left", 6))
+_SUMMARY_COLUMNS = (("worst", "right", 9), ("atol/rtol", "left", 11), ("top-1", "right", 6), ("passed", "left", 8))
 
 
 def _summary_grid(show_header: bool) -> Table:
@@ -272,8 +287,8 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
     Each test id takes a full line, its checks (kind and mode) the rows below it, so the table reads
     well at 80 columns; when every check is in one file, the file goes to the title. More than
     ``MERGE_REPEATS`` checks of one kind and mode in one test share a row with their count and the
-    worst of them. ``outcomes`` maps node ids to the test's outcome, so an expected failure reads
-    "xfail".
+    worst of them. ``outcomes`` maps node ids to the test's outcome, so a failing check reads
+    "xfail" in an xfailed test and "expected" in a test that passed (it asserted the failure).
     """
     outcomes = outcomes or {}
     failed = sum(not r.passed for r in results)
@@ -297,6 +312,8 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
         verdict = Text("yes", style="green") if passed else Text("no", style="bold red")
         if not passed and outcomes.get(test) == "xfailed":
             verdict = Text("xfail", style="yellow")
+        elif not passed and outcomes.get(test) == "passed":
+            verdict = Text("expected", style="yellow")  # the test asserted this failure
         if worst.min_consistency is not None:
             tolerance = f"top-1≥{worst.min_consistency:.0%}"
         else:

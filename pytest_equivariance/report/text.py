@@ -111,18 +111,7 @@ def _table(trials: list["Trial"]) -> list[str]:
 
 
 def _profile_lines(profile: "Profile") -> list[str]:
-    """The culprit layer, in the per-layer report's own words when that renderer is present."""
-    quiet = ["per-layer profile: no single layer stands out above numerical noise"]
-    try:
-        from pytest_equivariance.report.profile import culprit_lines
-    except ImportError:
-        culprit_lines = None
-    if culprit_lines is not None:
-        return culprit_lines(profile) or quiet
-    c = profile.culprit
-    if c is None:
-        return quiet
-    lines = [f"equivariance first breaks at {c.qualname} ({c.op}): error {num(c.error)} vs noise {num(c.noise)}"]
-    if profile.finding_code:
-        lines.append(f"{profile.finding_code}: {(profile.finding_fix or '').strip()}")
-    return lines
+    """The per-layer chart and the culprit with its lint fix, as plain text."""
+    from pytest_equivariance.report.profile import profile_text
+
+    return profile_text(profile).splitlines()

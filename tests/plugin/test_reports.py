@@ -87,17 +87,15 @@ def test_aliasing():
     result.stdout.fnmatch_lines(["per-layer error under shift (dy=+0, dx=+1)*", "*▶ 2*nn.MaxPool2d*first break*"])
 
 
-def test_quiet_prints_one_line_per_failing_check_and_no_table(inner):
+def test_quiet_prints_one_line_per_unexpectedly_failing_check_and_no_table(inner):
     inner.write(SUITE)
     result = inner.run("-q", "--color=no")
     output = result.stdout.str()
     assert "equivariance summary" not in output
     lines = [ln for ln in output.splitlines() if ln.startswith("EQUIV FAILED")]
-    assert [ln.split(" - ")[0] for ln in lines] == [
-        "EQUIV FAILED test_inner.py::test_aliasing",
-        "EQUIV FAILED test_inner.py::test_expected_failure",
-    ]
-    result.stdout.fnmatch_lines(["equivariance: 4 checks, 2 failed"])
+    # The xfailed test's failing check was expected, so it is counted but not listed.
+    assert [ln.split(" - ")[0] for ln in lines] == ["EQUIV FAILED test_inner.py::test_aliasing"]
+    result.stdout.fnmatch_lines(["equivariance: 4 checks, 2 failed (1 expected by their tests)"])
 
 
 def test_very_quiet_prints_no_summary(inner):
