@@ -60,7 +60,7 @@ def test_aliasing_model_fails_with_worst_shift_seed_and_command(inner):
             "*equivariance report*",
             "FAILED shift_invariant (circular)*",
             "worst transform: shift (dy=*, dx=*)",
-            f"seed: {seed}",
+            f"seed: {seed} (derived from the run seed and the test id)",
             "reproduce: pytest test_inner.py::test_aliasing --equiv-seed=0",
             "FAILED test_inner.py::test_aliasing - shift_invariant failed under shift*",
         ]
