@@ -40,6 +40,12 @@ _EXPORTS: dict[str, str] = {
     "MaxBlurPool1d": "pytest_equivariance.fix.blurpool",
     "MaxBlurPool2d": "pytest_equivariance.fix.blurpool",
     "MaxBlurPool3d": "pytest_equivariance.fix.blurpool",
+    "AntialiasedConv1d": "pytest_equivariance.fix.blurpool",
+    "AntialiasedConv2d": "pytest_equivariance.fix.blurpool",
+    "AntialiasedConv3d": "pytest_equivariance.fix.blurpool",
+    "blur_pool1d": "pytest_equivariance.fix.filters",
+    "blur_pool2d": "pytest_equivariance.fix.filters",
+    "blur_pool3d": "pytest_equivariance.fix.filters",
     "antialias": "pytest_equivariance.fix.antialias",
     # errors
     "EquivarianceUsageError": "pytest_equivariance.errors",
@@ -82,6 +88,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_equivariance.errors import EquivarianceUsageError
     from pytest_equivariance.fix.antialias import antialias
     from pytest_equivariance.fix.blurpool import (
+        AntialiasedConv1d,
+        AntialiasedConv2d,
+        AntialiasedConv3d,
         BlurPool1d,
         BlurPool2d,
         BlurPool3d,
@@ -89,5 +98,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MaxBlurPool2d,
         MaxBlurPool3d,
     )
+    from pytest_equivariance.fix.filters import blur_pool1d, blur_pool2d, blur_pool3d
     from pytest_equivariance.lint import lint, lint_model
     from pytest_equivariance.lint.findings import Finding, ModelReport, Severity

@@ -96,16 +96,14 @@ _EQ002 = Rule(
         "self.shortcut = nn.Conv2d(64, 128, kernel_size=1, stride=2)"
     ),
     fix=(
-        "Convolve with stride 1, apply the activation, then blur-subsample (Zhang 2019); or blur "
-        "first: a stride-1 blur directly before the strided conv makes it anti-aliased. "
+        "Blur first: a stride-1 blur directly before the strided conv makes it anti-aliased. "
+        "`pytest_equivariance.AntialiasedConv2d` takes nn.Conv2d's arguments and keeps its parameter "
+        "names, so existing checkpoints load (1-d and 3-d: AntialiasedConv1d / AntialiasedConv3d; "
+        "`blur_position=\"after\"` convolves with stride 1, then blur-subsamples, as in Zhang 2019). "
         "`pytest_equivariance.antialias(model)` rewrites every module it flags.\n"
         "\n"
-        "self.conv = nn.Sequential(\n"
-        "    nn.Conv2d(64, 128, kernel_size=3, stride=1, padding=1),\n"
-        "    nn.ReLU(inplace=True),\n"
-        "    pytest_equivariance.BlurPool2d(stride=2),\n"
-        ")\n"
-        "# or: nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), nn.Conv2d(64, 128, 3, stride=2, padding=1))"
+        "self.conv = pytest_equivariance.AntialiasedConv2d(64, 128, kernel_size=3, stride=2, padding=1)\n"
+        "# by hand: nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), nn.Conv2d(64, 128, 3, stride=2, padding=1))"
     ),
 )
 
@@ -457,8 +455,9 @@ def _check_strided_conv(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
         detail = " (patchify: kernel equals stride)"
     message = f"{site.describe()} subsamples by {s} without low-pass filtering first{detail}"
     d = _dims(site)
-    if site.kind == "module" and site.op.startswith("nn."):
-        fix = f"nn.Sequential(pytest_equivariance.BlurPool{d}d(stride=1), {_conv_ctor(site, site.op[3:])})"
+    if site.kind == "module" and site.op == f"nn.Conv{d}d":
+        # A drop-in with nn.ConvNd's arguments and parameter names, so checkpoints still load.
+        fix = "pytest_equivariance.Antialiased" + _conv_ctor(site, site.op[3:]).removeprefix("nn.")
     elif site.kind == "module":
         fix = f"nn.Sequential(pytest_equivariance.BlurPool{d}d(stride=1), <this {site.op}>)"
     else:

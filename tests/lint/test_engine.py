@@ -80,7 +80,7 @@ def test_findings_carry_the_stable_fields():
     assert finding.code == "EQ002" and finding.severity is Severity.ERROR
     assert finding.qualname == "down.0" and finding.op == "nn.Conv2d" and finding.kind == "module"
     assert finding.file == __file__ and finding.line is not None
-    assert "stride=2" in finding.message and "BlurPool2d(stride=1)" in finding.fix
+    assert "stride=2" in finding.message and "AntialiasedConv2d(" in finding.fix
     assert finding.params["stride"] == (2, 2) and finding.params["in_channels"] == 4
     data = json.loads(json.dumps(finding.to_json()))
     assert data["severity"] == "error" and data["params"]["stride"] == [2, 2]

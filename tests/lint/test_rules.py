@@ -56,7 +56,7 @@ def test_rule_table_is_complete_and_ordered():
 
 def test_fix_texts_name_this_projects_layers():
     assert "pytest_equivariance.MaxBlurPool2d" in RULES["EQ001"].fix
-    assert "pytest_equivariance.BlurPool2d(stride=2)" in RULES["EQ002"].fix
+    assert "pytest_equivariance.AntialiasedConv2d(" in RULES["EQ002"].fix
     assert "pytest_equivariance.antialias(model)" in RULES["EQ003"].fix
 
 
@@ -175,12 +175,15 @@ def test_eq002_names_shortcuts_and_patchify_stems():
     assert "patchify" in stem.message
 
 
-def test_eq002_fix_keeps_the_conv_arguments():
-    [finding] = lint(nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)), S2)
-    assert finding.fix == (
-        "nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), "
-        "nn.Conv2d(4, 8, kernel_size=3, stride=2, padding=1, bias=False))"
-    )
+def test_eq002_fix_is_a_drop_in_that_keeps_the_conv_arguments_and_weights():
+    conv = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
+    [finding] = lint(nn.Sequential(conv), S2)
+    assert finding.fix == "pytest_equivariance.AntialiasedConv2d(4, 8, kernel_size=3, stride=2, padding=1, bias=False)"
+    import pytest_equivariance
+
+    replacement = eval(finding.fix, {"pytest_equivariance": pytest_equivariance})
+    replacement.load_state_dict(conv.state_dict(), strict=True)  # a checkpoint of the original loads
+    assert lint(nn.Sequential(replacement), S2) == []
 
 
 def test_eq002_ignores_stride_one_and_the_blur_first_pattern():
