@@ -271,7 +271,7 @@ def test_resnet18_breaks_at_its_stem() -> None:
     profile = localize(_resnet18(), natural_images((1, 3, 64, 64)), SHIFT, equivariant=False)
     assert profile.culprit is not None and profile.culprit.qualname == "conv1"
     assert profile.culprit.params.get("stride") in (2, [2, 2])
-    assert profile.finding_code == "EQ002" and "BlurPool" in (profile.finding_fix or "")
+    assert profile.finding_code == "EQ002" and "AntialiasedConv2d" in (profile.finding_fix or "")
 
 
 @pytest.mark.zoo
