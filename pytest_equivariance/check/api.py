@@ -933,41 +933,29 @@ def _attach_extras(
     batch_size: int,
     out_margin: int | None,
 ) -> None:
-    """Fill result.profile (per-layer localisation) and result.grid when asked for and available."""
+    """Fill result.profile (per-layer localisation) and result.grid when asked for."""
+    # Imported here: both build on this module's transforms and runner, and most checks need neither.
+    from pytest_equivariance.check.grid import shift_grid
+    from pytest_equivariance.check.localize import localize
+
     want_profile = spec.localize is True or (spec.localize is None and not result.passed)
     if want_profile and worst is not None:
-        localize = _optional("pytest_equivariance.check.localize", "localize")
-        if localize is not None:
-            try:
-                result.profile = localize(
-                    model, x, worst, equivariant=spec.equivariant, device=dev, batch_size=batch_size
-                )
-            except EquivarianceUsageError as exc:
-                result.notes.append(f"per-layer localisation skipped: {exc}")
-            except Exception as exc:  # the check's verdict stands even if the profile cannot be made
-                result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
+        try:
+            result.profile = localize(
+                model, x, worst, equivariant=spec.equivariant, device=dev, batch_size=batch_size
+            )
+        except EquivarianceUsageError as exc:
+            result.notes.append(f"per-layer localisation skipped: {exc}")
+        except Exception as exc:  # the check's verdict stands even if the profile cannot be made
+            result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
     if spec.grid and spec.kind.startswith("shift"):
-        shift_grid = _optional("pytest_equivariance.check.grid", "shift_grid")
-        if shift_grid is not None:
-            try:
-                result.grid = shift_grid(
-                    model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
-                    batch_size=batch_size, lattice=result.lattice,
-                    canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin or 0,
-                )
-            except EquivarianceUsageError as exc:
-                result.notes.append(f"shift grid skipped: {exc}")
-            except Exception as exc:
-                result.notes.append(f"shift grid failed: {type(exc).__name__}: {exc}")
-
-
-def _optional(module: str, name: str) -> Any:
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-    return getattr(mod, name, None)
+        try:
+            result.grid = shift_grid(
+                model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
+                batch_size=batch_size, lattice=result.lattice,
+                canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin or 0,
+            )
+        except EquivarianceUsageError as exc:
+            result.notes.append(f"shift grid skipped: {exc}")
+        except Exception as exc:
+            result.notes.append(f"shift grid failed: {type(exc).__name__}: {exc}")

@@ -8,7 +8,6 @@ terminal writer (which already decided ``--color``, ``NO_COLOR`` and the width).
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from io import StringIO
@@ -18,6 +17,10 @@ from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from pytest_equivariance.report.heatmap import result_figure
+from pytest_equivariance.report.text import num
+from pytest_equivariance.report.profile import profile_renderable
 
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult, Trial
@@ -62,12 +65,6 @@ def _worst_trial(result: "CheckResult") -> "Trial | None":
     return result.worst
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        return "0"
-    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
 
 
 def _tol(value: float) -> str:
@@ -87,7 +84,7 @@ def headline(result: "CheckResult") -> str:
     if result.min_consistency is not None and result.consistency is not None:
         figure = f"top-1 consistency {result.consistency:.1%} < min_consistency {result.min_consistency:.1%}"
     else:
-        figure = f"max_abs {_num(worst.max_abs)} exceeds {_tolerance(result)}"
+        figure = f"max_abs {num(worst.max_abs)} exceeds {_tolerance(result)}"
     failed = sum(not t.passed for t in result.trials)
     return (
         f"{result.kind} failed under {where}: {figure}; "
@@ -126,15 +123,15 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
     limit = f"{_tol(result.atol)} + {_tol(result.rtol)}·|reference|"
     if result.min_consistency is not None:
         limit = "(min_consistency decides)"
-    table.add_row("max_abs", _num(worst.max_abs), limit)
-    table.add_row("mean_abs", _num(worst.mean_abs), "")
-    table.add_row("rel_l2", _num(worst.rel_l2), "")
-    table.add_row("cosine distance", _num(worst.cosine), "")
+    table.add_row("max_abs", num(worst.max_abs), limit)
+    table.add_row("mean_abs", num(worst.mean_abs), "")
+    table.add_row("rel_l2", num(worst.rel_l2), "")
+    table.add_row("cosine distance", num(worst.cosine), "")
     if worst.consistency is not None:
         against = f"min_consistency={result.min_consistency:.1%}" if result.min_consistency is not None else ""
         table.add_row("top-1 consistency", f"{worst.consistency:.1%}", against)
     if worst.prob_change is not None:
-        table.add_row("mean |Δp(top class)|", _num(worst.prob_change), "")
+        table.add_row("mean |Δp(top class)|", num(worst.prob_change), "")
     return table
 
 
@@ -155,27 +152,12 @@ def _trials_table(result: "CheckResult") -> Table:
         row = [trial.transform]
         if with_leaf:
             row.append(trial.leaf or "-")
-        row += [_num(trial.max_abs), _num(trial.mean_abs), _num(trial.rel_l2)]
+        row += [num(trial.max_abs), num(trial.mean_abs), num(trial.rel_l2)]
         if with_consistency:
             row.append("-" if trial.consistency is None else f"{trial.consistency:.1%}")
         row.append(Text("ok", style="green") if trial.passed else Text("FAIL", style="bold red"))
         table.add_row(*row)
     return table
-
-
-def _optional_renderable(module: str, names: Sequence[str], value: Any) -> RenderableType | None:
-    """Return a renderable from an optional report module (profile, heatmap), or None if absent."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-    for name in names:
-        function = getattr(mod, name, None)
-        if callable(function):
-            return function(value)
-    return None
 
 
 def failure_report(result: "CheckResult", *, reproduce: bool = True) -> RenderableType:
@@ -210,12 +192,8 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
     for note in result.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
     if result.profile is not None:
-        chart = _optional_renderable(
-            "pytest_equivariance.report.profile", ("profile_renderable",), result.profile
-        )
-        if chart is not None:
-            parts.append(chart)
-    figure = _optional_renderable("pytest_equivariance.report.heatmap", ("result_figure",), result)
+        parts.append(profile_renderable(result.profile))
+    figure = result_figure(result)
     if figure is not None:
         parts.append(figure)
     seed = Text.assemble("seed: ", (str(result.seed), "bold"))
@@ -320,7 +298,7 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
             tolerance = f"{_tol(worst.atol)}/{_tol(worst.rtol)}"
         block.add_row(
             check,
-            _num(worst.worst_error),
+            num(worst.worst_error),
             tolerance,
             "-" if not consistencies else f"{min(consistencies):.1%}",
             verdict,

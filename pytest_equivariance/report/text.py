@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pytest_equivariance.report.colormap import format_error
+
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult, Profile, Trial
 
@@ -24,12 +26,8 @@ _KIND_TITLES = {
 
 
 def num(value: float | None) -> str:
-    """Return a figure in 3 significant digits (``-`` when absent)."""
-    if value is None:
-        return "-"
-    if value == 0:
-        return "0"
-    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+    """Return a figure in the reports' one short form (``-`` when absent)."""
+    return "-" if value is None else format_error(value)
 
 
 def headline(result: "CheckResult") -> str:

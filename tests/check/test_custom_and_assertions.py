@@ -60,7 +60,7 @@ def test_assert_raises_with_the_report():
     text = str(info.value)
     assert text.startswith("shift invariance FAILED: 1 of 2 trials failed (circular, dims (-2, -1), float32, cpu)")
     assert "worst transform: shift (dy=+0, dx=+1)" in text
-    assert "tolerance: |a - b| <= 1.00e-05 + 1.00e-04·|b|" in text
+    assert "tolerance: |a - b| <= 1.0e-05 + 1.0e-04·|b|" in text
     assert "seed 3" in text
     assert "top-1 consistency" in text
 
