@@ -11,8 +11,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 #: Spatial size used when a shape must be inferred, by number of spatial dims.
-#: 224 fits every torchvision classifier (ViTs demand it); video models take 16 frames of 112².
-LINT_SPATIAL = {1: (1024,), 2: (224, 224), 3: (16, 112, 112)}
+#: 224 fits every torchvision classifier (ViTs demand it) and video model (MViT and S3D need 16 frames
+#: of 224²); shapes only propagate on the meta device, so the size costs nothing.
+LINT_SPATIAL = {1: (1024,), 2: (224, 224), 3: (16, 224, 224)}
 #: Smaller default for dynamic checks, which run real compute on many transformed copies.
 CHECK_SPATIAL = {1: (256,), 2: (64, 64), 3: (8, 32, 32)}
 
