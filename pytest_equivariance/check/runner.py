@@ -153,7 +153,9 @@ def forward(model: "nn.Module", x: "Tensor") -> Leaves:
         raise
     except Exception as exc:
         raise EquivarianceUsageError(
-            f"The model rejected an input of shape {tuple(x.shape)} ({type(exc).__name__}: "
+            # Name the per-image shape: the batch dimension here counts transformed copies too.
+            f"The model rejected inputs of shape (N, {', '.join(map(str, x.shape[1:]))}) "
+            f"({type(exc).__name__}: "
             f"{_first_line(exc)}); pass inputs= or input_shape= that the model accepts."
         ) from exc
     leaves = flatten_output(output)

@@ -321,6 +321,8 @@ class LeafModuleAwareTracer(fx.Tracer):
 
 
 def _wants_location(kind: str, target: Any) -> bool:
+    if _may_split(kind, target):
+        return True
     if kind == "call_function":
         if not _hashable(target):
             return True
@@ -329,6 +331,16 @@ def _wants_location(kind: str, target: Any) -> bool:
     if kind == "call_method":
         return _METHOD_FAMILIES.get(str(target), "other") not in _UNLOCATED
     return False
+
+
+def _may_split(kind: str, target: Any) -> bool:
+    """Whether a call can split a dimension in two: where a hand-written space-to-depth starts.
+
+    Such reshapes are located although other layout ops are not, because EQ006 reports there.
+    """
+    if kind == "call_method":
+        return target in ("view", "reshape")
+    return kind == "call_function" and target is torch.reshape
 
 
 class SiteTracer(LeafModuleAwareTracer):
@@ -1393,7 +1405,7 @@ class _Builder:
         site = Site(qualname=qualname, op=op, kind=kind, params=params, input_shapes=input_shapes,
                     output_shape=output_shape, node=node, family=family, ndim=ndim, shaped=shaped,
                     from_input=node.meta.get("lint_from_input", True))
-        if family not in _UNLOCATED:
+        if family not in _UNLOCATED or _may_split(node.op, node.target):
             site.file, site.line = _user_frame(node.meta.get("stack_trace"))
         return site
 

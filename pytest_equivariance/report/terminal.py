@@ -272,7 +272,9 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
     failed = sum(not r.passed for r in results)
     rows = _rows(results)
     common = _common_file(test for test, *_ in rows)
-    title = f"{len(results)} equivariance checks, {failed} failed" + (f", in {common}" if common else "")
+    expected = sum(not r.passed and _expected(r, outcomes) for r in results)
+    title = f"{len(results)} equivariance checks, {failed} failed"
+    title += (f" ({expected} expected)" if expected else "") + (f", in {common}" if common else "")
     parts: list[RenderableType] = [Text(title, style="bold"), _summary_grid(show_header=True)]
     block: Table | None = None
     previous_test = None

@@ -76,7 +76,7 @@ def test_cuda_device_without_cuda_is_a_usage_error():
 
 
 def test_input_shape_the_model_rejects():
-    with pytest.raises(EquivarianceUsageError, match=r"rejected an input of shape \(1, 5, 16, 16\)") as info:
+    with pytest.raises(EquivarianceUsageError, match=r"rejected inputs of shape \(N, 5, 16, 16\)") as info:
         check_shift_equivariant(circular_net(), input_shape=(1, 5, 16, 16))
     assert isinstance(info.value.__cause__, RuntimeError)  # nothing lost: the model's error is chained
 
