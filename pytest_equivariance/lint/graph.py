@@ -320,8 +320,8 @@ class LeafModuleAwareTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
-def _wants_location(kind: str, target: Any) -> bool:
-    if _may_split(kind, target):
+def _wants_location(kind: str, target: Any, args: Any = ()) -> bool:
+    if _may_split(kind, target, args):
         return True
     if kind == "call_function":
         if not _hashable(target):
@@ -333,14 +333,18 @@ def _wants_location(kind: str, target: Any) -> bool:
     return False
 
 
-def _may_split(kind: str, target: Any) -> bool:
-    """Whether a call can split a dimension in two: where a hand-written space-to-depth starts.
+def _may_split(kind: str, target: Any, args: Any) -> bool:
+    """Whether a call may split the spatial dims of an image: where a hand-written space-to-depth starts.
 
-    Such reshapes are located although other layout ops are not, because EQ006 reports there.
+    Such reshapes are located although other layout ops are not, because EQ006 reports there. Splitting
+    both spatial dims of a 4-d tensor gives at least 6 dims; smaller reshapes are not worth a stack trace.
     """
-    if kind == "call_method":
-        return target in ("view", "reshape")
-    return kind == "call_function" and target is torch.reshape
+    if not ((kind == "call_method" and target in ("view", "reshape"))
+            or (kind == "call_function" and target is torch.reshape)):
+        return False
+    args = tuple(args)
+    shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+    return len(shape) >= 6
 
 
 class SiteTracer(LeafModuleAwareTracer):
@@ -355,7 +359,7 @@ class SiteTracer(LeafModuleAwareTracer):
     def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
         # Capturing a stack trace is the costliest part of tracing: only do it for the nodes a
         # rule may report (layers are located from their constructor instead).
-        self.record_stack_traces = _wants_location(kind, target)
+        self.record_stack_traces = _wants_location(kind, target, args)
         return super().create_proxy(kind, target, args, kwargs, *rest, **options)
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
@@ -1405,7 +1409,7 @@ class _Builder:
         site = Site(qualname=qualname, op=op, kind=kind, params=params, input_shapes=input_shapes,
                     output_shape=output_shape, node=node, family=family, ndim=ndim, shaped=shaped,
                     from_input=node.meta.get("lint_from_input", True))
-        if family not in _UNLOCATED or _may_split(node.op, node.target):
+        if family not in _UNLOCATED or _may_split(node.op, node.target, node.args):
             site.file, site.line = _user_frame(node.meta.get("stack_trace"))
         return site
 

@@ -180,17 +180,31 @@ _EQ006 = Rule(
     name="space-to-depth",
     severity=Severity.WARNING,
     enabled_by_default=True,
-    summary="Space-to-depth (nn.PixelUnshuffle, F.pixel_unshuffle) turns a shift into a channel permutation.",
+    summary=("Space-to-depth (nn.PixelUnshuffle, F.pixel_unshuffle, or written with reshapes) turns a "
+             "shift into a channel permutation."),
     why=(
         "Pixel unshuffle moves each s x s block of pixels into s*s channels. A shift by a multiple of "
         "s shifts the output; any other shift permutes and mixes channels, so layers after it see a "
         "different signal. It loses no information, but downstream features are only equivariant to "
-        "shifts on the coarse lattice."
+        "shifts on the coarse lattice. The same operation written by hand is flagged too: a reshape "
+        "that splits each spatial dim into (H/s, s), followed by permutes and reshapes that move the "
+        "s factors into the channel axis (timm's tresnet SpaceToDepth, channels-last Swin patch "
+        "merging); it is reported at the splitting reshape. Window partition, which moves the H/s "
+        "factors into the batch axis and keeps the s x s window spatial, does not subsample and is "
+        "not flagged."
     ),
-    example="self.down = nn.PixelUnshuffle(downscale_factor=2)",
+    example=(
+        "self.down = nn.PixelUnshuffle(downscale_factor=2)\n"
+        "# by hand, NCHW:\n"
+        "x = x.view(B, C, H // 2, 2, W // 2, 2).permute(0, 3, 5, 1, 2, 4).reshape(B, 4 * C, H // 2, W // 2)\n"
+        "# by hand, channels-last (patch merging):\n"
+        "x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)"
+    ),
     fix=(
-        "Blur before it (a stride-1 blur directly before the unshuffle is recognised), or use a "
-        "polyphase-aware design that picks the phase from the input.\n"
+        "Blur before it (a stride-1 blur directly before the unshuffle, or before the reshape that "
+        "starts a hand-written one, is recognised), or use a polyphase-aware design that picks the "
+        "phase from the input. A channels-last tensor is blurred as NCHW: "
+        "`blur_pool2d(x.permute(0, 3, 1, 2), stride=1).permute(0, 2, 3, 1)`.\n"
         "\n"
         "self.down = nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), nn.PixelUnshuffle(2))"
     ),
@@ -602,6 +616,16 @@ _LAYOUT_OPS = frozenset({"view", "reshape", "flatten", "permute", "transpose", "
                          "squeeze", "unsqueeze", "contiguous", "clone", "detach", "float", "to", "type_as"})
 
 
+def _layout_op(site: "Site") -> str | None:
+    """Return the name of the layout op ``site`` is (``"permute"``, ``"flatten"``, ...), else ``None``."""
+    if site.node is None:
+        return None
+    if site.kind == "module":  # nn.Flatten, nn.Identity
+        return {"flatten": "flatten", "identity": "contiguous"}.get(site.family)
+    name = getattr(site.node.target, "__name__", str(site.node.target))
+    return name if name in _LAYOUT_OPS and site.family in ("reshape", "flatten", "identity") else None
+
+
 def _regroup(before: tuple[int, ...], after: tuple[int, ...]) -> list[tuple[list[int], list[int]]] | None:
     """Pair the dims of a view's input and output into minimal groups of equal size, or ``None``.
 
@@ -630,7 +654,7 @@ def _regroup(before: tuple[int, ...], after: tuple[int, ...]) -> list[tuple[list
 
 
 def _split_start(site: "Site") -> tuple[_Axes, dict[int, int], int] | None:
-    """If ``site`` splits every spatial dim into (coarse, fine), return its axes, the fine sizes, the channel dim."""
+    """Return ``(axes, fine sizes by dim, channel dim)`` if ``site`` splits every spatial dim in two, else ``None``."""
     before, after = site.input_shape, site.output_shape
     if site.node is None or before is None or after is None or len(before) < 4 or len(after) <= len(before):
         return None
@@ -654,14 +678,14 @@ def _split_start(site: "Site") -> tuple[_Axes, dict[int, int], int] | None:
     return None
 
 
-def _apply_layout(node: Any, axes: _Axes, sizes: dict[_Atom, int], before: tuple[int, ...],
+def _apply_layout(node: Any, name: str, axes: _Axes, sizes: dict[_Atom, int], before: tuple[int, ...],
                   after: tuple[int, ...]) -> _Axes | None:
-    """Return the axes after one layout op (``node``), or ``None`` when it cannot be followed."""
-    name = getattr(node.target, "__name__", str(node.target))
+    """Return the axes after the layout op ``name`` (fx ``node``), or ``None`` when it cannot be followed."""
     args = list(node.args[1:])
     if name in ("permute", "transpose", "swapaxes", "swapdims"):
         if name == "permute":
-            dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args or node.kwargs.get("dims")
+            dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+            dims = dims or node.kwargs.get("dims")
         else:
             dims = list(range(len(axes)))
             a, b = (args + [node.kwargs.get("dim0"), node.kwargs.get("dim1")])[:2]
@@ -749,12 +773,10 @@ def _check_reshaped_space_to_depth(site: "Site", graph: "ModelGraph") -> Iterato
         if following is None or following.node is None or not following.node.args \
                 or following.node.args[0] is not node:
             break
-        name = getattr(following.node.target, "__name__", str(following.node.target))
-        if following.family not in ("reshape", "flatten", "identity") or name not in _LAYOUT_OPS:
+        name = _layout_op(following)
+        if name is None or following.input_shape is None or following.output_shape is None:
             break
-        if following.input_shape is None or following.output_shape is None:
-            break
-        axes = _apply_layout(following.node, axes, sizes, following.input_shape, following.output_shape)
+        axes = _apply_layout(following.node, name, axes, sizes, following.input_shape, following.output_shape)
         if axes is None:
             break
         if _folds_fine_into_channels(axes, sizes, fine, channel):
@@ -784,8 +806,7 @@ def _check_reshaped_space_to_depth(site: "Site", graph: "ModelGraph") -> Iterato
 def _blurred_before(site: "Site", graph: "ModelGraph") -> bool:
     """Like :func:`_after_blur`, also through permutes (a channels-last tensor blurred as NCHW)."""
     def through(s: "Site") -> bool:
-        name = getattr(s.node.target, "__name__", str(s.node.target)) if s.node is not None else ""
-        return s.family in _SPECTRUM_PRESERVING or (s.family == "reshape" and name in ("permute", "transpose"))
+        return s.family in _SPECTRUM_PRESERVING or _layout_op(s) in ("permute", "transpose", "contiguous")
 
     source = graph.walk_back(site, through)
     if source is None or source.family != "blur":
