@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from pytest_equivariance.fix.antialias import CONV_FORMS
 from pytest_equivariance.fix.blurpool import MaxBlurPool2d, antialiased_conv
 
 
@@ -50,13 +51,14 @@ def _out(n: int, k: int, s: int, p: int) -> int:
 
 
 def flops(layer: Layer, filter_size: int) -> dict[str, float]:
-    """Return FLOPs of the bare layer and of each anti-aliased form (per image)."""
+    """Return FLOPs of a bare conv layer and of each anti-aliased form (per image).
+
+    Pools are left out: their comparisons are not FLOPs, so the ratio would mean nothing.
+    """
     n, k, s, p = layer.size, layer.kernel_size, layer.stride, layer.padding
     out = _out(n, k, s, p)
     dense = _out(n, k, 1, p)
     blur_tap = 2 * filter_size**2
-    if layer.pool:
-        return {"bare": 0.0, "blur": blur_tap * layer.out_channels * out**2}
     conv = 2 * layer.in_channels * layer.out_channels * k * k
     return {
         "bare": conv * out**2,
@@ -94,7 +96,6 @@ def main() -> None:
     with torch.inference_mode():
         for layer in LAYERS:
             x = torch.randn(args.batch, layer.in_channels, layer.size, layer.size, device=device)
-            f = flops(layer, args.filter_size)
             if layer.pool:
                 bare = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding).to(device)
                 fixed = MaxBlurPool2d(
@@ -110,14 +111,15 @@ def main() -> None:
                 layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
                 bias=False,
             ).to(device)  # fmt: skip
-            forms = {"blur_first": "before", "conv_then_blur": "after"}
-            fixed = [antialiased_conv(conv, args.filter_size, p) for p in forms.values()]
+            fixed = [antialiased_conv(conv, args.filter_size, p) for p in CONV_FORMS.values()]
             times = _fastest([conv, *fixed], x, args.rounds)
-            for form, t in zip(forms, times[1:]):
+            f = flops(layer, args.filter_size)
+            for form, t in zip(CONV_FORMS, times[1:]):
                 print(
                     f"{layer.name:52s} {form:15s} {times[0] * 1e3:8.2f} {t * 1e3:9.2f} "
                     f"{t / times[0]:10.2f} {f[form] / f['bare']:11.2f}"
                 )
+
 
 if __name__ == "__main__":
     main()

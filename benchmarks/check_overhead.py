@@ -41,7 +41,7 @@ def build(args: argparse.Namespace):
     return model, x
 
 
-def shifted_batch(x, args: argparse.Namespace):
+def shifted_batch(x):
     """The same 33 images the check forwards: the reference and the check's 32 shifts."""
     import random
 
@@ -73,7 +73,7 @@ def measure_time(args: argparse.Namespace) -> dict:
     import torch
 
     model, x = build(args)
-    batch = shifted_batch(x, args)
+    batch = shifted_batch(x)
 
     def bare() -> None:
         with torch.inference_mode():

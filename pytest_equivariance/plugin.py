@@ -40,6 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# Torch-free: the modes and flip names a marker may name live with the transforms they select.
+from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SHIFT_MODES
+
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult
 
@@ -86,14 +89,14 @@ _FAMILY_KEYWORDS = {
     "shift": ("max_shift", "shifts", "shift"),
     "rotation": ("angles", "angle"),
 }
-_MODES = {"shift": ("circular", "crop", "zero"), "rotation": ("exact", "interp")}
+_MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES}
 #: Every keyword a marker accepts, in the order the docs list them.
 MARKER_KEYWORDS = (
     "input_shape", "max_shift", "shifts", "shift", "trials", "mode", "angles", "angle", "dims",
     "atol", "rtol", "min_consistency", "seed", "device", "batch_size", "localize", "grid", "margin",
 )  # fmt: skip
 #: Named flips a rotation marker's ``angles`` may list beside angles in degrees.
-_FLIPS = ("hflip", "vflip")
+_FLIPS = tuple(FLIP_NAMES)
 
 _MARKER_DOCS = {
     "shift_equivariant": "check that the test's model commutes with shifts: model(shift(x)) == shift(model(x))",
@@ -418,6 +421,7 @@ class EquivarianceSession:
             api.RESULT_LISTENERS.append(self.on_result)
 
     def stop_listening(self) -> None:
+        """Stop receiving results from ``check.api`` (at the end of the run)."""
         api = sys.modules.get("pytest_equivariance.check.api")
         if api is not None and self.on_result in api.RESULT_LISTENERS:
             api.RESULT_LISTENERS.remove(self.on_result)

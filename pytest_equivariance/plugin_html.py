@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_equivariance.plugin_baseline import _is_worker, _path_setting
+
 OPTION_HTML = "--equiv-html"
 INI_HTML = "equiv_html"
 
@@ -41,19 +43,9 @@ def report_path(config: pytest.Config) -> Path | None:
     """Return where this run writes its HTML report, or None when it writes none.
 
     The command-line path is relative to the directory pytest was invoked from; the ini path to the
-    rootdir, as pytest's own ``junit_*`` settings.
+    rootdir, as pytest's own ``junit_*`` settings (and as the other ``--equiv-*`` paths).
     """
-    option = config.getoption(INI_HTML, None)
-    if option:
-        return Path(config.invocation_params.dir, option)
-    ini = config.getini(INI_HTML)
-    if ini:
-        return Path(config.rootpath, ini)
-    return None
-
-
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
+    return _path_setting(config, INI_HTML)
 
 
 @pytest.hookimpl(trylast=True)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
+from pytest_equivariance.check.transforms import FLIP_NAMES
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,14 +37,14 @@ def shifts(
     unless ``allow_zero``.
     """
     if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 1:
-        raise ValueError(f"max_shift={max_shift!r} must be a positive integer")
+        raise ValueError(f"max_shift={max_shift!r} is not a number of pixels; pass a positive integer, e.g. max_shift=8.")
     if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= 3:
-        raise ValueError(f"dims={dims!r} must be 1, 2 or 3 (the number of shifted dims)")
+        raise ValueError(f"dims={dims!r} is not a number of shifted dims; pass 1, 2 or 3.")
     steps = (lattice,) * dims if isinstance(lattice, int) else tuple(lattice)
     if len(steps) != dims or any(not isinstance(k, int) or k < 1 for k in steps):
-        raise ValueError(f"lattice={lattice!r} must be a positive int or one per dim")
+        raise ValueError(f"lattice={lattice!r} is not a stride lattice for {dims} dims; pass a positive int, or one per dim.")
     if all(max_shift < k for k in steps):
-        raise ValueError(f"max_shift={max_shift} is below the lattice {steps}: no non-zero shift fits")
+        raise ValueError(f"max_shift={max_shift} is below the lattice {steps}, so no non-zero shift fits; pass max_shift={min(steps)} or more.")
     entries = [st.integers(-(max_shift // k), max_shift // k).map(lambda i, k=k: i * k) for k in steps]
     strategy = st.tuples(*entries)
     return strategy if allow_zero else strategy.filter(any)
@@ -63,15 +65,15 @@ def rotations(
     ``min_angle`` and ``max_angle``, for checks with ``mode="interp"``.
     """
     if mode == "exact":
-        choices: list[Any] = [90, 180, 270] + (["hflip", "vflip"] if flips else [])
+        choices: list[Any] = [90, 180, 270] + (list(FLIP_NAMES) if flips else [])
         return st.sampled_from(choices)
     if mode != "interp":
-        raise ValueError(f"mode={mode!r} must be 'exact' or 'interp'")
+        raise ValueError(f"mode={mode!r} is not a rotation mode; pass 'exact' or 'interp'.")
     if resolution <= 0 or not min_angle <= max_angle:
-        raise ValueError("need resolution > 0 and min_angle <= max_angle")
+        raise ValueError(f"resolution={resolution!r}, min_angle={min_angle!r}, max_angle={max_angle!r} give no range; pass resolution > 0 and min_angle <= max_angle.")
     lo, hi = math.ceil(min_angle / resolution), math.floor(max_angle / resolution)
     if lo > hi:
-        raise ValueError(f"no multiple of {resolution} lies between {min_angle} and {max_angle}")
+        raise ValueError(f"No multiple of {resolution} lies between {min_angle} and {max_angle}; widen the range or pass a finer resolution.")
     return st.integers(lo, hi).map(lambda i: round(i * resolution, 10))
 
 

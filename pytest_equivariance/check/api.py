@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from pytest_equivariance.check import metrics, runner, transforms
@@ -45,7 +45,6 @@ INTERP_ANGLES = tuple(float(a) for a in range(15, 360, 15))
 INTERP_EXPONENT = 2.0
 #: Output pixels left out inside the disk's edge in ``mode="interp"``.
 INTERP_MARGIN = 2
-_FLIPS = {"hflip": -1, "vflip": -2}
 _REFERENCE = "reference"  # job key of the untransformed input
 
 # -- public checks ---------------------------------------------------------------------------------
@@ -211,13 +210,13 @@ def check_equivariant(
         if g is not None and not callable(g):
             raise EquivarianceUsageError(f"transforms[{i}][1] is not callable; pass a function or None.")
         built.append(transforms_mod.custom(f, g, label=_pair_label(f, i)))
+    # Transform objects act on outputs as group elements; pairs with output_fn=None mean invariance.
+    equivariant = any(t.output_fn is not None or t.family != "custom" for t in built)
     spec = _Spec(
-        kind="custom", equivariant=True, model=model, inputs=inputs, input_shape=input_shape, dims=None,
+        kind="custom", equivariant=equivariant, model=model, inputs=inputs, input_shape=input_shape, dims=None,
         atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
         batch_size=batch_size, localize=localize, grid=False, mode="custom", margin=0,
     )
-    # Transform objects act on outputs as group elements; pairs with output_fn=None mean invariance.
-    spec.equivariant = any(t.output_fn is not None or t.family != "custom" for t in built)
     return _run(spec, lambda ctx: built)
 
 
@@ -254,18 +253,15 @@ class _Spec:
     mode: str
     margin: int | None
     max_shift: int | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class _Context:
-    """What a check knows once the reference outputs are in: shapes, strides, margins."""
+    """What a check's transforms are drawn from once the reference outputs are in."""
 
-    source_shape: tuple[int, ...]
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]  # what the model sees (the crop, in crop mode)
     dims: tuple[int, ...]
-    strides: dict[str, tuple[int, ...]]  # spatial leaf path -> output stride per dim
-    lattice: tuple[int, ...] | None
+    lattice: tuple[int, ...] | None  # output stride per dim that shifts must be multiples of
     seed: int
 
 
@@ -551,7 +547,7 @@ def _check_rotations(
     items: list[Any] = []
     for value in explicit or []:
         if isinstance(value, str):
-            if value not in _FLIPS:
+            if value not in transforms.FLIP_NAMES:
                 raise _usage(f"{name} entry {value!r} is not a rotation; pass degrees or 'hflip' / 'vflip'.")
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise _usage(f"{name} entry {value!r} is not an angle; pass degrees as a number.")
@@ -582,7 +578,7 @@ def _check_rotations(
         out = []
         for value in chosen:
             if isinstance(value, str):
-                out.append(transforms.flip(plane[1] if _FLIPS[value] == -1 else plane[0], plane))
+                out.append(transforms.flip(plane[transforms.FLIP_NAMES[value]], plane))
             elif mode == "exact":
                 out.append(transforms.rot90(int(value) // 90, plane))
             else:
@@ -607,9 +603,9 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
     seed = 0 if spec.seed is None else spec.seed
     shape = _input_shape(spec)
     dims = _resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
-    notes = list(spec.notes)
+    notes: list[str] = []
 
-    x, source_shape, model_shape = _source(spec, shape, dims, dtype, dev, seed, notes)
+    x, model_shape = _source(spec, shape, dims, dtype, dev, seed, notes)
     identity = _identity(spec, dims)
 
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
@@ -632,7 +628,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             ((_, ref_leaves),) = runner.run_batches(model, [(_REFERENCE, ref_input)], chunk)
             _accept_reference(spec, ref_leaves)
             strides, lattice = _strides(spec, ref_leaves, model_shape, dims)
-            if lattice is not None and any(k > 1 for k in lattice):
+            if lattice is not None:
                 step = str(lattice[0]) if len(set(lattice)) == 1 else str(lattice)
                 notes.append(
                     f"output is {step} times coarser than the input along dims {dims}; "
@@ -642,7 +638,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             if flat and strides:
                 notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
 
-        ctx = _Context(source_shape, model_shape, dims, strides, lattice, seed)
+        ctx = _Context(model_shape, dims, lattice, seed)
         transform_list = build(ctx)
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
@@ -662,15 +658,9 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             trials.append(_trial(spec, t, leaves, ref_leaves, strides, out_margin, atol, rtol))
         batch_size = chunk.size
 
-        if spec.min_consistency is not None:
-            values = [t.consistency for t in trials if t.consistency is not None]
-            passed = bool(values) and sum(values) / len(values) >= spec.min_consistency
-        else:
-            passed = all(t.passed for t in trials)
-
         result = CheckResult(
             kind=spec.kind,
-            passed=passed,
+            passed=all(t.passed for t in trials),
             trials=trials,
             atol=atol,
             rtol=rtol,
@@ -681,9 +671,12 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             dims=dims,
             input_shape=model_shape,
             min_consistency=spec.min_consistency,
-            lattice=lattice if lattice is not None and any(k > 1 for k in lattice) else None,
+            lattice=lattice,
             notes=notes,
         )
+        if spec.min_consistency is not None:  # the mean over trials decides, not each trial
+            mean = result.consistency
+            result.passed = mean is not None and mean >= spec.min_consistency
         if spec.kind.startswith("rotation"):
             result.angle_errors = [
                 (float(tr.params.get("angle", 90 * tr.params.get("k", 0))), tr.max_abs)
@@ -705,8 +698,8 @@ def _source(
     dev: "torch.device",
     seed: int,
     notes: list[str],
-) -> tuple["Tensor", tuple[int, ...], tuple[int, ...]]:
-    """Return the tensor the transforms act on, its shape, and the shape of what the model sees.
+) -> tuple["Tensor", tuple[int, ...]]:
+    """Return the tensor the transforms act on and the shape of what the model sees.
 
     That is the inputs (given, or natural images from ``seed``), a canvas ``max_shift`` pixels larger
     on each side in crop mode, or the inputs masked to their inscribed disk in interp mode.
@@ -750,7 +743,7 @@ def _source(
             "interp mode: inputs masked to the inscribed disk; outputs compared inside it"
             + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images that resample smoothly")
         )
-    return x, tuple(source_shape), tuple(model_shape)
+    return x, tuple(model_shape)
 
 
 def _accept_reference(spec: _Spec, ref_leaves: runner.Leaves) -> None:
@@ -785,7 +778,11 @@ def _check_finite(leaves: runner.Leaves, what: str) -> None:
 def _strides(
     spec: _Spec, leaves: runner.Leaves, model_shape: tuple[int, ...], dims: tuple[int, ...]
 ) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...] | None]:
-    """Return each spatial output leaf's stride per dim and their common lattice (None for invariance)."""
+    """Return each spatial output leaf's stride per dim and their common lattice.
+
+    The lattice is None when shifts need not keep to one: for invariance, rotations, custom checks,
+    and outputs on the input's own grid.
+    """
     if not spec.equivariant or spec.kind == "custom":
         return {}, None
     ndim = len(model_shape)
@@ -823,7 +820,7 @@ def _strides(
     if spec.kind.startswith("rotation"):
         return strides, None
     lattice = tuple(math.lcm(*(s[i] for s in strides.values())) for i in range(len(dims)))
-    return strides, lattice
+    return strides, lattice if any(k > 1 for k in lattice) else None
 
 
 def _margin(
@@ -931,7 +928,7 @@ def _attach_extras(
     dims: tuple[int, ...],
     dev: "torch.device",
     batch_size: int,
-    out_margin: int | None,
+    out_margin: int,
 ) -> None:
     """Fill result.profile (per-layer localisation) and result.grid when asked for."""
     # Imported here: both build on this module's transforms and runner, and most checks need neither.
@@ -953,7 +950,7 @@ def _attach_extras(
             result.grid = shift_grid(
                 model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
                 batch_size=batch_size, lattice=result.lattice,
-                canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin or 0,
+                canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin,
             )
         except EquivarianceUsageError as exc:
             result.notes.append(f"shift grid skipped: {exc}")

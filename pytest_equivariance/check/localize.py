@@ -372,11 +372,11 @@ def _output_nodes(graph) -> set[int]:
     """Return the ids of the fx nodes whose values the model returns (empty without an fx graph)."""
     if graph is None or graph.graph_module is None:
         return set()
+    import torch.fx
+
     out: set[int] = set()
     for node in graph.graph_module.graph.nodes:
         if node.op == "output":
-            import torch.fx
-
             torch.fx.node.map_arg(node.args, lambda n: out.add(id(n)))
     return out
 

@@ -118,7 +118,9 @@ def _cosine_distance(a: "Tensor", b: "Tensor") -> float:
     """Mean over the batch of ``1 - cos(a_i, b_i)``; 0 where both are zero."""
     import torch
 
-    fa, fb = a.reshape(a.shape[0], -1) if a.dim() else a.reshape(1, 1), b.reshape(b.shape[0], -1) if b.dim() else b.reshape(1, 1)
+    # One row per batch item; a 0-d output is a batch of one.
+    rows = a.shape[0] if a.dim() else 1
+    fa, fb = a.reshape(rows, -1), b.reshape(rows, -1)
     dot = (fa * fb).sum(1)
     na, nb = torch.linalg.vector_norm(fa, dim=1), torch.linalg.vector_norm(fb, dim=1)
     both_zero = (na == 0) & (nb == 0)

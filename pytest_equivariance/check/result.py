@@ -96,10 +96,12 @@ class CheckResult:
 
     @property
     def worst_error(self) -> float:
+        """The largest ``max_abs`` over all trials (0 when none ran): the baseline's headline figure."""
         return max((t.max_abs for t in self.trials), default=0.0)
 
     @property
     def mean_error(self) -> float:
+        """The mean over trials of each trial's ``mean_abs`` (0 when none ran)."""
         return sum(t.mean_abs for t in self.trials) / len(self.trials) if self.trials else 0.0
 
     @property
@@ -110,6 +112,7 @@ class CheckResult:
 
     @property
     def prob_change(self) -> float | None:
+        """Mean top-class probability change over trials, or None when the check does not measure it."""
         values = [t.prob_change for t in self.trials if t.prob_change is not None]
         return sum(values) / len(values) if values else None
 
@@ -121,6 +124,7 @@ class CheckResult:
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """Return the result as JSON-ready dicts and lists, with its baseline ``figures`` added."""
         data = asdict(self)
         data["dims"] = list(self.dims)
         data["input_shape"] = list(self.input_shape)

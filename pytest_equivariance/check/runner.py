@@ -266,10 +266,7 @@ def run_batches(
         # Always a fresh tensor: a model that writes into its input must not alter the next job's.
         batch = torch.cat([x for _, x, _ in pending])
         if chunk.measure:
-            with widest_activation(model) as holder:
-                leaves = forward(model, batch)
-            widest = max([holder[0]] + [t.numel() * t.element_size() for _, t in leaves])
-            per_image = max(1, widest // max(1, batch.shape[0]))
+            leaves, per_image = activation_bytes_per_image(model, batch)
             chunk.size = auto_batch_size(per_image, chunk.device or batch.device)
             chunk.measure = False
         else:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 SHIFT_MODES = ("circular", "crop", "zero")
 ROTATION_MODES = ("exact", "interp")
+#: Flips a rotation check accepts by name beside angles, and the plane axis each mirrors (0: rows, 1: columns).
+FLIP_NAMES = {"hflip": 1, "vflip": 0}
 
 _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 _DIM_NAMES = {-1: "W", -2: "H", -3: "D"}
@@ -154,7 +156,7 @@ def shift(
 ) -> Transform:
     """Return the shift by ``delta`` input pixels along ``dims`` (content moves towards higher indices)."""
     delta = tuple(int(d) for d in delta)
-    names = _AXIS_NAMES[len(dims)] if len(dims) in _AXIS_NAMES else [f"d{i}" for i in range(len(dims))]
+    names = _AXIS_NAMES.get(len(dims), [str(i) for i in range(len(dims))])
     parts = ", ".join(f"d{n}={d:+d}" for n, d in zip(names, delta))
     return Transform(
         label=f"shift ({parts})",

@@ -295,8 +295,8 @@ def _replacement(
         if module.ceil_mode:
             stages.append(
                 blurpool.CeilModePad(
-                    _ntuple(module.kernel_size, ndim), _ntuple(module.stride, ndim),
-                    _ntuple(module.padding, ndim),
+                    blurpool._ntuple(module.kernel_size, ndim), blurpool._ntuple(module.stride, ndim),
+                    blurpool._ntuple(module.padding, ndim),
                 )  # fmt: skip
             )
         if not (_is_ones(module.kernel_size) and _is_zeros(module.padding)):
@@ -321,10 +321,6 @@ def _pool_ndim(module: "nn.Module") -> int:
     if match:
         return int(match.group(1))
     raise _CannotRewrite(f"cannot tell the number of spatial dims of {name}; replace it by hand")
-
-
-def _ntuple(value: Any, n: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
 
 
 def _is_ones(value: Any) -> bool:

@@ -83,7 +83,6 @@ def blur_padding(filter_size: int, ndim: int) -> list[int]:
 
     Odd sizes pad symmetrically; even sizes put the extra sample on the right, as antialiased-cnns
     does. With stride ``s`` the output then has ``ceil(n / s)`` samples along a dim of size ``n``.
-    ``"reflect"`` padding falls back to ``"replicate"`` on maps too small to reflect.
     """
     left = (filter_size - 1) // 2
     right = filter_size - 1 - left
@@ -98,6 +97,10 @@ def _blur_pool(
     padding_mode: str,
     kernel: "torch.Tensor | None" = None,
 ) -> "torch.Tensor":
+    """Return ``x`` blurred depthwise with ``kernel`` (the binomial filter when None), then subsampled.
+
+    ``"reflect"`` padding falls back to ``"replicate"`` on maps too small to reflect.
+    """
     import torch
     import torch.nn.functional as F
 

@@ -31,6 +31,17 @@ class AnglePoint:
     error: float
     passed: bool | None = None
 
+    def fails(self, atol: float | None) -> bool:
+        """Return whether the angle fails: its own verdict, else an error above ``atol`` (NaN fails)."""
+        if self.passed is not None:
+            return not self.passed
+        return atol is not None and not self.error <= atol
+
+    @property
+    def label(self) -> str:
+        """The angle as the figures print it: ``45°``."""
+        return f"{self.angle:g}°"
+
 
 @dataclass(frozen=True)
 class GridView:

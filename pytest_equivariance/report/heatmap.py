@@ -116,17 +116,17 @@ def angle_plot(
         return Group(*lines)
     top = max([atol or 0.0] + [p.error for p in points if p.error == p.error])
     top = top if top > 0 else 1.0
-    label_width = max(len(_angle_label(p.angle)) for p in points)
+    label_width = max(len(p.label) for p in points)
     tol_cell = None if not atol else min(width - 1, int(atol / top * width))
     marked = False
     for p in points:
-        failed = (not p.passed) if p.passed is not None else (atol is not None and not p.error <= atol)
+        failed = p.fails(atol)
         colour = "red" if failed else "green"
         bar = _bar(p.error / top if p.error == p.error else 1.0, width)
         if tol_cell is not None and bar[tol_cell] == " ":
             bar = bar[:tol_cell] + "│" + bar[tol_cell + 1 :]
             marked = True
-        line = Text(f"{_angle_label(p.angle):>{label_width}} ")
+        line = Text(f"{p.label:>{label_width}} ")
         line.append(bar, style=colour)
         line.append(f" {format_error(p.error)}", style="bold red" if failed else "")
         lines.append(line)
@@ -213,10 +213,6 @@ def _summary(grid: "ShiftGrid", atol: float | None) -> Text:
             style="bold red" if above else "green",
         )
     return line
-
-
-def _angle_label(angle: float) -> str:
-    return f"{angle:g}°"
 
 
 def _bar(fraction: float, width: int) -> str:

@@ -215,18 +215,18 @@ def angle_svg(points: Sequence[AnglePoint], *, atol: float | None = None) -> str
         out.append(_text(left - 6, y + 4, format_error(value), anchor="end", size=11, fill=_MUTED))
     label_every = max(1, math.ceil(n * 34 / (n * slot or 1)))
     for k, p in enumerate(points):
-        failed = (not p.passed) if p.passed is not None else (atol is not None and not p.error <= atol)
+        failed = p.fails(atol)
         frac = 1.0 if not math.isfinite(p.error) else min(1.0, max(0.0, p.error / vmax))
         h = plot_h * frac
         x = left + k * slot + slot * 0.15
         out.append(
             f'<rect x="{_n(x)}" y="{_n(top + plot_h - h)}" width="{_n(slot * 0.7)}" height="{_n(h)}" '
-            f'fill="{_FAIL if failed else _PASS}"><title>{escape(_angle(p.angle))}: '
+            f'fill="{_FAIL if failed else _PASS}"><title>{escape(p.label)}: '
             f"{escape(format_error(p.error))}{' (fails)' if failed else ''}</title></rect>"
         )
         if k % label_every == 0:
             out.append(
-                _text(left + (k + 0.5) * slot, top + plot_h + 16, _angle(p.angle), anchor="middle", size=11)
+                _text(left + (k + 0.5) * slot, top + plot_h + 16, p.label, anchor="middle", size=11)
             )
     if atol is not None and atol <= vmax:
         y = top + plot_h - plot_h * atol / vmax
@@ -495,7 +495,6 @@ def _text(
     size: int = 12,
     fill: str = _INK,
     weight: str | None = None,
-    transform: str | None = None,
     title: str | None = None,
 ) -> str:
     attrs = f'x="{_n(x)}" y="{_n(y)}" font-size="{size}" fill="{fill}"'
@@ -503,8 +502,6 @@ def _text(
         attrs += f' text-anchor="{anchor}"'
     if weight:
         attrs += f' font-weight="{weight}"'
-    if transform:
-        attrs += f' transform="{transform}"'
     inner = escape(text) + (f"<title>{escape(title)}</title>" if title else "")
     return f"<text {attrs}>{inner}</text>"
 
@@ -566,10 +563,9 @@ def _nice_ceiling(value: float) -> float:
 
 def _location(layer: "LayerError") -> str:
     """``file:line`` of a layer when the profile knows it, else ""."""
-    file, line = getattr(layer, "file", None), getattr(layer, "line", None)
-    if not file:
+    if not layer.file:
         return ""
-    return f"{file}:{line}" if line else str(file)
+    return f"{layer.file}:{layer.line}" if layer.line else layer.file
 
 
 def _badge(passed: bool) -> str:
@@ -578,10 +574,6 @@ def _badge(passed: bool) -> str:
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _angle(angle: float) -> str:
-    return f"{angle:g}°"
 
 
 def _list(items: Iterable[str], cls: str) -> str:

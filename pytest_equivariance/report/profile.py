@@ -152,9 +152,10 @@ def profile_text(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> str:
     if not profile.layers:
         return header(profile) + "\n  (no layer could be measured)"
     lo, hi = log_range(profile)
-    names, ops = _widths(profile)
+    rows = chart_rows(profile)
+    names, ops = _widths(rows)
     lines = [header(profile)]
-    for row in chart_rows(profile):
+    for row in rows:
         if row.layer is None:
             lines.append(f"    {row.note}")
             continue
@@ -197,13 +198,14 @@ class ProfileChart:
             yield Text("  (no layer could be measured)", style="dim")
             return
         lo, hi = log_range(profile)
-        names, ops = _widths(profile)
+        rows = chart_rows(profile)
+        names, ops = _widths(rows)
         width = self.bar_width
         if width is None:  # name, op, value and the culprit's mark around the bar
             fixed = 4 + names + 2 + ops + 2 + 2 + 8 + (len(_CULPRIT_MARK) if profile.culprit else 0)
             width = max(8, min(BAR_WIDTH, options.max_width - fixed))
         styles = {"noise": "dim", "error": "red", "floor": "yellow", "blank": ""}
-        for row in chart_rows(profile):
+        for row in rows:
             if row.layer is None:
                 yield Text(f"    {row.note}", style="dim")
                 continue
@@ -246,8 +248,9 @@ def _culprit_index(profile: "Profile") -> int | None:
     return None
 
 
-def _widths(profile: "Profile") -> tuple[int, int]:
-    shown = [row.layer for row in chart_rows(profile) if row.layer is not None] or profile.layers
+def _widths(rows: list[Row]) -> tuple[int, int]:
+    # chart_rows always keeps at least one layer of a non-empty profile.
+    shown = [row.layer for row in rows if row.layer is not None]
     names = min(_NAME_WIDTH, max(len(layer.qualname) for layer in shown))
     ops = min(_OP_WIDTH, max(len(layer.op) for layer in shown))
     return names, ops

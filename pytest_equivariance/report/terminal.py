@@ -19,14 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from pytest_equivariance.report.heatmap import result_figure
-from pytest_equivariance.report.text import num
+from pytest_equivariance.report.text import WORST_TRIALS, num, worst_trial, worst_trials
 from pytest_equivariance.report.profile import profile_renderable
 
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult, Trial
-
-#: How many of the worst trials a failure report lists.
-WORST_TRIALS = 5
 
 
 def render(renderable: RenderableType, *, color: bool, width: int = 100, soft_wrap: bool = False) -> str:
@@ -56,17 +53,6 @@ def _color_system() -> str:
     return "truecolor" if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit") else "256"
 
 
-def _worst_trial(result: "CheckResult") -> "Trial | None":
-    """Return the trial furthest from passing: lowest consistency when that decides, else largest error."""
-    if result.min_consistency is not None:
-        rated = [t for t in result.trials if t.consistency is not None]
-        if rated:
-            return min(rated, key=lambda t: t.consistency)
-    return result.worst
-
-
-
-
 def _tol(value: float) -> str:
     return f"{value:.0e}" if 0 < value < 1e-2 else f"{value:g}"
 
@@ -77,7 +63,7 @@ def _tolerance(result: "CheckResult") -> str:
 
 def headline(result: "CheckResult") -> str:
     """Return one plain line saying what failed, under which transform, by how much, and the seed."""
-    worst = _worst_trial(result)
+    worst = worst_trial(result)
     if worst is None:
         return f"{result.kind} failed: no trials ran (seed {result.seed})"
     where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
@@ -136,7 +122,7 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
 
 
 def _trials_table(result: "CheckResult") -> Table:
-    trials = sorted(result.trials, key=lambda t: t.max_abs, reverse=True)[:WORST_TRIALS]
+    trials = worst_trials(result)
     with_consistency = any(t.consistency is not None for t in trials)
     with_leaf = any(t.leaf for t in trials)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -175,7 +161,7 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
         f" ({result.mode}){dims} · input {tuple(result.input_shape)} {result.dtype} · {result.device}",
     )
     parts.append(title)
-    worst = _worst_trial(result)
+    worst = worst_trial(result)
     if worst is not None:
         where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
         parts.append(Text.assemble("worst transform: ", (where, "bold")))

@@ -114,6 +114,26 @@ def assertions_result_on_lattice():
     return check_shift_equivariant(strided_net(), input_shape=SHAPE, trials=2)
 
 
+def test_plain_and_rich_reports_lead_with_the_same_trial():
+    from pytest_equivariance.check.result import CheckResult, Trial
+    from pytest_equivariance.report import terminal
+
+    def trial(label, max_abs, consistency, passed):
+        return Trial(label, {}, max_abs, max_abs, 0.1, 0.1, passed, consistency=consistency, prob_change=0.1)
+
+    # The largest error is not the lowest consistency: with min_consistency, consistency decides.
+    trials = [trial("shift A", 0.9, 0.75, True), trial("shift B", 0.2, 0.25, False)]
+    common = dict(kind="shift_invariant", trials=trials, atol=1e-5, rtol=1e-4, seed=0, device="cpu",
+                  dtype="float32", mode="circular", dims=(-2, -1), input_shape=(4, 3, 8, 8))
+    judged = CheckResult(passed=False, min_consistency=0.9, **common)
+    assert "worst transform: shift B" in format_result(judged)
+    assert "under shift B" in terminal.headline(judged)
+    # Without it, a failing trial comes before a larger error that passed.
+    plain = CheckResult(passed=False, **common)
+    assert "worst transform: shift B" in format_result(plain)
+    assert "under shift B" in terminal.headline(plain)
+
+
 def test_assert_lint_clean_lists_findings():
     lint_module = pytest.importorskip("pytest_equivariance.lint")
     if not hasattr(lint_module, "lint"):

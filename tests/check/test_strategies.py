@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hypothesis import HealthCheck, find, given, settings
@@ -68,9 +70,17 @@ def test_zero_shift_only_when_allowed():
     assert find(shifts(4, dims=1), lambda s: True) == (1,)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_shift": 0}, {"dims": 4}, {"lattice": 0}, {"max_shift": 1, "lattice": 2}])
-def test_shifts_rejects_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"max_shift": 0}, "max_shift=0 "),
+        ({"dims": 4}, "dims=4 "),
+        ({"lattice": 0}, "lattice=0 "),
+        ({"max_shift": 1, "lattice": 2}, "pass max_shift=2 or more"),
+    ],
+)
+def test_shifts_rejects_bad_arguments(kwargs, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
         shifts(**kwargs)
 
 
@@ -78,7 +88,7 @@ def test_rotations_shrink_to_the_smallest_angle():
     assert find(rotations(), lambda a: True) == 90
     assert find(rotations("interp"), lambda a: a > 10) == 11.0
     assert find(rotations("interp", min_angle=5, resolution=2.5), lambda a: True) == 5.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mode='spin' is not a rotation mode"):
         rotations("spin")
 
 

@@ -103,6 +103,15 @@ def test_angle_series_reads_trials_and_angle_errors() -> None:
     assert angle_series(quarter) == [AnglePoint(90.0, 0.1), AnglePoint(270.0, 0.3)]
 
 
+def test_angle_point_verdict_wins_over_the_tolerance() -> None:
+    assert AnglePoint(45.0, 0.5, True).fails(0.01) is False  # the check's own verdict decides
+    assert AnglePoint(45.0, 0.0, False).fails(0.01) is True
+    assert AnglePoint(45.0, 0.5).fails(0.01) and not AnglePoint(45.0, 0.005).fails(0.01)
+    assert AnglePoint(45.0, math.nan).fails(0.01)  # NaN is the worst error
+    assert not AnglePoint(45.0, 0.5).fails(None)  # no verdict and no tolerance: nothing to fail
+    assert AnglePoint(22.5, 0.0).label == "22.5°"
+
+
 def test_colour_scale_starts_at_zero_and_respects_the_tolerance() -> None:
     scale = Scale([1e-7, 2e-7], floor=1e-5)
     assert scale.vmax == 1e-5
