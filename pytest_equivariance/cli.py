@@ -220,21 +220,20 @@ class Run:
                 # Found by discovery (a loss or a helper module, say): without a layer to read the
                 # channels from it is not a model to lint, unless the user names it.
                 try:
-                    infer_input_shape(model)
+                    shape = infer_input_shape(model)  # what lint_model would infer: do it once
                 except InputShapeError:
                     self._skip(
                         f"{source.target} (no conv or linear layer to infer an input shape from; "
                         f"name it with --input-shape to lint it)"
                     )
                     return
-            config = self.config
             report = lint_model(
                 model,
                 shape,
                 target=source.target,
-                select=list(config.select) if config.select is not None else None,
-                ignore=list(config.ignore) or None,
-                per_module_ignores={k: list(v) for k, v in config.per_module_ignores.items()} or None,
+                select=self.config.select,
+                ignore=self.config.ignore,
+                per_module_ignores=self.config.per_module_ignores,
             )
         except NeedsArgumentsError as exc:
             if explicit:

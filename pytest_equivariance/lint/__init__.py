@@ -57,7 +57,12 @@ def lint_model(
 
     from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
     from pytest_equivariance.inputs import infer_input_shape
-    from pytest_equivariance.lint.engine import apply_filters, run_rules, select_rules, _expand
+    from pytest_equivariance.lint.engine import (
+        apply_filters,
+        run_rules,
+        select_rules,
+        validate_per_module_ignores,
+    )
     from pytest_equivariance.lint.graph import build_graph
 
     if not isinstance(model, nn.Module):
@@ -66,13 +71,7 @@ def lint_model(
             f"e.g. lint(MyNet())."
         )
     rules = select_rules(select, ignore)
-    for pattern, codes in (per_module_ignores or {}).items():
-        if isinstance(codes, str):
-            raise EquivarianceUsageError(
-                f"per-module ignores for {pattern!r} must be a list of rule codes, not a string; "
-                f"write e.g. {{{pattern!r}: [{codes!r}]}}."
-            )
-        _expand(codes, f"per-module ignores for {pattern!r}")
+    validate_per_module_ignores(per_module_ignores or {})
     report = ModelReport(target=target)
     example = example_input_or_shape
     if example is None:

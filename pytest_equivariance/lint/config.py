@@ -38,10 +38,6 @@ else:  # pragma: no cover - Python 3.10
 PYPROJECT = "pyproject.toml"
 TABLE = "equiv-lint"
 
-#: Matches every rule in ``select`` / ``ignore``.
-ALL = "ALL"
-
-
 @dataclass(frozen=True)
 class LintConfig:
     """The linter's settings after validation; ``None`` / empty means "not set"."""
@@ -135,15 +131,16 @@ def parse_codes(codes: Iterable[str] | str, *, rules: Iterable[str] | None = Non
     ``rules`` is the full list of codes (default: the linter's rule table). Raises ``ValueError``
     naming an entry that matches no rule.
     """
+    from pytest_equivariance.lint.rules import RULES, matching_codes
+
     if isinstance(codes, str):
-        codes = [c for c in codes.split(",")]
-    known = list(rules) if rules is not None else _rule_codes()
+        codes = codes.split(",")
+    known = list(rules) if rules is not None else list(RULES)
     chosen: set[str] = set()
     for raw in codes:
-        code = raw.strip().upper()
-        if not code:
+        if not raw.strip():
             continue
-        matched = known if code == ALL else [k for k in known if k.startswith(code)]
+        matched = matching_codes(raw, known)
         if not matched:
             raise ValueError(
                 f"{raw.strip()!r} matches no rule (rules are {known[0]}..{known[-1]}; "
@@ -176,12 +173,6 @@ def _fnmatch(relative: str, pattern: str) -> bool:
     from fnmatch import fnmatchcase
 
     return fnmatchcase(relative, pattern) or fnmatchcase(relative, pattern.rstrip("/") + "/*")
-
-
-def _rule_codes() -> list[str]:
-    from pytest_equivariance.lint.rules import RULES
-
-    return list(RULES)
 
 
 def _string_list(value: Any) -> tuple[str, ...]:

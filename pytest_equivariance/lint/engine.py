@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from pytest_equivariance.errors import EquivarianceUsageError
 from pytest_equivariance.lint.findings import Finding
-from pytest_equivariance.lint.rules import RULES, Rule
+from pytest_equivariance.lint.rules import RULES, Rule, matching_codes
 
 if TYPE_CHECKING:
     from pytest_equivariance.lint.graph import ModelGraph
@@ -20,17 +20,10 @@ if TYPE_CHECKING:
 SUPPRESSION = re.compile(r"#\s*equiv:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_,\s]*)\])?", re.IGNORECASE)
 
 
-def _matching(pattern: str) -> list[str]:
-    pattern = pattern.strip().upper()
-    if pattern == "ALL":
-        return list(RULES)
-    return [code for code in RULES if code.startswith(pattern)] if pattern else []
-
-
 def _expand(patterns: Iterable[str], what: str) -> set[str]:
     codes: set[str] = set()
     for pattern in patterns:
-        matched = _matching(pattern)
+        matched = matching_codes(pattern)
         if not matched:
             known = ", ".join(RULES)
             raise EquivarianceUsageError(
@@ -57,6 +50,21 @@ def select_rules(select: Sequence[str] | None = None, ignore: Sequence[str] | No
     return [rule for code, rule in RULES.items() if code in chosen]
 
 
+def validate_per_module_ignores(per_module_ignores: Mapping[str, Sequence[str]]) -> None:
+    """Check that every ``{qualname glob: [codes]}`` entry lists known rule codes or prefixes.
+
+    Raises :class:`~pytest_equivariance.errors.EquivarianceUsageError` for a string in place of a
+    list and for an unknown code.
+    """
+    for pattern, codes in per_module_ignores.items():
+        if isinstance(codes, str):
+            raise EquivarianceUsageError(
+                f"per-module ignores for {pattern!r} must be a list of rule codes, not a string; "
+                f"write e.g. {{{pattern!r}: [{codes!r}]}}."
+            )
+        _expand(codes, f"per-module ignores for {pattern!r}")
+
+
 def run_rules(graph: "ModelGraph", rules: Sequence[Rule]) -> list[Finding]:
     """Return the findings of ``rules`` over every site of ``graph``, in execution order.
 
@@ -74,31 +82,32 @@ def run_rules(graph: "ModelGraph", rules: Sequence[Rule]) -> list[Finding]:
             if rule.check is None:
                 continue
             try:
-                hits = list(rule.check(site, graph))
+                hit = next(iter(rule.check(site, graph)), None)  # one finding per site and rule
             except Exception as exc:  # pragma: no cover - defensive
                 graph.errors.append(f"{rule.code} could not check {site.qualname or site.op}: "
                                     f"{type(exc).__name__}: {exc}")
                 continue
-            for hit in hits[:1]:  # one finding per call site and rule
-                if site.file is not None and site.line is not None:
-                    key = (rule.code, site.qualname, site.file, site.line)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                findings.append(
-                    Finding(
-                        code=rule.code,
-                        severity=rule.severity,
-                        message=hit.message,
-                        qualname=site.qualname,
-                        op=site.op,
-                        file=site.file,
-                        line=site.line,
-                        fix=hit.fix,
-                        params=dict(site.params),
-                        kind=site.kind,
-                    )
+            if hit is None:
+                continue
+            if site.file is not None and site.line is not None:
+                key = (rule.code, site.qualname, site.file, site.line)
+                if key in seen:
+                    continue
+                seen.add(key)
+            findings.append(
+                Finding(
+                    code=rule.code,
+                    severity=rule.severity,
+                    message=hit.message,
+                    qualname=site.qualname,
+                    op=site.op,
+                    file=site.file,
+                    line=site.line,
+                    fix=hit.fix,
+                    params=dict(site.params),
+                    kind=site.kind,
                 )
+            )
     return findings
 
 

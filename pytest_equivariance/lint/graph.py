@@ -222,39 +222,42 @@ _METHOD_FAMILIES = {
 
 def _module_family(module: nn.Module) -> tuple[str, int | None]:
     """Return ``(family, ndim)`` of a layer, by the torch.nn class it derives from."""
-    m = nn.modules
     if is_antialiased_downsampler(module):
         return "blur", None
-    checks: tuple[tuple[type, str, int | None], ...] = (
-        (nn.MaxPool1d, "max_pool", 1), (nn.MaxPool2d, "max_pool", 2), (nn.MaxPool3d, "max_pool", 3),
-        (nn.AvgPool1d, "avg_pool", 1), (nn.AvgPool2d, "avg_pool", 2), (nn.AvgPool3d, "avg_pool", 3),
-        (nn.AdaptiveAvgPool1d, "adaptive_avg_pool", 1), (nn.AdaptiveAvgPool2d, "adaptive_avg_pool", 2),
-        (nn.AdaptiveAvgPool3d, "adaptive_avg_pool", 3), (nn.AdaptiveMaxPool1d, "adaptive_max_pool", 1),
-        (nn.AdaptiveMaxPool2d, "adaptive_max_pool", 2), (nn.AdaptiveMaxPool3d, "adaptive_max_pool", 3),
-        (nn.LPPool1d, "lp_pool", 1), (nn.LPPool2d, "lp_pool", 2),
-        (nn.FractionalMaxPool2d, "fractional_max_pool", 2), (nn.FractionalMaxPool3d, "fractional_max_pool", 3),
-        (nn.ConvTranspose1d, "conv_transpose", 1), (nn.ConvTranspose2d, "conv_transpose", 2),
-        (nn.ConvTranspose3d, "conv_transpose", 3),
-        (nn.Conv1d, "conv", 1), (nn.Conv2d, "conv", 2), (nn.Conv3d, "conv", 3),
-        (nn.Upsample, "interpolate", None), (nn.PixelUnshuffle, "pixel_unshuffle", 2),
-        (nn.Linear, "linear", None), (nn.Flatten, "flatten", None),
-        (m.padding._ConstantPadNd, "pad", None), (m.padding._ReflectionPadNd, "pad", None),
-        (m.padding._ReplicationPadNd, "pad", None),
-        (m.dropout._DropoutNd, "dropout", None), (nn.Identity, "identity", None),
-        (m.batchnorm._NormBase, "norm", None), (nn.GroupNorm, "norm", None), (nn.LayerNorm, "norm", None),
-    )
-    lp3 = getattr(nn, "LPPool3d", None)
-    if lp3 is not None and isinstance(module, lp3):
-        return "lp_pool", 3
-    circular = getattr(m.padding, "_CircularPadNd", None)
-    if circular is not None and isinstance(module, circular):
-        return "pad", None
-    for cls, family, ndim in checks:
+    for cls, family, ndim in _MODULE_FAMILIES:
         if isinstance(module, cls):
             return family, ndim
     if isinstance(module, _ELEMENTWISE_ACTIVATIONS):
         return "activation", None
     return "other", None
+
+
+#: (torch.nn class, family, ndim) of the layers the rules read; optional classes of newer torch last.
+_MODULE_FAMILIES: tuple[tuple[type, str, int | None], ...] = (
+    (nn.MaxPool1d, "max_pool", 1), (nn.MaxPool2d, "max_pool", 2), (nn.MaxPool3d, "max_pool", 3),
+    (nn.AvgPool1d, "avg_pool", 1), (nn.AvgPool2d, "avg_pool", 2), (nn.AvgPool3d, "avg_pool", 3),
+    (nn.AdaptiveAvgPool1d, "adaptive_avg_pool", 1), (nn.AdaptiveAvgPool2d, "adaptive_avg_pool", 2),
+    (nn.AdaptiveAvgPool3d, "adaptive_avg_pool", 3), (nn.AdaptiveMaxPool1d, "adaptive_max_pool", 1),
+    (nn.AdaptiveMaxPool2d, "adaptive_max_pool", 2), (nn.AdaptiveMaxPool3d, "adaptive_max_pool", 3),
+    (nn.LPPool1d, "lp_pool", 1), (nn.LPPool2d, "lp_pool", 2),
+    (nn.FractionalMaxPool2d, "fractional_max_pool", 2), (nn.FractionalMaxPool3d, "fractional_max_pool", 3),
+    (nn.ConvTranspose1d, "conv_transpose", 1), (nn.ConvTranspose2d, "conv_transpose", 2),
+    (nn.ConvTranspose3d, "conv_transpose", 3),
+    (nn.Conv1d, "conv", 1), (nn.Conv2d, "conv", 2), (nn.Conv3d, "conv", 3),
+    (nn.Upsample, "interpolate", None), (nn.PixelUnshuffle, "pixel_unshuffle", 2),
+    (nn.Linear, "linear", None), (nn.Flatten, "flatten", None),
+    (nn.modules.padding._ConstantPadNd, "pad", None), (nn.modules.padding._ReflectionPadNd, "pad", None),
+    (nn.modules.padding._ReplicationPadNd, "pad", None),
+    (nn.modules.dropout._DropoutNd, "dropout", None), (nn.Identity, "identity", None),
+    (nn.modules.batchnorm._NormBase, "norm", None), (nn.GroupNorm, "norm", None), (nn.LayerNorm, "norm", None),
+) + tuple(
+    (cls, family, ndim)
+    for cls, family, ndim in (
+        (getattr(nn, "LPPool3d", None), "lp_pool", 3),
+        (getattr(nn.modules.padding, "_CircularPadNd", None), "pad", None),
+    )
+    if isinstance(cls, type)
+)
 
 
 _ELEMENTWISE_ACTIVATIONS = (
@@ -353,7 +356,6 @@ class SiteTracer(LeafModuleAwareTracer):
     def __init__(self, leaf_classes: frozenset[type] = frozenset()) -> None:
         super().__init__(leaf_classes)
         self.record_stack_traces = True
-        self._path: list[nn.Module] = []
         self.failed_module: nn.Module | None = None
 
     def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
@@ -363,15 +365,12 @@ class SiteTracer(LeafModuleAwareTracer):
         return super().create_proxy(kind, target, args, kwargs, *rest, **options)
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        self._path.append(m)
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception:
-            if self.failed_module is None:
+            if self.failed_module is None:  # the innermost module: exceptions unwind outwards
                 self.failed_module = m
             raise
-        finally:
-            self._path.pop()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1188,6 +1187,24 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix and name else prefix or name
 
 
+def _layer(module: nn.Module, input_shapes: list[tuple[int, ...] | None]) -> tuple[str, int | None, dict[str, Any], str]:
+    """Return ``(family, ndim, params, op)`` of a layer's site: ``op`` as written, ``nn.Conv2d``."""
+    family, ndim = _module_family(module)
+    if ndim is None and family == "interpolate" and input_shapes and input_shapes[0]:
+        ndim = len(input_shapes[0]) - 2
+    try:
+        params = _module_params(module, family, ndim)
+    except Exception:  # an unusual layer still gets its site, without parameters
+        params = {}
+    cls = type(module)
+    op = f"nn.{cls.__name__}" if (cls.__module__ or "").startswith("torch.nn") else cls.__name__
+    return family, ndim, params, op
+
+
+#: Why a container (ModuleList, a module without forward) is not traced: not worth a note.
+_NO_FORWARD = "it has no forward of its own"
+
+
 class _Builder:
     """Walks a model with the tracing strategy described in the module docstring."""
 
@@ -1209,7 +1226,7 @@ class _Builder:
               ) -> tuple[fx.GraphModule | None, str | None]:
         """Trace ``module``, making failing submodule classes leaves; return (graph, root failure)."""
         if type(module) in (nn.ModuleList, nn.ModuleDict) or type(module).forward is nn.Module.forward:
-            return None, "it has no forward of its own"
+            return None, _NO_FORWARD
         concrete = _omitted_none_arguments(module, call)
         for _ in range(MAX_TRACE_RETRIES):
             tracer = SiteTracer(frozenset(self.failed_classes))
@@ -1285,17 +1302,18 @@ class _Builder:
         if id(module) in self.analysed:
             return
         self.analysed.add(id(module))
-        gm, failure = (None, "leaf") if self._is_leaf(module) else self.trace(module, call)
+        leaf = self._is_leaf(module)
+        gm, failure = (None, "leaf") if leaf else self.trace(module, call)
         if gm is None:
-            if self._is_leaf(module) or not any(True for _ in module.children()):
+            if leaf or not any(True for _ in module.children()):
                 if call is not None and prefix not in self.calls:
                     self.record_calls(module, prefix, *call)
                 self._add_scanned(module, prefix)
-                if not self._is_leaf(module):
+                if not leaf:
                     for site in self.eager_sites.pop(prefix, []):
                         self._append(site)  # a childless module whose forward would not trace
                 return
-            if prefix == "" and failure and failure != "it has no forward of its own":
+            if prefix == "" and failure and failure != _NO_FORWARD:
                 self.graph.notes.append(f"the model's forward could not be traced ({failure}); "
                                         f"analysing its submodules one by one")
             if call is not None:
@@ -1361,15 +1379,7 @@ class _Builder:
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             qualname = _join(prefix, str(node.target))
-            family, ndim = _module_family(module)
-            if ndim is None and family == "interpolate" and input_shapes and input_shapes[0]:
-                ndim = len(input_shapes[0]) - 2
-            try:
-                params = _module_params(module, family, ndim)
-            except Exception:
-                params = {}
-            cls = type(module)
-            op = f"nn.{cls.__name__}" if (cls.__module__ or "").startswith("torch.nn") else cls.__name__
+            family, ndim, params, op = _layer(module, input_shapes)
             site = Site(qualname=qualname, op=op, kind="module", module=module, params=params,
                         input_shapes=input_shapes, output_shape=output_shape, node=node,
                         family=family, ndim=ndim, shaped=shaped)
@@ -1449,21 +1459,13 @@ class _Builder:
         visit(module, prefix, False)
 
     def _module_site(self, module: nn.Module, qualname: str) -> Site:
-        family, ndim = _module_family(module)
         recorded = self.calls.get(qualname)
         input_shapes: list[tuple[int, ...] | None] = []
         output_shape = None
         if recorded is not None:
             input_shapes = [_shape_of(a) for a in recorded[0]]
             output_shape = _shape_of(recorded[2])
-            if ndim is None and family == "interpolate" and input_shapes and input_shapes[0]:
-                ndim = len(input_shapes[0]) - 2
-        try:
-            params = _module_params(module, family, ndim)
-        except Exception:
-            params = {}
-        cls = type(module)
-        op = f"nn.{cls.__name__}" if (cls.__module__ or "").startswith("torch.nn") else cls.__name__
+        family, ndim, params, op = _layer(module, input_shapes)
         site = Site(qualname=qualname, op=op, kind="module", module=module, params=params,
                     input_shapes=input_shapes, output_shape=output_shape, family=family, ndim=ndim,
                     shaped=recorded is not None)
@@ -1618,7 +1620,7 @@ def build_graph(model: nn.Module, example_input: Any = None) -> ModelGraph:
     except Exception as exc:  # a real model never crashes the linter
         graph.errors.append(f"Linting stopped early with {type(exc).__name__}: {_first_line(exc)}; "
                             f"the findings so far are reported.")
-    if builder.graph.graph_module is not None:
+    if graph.graph_module is not None:
         graph.mode = "fx"
     elif builder.any_traced:
         graph.mode = "hierarchical"

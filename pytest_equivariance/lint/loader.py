@@ -103,8 +103,7 @@ class ModelSource:
             what = "constructor" if isinstance(self.obj, type) else "factory"
             raise NeedsArgumentsError(
                 f"{self.target}: the {what} {name}() needs arguments ({', '.join(missing)}); "
-                f"give them defaults, or point equiv-lint at a zero-argument factory "
-                f"(e.g. a function build_model() returning {name}(...))."
+                f"{_needs_arguments_remedy(name)}"
             )
         try:
             model = self.obj()
@@ -113,9 +112,8 @@ class ModelSource:
                 raise _build_error(self, name, exc) from exc
             # A constructor taking *args / **kwargs hides its required arguments from its signature.
             raise NeedsArgumentsError(
-                f"{self.target}: {name}() needs arguments ({_describe(exc)}); give them defaults, or "
-                f"point equiv-lint at a zero-argument factory (e.g. a function build_model() "
-                f"returning {name}(...))."
+                f"{self.target}: {name}() needs arguments ({_describe(exc)}); "
+                f"{_needs_arguments_remedy(name)}"
             ) from exc
         except Exception as exc:
             raise _build_error(self, name, exc) from exc
@@ -510,6 +508,11 @@ def _source(target: str, obj: Any, module: ModuleType) -> ModelSource:
 
 def _sep(target: Target) -> str:
     return FILE_SEPARATOR if target.is_file else MODULE_SEPARATOR
+
+
+def _needs_arguments_remedy(name: str) -> str:
+    return (f"give them defaults, or point equiv-lint at a zero-argument factory "
+            f"(e.g. a function build_model() returning {name}(...)).")
 
 
 def _identifier(stem: str) -> str:

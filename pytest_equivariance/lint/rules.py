@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pytest_equivariance.lint.findings import Severity
 
@@ -392,7 +392,11 @@ def _subsamples(stride: tuple[int, ...] | None) -> bool:
 
 def _after_blur(site: "Site", graph: "ModelGraph") -> bool:
     """Whether the site's input comes straight from a stride-1 fixed low-pass filter."""
-    source = graph.walk_back(site, lambda s: s.family in _SPECTRUM_PRESERVING)
+    return _is_pure_blur(graph.walk_back(site, lambda s: s.family in _SPECTRUM_PRESERVING))
+
+
+def _is_pure_blur(source: "Site | None") -> bool:
+    """Whether ``source`` is a fixed low-pass filter that does not subsample (stride 1)."""
     if source is None or source.family != "blur":
         return False
     stride = _ints(source.params.get("stride"))
@@ -568,14 +572,8 @@ _SPATIAL_PRODUCERS = frozenset({"conv", "conv_transpose", "max_pool", "avg_pool"
 
 def _from_dense(site: "Site", graph: "ModelGraph") -> bool:
     """Whether the first input's last dim comes from a Linear layer rather than from a feature map."""
-    current = graph.producer(site)
-    for _ in range(24):
-        if current is None or current.family in _SPATIAL_PRODUCERS:
-            return False
-        if current.family == "linear":
-            return True
-        current = graph.producer(current)
-    return False
+    source = graph.walk_back(site, lambda s: s.family not in _SPATIAL_PRODUCERS and s.family != "linear")
+    return source is not None and source.family == "linear"
 
 
 def _is_tensor_node(value: Any) -> bool:
@@ -808,11 +806,7 @@ def _blurred_before(site: "Site", graph: "ModelGraph") -> bool:
     def through(s: "Site") -> bool:
         return s.family in _SPECTRUM_PRESERVING or _layout_op(s) in ("permute", "transpose", "contiguous")
 
-    source = graph.walk_back(site, through)
-    if source is None or source.family != "blur":
-        return False
-    stride = _ints(source.params.get("stride"))
-    return stride is None or all(s == 1 for s in stride)
+    return _is_pure_blur(graph.walk_back(site, through))
 
 
 def _check_checkerboard(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
@@ -993,3 +987,15 @@ RULES: dict[str, Rule] = {
         _EQ001, _EQ002, _EQ003, _EQ004, _EQ005, _EQ006, _EQ007, _EQ008, _EQ009, _EQ010, _EQ011
     )
 }
+
+
+def matching_codes(pattern: str, codes: Iterable[str] = RULES) -> list[str]:
+    """Return the codes that ``pattern`` names: a code, a prefix (``"EQ00"``), or ``"ALL"``.
+
+    Case and surrounding blanks are ignored; an empty pattern names nothing. ``codes`` defaults to
+    the rule table's.
+    """
+    pattern = pattern.strip().upper()
+    if not pattern:
+        return []
+    return list(codes) if pattern == "ALL" else [code for code in codes if code.startswith(pattern)]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 #: Style of each severity's label.
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
+
 def render_model(
     console: "Console",
     report: ModelReport,
