@@ -53,9 +53,18 @@ class Finding:
     kind: str = "module"
 
     def to_json(self) -> dict[str, Any]:
+        """Return the finding as a JSON-ready dict (the stable fields, ``params`` and ``kind``)."""
         data = asdict(self)
         data["severity"] = self.severity.value
         return data
+
+    def location(
+        self, fallback: tuple[str | None, int | None] | None = None
+    ) -> tuple[str | None, int | None]:
+        """Return ``(file, line)``: the finding's own, else ``fallback`` (e.g. where its model is defined)."""
+        if self.file is None and fallback is not None:
+            return fallback
+        return self.file, self.line
 
 
 @dataclass

@@ -188,9 +188,7 @@ def _finding_line(finding: Finding, fallback: tuple[str | None, int | None] | No
 
 
 def _location(finding: Finding, fallback: tuple[str | None, int | None] | None) -> str:
-    file, line = finding.file, finding.line
-    if file is None and fallback is not None:
-        file, line = fallback
+    file, line = finding.location(fallback)
     if file is None:
         return "<unknown>"
     return f"{display_path(file)}:{line}" if line is not None else display_path(file)

@@ -42,9 +42,7 @@ def render_github(
 def _annotation(
     finding: Finding, target: str, fallback: tuple[str | None, int | None] | None
 ) -> str:
-    file, line = finding.file, finding.line
-    if file is None and fallback is not None:
-        file, line = fallback
+    file, line = finding.location(fallback)
     props = []
     if file is not None:
         props.append(f"file={_property(display_path(file))}")

@@ -109,9 +109,7 @@ def _result(
     root: Path,
     fallback: tuple[str | None, int | None] | None,
 ) -> dict[str, Any]:
-    file, line = finding.file, finding.line
-    if file is None and fallback is not None:
-        file, line = fallback
+    file, line = finding.location(fallback)
     location: dict[str, Any] = {}
     if file is not None:
         physical: dict[str, Any] = {"artifactLocation": _artifact(file, root)}
