@@ -424,6 +424,11 @@ def _conv_ctor(site: "Site", cls: str, **override: Any) -> str:
     return f"nn.{cls}(" + ", ".join(head + [r for r in rest if r]) + ")"
 
 
+def _blur_call(d: int, arg: str, stride: Any) -> str:
+    """Return the functional blur-subsample snippet for a fix, spelled as the module fixes are."""
+    return f"pytest_equivariance.blur_pool{d}d({arg}, stride={stride})"
+
+
 def _check_strided_max_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     """EQ001: max (and other nonlinear) pooling that subsamples; global pooling is fine."""
     if site.family not in ("max_pool", "lp_pool", "fractional_max_pool", "adaptive_max_pool"):
@@ -452,8 +457,7 @@ def _check_strided_max_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
         fix = f"pytest_equivariance.MaxBlurPool{d}d(kernel_size={_fmt(kernel)}, stride={s}{extra})"
     else:
         pad = f", padding={_fmt(padding)}" if any(padding) else ""
-        fix = (f"blur_pool{d}d(F.max_pool{d}d(x, {_fmt(kernel)}, stride=1{pad}), stride={s})"
-               f"  # from pytest_equivariance.fix.filters import blur_pool{d}d")
+        fix = _blur_call(d, f"F.max_pool{d}d(x, {_fmt(kernel)}, stride=1{pad})", s)
     yield Hit(site, message, fix)
 
 
@@ -479,8 +483,7 @@ def _check_strided_conv(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     elif site.kind == "module":
         fix = f"nn.Sequential(pytest_equivariance.BlurPool{d}d(stride=1), <this {site.op}>)"
     else:
-        fix = (f"F.conv{d}d(blur_pool{d}d(x, stride=1), weight, stride={s}, ...)"
-               f"  # from pytest_equivariance.fix.filters import blur_pool{d}d")
+        fix = f"F.conv{d}d({_blur_call(d, 'x', 1)}, weight, stride={s}, ...)"
     yield Hit(site, message, fix)
 
 
@@ -496,7 +499,7 @@ def _check_strided_avg_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     if site.kind == "module":
         fix = f"pytest_equivariance.BlurPool{d}d(stride={s})"
     else:
-        fix = f"blur_pool{d}d(x, stride={s})  # from pytest_equivariance.fix.filters import blur_pool{d}d"
+        fix = _blur_call(d, "x", s)
     yield Hit(site, message, fix)
 
 
@@ -593,7 +596,7 @@ def _check_space_to_depth(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     if site.kind == "module":
         fix = f"nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), nn.PixelUnshuffle({r}))"
     else:
-        fix = f"F.pixel_unshuffle(blur_pool2d(x, stride=1), {r})  # from pytest_equivariance.fix.filters import blur_pool2d"
+        fix = f"F.pixel_unshuffle({_blur_call(2, 'x', 1)}, {r})"
     yield Hit(site, message, fix)
 
 

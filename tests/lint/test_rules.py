@@ -526,3 +526,19 @@ def test_lint_model_report_carries_mode_coverage_and_shape():
     assert report.input_shape == (1, 3, 224, 224)
     assert [f.code for f in report.findings] == ["EQ002"]
     assert report.errors == []
+
+
+class _FunctionalPools(nn.Module):
+    def forward(self, x):
+        return F.avg_pool2d(F.max_pool2d(x, 2), 2)
+
+
+def test_functional_fixes_are_runnable_snippets_that_keep_the_output_grid():
+    x = torch.randn(S2)
+    fixes = {f.code: f.fix for f in lint(_FunctionalPools(), S2, select=["EQ001", "EQ003"])}
+    assert set(fixes) == {"EQ001", "EQ003"}
+    import pytest_equivariance
+
+    names = {"pytest_equivariance": pytest_equivariance, "F": F, "x": x}
+    assert eval(fixes["EQ001"], names).shape == F.max_pool2d(x, 2).shape
+    assert eval(fixes["EQ003"], names).shape == F.avg_pool2d(x, 2).shape
