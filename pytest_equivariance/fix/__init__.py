@@ -2,36 +2,42 @@
 
 ``antialias`` rewrites, in a copy of a model, exactly the layers the linter flags as aliasing
 downsamplers (EQ001-EQ003), keeping parameter names and weights.
+
+The layers and filters resolve on first use, so that renderers can read ``fix.antialias.RECIPE``
+(``equiv-lint --explain``) without importing torch; ``antialias.py`` imports torch only when called.
 """
 
-from pytest_equivariance.fix.antialias import AntialiasReport, antialias
-from pytest_equivariance.fix.blurpool import (
-    AntialiasedConv1d,
-    AntialiasedConv2d,
-    AntialiasedConv3d,
-    BlurPool1d,
-    BlurPool2d,
-    BlurPool3d,
-    MaxBlurPool1d,
-    MaxBlurPool2d,
-    MaxBlurPool3d,
-)
-from pytest_equivariance.fix.filters import binomial_filter, blur_pool1d, blur_pool2d, blur_pool3d
+from __future__ import annotations
 
-__all__ = [
-    "AntialiasReport",
-    "AntialiasedConv1d",
-    "AntialiasedConv2d",
-    "AntialiasedConv3d",
-    "BlurPool1d",
-    "BlurPool2d",
-    "BlurPool3d",
-    "MaxBlurPool1d",
-    "MaxBlurPool2d",
-    "MaxBlurPool3d",
-    "antialias",
-    "binomial_filter",
-    "blur_pool1d",
-    "blur_pool2d",
-    "blur_pool3d",
-]
+import importlib
+from typing import Any
+
+# Bound eagerly: the function shares its name with its module, which importing the module would
+# otherwise leave in this attribute.
+from pytest_equivariance.fix.antialias import AntialiasReport, antialias
+
+_EXPORTS: dict[str, str] = {
+    "AntialiasedConv1d": "blurpool",
+    "AntialiasedConv2d": "blurpool",
+    "AntialiasedConv3d": "blurpool",
+    "BlurPool1d": "blurpool",
+    "BlurPool2d": "blurpool",
+    "BlurPool3d": "blurpool",
+    "MaxBlurPool1d": "blurpool",
+    "MaxBlurPool2d": "blurpool",
+    "MaxBlurPool3d": "blurpool",
+    "binomial_filter": "filters",
+    "blur_pool1d": "filters",
+    "blur_pool2d": "filters",
+    "blur_pool3d": "filters",
+}
+
+__all__ = sorted([*_EXPORTS, "AntialiasReport", "antialias"])
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'pytest_equivariance.fix' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"pytest_equivariance.fix.{module}"), name)

@@ -365,6 +365,17 @@ def test_skipping_a_file_without_torch_does_not_import_torch(write, project):
     assert json.loads(done.stdout) == {"version": 1, "models": []}
 
 
+@pytest.mark.parametrize("argv", [["--explain", "EQ001"], ["--list-rules"], ["--version"]])
+def test_rule_pages_and_the_version_do_not_import_torch(argv, project):
+    code = (
+        "import sys\nfrom pytest_equivariance.cli import main\n"
+        f"rc = main({argv!r})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project)
+    assert done.returncode == 0, done.stderr
+
+
 # -- real models (zoo tier) -----------------------------------------------------------------------
 
 
