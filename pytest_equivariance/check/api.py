@@ -911,12 +911,9 @@ def _trial(
 
 
 def _worst_transform(result: CheckResult, transform_list: list[transforms.Transform]) -> transforms.Transform | None:
-    """The transform of the worst failing trial (or the worst trial when all passed)."""
-    if not result.trials:
-        return None
-    failing = [i for i, t in enumerate(result.trials) if not t.passed] or list(range(len(result.trials)))
-    index = max(failing, key=lambda i: result.trials[i].max_abs)
-    return transform_list[index]
+    """The transform of ``result.worst``, the trial the reports lead with (trials follow transform_list)."""
+    worst = result.worst
+    return next(t for trial, t in zip(result.trials, transform_list) if trial is worst) if worst else None
 
 
 def _attach_extras(

@@ -91,8 +91,17 @@ class CheckResult:
 
     @property
     def worst(self) -> Trial | None:
-        """The trial with the largest maximum absolute error (ties: the first)."""
-        return max(self.trials, key=lambda t: t.max_abs, default=None)
+        """The trial that decides the verdict, which every report and the localisation lead with.
+
+        With ``min_consistency`` the one with the lowest top-1 consistency; otherwise failing trials
+        before passing ones (a passing trial can have the larger error under ``rtol``), then the
+        largest maximum absolute error (ties: the first).
+        """
+        if self.min_consistency is not None:
+            rated = [t for t in self.trials if t.consistency is not None]
+            if rated:
+                return min(rated, key=lambda t: t.consistency)
+        return min(self.trials, key=lambda t: (t.passed, -t.max_abs), default=None)
 
     @property
     def worst_error(self) -> float:

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pytest_equivariance.report.heatmap import result_figure
-from pytest_equivariance.report.text import WORST_TRIALS, num, worst_trial, worst_trials
+from pytest_equivariance.report.text import WORST_TRIALS, num, worst_trials
 from pytest_equivariance.report.profile import profile_renderable
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _tolerance(result: "CheckResult") -> str:
 
 def headline(result: "CheckResult") -> str:
     """Return one plain line saying what failed, under which transform, by how much, and the seed."""
-    worst = worst_trial(result)
+    worst = result.worst
     if worst is None:
         return f"{result.kind} failed: no trials ran (seed {result.seed})"
     where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
@@ -161,7 +161,7 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
         f" ({result.mode}){dims} · input {tuple(result.input_shape)} {result.dtype} · {result.device}",
     )
     parts.append(title)
-    worst = worst_trial(result)
+    worst = result.worst
     if worst is not None:
         where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
         parts.append(Text.assemble("worst transform: ", (where, "bold")))

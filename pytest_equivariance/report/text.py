@@ -52,25 +52,11 @@ def worst_trials(result: "CheckResult", count: int = WORST_TRIALS) -> list["Tria
     return sorted(result.trials, key=lambda t: (t.passed, -t.max_abs))[:count]
 
 
-def worst_trial(result: "CheckResult") -> "Trial | None":
-    """Return the trial a report leads with: the lowest consistency when that decides, else the worst error.
-
-    "Worst error" is the first of :func:`worst_trials` (failing before passing), so the headline, the
-    plain-text report and the rich report all name the same transform.
-    """
-    if result.min_consistency is not None:
-        rated = [t for t in result.trials if t.consistency is not None]
-        if rated:
-            return min(rated, key=lambda t: t.consistency)
-    shown = worst_trials(result, 1)
-    return shown[0] if shown else None
-
-
 def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
     """Return the plain-text report: verdict, worst transform against the tolerance, worst trials, seed, notes."""
     lines = [headline(result)]
     shown = worst_trials(result, trials)
-    worst = worst_trial(result)
+    worst = result.worst
     if worst is not None:
         leaf = f" at output{worst.leaf}" if worst.leaf else ""
         lines.append(f"worst transform: {worst.transform}{leaf}")
