@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_equivariance.report.colormap import Scale, flat, format_error, hex_colour, ramp
+from pytest_equivariance.report.profile import describe_layer, layer_location
 from pytest_equivariance.report.figures import (
     AnglePoint,
     angle_series,
@@ -288,7 +289,7 @@ def profile_svg(profile: "Profile") -> str:
             _text(label_w - 8, y + 13, short, anchor="end", size=12,
                   fill=_FAIL if is_culprit else _INK, weight="700" if is_culprit else None,
                   title=f"{name}: error {format_error(layer.error)}, noise {format_error(layer.noise)}"
-                  + (f" · {where}" if (where := _location(layer)) else ""))
+                  + (f" · {where}" if (where := layer_location(layer)) else ""))
         )
         colour = _FAIL if is_culprit else ("#e8a33d" if broke else "#8fb8de")
         x_end = x_of(layer.error)
@@ -408,8 +409,8 @@ def _facts(r: "CheckResult") -> str:
 def _culprit(profile: "Profile") -> str:
     c = profile.culprit
     assert c is not None
-    text = f"Equivariance first breaks at <code>{escape(c.qualname)}</code> ({escape(c.op)})"
-    where = _location(c)
+    text = f"Equivariance first breaks at <code>{escape(c.qualname)}</code>: {escape(describe_layer(c))}"
+    where = layer_location(c)
     if where:
         text += f" at <code>{escape(where)}</code>"
     if profile.finding_code:
@@ -559,13 +560,6 @@ def _nice_ceiling(value: float) -> float:
         if top >= value * (1 - 1e-12):
             return top
     return 10 ** (exp + 1)
-
-
-def _location(layer: "LayerError") -> str:
-    """``file:line`` of a layer when the profile knows it, else ""."""
-    if not layer.file:
-        return ""
-    return f"{layer.file}:{layer.line}" if layer.line else layer.file
 
 
 def _badge(passed: bool) -> str:

@@ -126,12 +126,20 @@ def describe_layer(layer: "LayerError") -> str:
     return f"{layer.op}({', '.join(shown)})" if shown else layer.op
 
 
+def layer_location(layer: "LayerError") -> str:
+    """Return ``path:line`` where the layer is defined (path relative to the working directory), or ""."""
+    if not layer.file:
+        return ""
+    path = _short_path(layer.file)
+    return f"{path}:{layer.line}" if layer.line else path
+
+
 def culprit_lines(profile: "Profile") -> list[str]:
     """Return the lines that name the culprit, where it is, and the lint finding's fix (empty without one)."""
     c = profile.culprit
     if c is None:
         return []
-    where = f" at {_short_path(c.file)}:{c.line}" if c.file and c.line else ""
+    where = f" at {location}" if (location := layer_location(c)) else ""
     lines = [f"equivariance first breaks at {c.qualname}: {describe_layer(c)}{where}"]
     if profile.finding_code:
         fix = (profile.finding_fix or "").strip()

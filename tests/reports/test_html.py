@@ -151,7 +151,7 @@ def test_sections_show_profile_and_figures(results: list[CheckResult]) -> None:
     first, second, third = (page[page.index(f'id="check-{i}"') :] for i in (1, 2, 3))
     first = first[: first.index('id="check-2"')]
     second = second[: second.index('id="check-3"')]
-    assert "Equivariance first breaks at <code>pool</code> (MaxPool2d) at <code>models/net.py:14</code> — EQ001" in first
+    assert "Equivariance first breaks at <code>pool</code>: MaxPool2d(kernel_size=2, stride=2) at <code>models/net.py:14</code> — EQ001" in first
     assert "noise 1.0e-06 · models/net.py:14</title>" in first
     assert "first break" in first and "Per-layer profile (6 layers)" in first
     assert "Error over shifts" in first and "Error by rotation angle" not in first
