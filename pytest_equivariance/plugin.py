@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import numbers
 import os
-import re
 import secrets
 import shlex
 import sys
@@ -41,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # Torch-free: the modes and flip names a marker may name live with the transforms they select.
-from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SHIFT_MODES
+from pytest_equivariance.check.arguments import DEVICE_PATTERN, expected_value, int_tuple, is_int
 
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult
@@ -66,7 +64,6 @@ OPTION_LOCALIZE = "--equiv-localize"
 
 DEFAULT_DEVICE = "cpu"
 LOCALIZE_CHOICES = {"on-failure": None, "always": True, "never": False}
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,14 +86,11 @@ _FAMILY_KEYWORDS = {
     "shift": ("max_shift", "shifts", "shift"),
     "rotation": ("angles", "angle"),
 }
-_MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES}
 #: Every keyword a marker accepts, in the order the docs list them.
 MARKER_KEYWORDS = (
     "input_shape", "max_shift", "shifts", "shift", "trials", "mode", "angles", "angle", "dims",
     "atol", "rtol", "min_consistency", "seed", "device", "batch_size", "localize", "grid", "margin",
 )  # fmt: skip
-#: Named flips a rotation marker's ``angles`` may list beside angles in degrees.
-_FLIPS = tuple(FLIP_NAMES)
 
 _MARKER_DOCS = {
     "shift_equivariant": "check that the test's model commutes with shifts: model(shift(x)) == shift(model(x))",
@@ -111,85 +105,6 @@ def allowed_keywords(marker: str) -> tuple[str, ...]:
     family, invariant = MARKERS[marker]
     extra = ("min_consistency",) if invariant else ()
     return tuple(k for k in MARKER_KEYWORDS if k in _COMMON_KEYWORDS + _FAMILY_KEYWORDS[family] + extra)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _int_tuple(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and len(value) > 0 and all(_is_int(v) for v in value)
-
-
-def _check_keyword(marker: str, name: str, value: Any) -> str | None:
-    """Return what ``name=value`` should have been, or None when the value is acceptable."""
-    family, _ = MARKERS[marker]
-    if name == "input_shape":
-        if isinstance(value, str):
-            from pytest_equivariance.errors import InputShapeError
-            from pytest_equivariance.inputs import parse_shape
-
-            try:
-                value = parse_shape(value)
-            except InputShapeError:
-                return "a shape such as (1, 3, 32, 32): batch, channels, then the spatial sizes"
-        if not (_int_tuple(value) and len(value) >= 3 and all(v > 0 for v in value)):
-            return "a shape such as (1, 3, 32, 32): batch, channels, then the spatial sizes"
-    elif name == "max_shift":
-        ok = (_is_int(value) and value > 0) or (_int_tuple(value) and all(v >= 0 for v in value))
-        if not ok:
-            return "a positive integer (or one non-negative integer per spatial dim)"
-    elif name == "shifts":
-        ok = isinstance(value, (tuple, list)) and len(value) > 0
-        ok = ok and (all(_is_int(v) for v in value) or all(_int_tuple(v) for v in value))
-        if ok and not all(_is_int(v) for v in value) and len({len(v) for v in value}) != 1:
-            ok = False
-        if not ok:
-            return "a non-empty list of integer shifts or of integer tuples, e.g. [(0, 1), (3, -2)]"
-    elif name == "shift":
-        if not (_is_int(value) or _int_tuple(value)):
-            return "an integer or a tuple of integers, one per spatial dim, e.g. (1, -3)"
-    elif name in ("trials", "batch_size"):
-        if not (_is_int(value) and value > 0):
-            return "a positive integer"
-    elif name == "mode":
-        if value not in _MODES[family]:
-            return " or ".join(repr(m) for m in _MODES[family])
-    elif name == "angles":
-        ok = isinstance(value, (tuple, list)) and len(value) > 0
-        if not (ok and all(_is_real(v) or v in _FLIPS for v in value)):
-            return "a non-empty list of angles in degrees (or 'hflip', 'vflip'), e.g. [90, 180, 270]"
-    elif name == "angle":
-        if not (_is_real(value) or value in _FLIPS):
-            return "an angle in degrees (or 'hflip', 'vflip'), e.g. 90"
-    elif name == "dims":
-        dims = (value,) if _is_int(value) else value
-        if not (_int_tuple(dims) and len(set(dims)) == len(dims) and len(dims) <= 3):
-            return "an integer or a tuple of up to 3 distinct integers naming spatial dims, e.g. (-2, -1)"
-    elif name in ("atol", "rtol"):
-        if not (_is_real(value) and value >= 0):
-            return "a non-negative number"
-    elif name == "min_consistency":
-        if not (_is_real(value) and 0 <= value <= 1):
-            return "a fraction between 0 and 1, e.g. 0.95"
-    elif name in ("seed", "margin"):
-        if not (_is_int(value) and value >= 0):
-            return "a non-negative integer"
-    elif name == "device":
-        text = getattr(value, "type", None) and str(value) or value
-        if not (isinstance(text, str) and _DEVICE_PATTERN.match(text)):
-            return "'cpu', 'cuda', 'cuda:N' or 'auto'"
-    elif name == "localize":
-        if value is not None and not isinstance(value, bool):
-            return "True (always), False (never) or None (on failure)"
-    elif name == "grid":
-        if not isinstance(value, bool):
-            return "True or False"
-    return None
 
 
 def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
@@ -212,7 +127,7 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
                 f"{where} got an unknown argument {name!r}{hint}; "
                 f"use one of: {', '.join(allowed)}."
             )
-        expected = _check_keyword(marker.name, name, value)
+        expected = expected_value(name, value, MARKERS[marker.name][0])
         if expected is not None:
             return f"{where} got {name}={value!r}; pass {expected}."
     kwargs = marker.kwargs
@@ -221,11 +136,10 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
             return f"{where} got both {single}= and {many}=; pass only one of them."
     dims = kwargs.get("dims")
     if dims is not None:
-        ndims = 1 if _is_int(dims) else len(dims)
-        for name in ("shift", "max_shift"):
-            value = kwargs.get(name)
-            if _int_tuple(value) and len(value) != ndims:
-                return f"{where} got {name}={value!r} for dims={dims!r}; pass one entry per dim."
+        ndims = 1 if is_int(dims) else len(dims)
+        shift = kwargs.get("shift")
+        if int_tuple(shift) and len(shift) != ndims:
+            return f"{where} got shift={shift!r} for dims={dims!r}; pass one entry per dim."
     return None
 
 
@@ -306,7 +220,7 @@ def _setting(config: pytest.Config, name: str) -> str | None:
 def read_settings(config: pytest.Config) -> Settings:
     """Return the run's settings from options, ini keys and defaults; raise UsageError when invalid."""
     device = _setting(config, "equiv_device") or DEFAULT_DEVICE
-    if not _DEVICE_PATTERN.match(device):
+    if not DEVICE_PATTERN.match(device):
         raise pytest.UsageError(
             f"{OPTION_DEVICE}/equiv_device got {device!r}; pass cpu, cuda, cuda:N or auto."
         )

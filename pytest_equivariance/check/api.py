@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from pytest_equivariance.check import metrics, runner, transforms
+from pytest_equivariance.check import arguments, metrics, runner, transforms
 from pytest_equivariance.check import transforms as transforms_mod  # `transforms` is also an argument name
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
@@ -269,10 +269,6 @@ def _usage(message: str) -> EquivarianceUsageError:
     return EquivarianceUsageError(message)
 
 
-def _is_count(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -293,31 +289,18 @@ def _validate_common(spec: _Spec) -> None:
         )
     if spec.inputs is not None and spec.input_shape is not None:
         raise _usage("Both inputs and input_shape were given; pass only one of them.")
-    for name in ("atol", "rtol"):
+    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin"):
         value = getattr(spec, name)
-        if value is not None and not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
-            raise _usage(f"{name}={value!r} is not a tolerance; pass a finite number >= 0.")
-    if spec.min_consistency is not None and not (
-        isinstance(spec.min_consistency, (int, float)) and 0 <= spec.min_consistency <= 1
-    ):
-        raise _usage(f"min_consistency={spec.min_consistency!r} is not a fraction; pass a number between 0 and 1.")
+        if value is None:  # None means "the default" for every one of these
+            continue
+        expected = arguments.expected_value(name, value, "shift")
+        if expected is not None:
+            raise _usage(f"{name}={value!r} is not accepted; pass {expected}.")
     if spec.min_consistency is not None and spec.equivariant:
         raise _usage(
             "min_consistency judges classifiers' top-1 agreement, which only invariance checks measure; "
             "use check_shift_invariant / check_rotation_invariant, or drop min_consistency."
         )
-    if spec.seed is not None and not _is_count(spec.seed, minimum=0):
-        raise _usage(f"seed={spec.seed!r} is not a seed; pass a non-negative integer.")
-    if spec.batch_size is not None and not _is_count(spec.batch_size, minimum=1):
-        raise _usage(
-            f"batch_size={spec.batch_size!r} is not a batch size; pass a positive integer or None (automatic)."
-        )
-    if spec.localize not in (None, True, False):
-        raise _usage(
-            f"localize={spec.localize!r} is not one of None, True, False; pass None (on failure), True or False."
-        )
-    if spec.margin is not None and not _is_count(spec.margin, minimum=0):
-        raise _usage(f"margin={spec.margin!r} is not a margin; pass a non-negative number of output pixels.")
 
 
 def _input_shape(spec: _Spec) -> tuple[int, ...]:
@@ -420,8 +403,8 @@ def _check_shifts(
 ) -> CheckResult:
     if mode not in transforms.SHIFT_MODES:
         raise _usage(f"mode={mode!r} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
-    if max_shift is not None and not _is_count(max_shift, minimum=1):
-        raise _usage(f"max_shift={max_shift!r} must be a positive integer number of pixels; pass e.g. max_shift=8.")
+    if max_shift is not None and (expected := arguments.expected_value("max_shift", max_shift, "shift")):
+        raise _usage(f"max_shift={max_shift!r} is not accepted; pass {expected}.")
     if shift is not None and shifts is not None:
         raise _usage("Both shift and shifts were given; pass shift= for one shift or shifts= for a list.")
     if shifts is not None and not (isinstance(shifts, (tuple, list)) and shifts):
@@ -480,8 +463,8 @@ def _default_max_shift(ctx: _Context, lattice: tuple[int, ...]) -> int:
 
 
 def _check_trials(trials: Any) -> None:
-    if trials is not None and not _is_count(trials, minimum=1):
-        raise _usage(f"trials={trials!r} is not a number of trials; pass a positive integer.")
+    if trials is not None and (expected := arguments.expected_value("trials", trials, "shift")):
+        raise _usage(f"trials={trials!r} is not accepted; pass {expected}.")
 
 
 def draw_shifts(

@@ -18,6 +18,7 @@ BAD = [
     ("shift_invariant", "input_shape='1,x,8'", "input_shape='1,x,8'"),
     ("shift_invariant", "max_shift=0", "max_shift=0"),
     ("shift_invariant", "max_shift=1.5", "max_shift=1.5"),
+    ("shift_invariant", "max_shift=(2, 3)", "max_shift=(2, 3)"),
     ("shift_invariant", "shifts=[]", "shifts=[]"),
     ("shift_invariant", "shifts=[(1, 0), (1,)]", "shifts=[(1, 0), (1,)]"),
     ("shift_invariant", "shifts=[0.5]", "shifts=[0.5]"),
@@ -97,3 +98,24 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
     for name in allowed_keywords(marker):
         mark = getattr(pytest.mark, marker)(**{name: valid[name]}).mark
         assert marker_usage_error(mark, "t.py::test") is None, name
+
+
+#: Values the check functions reject; a marker must reject the same ones at collection.
+REJECTED_BY_THE_API = [
+    ("max_shift", 0), ("max_shift", (2, 3)), ("trials", 0), ("atol", -1.0), ("rtol", float("inf")),
+    ("min_consistency", 1.5), ("seed", -1), ("batch_size", 0), ("localize", "yes"), ("margin", -1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, value", REJECTED_BY_THE_API)
+def test_markers_and_check_functions_reject_the_same_values(name, value):
+    from torch import nn
+
+    from pytest_equivariance import check_shift_invariant
+    from pytest_equivariance.errors import EquivarianceUsageError
+
+    mark = pytest.mark.shift_invariant(**{name: value}).mark
+    assert marker_usage_error(mark, "t.py::test") is not None
+    classifier = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(EquivarianceUsageError, match=f"{name}="):
+        check_shift_invariant(classifier, input_shape=(1, 3, 8, 8), **{name: value})

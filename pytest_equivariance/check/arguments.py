@@ -1,0 +1,104 @@
+"""What each check argument accepts: one rule per keyword, shared by the API and the pytest markers.
+
+Pure Python (no torch), so the plugin can validate marker arguments at collection time, before any
+model is built; ``check/api.py`` applies the same rules when a check is called.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from typing import Any
+
+from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SHIFT_MODES
+
+#: Check family -> the modes it accepts.
+MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES}
+#: Device strings a check accepts ("auto" picks CUDA when available).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
+#: Named flips ``angles`` may list beside angles in degrees.
+_FLIPS = tuple(FLIP_NAMES)
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (bools are not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (bools are not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def int_tuple(value: Any) -> bool:
+    """Whether ``value`` is a non-empty tuple or list of integers."""
+    return isinstance(value, (tuple, list)) and len(value) > 0 and all(is_int(v) for v in value)
+
+
+def expected_value(name: str, value: Any, family: str) -> str | None:
+    """Return what ``name=value`` should have been (a phrase after "pass"), or None when it is acceptable.
+
+    ``family`` is "shift" or "rotation": it decides which modes are valid.
+    """
+    if name == "input_shape":
+        if isinstance(value, str):
+            from pytest_equivariance.errors import InputShapeError
+            from pytest_equivariance.inputs import parse_shape
+
+            try:
+                value = parse_shape(value)
+            except InputShapeError:
+                return "a shape such as (1, 3, 32, 32): batch, channels, then the spatial sizes"
+        if not (int_tuple(value) and len(value) >= 3 and all(v > 0 for v in value)):
+            return "a shape such as (1, 3, 32, 32): batch, channels, then the spatial sizes"
+    elif name == "max_shift":
+        if not (is_int(value) and value > 0):
+            return "a positive integer number of pixels, e.g. max_shift=8"
+    elif name == "shifts":
+        ok = isinstance(value, (tuple, list)) and len(value) > 0
+        ok = ok and (all(is_int(v) for v in value) or all(int_tuple(v) for v in value))
+        if ok and not all(is_int(v) for v in value) and len({len(v) for v in value}) != 1:
+            ok = False
+        if not ok:
+            return "a non-empty list of integer shifts or of integer tuples, e.g. [(0, 1), (3, -2)]"
+    elif name == "shift":
+        if not (is_int(value) or int_tuple(value)):
+            return "an integer or a tuple of integers, one per spatial dim, e.g. (1, -3)"
+    elif name in ("trials", "batch_size"):
+        if not (is_int(value) and value > 0):
+            return "a positive integer"
+    elif name == "mode":
+        if value not in MODES[family]:
+            return " or ".join(repr(m) for m in MODES[family])
+    elif name == "angles":
+        ok = isinstance(value, (tuple, list)) and len(value) > 0
+        if not (ok and all(is_real(v) or v in _FLIPS for v in value)):
+            return "a non-empty list of angles in degrees (or 'hflip', 'vflip'), e.g. [90, 180, 270]"
+    elif name == "angle":
+        if not (is_real(value) or value in _FLIPS):
+            return "an angle in degrees (or 'hflip', 'vflip'), e.g. 90"
+    elif name == "dims":
+        dims = (value,) if is_int(value) else value
+        if not (int_tuple(dims) and len(set(dims)) == len(dims) and len(dims) <= 3):
+            return "an integer or a tuple of up to 3 distinct integers naming spatial dims, e.g. (-2, -1)"
+    elif name in ("atol", "rtol"):
+        if not (is_real(value) and value >= 0 and math.isfinite(value)):
+            return "a finite number >= 0"
+    elif name == "min_consistency":
+        if not (is_real(value) and 0 <= value <= 1):
+            return "a fraction between 0 and 1, e.g. 0.95"
+    elif name in ("seed", "margin"):
+        if not (is_int(value) and value >= 0):
+            return "a non-negative integer"
+    elif name == "device":
+        text = getattr(value, "type", None) and str(value) or value
+        if not (isinstance(text, str) and DEVICE_PATTERN.match(text)):
+            return "'cpu', 'cuda', 'cuda:N' or 'auto'"
+    elif name == "localize":
+        if value is not None and not isinstance(value, bool):
+            return "True (always), False (never) or None (on failure)"
+    elif name == "grid":
+        if not isinstance(value, bool):
+            return "True or False"
+    return None
