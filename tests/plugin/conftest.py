@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 #: Plugins the inner runs do not need (hypothesis' summary hook imports all of hypothesis).
-QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly")
+QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly", "-p", "no:benchmark")
 
 MODELS = '''
 import torch
