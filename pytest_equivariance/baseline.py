@@ -28,6 +28,13 @@ same bytes as a serial one. Writes are atomic (a temporary file in the same dire
 :func:`os.replace`) and, where the platform allows, serialised by a lock on the directory, so two
 runs updating the same file at once both leave a valid file with both runs' entries.
 
+Each entry also stores two fingerprints (:mod:`pytest_equivariance.check.fingerprint`): of the
+model's weights and of the inputs the check used. Figures are only comparable when both match: a
+check whose fingerprints differ from its baseline entry (a retrained or re-initialised model, other
+inputs) is listed as *weights changed* with its figures beside, and is not a regression — unless
+the comparison is strict (``strict_weights``), where it fails the run. Entries written without
+fingerprints compare on figures alone.
+
 This module is part of the pure core: it imports neither pytest, nor rich, nor torch.
 """
 
@@ -90,6 +97,8 @@ class BaselineEntry:
     key: BaselineKey
     figures: Mapping[str, float]
     seed: int | None = None
+    weights: str | None = None  # fingerprint of the model's state dict
+    inputs: str | None = None  # fingerprint of the check's inputs
 
 
 @dataclass
@@ -129,6 +138,36 @@ class FigureChange:
         return (self.now - self.baseline) / abs(self.baseline)
 
 
+@dataclass(frozen=True)
+class FingerprintChange:
+    """A check whose weights or inputs are not those of its baseline entry, and how its figures moved."""
+
+    key: BaselineKey
+    baseline: BaselineEntry
+    now: BaselineEntry
+    changes: tuple[FigureChange, ...] = ()  # figures beyond the allowed change, either way
+
+    @property
+    def weights_changed(self) -> bool:
+        """True when the model's weights differ from the baseline's."""
+        return self.baseline.weights != self.now.weights
+
+    @property
+    def inputs_changed(self) -> bool:
+        """True when the check's inputs differ from the baseline's."""
+        return self.baseline.inputs != self.now.inputs
+
+    @property
+    def reason(self) -> str:
+        """One sentence on what differs, for reports."""
+        if self.weights_changed:
+            what = "weights and inputs differ" if self.inputs_changed else "weights differ"
+            return (f"{what} from the baseline's ({self.baseline.weights} -> {self.now.weights}): "
+                    f"retrained or re-initialised?")
+        return (f"inputs differ from the baseline's ({self.baseline.inputs} -> {self.now.inputs}): "
+                f"other inputs, or unseeded random inputs?")
+
+
 @dataclass
 class Comparison:
     """How a run's checks compare with a baseline."""
@@ -137,13 +176,25 @@ class Comparison:
     improvements: list[FigureChange] = field(default_factory=list)
     new: list[BaselineEntry] = field(default_factory=list)  # checks the baseline does not know
     stale: list[BaselineEntry] = field(default_factory=list)  # baseline checks a test that ran no longer runs
+    fingerprint_changes: list[FingerprintChange] = field(default_factory=list)  # weights or inputs changed
     unchanged: int = 0  # checks within tolerance on every figure
     not_run: int = 0  # baseline entries of tests that did not run (deselected, skipped, failed early)
+    strict_weights: bool = False  # whether a fingerprint change fails the comparison
 
     @property
     def failed(self) -> bool:
-        """True when at least one figure regressed."""
-        return bool(self.regressions)
+        """True when a figure regressed, or, when strict, a check's weights or inputs changed."""
+        return bool(self.regressions) or (self.strict_weights and bool(self.fingerprint_changes))
+
+    @property
+    def weights_changed(self) -> int:
+        """How many checks ran on other weights than their baseline entry's."""
+        return sum(c.weights_changed for c in self.fingerprint_changes)
+
+    @property
+    def inputs_changed(self) -> int:
+        """How many checks ran on the baseline's weights but other inputs."""
+        return sum(not c.weights_changed for c in self.fingerprint_changes)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, for ``--equiv-json``."""
@@ -152,11 +203,19 @@ class Comparison:
             return {**_key_json(c.key), "figure": c.figure, "baseline": c.baseline, "now": c.now,
                     "change": c.change, "tol": c.tol, "floor": c.floor}
 
+        def fingerprint_change(c: FingerprintChange) -> dict[str, Any]:
+            return {**_key_json(c.key), "weights_changed": c.weights_changed, "inputs_changed": c.inputs_changed,
+                    "baseline": _entry_json(c.baseline), "now": _entry_json(c.now), "reason": c.reason,
+                    "changes": [change(f) for f in c.changes]}
+
         return {
             "regressions": [change(c) for c in self.regressions],
             "improvements": [change(c) for c in self.improvements],
             "new": [_entry_json(e) for e in self.new],
             "stale": [_entry_json(e) for e in self.stale],
+            "fingerprint_changes": [fingerprint_change(c) for c in self.fingerprint_changes],
+            "weights_changed": self.weights_changed,
+            "strict_weights": self.strict_weights,
             "unchanged": self.unchanged,
             "not_run": self.not_run,
         }
@@ -193,7 +252,8 @@ def entries_from_results(results: Iterable["CheckResult"]) -> list[BaselineEntry
         index = seen.get(test_id, 0)
         seen[test_id] = index + 1
         key = BaselineKey(test_id, index, result.kind, device_kind(result.device), dtype_name(result.dtype))
-        entries.append(BaselineEntry(key, dict(result.figures()), result.seed))
+        entries.append(BaselineEntry(key, dict(result.figures()), result.seed, result.weights_fingerprint,
+                                     result.inputs_fingerprint))
     return entries
 
 
@@ -230,11 +290,14 @@ def compare(
     test_tols: Mapping[str, float] | None = None,
     floor: float | None = None,
     ran_tests: Iterable[str] | None = None,
+    strict_weights: bool = False,
 ) -> Comparison:
     """Compare a run's entries with a baseline.
 
     ``test_tols`` overrides ``tol`` per test id (the ``equiv_regression_tol`` marker). ``floor``
-    overrides the per-dtype noise floor. ``ran_tests`` are the tests that ran to completion in this
+    overrides the per-dtype noise floor. A check whose weights or inputs fingerprint differs from
+    its entry's goes to ``fingerprint_changes`` rather than to regressions or improvements;
+    ``strict_weights`` makes those fail the comparison. ``ran_tests`` are the tests that ran to completion in this
     run (default: those with entries). Baseline entries this run would have produced but did not
     are *stale* (see :func:`in_scope`); the others are counted as *not run*. Only figures present on
     both sides are compared.
@@ -242,7 +305,7 @@ def compare(
     test_tols = test_tols or {}
     entries = list(entries)
     scope = _Scope.of(entries, ran_tests)
-    out = Comparison()
+    out = Comparison(strict_weights=strict_weights)
     produced = set()
     for entry in sorted(entries, key=lambda e: e.key):
         produced.add(entry.key)
@@ -252,15 +315,19 @@ def compare(
             continue
         check_tol = test_tols.get(entry.key.test_id, tol)
         check_floor = noise_floor(entry.key.dtype) if floor is None else floor
-        moved = False
+        moved: dict[str, list[FigureChange]] = {"regression": [], "improvement": []}
         for figure in sorted(set(old.figures) & set(entry.figures)):
             b, n = float(old.figures[figure]), float(entry.figures[figure])
             verdict = classify(figure, b, n, tol=check_tol, floor=check_floor)
             if verdict != "same":
-                moved = True
-                change = FigureChange(entry.key, figure, b, n, check_tol, check_floor)
-                (out.regressions if verdict == "regression" else out.improvements).append(change)
-        out.unchanged += not moved
+                moved[verdict].append(FigureChange(entry.key, figure, b, n, check_tol, check_floor))
+        if _fingerprints_differ(old, entry):
+            changes = tuple(moved["regression"] + moved["improvement"])
+            out.fingerprint_changes.append(FingerprintChange(entry.key, old, entry, changes))
+            continue
+        out.regressions.extend(moved["regression"])
+        out.improvements.extend(moved["improvement"])
+        out.unchanged += not (moved["regression"] or moved["improvement"])
     for key, old in sorted(baseline.entries.items()):
         if key in produced:
             continue
@@ -269,6 +336,12 @@ def compare(
         else:
             out.not_run += 1
     return out
+
+
+def _fingerprints_differ(old: BaselineEntry, new: BaselineEntry) -> bool:
+    # Only fingerprints both sides recorded count: files written before fingerprints compare on figures.
+    return any(a is not None and b is not None and a != b
+               for a, b in ((old.weights, new.weights), (old.inputs, new.inputs)))
 
 
 def merge(
@@ -503,6 +576,10 @@ def _entry_json(entry: BaselineEntry) -> dict[str, Any]:
     data["figures"] = {name: _round(float(v)) for name, v in sorted(entry.figures.items())}
     if entry.seed is not None:
         data["seed"] = entry.seed
+    if entry.weights is not None:
+        data["weights"] = entry.weights
+    if entry.inputs is not None:
+        data["inputs"] = entry.inputs
     return data
 
 
@@ -520,8 +597,13 @@ def _entry_from_json(item: Any) -> BaselineEntry:
     seed = item.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError("seed must be an integer")
+    weights, inputs = item.get("weights"), item.get("inputs")
+    if not all(v is None or isinstance(v, str) for v in (weights, inputs)):
+        raise TypeError("the weights and inputs fingerprints must be strings")
     return BaselineEntry(
         BaselineKey(test, index, kind, device, dtype),
         {str(name): _number(value) for name, value in figures.items()},
         seed,
+        weights,
+        inputs,
     )

@@ -21,7 +21,11 @@ run and under ``-n N``. There they are collected, in order, for the summary, bas
 
 Reproducibility: each check's seed is derived from the run's seed (``--equiv-seed``) and the test's
 node id with a stable hash, so ``pytest "<nodeid>" --equiv-seed=N`` repeats a failing check exactly,
-whichever other tests run beside it and on whichever xdist worker.
+whichever other tests run beside it and on whichever xdist worker. A marked test (or one that uses
+the ``equivariance`` fixture) also runs — set-up, call and teardown — with torch, ``random`` and
+numpy seeded from a seed derived the same way (:func:`build_seed`), so a randomly initialised model
+is the same model in every run; the generators' states are restored afterwards
+(:mod:`pytest_equivariance.seeding`).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ OPTION_DEVICE = "--equiv-device"
 OPTION_SEED = "--equiv-seed"
 OPTION_TRIALS = "--equiv-trials"
 OPTION_LOCALIZE = "--equiv-localize"
+OPTION_NO_SEED_MODELS = "--equiv-no-seed-models"
 
 DEFAULT_DEVICE = "cpu"
 LOCALIZE_CHOICES = {"on-failure": None, "always": True, "never": False}
@@ -184,7 +189,21 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     parser.addini("equiv_device", "default device for equivariance checks (cpu, cuda, cuda:N, auto)")
     parser.addini("equiv_seed", "run seed for equivariance checks (integer or 'random')")
     parser.addini("equiv_trials", "default number of random transforms per equivariance check")
+    group.addoption(
+        OPTION_NO_SEED_MODELS,
+        dest="equiv_no_seed_models",
+        action="store_true",
+        default=False,
+        help="do not seed torch, random and numpy before a marked test or one that uses the "
+        "equivariance fixture (for suites that seed their models themselves; ini: equiv_seed_models).",
+    )
     parser.addini("equiv_localize", "when to localize failures: on-failure, always or never")
+    parser.addini(
+        "equiv_seed_models",
+        "build the models of marked tests under the test's seed (default true)",
+        type="bool",
+        default=True,
+    )
 
     # pytest_addoption is a historic hook, so extensions registered here still add their options.
     for name in _EXTENSIONS:
@@ -208,6 +227,7 @@ class Settings:
     trials: int | None = None
     localize: bool | None = None
     localize_name: str = "on-failure"
+    seed_models: bool = True
 
 
 def _setting(config: pytest.Config, name: str) -> str | None:
@@ -261,6 +281,7 @@ def read_settings(config: pytest.Config) -> Settings:
         trials=trials,
         localize=LOCALIZE_CHOICES[localize_name],
         localize_name=localize_name,
+        seed_models=bool(config.getini("equiv_seed_models")) and not config.getoption("equiv_no_seed_models", False),
     )
 
 
@@ -273,6 +294,21 @@ def derive_seed(run_seed: int, nodeid: str) -> int:
     inputs in every example (its shrinking stays deterministic).
     """
     return zlib.crc32(f"{run_seed}:{nodeid}".encode())
+
+
+def build_seed(run_seed: int, nodeid: str) -> int:
+    """Return the seed torch, ``random`` and numpy get before test ``nodeid`` builds its model.
+
+    Derived like :func:`derive_seed`, but distinct from it: the check draws its natural images from
+    a generator seeded with the check seed, and weights drawn from the same stream would be
+    correlated with those images.
+    """
+    return zlib.crc32(f"{run_seed}:{nodeid}:build".encode())
+
+
+def seeds_its_build(item: pytest.Item) -> bool:
+    """Return whether the plugin seeds ``item``: it is marked, or it uses the ``equivariance`` fixture."""
+    return bool(_equivariance_markers(item)) or "equivariance" in getattr(item, "fixturenames", ())
 
 
 def reproduce_command(config: pytest.Config, nodeid: str, settings: Settings) -> str:
@@ -325,6 +361,12 @@ class EquivarianceSession:
             self.listen(api)
         self.current_item = item
         try:
+            if self.settings.seed_models and seeds_its_build(item):
+                from pytest_equivariance.seeding import seeded
+
+                # Set-up, call and teardown: fixtures that build the model run under the seed too.
+                with seeded(build_seed(self.settings.seed, item.nodeid)):
+                    return (yield)
             return (yield)
         finally:
             self.current_item = None

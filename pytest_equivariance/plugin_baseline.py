@@ -37,6 +37,7 @@ PRUNE_OPTION = "--equiv-baseline-prune"
 TOL_OPTION = "--equiv-regression-tol"
 FLOOR_OPTION = "--equiv-regression-floor"
 JSON_OPTION = "--equiv-json"
+STRICT_WEIGHTS_OPTION = "--equiv-baseline-strict-weights"
 #: Marker that sets the relative regression tolerance of one test: ``@pytest.mark.equiv_regression_tol(0.5)``.
 TOL_MARKER = "equiv_regression_tol"
 #: Format tag and version of the ``--equiv-json`` file.
@@ -70,11 +71,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(FLOOR_OPTION, dest="equiv_regression_floor", metavar="ABS", default=None,
                     help="Absolute change of an error figure below which it is noise (default by dtype: "
                          "1e-5 for float32). Ini: equiv_regression_floor.")
+    group.addoption(STRICT_WEIGHTS_OPTION, dest="equiv_baseline_strict_weights", action="store_true",
+                    default=False,
+                    help="Fail the run when a check's model weights or inputs differ from its baseline entry's "
+                         "(fingerprints); by default such checks are listed as 'weights changed' and not "
+                         "gated. Ini: equiv_baseline_strict_weights.")
     group.addoption(JSON_OPTION, dest="equiv_json", metavar="PATH", default=None,
                     help="Write every check's figures and transforms to this JSON file. Ini: equiv_json.")
     parser.addini("equiv_baseline", "Robustness baseline file (relative to the rootdir).", default="")
     parser.addini("equiv_regression_tol", "Relative regression tolerance of baseline figures.", default="")
     parser.addini("equiv_regression_floor", "Absolute noise floor of baseline error figures.", default="")
+    parser.addini("equiv_baseline_strict_weights", "Fail when a check's weights or inputs differ from the "
+                  "baseline's (true/false).", type="bool", default=False)
     parser.addini("equiv_json", "Write check results as JSON to this file (relative to the rootdir).",
                   default="")
 
@@ -180,6 +188,8 @@ def pytest_configure(config: pytest.Config) -> None:
         tol=_number_setting(config, "equiv_regression_tol", TOL_OPTION, DEFAULT_REGRESSION_TOL) or 0.0,
         floor=_number_setting(config, "equiv_regression_floor", FLOOR_OPTION, None),
         json_path=_path_setting(config, "equiv_json"),
+        strict_weights=bool(config.option.equiv_baseline_strict_weights
+                            or config.getini("equiv_baseline_strict_weights")),
     )
     if gate.update and gate.baseline_path is None:
         raise pytest.UsageError(
@@ -266,7 +276,7 @@ class CIGate:
     """
 
     def __init__(self, config: pytest.Config, *, baseline_path: Path | None, update: bool, prune: bool,
-                 tol: float, floor: float | None, json_path: Path | None) -> None:
+                 tol: float, floor: float | None, json_path: Path | None, strict_weights: bool = False) -> None:
         self.config = config
         self.baseline_path = baseline_path
         self.update = update
@@ -274,6 +284,7 @@ class CIGate:
         self.tol = tol
         self.floor = floor
         self.json_path = json_path
+        self.strict_weights = strict_weights
         self.baseline: Baseline | None = None  # read at configure time
         self.test_tols: dict[str, float] = {}  # marker tolerances, by test id
         self.ran: set[str] = set()  # tests whose call phase passed or produced results
@@ -308,7 +319,7 @@ class CIGate:
 
     def _compare(self, baseline: "Baseline", entries: list[Any]) -> "Comparison":
         return _baseline.compare(baseline, entries, tol=self.tol, test_tols=self.test_tols, floor=self.floor,
-                                 ran_tests=self.ran)
+                                 ran_tests=self.ran, strict_weights=self.strict_weights)
 
     def _write_baseline(self, session: pytest.Session, entries: list[Any]) -> None:
         assert self.baseline_path is not None
@@ -338,7 +349,8 @@ class CIGate:
         comparison = self.comparison
         written = comparison is not None and self.update and self.note is None and self.error is None
         listed = comparison is not None and (written or comparison.regressions or comparison.improvements
-                                             or comparison.new or comparison.stale)
+                                             or comparison.new or comparison.stale
+                                             or comparison.fingerprint_changes)
         if not (listed or self.error or self.note):
             if comparison is not None:
                 terminalreporter.write_line(

@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from pytest_equivariance.check import arguments, metrics, runner, transforms
+from pytest_equivariance.check import arguments, fingerprint, metrics, runner, transforms
 from pytest_equivariance.check import transforms as transforms_mod  # `transforms` is also an argument name
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
@@ -656,6 +656,8 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             min_consistency=spec.min_consistency,
             lattice=lattice,
             notes=notes,
+            weights_fingerprint=fingerprint.fingerprint_model(model),
+            inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
         )
         if spec.min_consistency is not None:  # the mean over trials decides, not each trial
             mean = result.consistency

@@ -88,6 +88,8 @@ class CheckResult:
     angle_errors: list[tuple[float, float]] | None = None  # (angle, error), for rotation plots
     test_id: str | None = None  # set by the pytest plugin
     reproduce: str | None = None  # the command that reproduces this check, set by the pytest plugin
+    weights_fingerprint: str | None = None  # check/fingerprint: the model's state dict as checked
+    inputs_fingerprint: str | None = None  # the same for the tensor the transforms acted on
 
     @property
     def worst(self) -> Trial | None:

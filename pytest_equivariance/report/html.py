@@ -395,6 +395,10 @@ def _facts(r: "CheckResult") -> str:
         ("device", f"{r.device}, {r.dtype}"),
         ("seed", str(r.seed)),
     ]
+    if r.weights_fingerprint is not None:
+        facts.append(("weights fingerprint", r.weights_fingerprint))
+    if r.inputs_fingerprint is not None:
+        facts.append(("inputs fingerprint", r.inputs_fingerprint))
     if r.lattice is not None:
         facts.append(("lattice", "×".join(str(s) for s in r.lattice)))
     if r.consistency is not None:

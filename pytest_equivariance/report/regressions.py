@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from pytest_equivariance.baseline import BaselineEntry, BaselineKey, Comparison, FigureChange
+    from pytest_equivariance.baseline import BaselineEntry, BaselineKey, Comparison, FigureChange, FingerprintChange
 
 
 def format_figure(value: float) -> str:
@@ -72,6 +72,31 @@ def _entries_table(title: str, entries: list["BaselineEntry"], style: str) -> Ta
     return table
 
 
+def _fingerprints_table(title: str, changes: list["FingerprintChange"], style: str) -> Table:
+    table = _table(title, style)
+    table.add_column("what differs", overflow="fold", ratio=1)
+    table.add_column("figures (baseline -> now)", overflow="fold", ratio=1)
+    for c in changes:
+        moved = {f.figure: f for f in c.changes}
+        figures = ", ".join(
+            f"{name}={format_figure(c.baseline.figures[name])}->{format_figure(c.now.figures[name])}"
+            + (f" ({format_change(moved[name].change)})" if name in moved else "")
+            for name in sorted(set(c.baseline.figures) & set(c.now.figures))
+        )
+        table.add_row(_check_cell(c.key), c.reason, figures)
+    return table
+
+
+def summary_line(comparison: "Comparison") -> str:
+    """Return the one-line count of a comparison: regressed, improved, weights changed, new, ..."""
+    summary = (f"{len(comparison.regressions)} regressed, {len(comparison.improvements)} improved, "
+               f"{comparison.weights_changed} weights changed, ")
+    if comparison.inputs_changed:
+        summary += f"{comparison.inputs_changed} inputs changed, "
+    return summary + (f"{len(comparison.new)} new, {len(comparison.stale)} stale, "
+                      f"{comparison.unchanged} unchanged, {comparison.not_run} not run")
+
+
 def comparison_renderable(comparison: "Comparison", *, path: str, updated: bool = False) -> RenderableType:
     """Return the tables of a comparison with the baseline at ``path``.
 
@@ -90,6 +115,15 @@ def comparison_renderable(comparison: "Comparison", *, path: str, updated: bool 
     if comparison.improvements:
         title = f"Improvements ({len(comparison.improvements)})"
         parts.append(_changes_table(title, comparison.improvements, "green"))
+    if comparison.fingerprint_changes:
+        count = len(comparison.fingerprint_changes)
+        if updated:
+            title, style = f"Checks on other weights or inputs than the old baseline ({count})", "yellow"
+        elif comparison.strict_weights:
+            title, style = f"Weights or inputs changed, gated by --equiv-baseline-strict-weights ({count})", "bold red"
+        else:
+            title, style = f"Weights or inputs changed: figures not compared ({count})", "yellow"
+        parts.append(_fingerprints_table(title, comparison.fingerprint_changes, style))
     if comparison.new:
         title = f"New checks, not in the baseline ({len(comparison.new)})"
         parts.append(_entries_table(title, comparison.new, "cyan"))
@@ -97,8 +131,7 @@ def comparison_renderable(comparison: "Comparison", *, path: str, updated: bool 
         what = "Removed from the baseline" if updated else "Stale baseline entries"
         title = f"{what}: no longer run by their tests ({stale})"
         parts.append(_entries_table(title, comparison.stale, "yellow"))
-    summary = (f"{regressed} regressed, {len(comparison.improvements)} improved, {len(comparison.new)} new, "
-               f"{stale} stale, {comparison.unchanged} unchanged, {comparison.not_run} not run")
+    summary = summary_line(comparison)
     if updated:
         parts.append(Text(f"baseline {path} updated: {summary}"))
     else:
@@ -111,6 +144,18 @@ def comparison_renderable(comparison: "Comparison", *, path: str, updated: bool 
                 "@pytest.mark.equiv_regression_tol(...), or accept the new figures with "
                 f"--equiv-baseline {path} --equiv-baseline-update."
             ))
-        elif comparison.improvements or comparison.new or comparison.stale:
+        if comparison.fingerprint_changes and not comparison.strict_weights:
+            parts.append(Text(
+                "A check whose model weights or inputs differ from its baseline entry's is not gated: its "
+                "figures describe another model. Seed the model's construction (marked tests are seeded "
+                "unless --equiv-no-seed-models), accept the new weights with --equiv-baseline-update, or "
+                "gate on them with --equiv-baseline-strict-weights."
+            ))
+        elif comparison.fingerprint_changes:
+            parts.append(Text(
+                "--equiv-baseline-strict-weights fails the run when a check's weights or inputs differ "
+                f"from its baseline entry's; accept them with --equiv-baseline {path} --equiv-baseline-update."
+            ))
+        if not comparison.failed and (comparison.improvements or comparison.new or comparison.stale):
             parts.append(Text(f"Record the changes with --equiv-baseline {path} --equiv-baseline-update."))
     return Group(*parts)

@@ -107,3 +107,28 @@ def test_auto_batch_size_uses_free_cuda_memory():
     size = runner.auto_batch_size(1 << 20, torch.device("cuda"))
     free, _ = torch.cuda.mem_get_info()
     assert size == min(runner.MAX_AUTO_BATCH, int(free * runner.CUDA_BUDGET_FRACTION) // (runner.ACTIVATION_FACTOR << 20))
+
+
+def test_fingerprints_are_the_same_on_cuda_and_cpu():
+    from pytest_equivariance.check.fingerprint import fingerprint_model
+
+    model = pooled_classifier(aliasing=True)
+    cpu = fingerprint_model(model)
+    assert fingerprint_model(model.cuda()) == cpu
+
+
+def test_a_seeded_cuda_build_gives_the_same_figures_twice():
+    from pytest_equivariance.seeding import rng_states, seeded
+
+    torch.cuda.init()
+    before = rng_states()
+    results = []
+    for _ in range(2):
+        with seeded(11):
+            model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, device="cuda"),
+                                        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+            torch.rand(3, device="cuda")  # draws on the CUDA generator too
+            results.append(check_shift_invariant(model, input_shape=SHAPE, trials=4, localize=False))
+    assert results[0].weights_fingerprint == results[1].weights_fingerprint
+    assert [t.max_abs for t in results[0].trials] == [t.max_abs for t in results[1].trials]
+    assert rng_states() == before

@@ -11,7 +11,7 @@ from pytest_equivariance import baseline as bl
 def test_update_writes_the_baseline_and_an_unchanged_run_passes(suite):
     result = suite.update()
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*updated: 0 regressed, 0 improved, 4 new*"])
+    result.stdout.fnmatch_lines(["*updated: 0 regressed, 0 improved, 0 weights changed, 4 new*"])
     data = json.loads(suite.baseline.read_text())
     assert data["version"] == 1
     assert [(c["test"].split("::")[1], c["index"], c["kind"]) for c in data["checks"]] == [
@@ -38,7 +38,7 @@ def test_a_worse_model_fails_the_run_although_every_test_passes(suite):
         "*test / check*figure*baseline*now*change*allowed*",
         "*test_model.py::test_a*worst_error*0.1*0.15*+50.0%*10%*",
         "*#0 shift_equivariant cpu/float32*",
-        "*1 regressed, 0 improved, 0 new, 0 stale, 3 unchanged, 0 not run*",
+        "*1 regressed, 0 improved, 0 weights changed, 0 new, 0 stale, 3 unchanged, 0 not run*",
     ])
     assert suite.baseline.read_bytes() == before  # a compare run never writes
 

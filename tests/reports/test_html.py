@@ -174,3 +174,11 @@ def test_write_html_creates_parents(tmp_path) -> None:
 @pytest.mark.parametrize("title", ["a <b> & c"])
 def test_title_is_escaped(title: str) -> None:
     assert "<title>a &lt;b&gt; &amp; c</title>" in render_html([], title=title)
+
+
+def test_the_card_names_the_weights_and_inputs_fingerprints():
+    result = shift_failure()
+    result.weights_fingerprint, result.inputs_fingerprint = "0123456789abcdef", "fedcba9876543210"
+    page = render_html([result])
+    assert "<dt>weights fingerprint</dt><dd>0123456789abcdef</dd>" in page
+    assert "<dt>inputs fingerprint</dt><dd>fedcba9876543210</dd>" in page
