@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 #: script -> whether it takes --device
 BENCHMARKS = {
     "lint_overhead.py": False,
+    "lint_memory.py": False,
     "check_overhead.py": True,
     "localize_cost.py": True,
     "blurpool_cost.py": True,

@@ -78,15 +78,19 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
 
     console = _console(stdout) if args.format == "text" else None
     run = Run(config=config, verbose=args.verbose, allow_no_model=args.allow_no_model, stderr=stderr)
+    streaming = console is not None and not args.statistics
     for text, root in targets:
         reports = run.lint_target(text, root)
-        if console is not None:  # text streams, model by model; the other formats are documents
+        if streaming:  # text streams, model by model; the other formats are documents
             from pytest_equivariance.report.findings_text import render_model
 
             for report in reports:
                 location = run.locations.get(report.target)
-                render_model(console, report, location=location, verbose=args.verbose)
-    _render(args.format, run, stdout, console)
+                render_model(console, report, location=location, verbose=args.verbose, quiet=args.quiet)
+    if args.statistics:
+        _render_statistics(args.format, run, stdout)
+    elif not (args.quiet and args.format == "text"):
+        _render(args.format, run, stdout, console)
     if run.failed:
         return EXIT_ERROR
     worst = [f for r in run.reports for f in r.findings if f.severity.rank >= config.fail_level.rank]
@@ -105,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("targets", nargs="*", metavar="TARGET", help="model files or directories, file.py::Name, pkg.module:name")
-    add("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    add("--format", "--output-format", dest="format", choices=FORMATS, default="text",
+        help="output format (default: text); --output-format is the same flag, as in ruff")
     add(
         "--select",
         action="append",
@@ -130,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip file targets that define no model instead of failing (for pre-commit)",
     )
     add("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    add("--quiet", "-q", action="store_true", help="print the findings only: no model headers, notes or summary")
+    add("--statistics", action="store_true",
+        help="print one line per rule code with its number of findings instead of the findings")
     add("--list-rules", action="store_true", help="list the rules and exit")
     add("--explain", metavar="CODE", help="explain a rule (e.g. EQ001) and exit")
     add("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
@@ -182,7 +190,9 @@ class Run:
         if path is not None and target.name is None:
             if is_excluded(path, self.config):
                 return self._skip(f"{display_path(path)} (excluded by config)")
-            if path.is_file() and not mentions_torch(path):
+            # Only where a file may define no model (found in a directory, or pre-commit's
+            # --allow-no-model): a file named on the command line is always imported.
+            if allow_no_model and path.is_file() and not mentions_torch(path):
                 return self._skip(f"{display_path(path)} (does not mention torch)")
         explicit = target.name is not None
         try:
@@ -209,12 +219,14 @@ class Run:
     def _lint_source(self, source: "ModelSource", *, explicit: bool) -> None:
         from pytest_equivariance.inputs import infer_input_shape
         from pytest_equivariance.lint import lint_model
+        from pytest_equivariance.lint.empty import build_empty
         from pytest_equivariance.lint.loader import NeedsArgumentsError
 
         self.locations[source.target] = (source.file, source.line)
-        model = None
+        model = built = None
         try:
-            model = source.build()
+            built = build_empty(source.build, errors=(NeedsArgumentsError,))
+            model = built.model
             shape = self.config.input_shape
             if shape is None and not explicit:
                 # Found by discovery (a loss or a helper module, say): without a layer to read the
@@ -250,13 +262,15 @@ class Run:
             error.__cause__ = exc
             self._fail(source.target, error)
         else:
+            if built is not None and built.note is not None:
+                report.notes.insert(0, built.note)
             self.reports.append(report)
             if report.errors:  # the model rejected the example input, or the analysis broke off
                 self.failed.append(source.target)
                 for error in report.errors:
                     _error(self.stderr, f"{source.target}: {error}")
         finally:
-            del model
+            model = built = None  # drop the model before the next one is built
 
     def _fail(self, target: str, exc: BaseException) -> None:
         from pytest_equivariance.lint.loader import failed_report
@@ -372,6 +386,20 @@ def _render(fmt: str, run: Run, stdout: IO[str], console: "Console | None") -> N
         from pytest_equivariance.report.github import render_github
 
         stdout.write(render_github(run.reports, locations=run.locations))
+
+
+def _render_statistics(fmt: str, run: Run, stdout: IO[str]) -> None:
+    from pytest_equivariance.lint.rules import RULES
+    from pytest_equivariance.report.findings_text import render_statistics, statistics
+
+    if fmt == "json":
+        import json
+
+        rows = [{"code": code, "name": RULES[code].name if code in RULES else "", "count": count}
+                for code, count in statistics(run.reports)]
+        print(json.dumps(rows, indent=2), file=stdout)
+    else:
+        render_statistics(_console(stdout), run.reports, RULES)
 
 
 def _console(stdout: IO[str]) -> "Console":

@@ -451,8 +451,9 @@ def _describe(key, graph) -> _Site:
 
     def of(site) -> _Site:
         node = getattr(site, "node", None)
+        file, line = site.locate()
         return _Site(
-            site.qualname, site.op, site.kind, dict(site.params or {}), site.file, site.line,
+            site.qualname, site.op, site.kind, dict(site.params or {}), file, line,
             node.name if node is not None else None, site,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import fnmatch
 import functools
 import linecache
@@ -73,8 +74,8 @@ def run_rules(graph: "ModelGraph", rules: Sequence[Rule]) -> list[Finding]:
     """
     findings: list[Finding] = []
     # One finding per call site: a layer reused, or a functional call in a loop that fx unrolled,
-    # is one place in the source to fix.
-    seen: set[tuple[str, str, str, int]] = set()
+    # is one place in the source to fix; ``calls`` says how often the graph runs it.
+    first: dict[tuple[str, str, str | None, int | None], int] = {}
     for site in graph.sites:
         if site.family == "blur":
             continue  # a fixed low-pass filter is what every fix puts there
@@ -89,11 +90,15 @@ def run_rules(graph: "ModelGraph", rules: Sequence[Rule]) -> list[Finding]:
                 continue
             if hit is None:
                 continue
-            if site.file is not None and site.line is not None:
-                key = (rule.code, site.qualname, site.file, site.line)
-                if key in seen:
-                    continue
-                seen.add(key)
+            file, line = site.locate()
+            # A module is one site wherever it runs; a functional call is one site per source line.
+            key = (rule.code, site.qualname, file, line) if line is not None or site.kind == "module" else None
+            if key is not None and key in first:
+                earlier = findings[first[key]]
+                findings[first[key]] = dataclasses.replace(earlier, calls=earlier.calls + 1)
+                continue
+            if key is not None:
+                first[key] = len(findings)
             findings.append(
                 Finding(
                     code=rule.code,
@@ -101,8 +106,8 @@ def run_rules(graph: "ModelGraph", rules: Sequence[Rule]) -> list[Finding]:
                     message=hit.message,
                     qualname=site.qualname,
                     op=site.op,
-                    file=site.file,
-                    line=site.line,
+                    file=file,
+                    line=line,
                     fix=hit.fix,
                     params=dict(site.params),
                     kind=site.kind,

@@ -51,9 +51,12 @@ class Finding:
     # "module": qualname names an nn.Module that antialias() can replace; "function" / "method":
     # a functional call (F.max_pool2d, x[..., ::2]) that only a source edit can change.
     kind: str = "module"
+    # How many times the graph runs this site (a layer reused, a call in an unrolled loop): still
+    # one finding, at its one construction or call site.
+    calls: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        """Return the finding as a JSON-ready dict (the stable fields, ``params`` and ``kind``)."""
+        """Return the finding as a JSON-ready dict (the stable fields, ``params``, ``kind`` and ``calls``)."""
         data = asdict(self)
         data["severity"] = self.severity.value
         return data

@@ -40,16 +40,21 @@ def render_model(
     *,
     location: tuple[str | None, int | None] | None = None,
     verbose: bool = False,
+    quiet: bool = False,
 ) -> None:
     """Print one model's header, findings and fixes; a target that failed to load prints nothing.
 
     ``location`` (the model's definition) stands in for findings that have no source location.
     Notes on parts analysed with less precision are counted, or listed with ``verbose``. Errors (an
     example input the model rejects) are not drawn here: the command prints them on stderr.
+    ``quiet`` prints the findings and their fixes alone (``equiv-lint -q``).
     """
     from rich.text import Text
 
     if report.trace == NOT_LOADED:
+        return
+    if quiet:
+        _print_findings(console, report, location)
         return
     header = Text()
     header.append(report.target, style="bold")
@@ -58,10 +63,7 @@ def render_model(
     if not report.findings:
         header.append("  no findings", style="green")
     console.print(header)
-    for finding in report.findings:
-        console.print(_finding_line(finding, location))
-        for i, line in enumerate(finding.fix.splitlines()):
-            console.print(Text(("    fix: " if i == 0 else "         ") + line, style="dim"))
+    _print_findings(console, report, location)
     notes = report.notes
     if verbose:
         for note in notes:
@@ -72,6 +74,38 @@ def render_model(
             Text(f"    {n} note{'s' if n != 1 else ''} on what was analysed without fx or shapes "
                  f"(--verbose shows them)", style="yellow")
         )
+
+
+def _print_findings(console: "Console", report: ModelReport, location: tuple[str | None, int | None] | None) -> None:
+    from rich.text import Text
+
+    for finding in report.findings:
+        console.print(_finding_line(finding, location))
+        for i, line in enumerate(finding.fix.splitlines()):
+            console.print(Text(("    fix: " if i == 0 else "         ") + line, style="dim"))
+
+
+def statistics(reports: Sequence[ModelReport]) -> list[tuple[str, int]]:
+    """Return ``(code, count)`` for every rule with findings, most frequent first (ties: by code)."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        for finding in report.findings:
+            counts[finding.code] = counts.get(finding.code, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def render_statistics(console: "Console", reports: Sequence[ModelReport], rules: Mapping[str, "Rule"]) -> None:
+    """Print one line per rule with findings, as ``ruff --statistics`` does: count, code, name."""
+    from rich.text import Text
+
+    rows = statistics(reports)
+    width = max((len(str(count)) for _, count in rows), default=1)
+    for code, count in rows:
+        rule = rules.get(code)
+        line = Text(f"{count:>{width}}\t")
+        line.append(code, style=SEVERITY_STYLE[rule.severity] if rule else "")
+        line.append(f"\t{rule.name if rule else ''}")
+        console.print(line)
 
 
 def render_summary(
@@ -184,6 +218,8 @@ def _finding_line(finding: Finding, fallback: tuple[str | None, int | None] | No
     if finding.qualname and finding.qualname not in finding.message:
         line.append(f"{finding.qualname}: ", style="cyan")
     line.append(finding.message)
+    if finding.calls > 1:
+        line.append(f" (called {finding.calls} times)", style="dim")
     return line
 
 

@@ -241,13 +241,31 @@ def test_explicit_config_file(write, run):
 # -- pre-commit -----------------------------------------------------------------------------------
 
 
-def test_files_without_torch_are_skipped_without_import(write, run):
-    write("notes.py", "raise SystemExit('imported!')\n")
-    write("alias.py", ALIASING)
-    result = run("notes.py", "alias.py", "--verbose")
+def test_files_without_torch_are_skipped_without_import_in_directories_and_pre_commit(write, run):
+    write("pkg/notes.py", "raise SystemExit('imported!')\n")
+    write("pkg/alias.py", ALIASING)
+    result = run("pkg", "--verbose")
     assert result.code == 1
-    assert "skipped notes.py (does not mention torch)" in result.err
+    assert "skipped pkg/notes.py (does not mention torch)" in result.err
     assert "imported!" not in result.err
+    result = run("pkg/notes.py", "pkg/alias.py", "--allow-no-model", "--verbose")
+    assert result.code == 1
+    assert "skipped pkg/notes.py (does not mention torch)" in result.err and "imported!" not in result.err
+
+
+def test_an_explicit_file_is_imported_even_without_torch(write, run):
+    write("notes.py", "raise SystemExit('imported!')\n")
+    result = run("notes.py")
+    assert result.code == 2
+    assert "Importing notes.py called sys.exit('imported!')" in result.err
+    write("broken.py", "def f(:\n")
+    result = run("broken.py")
+    assert result.code == 2
+    assert result.err.strip() == ("equiv-lint: error: Syntax error in broken.py:1: invalid syntax; fix the file "
+                                  "and run equiv-lint again.")
+    write("plain.py", "X = 1\n")
+    result = run("plain.py")
+    assert result.code == 2 and "No model found in plain.py" in result.err
 
 
 def test_allow_no_model_skips_torch_files_without_models(write, run):
@@ -357,7 +375,7 @@ def test_skipping_a_file_without_torch_does_not_import_torch(write, project):
     write("notes.py", "print('hello')\n")
     code = (
         "import sys\nfrom pytest_equivariance.cli import main\n"
-        "rc = main(['notes.py', '--format', 'json'])\n"
+        "rc = main(['notes.py', '--allow-no-model', '--format', 'json'])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project)

@@ -179,3 +179,38 @@ def test_timm_models(name):
     report = lint_model(model, (1, 3, 224, 224))
     assert report.errors == [] and report.trace == "fx"
     assert counts(report) == TIMM[name]
+
+
+# ------------------------------------------------------------------ built as equiv-lint builds them
+
+
+def _empty(factory):
+    from pytest_equivariance.lint.empty import build_empty
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = build_empty(factory)
+    assert built.empty, built.note
+    return built.model
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_exact_counts_with_empty_weights(name):
+    # The command line's build: no weight initialised, large weights without storage.
+    model = _empty(lambda: models.get_model(name, weights=None))
+    assert all(p.is_meta for p in model.parameters() if p.numel() > (1 << 16) and p.shape[1:2] != (1,))
+    assert counts(lint_model(model)) == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(TIMM))
+def test_timm_counts_with_empty_weights(name):
+    # resnetblur50's frozen BlurPool2d filters are read by value: they must stay real.
+    timm = pytest.importorskip("timm")
+    model = _empty(lambda: timm.create_model(name, pretrained=False))
+    assert counts(lint_model(model, (1, 3, 224, 224))) == TIMM[name]
+
+
+def test_regnet_builds_with_empty_weights_without_help():
+    # RegNet computes block widths with .tolist() while it is built: real tensors, so no workaround.
+    model = _empty(lambda: models.regnet_y_400mf(weights=None))
+    assert lint_model(model).errors == []

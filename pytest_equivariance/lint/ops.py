@@ -1,0 +1,171 @@
+"""Op tables: every form of an op — a torch.nn layer, a functional call, a tensor method — maps to one family.
+
+The rules speak of families ("max_pool", "conv", "interpolate", "getitem", ...), never of the many
+spellings an op has (``nn.MaxPool2d``, ``F.max_pool2d``, ``torch.max_pool2d``). This module holds
+those tables, and which layers the tracer keeps as leaves. It changes when torch adds an op.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import sys
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_equivariance.lint.recognize import is_antialiased_downsampler
+
+
+@functools.lru_cache(maxsize=1)
+def function_table() -> dict[Any, tuple[str, int | None, str]]:
+    """Map functional targets (F.*, torch.*, operators) to ``(family, ndim, display name)``."""
+    table: dict[Any, tuple[str, int | None, str]] = {}
+    namespaces = ((F, "F."), (torch, "torch."), (torch._C._nn, "torch._C._nn."))
+
+    def add(obj: Any, family: str, ndim: int | None, display: str) -> None:
+        try:
+            if obj is not None and obj not in table:
+                table[obj] = (family, ndim, display)
+        except TypeError:  # unhashable
+            pass
+
+    per_ndim = {
+        "max_pool{}d": "max_pool", "max_pool{}d_with_indices": "max_pool",
+        "avg_pool{}d": "avg_pool", "lp_pool{}d": "lp_pool",
+        "fractional_max_pool{}d": "fractional_max_pool",
+        "fractional_max_pool{}d_with_indices": "fractional_max_pool",
+        "adaptive_avg_pool{}d": "adaptive_avg_pool", "adaptive_max_pool{}d": "adaptive_max_pool",
+        "adaptive_max_pool{}d_with_indices": "adaptive_max_pool",
+        "conv{}d": "conv", "conv_transpose{}d": "conv_transpose",
+        "dropout{}d": "dropout",
+    }
+    plain = {
+        "interpolate": "interpolate", "upsample": "interpolate", "upsample_nearest": "interpolate",
+        "upsample_bilinear": "interpolate", "pixel_unshuffle": "pixel_unshuffle",
+        "linear": "linear", "pad": "pad", "flatten": "flatten", "reshape": "reshape", "add": "add",
+        "dropout": "dropout", "alpha_dropout": "dropout", "feature_alpha_dropout": "dropout",
+        "batch_norm": "norm", "layer_norm": "norm", "group_norm": "norm", "instance_norm": "norm",
+        "relu": "activation", "relu_": "activation", "relu6": "activation", "gelu": "activation",
+        "silu": "activation", "sigmoid": "activation", "tanh": "activation", "hardswish": "activation",
+        "hardsigmoid": "activation", "leaky_relu": "activation", "elu": "activation", "mish": "activation",
+        "cat": "cat", "permute": "reshape", "transpose": "reshape", "unsqueeze": "reshape",
+        "squeeze": "reshape",
+    }
+    for namespace, prefix in namespaces:
+        for pattern, family in per_ndim.items():
+            for ndim in (1, 2, 3):
+                name = pattern.format(ndim)
+                add(getattr(namespace, name, None), family, ndim, prefix + name)
+        for name, family in plain.items():
+            ndim = 2 if family == "pixel_unshuffle" else None
+            add(getattr(namespace, name, None), family, ndim, prefix + name)
+    add(operator.getitem, "getitem", None, "Tensor.__getitem__")
+    add(operator.add, "add", None, "operator.add")
+    add(operator.iadd, "add", None, "operator.iadd")
+    return table
+
+
+METHOD_FAMILIES = {
+    "flatten": "flatten", "view": "reshape", "reshape": "reshape", "permute": "reshape",
+    "transpose": "reshape", "unsqueeze": "reshape", "squeeze": "reshape", "expand": "reshape",
+    "expand_as": "reshape", "repeat": "reshape",
+    "add": "add", "add_": "add", "__add__": "add", "__iadd__": "add", "__radd__": "add",
+    "relu": "activation", "relu_": "activation", "sigmoid": "activation", "tanh": "activation",
+    "contiguous": "identity", "clone": "identity", "float": "identity", "to": "identity",
+    "type_as": "identity", "detach": "identity", "__getitem__": "getitem",
+}
+
+
+def module_family(module: nn.Module) -> tuple[str, int | None]:
+    """Return ``(family, ndim)`` of a layer, by the torch.nn class it derives from."""
+    if is_antialiased_downsampler(module):
+        return "blur", None
+    for cls, family, ndim in _MODULE_FAMILIES:
+        if isinstance(module, cls):
+            return family, ndim
+    if isinstance(module, _ELEMENTWISE_ACTIVATIONS):
+        return "activation", None
+    return "other", None
+
+
+#: (torch.nn class, family, ndim) of the layers the rules read; optional classes of newer torch last.
+_MODULE_FAMILIES: tuple[tuple[type, str, int | None], ...] = (
+    (nn.MaxPool1d, "max_pool", 1), (nn.MaxPool2d, "max_pool", 2), (nn.MaxPool3d, "max_pool", 3),
+    (nn.AvgPool1d, "avg_pool", 1), (nn.AvgPool2d, "avg_pool", 2), (nn.AvgPool3d, "avg_pool", 3),
+    (nn.AdaptiveAvgPool1d, "adaptive_avg_pool", 1), (nn.AdaptiveAvgPool2d, "adaptive_avg_pool", 2),
+    (nn.AdaptiveAvgPool3d, "adaptive_avg_pool", 3), (nn.AdaptiveMaxPool1d, "adaptive_max_pool", 1),
+    (nn.AdaptiveMaxPool2d, "adaptive_max_pool", 2), (nn.AdaptiveMaxPool3d, "adaptive_max_pool", 3),
+    (nn.LPPool1d, "lp_pool", 1), (nn.LPPool2d, "lp_pool", 2),
+    (nn.FractionalMaxPool2d, "fractional_max_pool", 2), (nn.FractionalMaxPool3d, "fractional_max_pool", 3),
+    (nn.ConvTranspose1d, "conv_transpose", 1), (nn.ConvTranspose2d, "conv_transpose", 2),
+    (nn.ConvTranspose3d, "conv_transpose", 3),
+    (nn.Conv1d, "conv", 1), (nn.Conv2d, "conv", 2), (nn.Conv3d, "conv", 3),
+    (nn.Upsample, "interpolate", None), (nn.PixelUnshuffle, "pixel_unshuffle", 2),
+    (nn.Linear, "linear", None), (nn.Flatten, "flatten", None),
+    (nn.modules.padding._ConstantPadNd, "pad", None), (nn.modules.padding._ReflectionPadNd, "pad", None),
+    (nn.modules.padding._ReplicationPadNd, "pad", None),
+    (nn.modules.dropout._DropoutNd, "dropout", None), (nn.Identity, "identity", None),
+    (nn.modules.batchnorm._NormBase, "norm", None), (nn.GroupNorm, "norm", None), (nn.LayerNorm, "norm", None),
+) + tuple(
+    (cls, family, ndim)
+    for cls, family, ndim in (
+        (getattr(nn, "LPPool3d", None), "lp_pool", 3),
+        (getattr(nn.modules.padding, "_CircularPadNd", None), "pad", None),
+    )
+    if isinstance(cls, type)
+)
+
+
+_ELEMENTWISE_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU,
+    nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.PReLU, nn.Softplus, nn.Hardtanh, nn.Tanhshrink, nn.LogSigmoid,
+)
+
+
+def is_standard_leaf(module: nn.Module) -> bool:
+    # A layer that derives from a torch.nn layer class (not a container) is analysed from its
+    # attributes, even when a library subclasses it with its own forward (timm's Conv2dSame).
+    containers = (nn.Module, nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+    for cls in type(module).__mro__:
+        if cls in containers or cls is object:
+            continue
+        name = cls.__module__ or ""
+        if name.startswith(("torch.nn.", "torch.ao.nn.")):
+            return True
+    return False
+
+
+def library_leaf_classes() -> tuple[type, ...]:
+    # timm registers layers that fx cannot trace; honour its list when timm is in use.
+    fx_mod = sys.modules.get("timm.layers._fx")
+    if fx_mod is None or not hasattr(fx_mod, "get_notrace_modules"):
+        return ()
+    try:
+        return tuple(c for c in fx_mod.get_notrace_modules() if isinstance(c, type))
+    except Exception:  # pragma: no cover - defensive against library changes
+        return ()
+
+
+def library_autowrap_functions() -> tuple[Callable[..., Any], ...]:
+    fx_mod = sys.modules.get("timm.layers._fx")
+    if fx_mod is None or not hasattr(fx_mod, "get_notrace_functions"):
+        return ()
+    try:
+        return tuple(fx_mod.get_notrace_functions())
+    except Exception:  # pragma: no cover
+        return ()
+
+
+#: Families whose sites no rule reports: their source is not looked up (it costs a file parse).
+UNLOCATED = frozenset({"activation", "norm", "dropout", "identity", "reshape", "cat", "other"})
+
+
+def hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
