@@ -91,6 +91,8 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
         _render_statistics(args.format, run, stdout)
     elif not (args.quiet and args.format == "text"):
         _render(args.format, run, stdout, console)
+    if args.format == "github" and not args.no_github_summary:
+        _append_step_summary(run, stderr)
     if run.failed:
         return EXIT_ERROR
     worst = [f for r in run.reports for f in r.findings if f.severity.rank >= config.fail_level.rank]
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one line per rule code with its number of findings instead of the findings")
     add("--list-rules", action="store_true", help="list the rules and exit")
     add("--explain", metavar="CODE", help="explain a rule (e.g. EQ001) and exit")
+    add("--no-github-summary", action="store_true",
+        help="with --format github: do not append the findings table to $GITHUB_STEP_SUMMARY")
     add("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
     add("--version", action="store_true", help="print the version and exit")
     return parser
@@ -386,6 +390,19 @@ def _render(fmt: str, run: Run, stdout: IO[str], console: "Console | None") -> N
         from pytest_equivariance.report.github import render_github
 
         stdout.write(render_github(run.reports, locations=run.locations))
+
+
+def _append_step_summary(run: Run, stderr: IO[str]) -> None:
+    from pytest_equivariance.report.step_summary import append_summary, findings_markdown, summary_path
+
+    path = summary_path()
+    if path is None:
+        return
+    try:
+        append_summary(findings_markdown(run.reports), path)
+    except OSError as exc:  # the annotations are out already: say so, do not fail the lint for it
+        _error(stderr, f"could not append the findings summary to {path} ({exc.strerror or exc}); "
+                       f"check $GITHUB_STEP_SUMMARY or pass --no-github-summary.")
 
 
 def _render_statistics(fmt: str, run: Run, stdout: IO[str]) -> None:

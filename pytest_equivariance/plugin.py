@@ -56,7 +56,11 @@ RESULTS_KEY = pytest.StashKey[list]()
 _USAGE_ERROR_KEY = pytest.StashKey[str]()
 
 #: Feature plugins that live in modules of their own; registered when present.
-_EXTENSIONS = ("pytest_equivariance.plugin_baseline", "pytest_equivariance.plugin_html")
+_EXTENSIONS = (
+    "pytest_equivariance.plugin_baseline",
+    "pytest_equivariance.plugin_html",
+    "pytest_equivariance.plugin_summary",
+)
 
 #: Name under which the per-run state object is registered with pytest's plugin manager.
 _SESSION_PLUGIN = "equivariance-session"

@@ -15,7 +15,6 @@ Who does what under pytest-xdist:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -40,9 +39,6 @@ JSON_OPTION = "--equiv-json"
 STRICT_WEIGHTS_OPTION = "--equiv-baseline-strict-weights"
 #: Marker that sets the relative regression tolerance of one test: ``@pytest.mark.equiv_regression_tol(0.5)``.
 TOL_MARKER = "equiv_regression_tol"
-#: Format tag and version of the ``--equiv-json`` file.
-RESULTS_FORMAT = "pytest-equivariance-results"
-RESULTS_VERSION = 1
 #: Report attribute that carries a test's marker tolerance from the worker to the controller.
 _REPORT_TOL = "equiv_regression_tol"
 #: Options under which pytest only prints information (their ``dest``): no gate, no files.
@@ -324,7 +320,7 @@ class CIGate:
     def _write_baseline(self, session: pytest.Session, entries: list[Any]) -> None:
         assert self.baseline_path is not None
         if session.exitstatus != pytest.ExitCode.OK:
-            self.note = (f"baseline {self._show(self.baseline_path)} not updated: the run did not pass "
+            self.note = (f"baseline {self.shown_path(self.baseline_path)} not updated: the run did not pass "
                          f"(exit status {int(session.exitstatus)}); fix the failures and rerun.")
             return
         try:
@@ -354,7 +350,7 @@ class CIGate:
         if not (listed or self.error or self.note):
             if comparison is not None:
                 terminalreporter.write_line(
-                    f"equivariance baseline {self._show(self.baseline_path)}: "
+                    f"equivariance baseline {self.shown_path(self.baseline_path)}: "
                     f"{comparison.unchanged} checks unchanged, {comparison.not_run} not run"
                 )
             return
@@ -367,7 +363,7 @@ class CIGate:
 
             tw = self.config.get_terminal_writer()
             assert comparison is not None
-            path = self._show(self.baseline_path)
+            path = self.shown_path(self.baseline_path)
             renderable = comparison_renderable(comparison, path=path, updated=self.update)
             # CI logs do not wrap: use a comfortable width there, the terminal's own width otherwise.
             width = tw.fullwidth if tw.hasmarkup else max(tw.fullwidth, 120)
@@ -377,7 +373,8 @@ class CIGate:
         if self.error:
             terminalreporter.write_line(f"ERROR: {self.error}", red=True, bold=True)
 
-    def _show(self, path: Path | None) -> str:
+    def shown_path(self, path: Path | None) -> str:
+        """Return ``path`` relative to the invocation directory when it lies below it."""
         if path is None:
             return ""
         try:
@@ -387,35 +384,11 @@ class CIGate:
 
 
 def _results_json(results: list[Any], entries: list[Any], gate: CIGate) -> str:
-    checks = []
-    # Sorted by test and index, not in the order reports arrived: xdist runs write the same file.
-    for entry, result in sorted(zip(entries, results), key=lambda pair: pair[0].key):
-        data = result.to_json()
-        data["test_id"] = entry.key.test_id
-        data["index"] = entry.key.index
-        checks.append(data)
+    from pytest_equivariance.runs import results_document
+
     baseline = None
     if gate.comparison is not None:
         baseline = {"path": str(gate.baseline_path), "mode": "update" if gate.update else "compare",
                     "written": gate.update and gate.note is None and gate.error is None,
                     **gate.comparison.to_json()}
-    document = {
-        "format": RESULTS_FORMAT,
-        "version": RESULTS_VERSION,
-        "checks": checks,
-        "summary": {"checks": len(checks), "passed": sum(bool(r.passed) for r in results),
-                    "failed": sum(not r.passed for r in results)},
-        "baseline": baseline,
-    }
-    return json.dumps(_strict_json(document), indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
-def _strict_json(value: Any) -> Any:
-    # Strict JSON has no NaN or infinity: spell them as strings, like the baseline file does.
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
+    return results_document(results, entries, baseline)

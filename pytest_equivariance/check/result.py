@@ -1,5 +1,8 @@
 """What a dynamic check returns: plain dataclasses that renderers and baselines read.
 
+In a notebook a result shows itself as the HTML report's card (``_repr_html_``) and in a rich
+console as its terminal report (``__rich__``); both import their renderer only when asked.
+
 All error figures are "smaller is better": ``max_abs`` and ``mean_abs`` are absolute errors between
 ``model(g·x)`` and ``g·model(x)`` (or ``model(x)`` for invariance), ``rel_l2`` is
 ``‖a - b‖₂ / ‖b‖₂``, ``cosine`` is the cosine *distance* ``1 - cos(a, b)``.
@@ -54,6 +57,17 @@ class Profile:
     method: str = ""  # how the per-layer error was measured, for the report
     transform: str = ""  # the label of the group element the profile was measured under
 
+    def _repr_html_(self) -> str:
+        """The profile chart as HTML, for notebooks."""
+        from pytest_equivariance.report.html import profile_card
+
+        return profile_card(self)
+
+    def __rich__(self) -> Any:
+        from pytest_equivariance.report.profile import profile_renderable
+
+        return profile_renderable(self)
+
 
 @dataclass
 class ShiftGrid:
@@ -90,6 +104,18 @@ class CheckResult:
     reproduce: str | None = None  # the command that reproduces this check, set by the pytest plugin
     weights_fingerprint: str | None = None  # check/fingerprint: the model's state dict as checked
     inputs_fingerprint: str | None = None  # the same for the tensor the transforms acted on
+
+    def _repr_html_(self) -> str:
+        """The check's card as HTML — verdict, figures, heatmap or angle plot, profile, seed — for notebooks."""
+        from pytest_equivariance.report.html import check_card
+
+        return check_card(self)
+
+    def __rich__(self) -> Any:
+        """The check's report as a rich renderable, for terminals and IPython's rich display."""
+        from pytest_equivariance.report.terminal import failure_report
+
+        return failure_report(self)
 
     @property
     def worst(self) -> Trial | None:

@@ -84,6 +84,20 @@ class ModelReport:
     # fx, shapes that could not be propagated. Shown with --verbose.
     notes: list[str] = field(default_factory=list)
 
+    def _repr_html_(self) -> str:
+        """The findings table with each rule's page, as HTML, for notebooks."""
+        from pytest_equivariance.report.findings_html import lint_report_html
+
+        return lint_report_html(self)
+
+    def __rich__(self) -> Any:
+        """The text report (header, findings, fixes), for terminals and IPython's rich display."""
+        from rich.console import Group
+
+        from pytest_equivariance.report.findings_text import model_lines
+
+        return Group(*model_lines(self, verbose=True))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,

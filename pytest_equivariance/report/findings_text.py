@@ -49,40 +49,47 @@ def render_model(
     example input the model rejects) are not drawn here: the command prints them on stderr.
     ``quiet`` prints the findings and their fixes alone (``equiv-lint -q``).
     """
+    for line in model_lines(report, location=location, verbose=verbose, quiet=quiet):
+        console.print(line)
+
+
+def model_lines(
+    report: ModelReport,
+    *,
+    location: tuple[str | None, int | None] | None = None,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> list["Text"]:
+    """Return the lines :func:`render_model` prints (also ``ModelReport.__rich__``)."""
     from rich.text import Text
 
     if report.trace == NOT_LOADED:
-        return
+        return []
+    lines: list[Text] = []
+    if not quiet:
+        header = Text()
+        header.append(report.target, style="bold")
+        header.append("  ")
+        header.append(_trace_summary(report), style="dim" if report.trace == "fx" else "yellow")
+        if not report.findings:
+            header.append("  no findings", style="green")
+        lines.append(header)
+    for finding in report.findings:
+        lines.append(_finding_line(finding, location))
+        for i, line in enumerate(finding.fix.splitlines()):
+            lines.append(Text(("    fix: " if i == 0 else "         ") + line, style="dim"))
     if quiet:
-        _print_findings(console, report, location)
-        return
-    header = Text()
-    header.append(report.target, style="bold")
-    header.append("  ")
-    header.append(_trace_summary(report), style="dim" if report.trace == "fx" else "yellow")
-    if not report.findings:
-        header.append("  no findings", style="green")
-    console.print(header)
-    _print_findings(console, report, location)
+        return lines
     notes = report.notes
     if verbose:
-        for note in notes:
-            console.print(Text(f"    note: {note}", style="yellow"))
+        lines.extend(Text(f"    note: {note}", style="yellow") for note in notes)
     elif notes:
         n = len(notes)
-        console.print(
+        lines.append(
             Text(f"    {n} note{'s' if n != 1 else ''} on what was analysed without fx or shapes "
                  f"(--verbose shows them)", style="yellow")
         )
-
-
-def _print_findings(console: "Console", report: ModelReport, location: tuple[str | None, int | None] | None) -> None:
-    from rich.text import Text
-
-    for finding in report.findings:
-        console.print(_finding_line(finding, location))
-        for i, line in enumerate(finding.fix.splitlines()):
-            console.print(Text(("    fix: " if i == 0 else "         ") + line, style="dim"))
+    return lines
 
 
 def statistics(reports: Sequence[ModelReport]) -> list[tuple[str, int]]:

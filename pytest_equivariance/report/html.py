@@ -10,10 +10,11 @@ diffed and committed.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.report.colormap import Scale, flat, format_error, hex_colour, ramp
 from pytest_equivariance.report.profile import describe_layer, layer_location
@@ -28,7 +29,9 @@ from pytest_equivariance.report.figures import (
 )
 
 if TYPE_CHECKING:
+    from pytest_equivariance.baseline import Comparison
     from pytest_equivariance.check.result import CheckResult, LayerError, Profile, ShiftGrid
+    from pytest_equivariance.runs import MergedCheck, RunFile
 
 #: Grids larger than this (per side) are shown as block maxima.
 MAX_CELLS = 64
@@ -91,16 +94,178 @@ figcaption { color: #6b7280; font-size: 13px; max-width: 560px; }
 .culprit { background: #fdf2f4; border: 1px solid #f5c2cb; border-radius: 6px; padding: 8px 12px; }
 ul.notes { margin: 4px 0; padding-left: 20px; color: #4b5563; }
 section.summary { margin-bottom: 28px; }
+.muted { color: #6b7280; }
+tr.disagree td { background: #fdf2f4; }
 footer { color: #6b7280; font-size: 13px; text-align: center; padding: 0 0 24px; }
 """
 
 
+#: Class of the element that wraps a fragment (notebook output): its styles apply inside it only.
+FRAGMENT_CLASS = "equiv-report"
+#: Rules of the page stylesheet that style the page itself, not its cards: left out of fragments.
+_PAGE_ONLY = (":root", "*", "body", "header", "main", "footer")
+
+
+def scoped_css(css: str = _CSS, scope: str = f".{FRAGMENT_CLASS}") -> str:
+    """Return ``css`` with every rule limited to elements inside ``scope`` (page-level rules dropped).
+
+    A notebook shows many outputs on one page: a fragment's styles must not restyle the notebook.
+    """
+    rules = []
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        names = [name.strip() for name in selectors.split(",")]
+        if any(name.split(" ")[0] in _PAGE_ONLY for name in names):
+            continue
+        rules.append(", ".join(f"{scope} {name}" for name in names) + " {" + body + "}")
+    base = f"{scope} {{ color: {_INK}; font: 15px/1.5 ui-sans-serif, system-ui, sans-serif; }}"
+    return "\n".join([base, *rules])
+
+
+def fragment(body: str) -> str:
+    """Return ``body`` wrapped as a self-contained HTML fragment with its own scoped styles."""
+    return f'<div class="{FRAGMENT_CLASS}"><style>{scoped_css()}</style>{body}</div>'
+
+
+def check_card(result: "CheckResult", *, index: int = 1) -> str:
+    """Return one check's card — the same as in the report — as a fragment (``CheckResult._repr_html_``)."""
+    return fragment(_check_section(result, index))
+
+
+def profile_card(profile: "Profile") -> str:
+    """Return a per-layer profile (chart and culprit) as a fragment (``Profile._repr_html_``)."""
+    parts = [f'<section class="card {"failed" if profile.culprit is not None else "passed"}">']
+    if profile.transform:
+        parts.append(f"<h2>Per-layer profile under {escape(profile.transform)}</h2>")
+    if profile.culprit is not None:
+        parts.append(_culprit(profile))
+    if profile.layers:
+        parts.append(_profile_block(profile))
+    else:
+        parts.append("<p>No layers were measured.</p>")
+    parts.append("</section>")
+    return fragment("".join(parts))
+
+
 def render_html(results: Sequence["CheckResult"], *, title: str = "Equivariance report") -> str:
     """Return the report for ``results`` as one self-contained HTML5 document."""
+    failed = sum(1 for r in results if not r.passed)
+    subtitle = (f"{len(results)} check{'s' if len(results) != 1 else ''} · "
+                f"{len(results) - failed} passed · {failed} failed")
+    body = [_totals(results), _summary_table(results)]
+    body.extend(_check_section(r, i) for i, r in enumerate(results, start=1))
+    return _page(title, subtitle, body)
+
+
+def render_runs_html(runs: Sequence["RunFile"], merged: Sequence["MergedCheck"], *,
+                     title: str = "Equivariance report") -> str:
+    """Return one page for several runs' results (``equiv-report``): where they agree and where not.
+
+    A table lines every check up across the runs (verdict and worst error per run) and marks the
+    checks whose verdicts or figures differ, or that a run did not run; below it, each test's cards
+    from every run that ran it, so the page holds all of them.
+    """
+    checks = sum(len(run.results) for run in runs)
+    differ = sum(not m.agree for m in merged)
+    subtitle = (f"{len(runs)} run{'s' if len(runs) != 1 else ''} · {checks} checks · "
+                f"{len(merged)} distinct · {differ} where the runs disagree")
+    run_rows = "".join(
+        f'<tr><td><code>{escape(run.name)}</code></td><td class="num">{len(run.results)}</td>'
+        f'<td class="num">{len(run.results) - run.failed}</td><td class="num">{run.failed}</td></tr>'
+        for run in runs
+    )
+    body = [
+        '<section class="summary" id="runs"><h2>Runs</h2><table><thead><tr><th>Run</th>'
+        '<th class="num">Checks</th><th class="num">Passed</th><th class="num">Failed</th></tr></thead>'
+        f"<tbody>{run_rows}</tbody></table></section>",
+        _merged_table(runs, merged),
+    ]
+    index = 0
+    for m in merged:
+        for run, result in zip(runs, m.results):
+            if result is not None:
+                index += 1
+                body.append(_check_section(result, index, label=f"{run.name} · {title_of(result, index)}"))
+    return _page(title, subtitle, body)
+
+
+def _merged_table(runs: Sequence["RunFile"], merged: Sequence["MergedCheck"]) -> str:
+    head = "".join(f"<th>{escape(run.name)}</th>" for run in runs)
+    rows = []
+    index = 0
+    for m in merged:
+        cells = []
+        for result in m.results:
+            if result is None:
+                cells.append('<td class="muted">not run</td>')
+                continue
+            index += 1
+            cells.append(f'<td><a href="#check-{index}">{_badge(result.passed)}</a> '
+                         f"{escape(format_error(result.worst_error))}</td>")
+        marks = [text for flag, text in ((m.verdicts_differ, "verdicts differ"), (m.figures_differ, "figures differ"),
+                                         (m.weights_differ, "weights differ"), (m.missing, "not in every run"))
+                 if flag]
+        agreement = ('<span class="badge fail">' + escape(", ".join(marks)) + "</span>") if marks else "agree"
+        rows.append(f'<tr class="{"disagree" if marks else "agree"}"><td class="id">{escape(m.test_id)}</td>'
+                    f"<td>#{m.index} {escape(m.kind.replace('_', ' '))}</td>{''.join(cells)}<td>{agreement}</td></tr>")
+    body = "\n".join(rows) if rows else f'<tr><td colspan="{len(runs) + 3}">No checks.</td></tr>'
+    return ('<section class="summary" id="summary"><h2>Checks across the runs</h2>'
+            f"<p>Each run's verdict and worst error.</p><table><thead><tr><th>Test</th><th>Check</th>{head}"
+            f"<th>Agreement</th></tr></thead><tbody>\n{body}\n</tbody></table></section>")
+
+
+def render_comparison_html(comparison: "Comparison", *, old: str, new: str,
+                           title: str = "Equivariance comparison") -> str:
+    """Return one page comparing run ``new`` with run ``old`` (``equiv-report --compare``)."""
+    from pytest_equivariance.report.regressions import format_change, summary_line
+
+    def changes(heading: str, items: Sequence[Any], css: str) -> str:
+        if not items:
+            return ""
+        rows = "".join(
+            f'<tr><td class="id">{escape(c.key.test_id)}</td><td>#{c.key.index} {escape(c.key.kind)}</td>'
+            f"<td>{escape(c.figure)}</td><td class=\"num\">{escape(format_error(c.baseline))}</td>"
+            f'<td class="num">{escape(format_error(c.now))}</td>'
+            f'<td class="num">{escape(format_change(c.change))}</td></tr>' for c in items
+        )
+        return (f'<section class="card {css}"><h2>{escape(heading)} ({len(items)})</h2><table><thead><tr>'
+                '<th>Test</th><th>Check</th><th>Figure</th><th class="num">Before</th><th class="num">Now</th>'
+                f'<th class="num">Change</th></tr></thead><tbody>{rows}</tbody></table></section>')
+
+    def entries(heading: str, items: Sequence[Any]) -> str:
+        if not items:
+            return ""
+        rows = "".join(
+            f'<tr><td class="id">{escape(e.key.test_id)}</td><td>#{e.key.index} {escape(e.key.kind)}</td>'
+            f"<td>{escape(', '.join(f'{k}={format_error(v)}' for k, v in sorted(e.figures.items())))}</td></tr>"
+            for e in items
+        )
+        return (f'<section class="card"><h2>{escape(heading)} ({len(items)})</h2><table><thead><tr><th>Test</th>'
+                f"<th>Check</th><th>Figures</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+    fingerprints = ""
+    if comparison.fingerprint_changes:
+        rows = "".join(f'<tr><td class="id">{escape(c.key.test_id)}</td><td>#{c.key.index} {escape(c.key.kind)}</td>'
+                       f"<td>{escape(c.reason)}</td></tr>" for c in comparison.fingerprint_changes)
+        fingerprints = ('<section class="card"><h2>Weights or inputs changed: figures not compared '
+                        f"({len(comparison.fingerprint_changes)})</h2><table><thead><tr><th>Test</th><th>Check</th>"
+                        f"<th>What differs</th></tr></thead><tbody>{rows}</tbody></table></section>")
+    status = "failed" if comparison.failed else "passed"
+    body = [
+        f'<section class="card {status}"><h2>{_badge(not comparison.failed)} {escape(new)} against '
+        f"{escape(old)}</h2><p>{escape(summary_line(comparison))}.</p></section>",
+        changes("Robustness regressions", comparison.regressions, "failed"),
+        changes("Improvements", comparison.improvements, "passed"),
+        fingerprints,
+        entries("New checks", comparison.new),
+        entries("No longer run", comparison.stale),
+    ]
+    return _page(title, f"{new} against {old}", [part for part in body if part])
+
+
+def _page(title: str, subtitle: str, body: Sequence[str]) -> str:
     from pytest_equivariance import __version__
 
-    failed = sum(1 for r in results if not r.passed)
-    parts = [
+    return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
@@ -113,22 +278,16 @@ def render_html(results: Sequence["CheckResult"], *, title: str = "Equivariance 
         "<body>",
         "<header>",
         f"<h1>{escape(title)}</h1>",
-        f"<p>{len(results)} check{'s' if len(results) != 1 else ''} · "
-        f"{len(results) - failed} passed · {failed} failed</p>",
+        f"<p>{escape(subtitle)}</p>",
         "</header>",
         "<main>",
-        _totals(results),
-        _summary_table(results),
-    ]
-    parts.extend(_check_section(r, i) for i, r in enumerate(results, start=1))
-    parts += [
+        *body,
         "</main>",
         f"<footer>pytest-equivariance {escape(__version__)}</footer>",
         "</body>",
         "</html>",
         "",
-    ]
-    return "\n".join(parts)
+    ])
 
 
 def write_html(
@@ -352,11 +511,11 @@ def _summary_table(results: Sequence["CheckResult"]) -> str:
     )
 
 
-def _check_section(r: "CheckResult", index: int) -> str:
+def _check_section(r: "CheckResult", index: int, *, label: str | None = None) -> str:
     status = "passed" if r.passed else "failed"
     parts = [
         f'<section class="card {status}" id="check-{index}">',
-        f"<h2>{_badge(r.passed)} {escape(title_of(r, index))}</h2>",
+        f"<h2>{_badge(r.passed)} {escape(label or title_of(r, index))}</h2>",
         _facts(r),
     ]
     if r.profile is not None and r.profile.culprit is not None:

@@ -1,0 +1,59 @@
+"""Results in Jupyter: a real kernel runs the example notebook; its outputs are the HTML cards.
+
+Needs the test extra's nbclient and ipykernel (skipped without them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def executed() -> "nbformat.NotebookNode":
+    notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(EXAMPLES)}})
+    client.execute()
+    return notebook
+
+
+def _html(cell) -> str:
+    (output,) = [o for o in cell.outputs if o.output_type == "execute_result"]
+    assert "text/html" in output.data, sorted(output.data)
+    return output.data["text/html"]
+
+
+def test_a_check_shows_its_card_with_the_heatmap(executed) -> None:
+    html = _html(executed.cells[1])
+    assert html.startswith('<div class="equiv-report"><style>')
+    assert "FAIL" in html and "shift invariant" in html
+    assert html.count("<svg") >= 2  # the shift heatmap and the per-layer profile
+    assert html.count("<rect") > 81  # a cell per shift of the 9 x 9 grid
+    assert "Equivariance first breaks at <code>features.2</code>" in html
+    assert "--equiv-seed" not in html and "check_shift_invariant(" in html  # reproduce call outside pytest
+    assert "body {" not in html  # the notebook's own page is not restyled
+
+
+def test_a_lint_report_shows_codes_locations_fixes_and_rule_pages(executed) -> None:
+    html = _html(executed.cells[2])
+    assert '<a href="#equiv-rule-EQ001"><code>EQ001</code></a>' in html
+    assert 'id="equiv-rule-EQ001"' in html and "MaxBlurPool2d" in html
+    assert "models.py:" in html
+
+
+def test_the_profile_alone(executed) -> None:
+    html = _html(executed.cells[3])
+    assert "Per-layer profile" in html and "<svg" in html
+
+
+def test_terminal_display_is_the_rich_report(executed) -> None:
+    (output,) = [o for o in executed.cells[1].outputs if o.output_type == "execute_result"]
+    assert "text/plain" in output.data  # a plain fallback for consoles without HTML
