@@ -78,7 +78,16 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
 
     console = _console(stdout) if args.format == "text" else None
     run = Run(config=config, verbose=args.verbose, allow_no_model=args.allow_no_model, stderr=stderr)
-    streaming = console is not None and not args.statistics
+    editing = args.fix or args.diff or args.add_noqa
+    if editing:
+        if args.format != "text" or args.statistics:
+            _error(stderr, f"--fix, --diff and --add-noqa print text; drop --format {args.format} / --statistics.")
+            return EXIT_ERROR
+        if sum((args.fix, args.diff, args.add_noqa)) > 1:
+            _error(stderr, "Pass one of --fix, --diff and --add-noqa, not several.")
+            return EXIT_ERROR
+        run.signatures = {}
+    streaming = console is not None and not args.statistics and not editing
     for text, root in targets:
         reports = run.lint_target(text, root)
         if streaming:  # text streams, model by model; the other formats are documents
@@ -87,6 +96,11 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
             for report in reports:
                 location = run.locations.get(report.target)
                 render_model(console, report, location=location, verbose=args.verbose, quiet=args.quiet)
+    if editing:
+        from pytest_equivariance import cli_fix
+
+        assert console is not None
+        return cli_fix.edit(args, run, targets, console, stdout, stderr)
     if args.statistics:
         _render_statistics(args.format, run, stdout)
     elif not (args.quiet and args.format == "text"):
@@ -142,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one line per rule code with its number of findings instead of the findings")
     add("--list-rules", action="store_true", help="list the rules and exit")
     add("--explain", metavar="CODE", help="explain a rule (e.g. EQ001) and exit")
+    add("--fix", action="store_true",
+        help="rewrite the flagged layers in your source to their anti-aliased drop-ins (safe fixes only)")
+    add("--unsafe-fixes", action="store_true", help="with --fix / --diff: also apply fixes that can change shapes")
+    add("--diff", action="store_true", help="print the diff --fix would apply and change nothing (exit 1 if any)")
+    add("--add-noqa", action="store_true",
+        help="append '# equiv: ignore[CODE]' to every flagged line, to adopt the linter and gate only new findings")
     add("--no-github-summary", action="store_true",
         help="with --format github: do not append the findings table to $GITHUB_STEP_SUMMARY")
     add("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
@@ -161,6 +181,10 @@ class Run:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     locations: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    #: With --fix: what each model's rewrite must keep (state-dict and output shapes), by target.
+    signatures: dict[str, Any] | None = None
+    #: With --fix: the digest of each file as it was when its target was loaded.
+    snapshots: dict[Path, str] = field(default_factory=dict)
 
     def lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
         """Load one target, lint each model it names, and return the new reports (errors included).
@@ -199,6 +223,10 @@ class Run:
             if allow_no_model and path.is_file() and not mentions_torch(path):
                 return self._skip(f"{display_path(path)} (does not mention torch)")
         explicit = target.name is not None
+        if self.signatures is not None and path is not None and path.is_file():
+            from pytest_equivariance.lint.autofix import digest
+
+            self.snapshots.setdefault(path.resolve(), digest(path.read_bytes()))
         try:
             with load_target(target, factories=self.config.factories) as loaded:
                 for reason in loaded.skipped:
@@ -251,6 +279,10 @@ class Run:
                 ignore=self.config.ignore,
                 per_module_ignores=self.config.per_module_ignores,
             )
+            if self.signatures is not None:
+                from pytest_equivariance.cli_fix import model_signature
+
+                self.signatures[source.target] = model_signature(model, report.input_shape)
         except NeedsArgumentsError as exc:
             if explicit:
                 return self._fail(source.target, exc)

@@ -23,14 +23,19 @@ def infer_input_shape(
 ) -> tuple[int, ...]:
     """Return ``(batch, channels, *spatial)`` read off the model's first conv or linear layer.
 
-    Channels come from the first ``ConvNd`` / ``ConvTransposeNd`` (``in_channels``) or ``Linear``
-    (``in_features``, giving a 2-d shape) in definition order; the spatial size from ``spatial``
-    (default :data:`LINT_SPATIAL`). Raises :class:`InputShapeError` when no such layer exists.
+    Channels come from the first ``ConvNd`` / ``ConvTransposeNd`` / ``AntialiasedConvNd``
+    (``in_channels``) or ``Linear`` (``in_features``, giving a 2-d shape) in definition order; the
+    spatial size from ``spatial`` (default :data:`LINT_SPATIAL`). Raises :class:`InputShapeError`
+    when no such layer exists.
     """
     from torch import nn
 
+    from pytest_equivariance.fix.blurpool import _AntialiasedConvNd
+
     sizes = LINT_SPATIAL if spatial is None else spatial
     for module in model.modules():
+        if isinstance(module, _AntialiasedConvNd):  # a conv with a blur before it, as fixes write
+            return (batch, module.in_channels, *sizes[len(module.kernel_size)])
         if isinstance(module, (nn.modules.conv._ConvNd,)) and not isinstance(
             module, nn.modules.lazy.LazyModuleMixin
         ):

@@ -96,16 +96,23 @@ class EmptyBuild:
 def build_empty(build: Callable[[], "nn.Module"], errors: tuple[type[BaseException], ...] = ()) -> EmptyBuild:
     """Return ``build()`` run under :func:`empty_weights`; if that raises, ``build()`` run normally.
 
+    Either way the build records where each layer is constructed, so findings point at the
+    constructor call itself (:func:`~pytest_equivariance.lint.locations.recording_constructions`).
+
     ``errors`` are exceptions that are the user's to see whatever the build mode (a constructor
     that needs arguments, say): they propagate from the first attempt, without a second build.
     """
+    from pytest_equivariance.lint.locations import recording_constructions
+
     try:
-        with empty_weights():
+        with empty_weights(), recording_constructions():
             return EmptyBuild(build(), empty=True)
     except errors:
         raise
     except Exception as exc:  # the constructor needs real values: build it the usual way
         text = str(exc).strip().splitlines()
         reason = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return EmptyBuild(build(), empty=False,
+    with recording_constructions():
+        model = build()
+    return EmptyBuild(model, empty=False,
                       note=f"built with initialised weights: building it with empty weights raised {reason}")

@@ -39,6 +39,7 @@ from pytest_equivariance.lint.locations import SourceLocator, user_frame
 from pytest_equivariance.lint.ops import (
     METHOD_FAMILIES,
     UNLOCATED,
+    blur_functions,
     function_table,
     hashable,
     is_standard_leaf,
@@ -62,7 +63,11 @@ from pytest_equivariance.lint.shapes import (
     shape_of,
     to_meta,
 )
-from pytest_equivariance.lint.tracing import LeafModuleAwareTracer, SiteTracer, may_split
+from pytest_equivariance.lint.tracing import (
+    LeafModuleAwareTracer,
+    SiteTracer,
+    may_split,
+)
 
 __all__ = ["LeafModuleAwareTracer", "ModelGraph", "Site", "SiteTracer", "build_graph"]
 
@@ -70,7 +75,9 @@ __all__ = ["LeafModuleAwareTracer", "ModelGraph", "Site", "SiteTracer", "build_g
 MAX_TRACE_RETRIES = 24
 
 try:  # a GraphModule that generates and compiles its Python code on first call, not when built:
-    from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModule  # the linter never calls it
+    from torch.fx._lazy_graph_module import (
+        _LazyGraphModule as _GraphModule,  # the linter never calls it
+    )
 except ImportError:  # pragma: no cover - torch < 2.2
     _GraphModule = fx.GraphModule
 
@@ -549,6 +556,12 @@ class _Builder:
         if family == "conv" and self._is_blur_call(node, params):
             family = "blur"
             params = {"stride": params.get("stride")}
+        elif node.op == "call_function" and hashable(node.target) and node.target in blur_functions():
+            ndim = blur_functions()[node.target]
+            stride = node.args[1] if len(node.args) > 1 else node.kwargs.get("stride", 2)
+            family, op, params = "blur", f"pytest_equivariance.{node.target.__name__}", {"stride": stride}
+            if isinstance(stride, int):
+                params["stride"] = (stride,) * ndim
         site = Site(qualname=qualname, op=op, kind=kind, params=params, input_shapes=input_shapes,
                     output_shape=output_shape, node=node, family=family, ndim=ndim, shaped=shaped,
                     from_input=node.meta.get("lint_from_input", True))

@@ -9,12 +9,17 @@ version (cached on their modification time and size).
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import linecache
 import os
 import sys
+import sysconfig
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -26,6 +31,61 @@ def _internal_dirs() -> tuple[str, str]:
 
     dirs = (os.path.dirname(torch.__file__), os.path.dirname(pytest_equivariance.__file__))
     return tuple(os.path.realpath(d) + os.sep for d in dirs)  # type: ignore[return-value]
+
+
+#: Where each module the linter built was constructed: (file, line) of the constructor call in the
+#: innermost frame that is not one of the module's own ``__init__`` methods (see recording_constructions).
+_CONSTRUCTED: "weakref.WeakKeyDictionary[nn.Module, tuple[str, int]]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def recording_constructions() -> Iterator[None]:
+    """Within the block, remember where every ``nn.Module`` is constructed (for :class:`SourceLocator`).
+
+    A layer built in a user's helper (``def conv_bn(c, s): return nn.Sequential(nn.Conv2d(...), ...)``)
+    is located at that ``nn.Conv2d(...)`` call, the line to edit, rather than where the helper was
+    called. Not thread-safe: it patches ``nn.Module.__init__`` for the duration.
+    """
+    original = nn.Module.__init__
+
+    def __init__(module: nn.Module, *args: Any, **kwargs: Any) -> None:
+        original(module, *args, **kwargs)
+        where = _constructor_call(module)
+        if where is not None:
+            _CONSTRUCTED[module] = where
+
+    nn.Module.__init__ = __init__  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.__init__ = original  # type: ignore[method-assign]
+
+
+def _constructor_call(module: nn.Module) -> tuple[str, int] | None:
+    # Walk out past this hook, torch's frames and the module's own __init__ chain (a user subclass
+    # calling super().__init__ included) to the frame that called the constructor.
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        own_init = code.co_name == "__init__" and frame.f_locals.get("self") is module
+        if not own_init and _frame_kind(code.co_filename) == "user":
+            return code.co_filename, frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def is_user_file(filename: str) -> bool:
+    """Return whether ``filename`` is the user's own source: not torch, not this package, not installed."""
+    if _frame_kind(filename) != "user":
+        return False
+    parts = set(Path(os.path.realpath(filename)).parts)
+    return not ({"site-packages", "dist-packages"} & parts) and not _in_stdlib(filename)
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_stdlib(filename: str) -> bool:
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep
+    return os.path.realpath(filename).startswith(stdlib)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -253,6 +313,10 @@ class SourceLocator:
         parent_name, _, attr = qualname.rpartition(".")
         parent = self.root.get_submodule(parent_name)
         module = parent.get_submodule(attr)
+        recorded = _CONSTRUCTED.get(module)
+        if recorded is not None and is_user_file(recorded[0]):
+            return recorded  # the constructor call itself, seen while the linter built the model
+        # Otherwise read the source: the assignment in the owning class, the k-th call in a container.
         plain_container = type(parent) in _CONTAINERS
         if not plain_container:
             for cls in _user_classes(parent):

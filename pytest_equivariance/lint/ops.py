@@ -149,14 +149,28 @@ def library_leaf_classes() -> tuple[type, ...]:
         return ()
 
 
+@functools.lru_cache(maxsize=1)
+def blur_functions() -> dict[Callable[..., Any], int]:
+    """Return this project's functional BlurPools (``blur_pool1d/2d/3d``, what fixes write) and their ndim.
+
+    The tracer keeps them as single calls (their internals do not trace), and the graph reads them
+    as fixed low-pass filters.
+    """
+    from pytest_equivariance.fix import filters
+
+    return {filters.blur_pool1d: 1, filters.blur_pool2d: 2, filters.blur_pool3d: 3}
+
+
 def library_autowrap_functions() -> tuple[Callable[..., Any], ...]:
+    """Return the functions fx must record as single calls: ours, and timm's registered ones."""
+    ours = tuple(blur_functions())
     fx_mod = sys.modules.get("timm.layers._fx")
     if fx_mod is None or not hasattr(fx_mod, "get_notrace_functions"):
-        return ()
+        return ours
     try:
-        return tuple(fx_mod.get_notrace_functions())
+        return ours + tuple(fx_mod.get_notrace_functions())
     except Exception:  # pragma: no cover
-        return ()
+        return ours
 
 
 #: Families whose sites no rule reports: their source is not looked up (it costs a file parse).

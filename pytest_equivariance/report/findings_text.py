@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 # What antialias() rewrites and its recipe live with antialias itself (which imports no torch).
 from pytest_equivariance.fix.antialias import CODES as ANTIALIAS_RULES
 from pytest_equivariance.fix.antialias import RECIPE as ANTIALIAS_RECIPE
+from pytest_equivariance.lint.autofix import AUTOFIX
 from pytest_equivariance.lint.findings import Finding, ModelReport, Severity
 from pytest_equivariance.lint.loader import NOT_LOADED, display_path
 
@@ -199,6 +200,14 @@ def rule_markdown(rule: "Rule") -> str:
     ]
     if fix_code.strip():
         parts.append(_code_block(fix_code))
+    safety, why = AUTOFIX.get(rule.code, ("unavailable", "no rewrite for this rule"))
+    how = {
+        "safe": "`equiv-lint --fix` applies it: a **safe** fix (checkpoints load with `strict=True`, output "
+                "shapes are kept)",
+        "unsafe": "`equiv-lint --fix --unsafe-fixes` applies it: an **unsafe** fix",
+        "unavailable": "**unavailable**: `equiv-lint --fix` leaves this finding for a person",
+    }[safety]
+    parts += ["## Fix automatically", f"{how}; {why}."]
     if rule.code in ANTIALIAS_RULES:
         parts += [
             "## Fix a whole model",

@@ -408,13 +408,15 @@ def test_torchvision_factories_as_module_targets(project, run):
     assert result.code == 1
 
 
-def test_pre_commit_hook_definition():
+def test_pre_commit_hook_definitions():
     yaml = pytest.importorskip("yaml")
     root = Path(__file__).resolve().parents[2]
-    (hook,) = yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())
-    assert hook["id"] == "equiv-lint" and hook["language"] == "python"
-    assert hook["types"] == ["python"]
-    command, *flags = hook["entry"].split()
-    assert command == "equiv-lint"
-    args = build_parser().parse_args([*flags, "models/net.py"])  # the flags exist
-    assert args.allow_no_model and args.targets == ["models/net.py"]
+    hook, fix = yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())
+    assert (hook["id"], fix["id"]) == ("equiv-lint", "equiv-lint-fix")
+    for h in (hook, fix):
+        assert h["language"] == "python" and h["types"] == ["python"] and h["require_serial"]
+        command, *flags = h["entry"].split()
+        assert command == "equiv-lint"
+        args = build_parser().parse_args([*flags, "models/net.py"])  # the flags exist
+        assert args.allow_no_model and args.targets == ["models/net.py"]
+        assert args.fix == (h is fix)

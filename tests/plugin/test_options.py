@@ -109,6 +109,25 @@ def test_xdist_workers_take_the_seed_the_controller_drew(pytester):
     assert (settings.seed, settings.seed_is_random) == (1234, True)
 
 
+def test_checks_never_import_the_fix_machinery(pytester):
+    pytester.makepyfile(
+        """
+        import sys
+        import pytest
+        import torch
+
+        @pytest.mark.shift_invariant(input_shape=(1, 1, 8, 8), trials=2, atol=10.0)
+        def test_check():
+            return torch.nn.Conv2d(1, 1, 3)
+
+        def test_modules():
+            assert "libcst" not in sys.modules and "pytest_equivariance.lint.autofix" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess(*QUIET, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
 def test_a_run_without_checks_imports_neither_torch_nor_rich(pytester):
     pytester.makepyfile(
         """

@@ -1,0 +1,241 @@
+"""``equiv-lint --fix`` / ``--diff`` / ``--add-noqa``: edit the user's files, verify, and never lose code.
+
+The rewrites themselves live in :mod:`pytest_equivariance.lint.autofix`; this module is the shell
+around them. ``--fix`` writes each planned file, lints every target again, and keeps the edits only
+when the fixed findings are gone, no finding is new, and every model still has the same state-dict
+keys and shapes and the same output shapes; otherwise every file it wrote is put back as it was,
+and the reason printed. A file that changed on disk since it was linted, or that cannot be written,
+is not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from torch import nn
+
+    from pytest_equivariance.cli import Run
+    from pytest_equivariance.lint.findings import Finding
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What a safe fix keeps: every state-dict entry's shape, and the output shapes."""
+
+    state: tuple[tuple[str, tuple[int, ...]], ...]
+    outputs: tuple[tuple[int, ...], ...] | None  # None: the model would not run on meta inputs
+
+
+def model_signature(model: "nn.Module", input_shape: Sequence[int] | None) -> ModelSignature:
+    """Return the state-dict shapes of ``model`` and its output shapes on a meta input of ``input_shape``."""
+    import torch
+
+    from pytest_equivariance.check.runner import flatten_output
+    from pytest_equivariance.lint.shapes import AssumedValues, meta_weights
+
+    state = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor))
+    outputs = None
+    if input_shape:
+        try:
+            with torch.no_grad(), meta_weights(model), AssumedValues():
+                out = model.eval()(torch.empty(tuple(input_shape), device="meta"))
+            outputs = tuple(tuple(t.shape) for _, t in flatten_output(out))
+        except Exception:  # a model that does not run on meta: its state dict is still compared
+            outputs = None
+    return ModelSignature(state, outputs)
+
+
+def edit(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | None]], console: "Console",
+         stdout: IO[str], stderr: IO[str]) -> int:
+    """Run ``--fix``, ``--diff`` or ``--add-noqa`` on the findings of ``run``; return the exit code."""
+    from pytest_equivariance.cli import _error
+
+    if run.failed:
+        for report in run.reports:
+            for error in report.errors:
+                _error(stderr, f"{report.target}: {error}")
+        _error(stderr, "Nothing was edited: fix the errors above first (a fix must be checked by linting again).")
+        return EXIT_ERROR
+    findings = _unique([f for r in run.reports for f in r.findings])
+    if args.add_noqa:
+        return _add_noqa(findings, console)
+    from pytest_equivariance.lint import autofix
+
+    plans, edits = autofix.plan(findings, unsafe=args.unsafe_fixes)
+    if args.diff:
+        changed = [p for p in plans if p.changed]
+        for p in changed:
+            stdout.write(p.diff())
+        _print_unfixed(console, edits)
+        n = sum(e.status == autofix.FIXED for e in edits)
+        console.print(f"Would fix {n} finding{'s' if n != 1 else ''} in {len(changed)} "
+                      f"file{'s' if len(changed) != 1 else ''} (--fix applies it).", highlight=False)
+        return EXIT_FINDINGS if changed else EXIT_CLEAN
+    return _fix(args, run, targets, plans, edits, console, stderr)
+
+
+def _unique(findings: list["Finding"]) -> list["Finding"]:
+    # One model file linted as several targets reports a site more than once.
+    seen, out = set(), []
+    for f in findings:
+        key = (f.code, f.qualname, f.file, f.line, f.op)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | None]], plans: list[Any],
+         edits: list[Any], console: "Console", stderr: IO[str]) -> int:
+    from pytest_equivariance.cli import Run, _error
+    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.report.findings_text import render_model, render_summary
+
+    written: dict[Path, bytes] = {}
+    skipped_files: dict[Path, str] = {}
+    for p in plans:
+        if not p.changed:
+            continue
+        path = p.path.resolve()
+        problem = _cannot_write(p, run.snapshots.get(path))
+        if problem is None:
+            try:
+                compile(p.after, str(path), "exec")
+            except SyntaxError as exc:  # pragma: no cover - LibCST writes valid code
+                problem = f"the rewritten source does not parse ({exc.msg} at line {exc.lineno})"
+        if problem is not None:
+            skipped_files[path] = problem
+            continue
+        original = path.read_bytes()
+        try:
+            _write(path, p.after.encode("utf-8"))
+        except OSError as exc:
+            skipped_files[path] = f"it cannot be written ({exc.strerror or exc})"
+            continue
+        written[path] = original
+    for path, why in skipped_files.items():
+        _error(stderr, f"{_shown(path)} was not fixed: {why}.")
+
+    after = Run(config=run.config, verbose=False, allow_no_model=run.allow_no_model, stderr=stderr, signatures={})
+    if written:
+        for text, root in targets:
+            after.lint_target(text, root)
+        problem = _regression(run, after, edits, set(written))
+        if problem is not None:
+            for path, original in written.items():
+                _write(path, original)
+            _error(stderr, f"The fixes were undone, every file restored as it was: {problem}.")
+            after, written = run, {}
+    else:
+        after = run
+    fixed = [e for e in edits if e.status == autofix.FIXED and e.finding.file is not None
+             and Path(e.finding.file).resolve() in written]
+    for report in after.reports:
+        render_model(console, report, location=after.locations.get(report.target), verbose=args.verbose)
+    _print_unfixed(console, [e for e in edits if e.status != autofix.FIXED])
+    render_summary(console, after.reports, fail_level=run.config.fail_level)
+    remaining = sum(len(r.findings) for r in after.reports)
+    n = len(_unique([e.finding for e in fixed]))
+    console.print(f"Fixed {n} finding{'s' if n != 1 else ''} ({remaining} remaining).", highlight=False)
+    if after.failed:
+        return EXIT_ERROR
+    worst = [f for r in after.reports for f in r.findings if f.severity.rank >= run.config.fail_level.rank]
+    return EXIT_FINDINGS if worst and not args.exit_zero else EXIT_CLEAN
+
+
+def _cannot_write(plan: Any, snapshot: str | None) -> str | None:
+    from pytest_equivariance.lint import autofix
+
+    path = plan.path
+    current = autofix.digest(path.read_bytes())
+    if current != plan.digest or (snapshot is not None and snapshot != current):
+        return "it changed on disk since it was linted; run equiv-lint --fix again"
+    if not os.access(path, os.W_OK):
+        return "it is read-only; make it writable, or apply the diff from --diff by hand"
+    return None
+
+
+def _write(path: Path, data: bytes) -> None:
+    from pytest_equivariance.baseline import write_atomic  # keeps the file's permissions
+
+    write_atomic(path, data.decode("utf-8"))
+
+
+def _regression(before: "Run", after: "Run", edits: list[Any], written: set[Path]) -> str | None:
+    """Return why the rewritten models are not the originals made safe, or None when they are."""
+    from pytest_equivariance.lint import autofix
+
+    if after.failed:
+        return f"linting again failed for {', '.join(after.failed)}"
+    old = {(r.target, f.code, f.qualname) for r in before.reports for f in r.findings}
+    new = {(r.target, f.code, f.qualname) for r in after.reports for f in r.findings}
+    fixed = {(e.finding.code, e.finding.qualname) for e in edits if e.status == autofix.FIXED
+             and e.finding.file is not None and Path(e.finding.file).resolve() in written}
+    appeared = sorted(new - old)
+    if appeared:
+        target, code, qualname = appeared[0]
+        return f"linting again found a new {code} at {qualname or '<model>'} in {target}"
+    still = sorted((t, c, q) for t, c, q in new if (c, q) in fixed)
+    if still:
+        target, code, qualname = still[0]
+        return f"{code} at {qualname} in {target} is still reported after its fix"
+    assert before.signatures is not None and after.signatures is not None
+    for target, signature in before.signatures.items():
+        now = after.signatures.get(target)
+        if now is None:
+            continue
+        if now.state != signature.state:
+            changed = sorted(set(now.state) ^ set(signature.state))
+            return f"the state dict of {target} changed ({changed[0][0]}): checkpoints would not load"
+        if signature.outputs is not None and now.outputs is not None and now.outputs != signature.outputs:
+            return f"the output shape of {target} changed from {signature.outputs} to {now.outputs}"
+    return None
+
+
+def _print_unfixed(console: "Console", edits: list[Any]) -> None:
+    from rich.text import Text
+
+    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.lint.loader import display_path
+
+    for e in edits:
+        if e.status == autofix.FIXED or e.status == autofix.UNAVAILABLE and e.finding.severity.value == "info":
+            continue
+        f = e.finding
+        where = f"{display_path(f.file)}:{f.line}" if f.file and f.line else "<unknown>"
+        console.print(Text(f"  not fixed: {where}: {f.code} {f.qualname or f.op}: {e.reason}", style="yellow"))
+
+
+def _add_noqa(findings: list["Finding"], console: "Console") -> int:
+    from pytest_equivariance.lint.autofix import add_noqa
+    from pytest_equivariance.lint.locations import is_user_file
+
+    by_file: dict[str, dict[int, set[str]]] = {}
+    for f in findings:
+        if f.file is not None and f.line is not None and is_user_file(f.file):
+            by_file.setdefault(f.file, {}).setdefault(f.line, set()).add(f.code)
+    total = 0
+    for file, lines in sorted(by_file.items()):
+        path = Path(file)
+        text = path.read_text(encoding="utf-8")
+        new, changed = add_noqa(text, lines)
+        if changed:
+            _write(path, new.encode("utf-8"))
+            total += changed
+    console.print(f"Added {total} suppression comment{'s' if total != 1 else ''}.", highlight=False)
+    return EXIT_CLEAN
+
+
+def _shown(path: Path) -> str:
+    from pytest_equivariance.lint.loader import display_path
+
+    return display_path(path)
