@@ -22,6 +22,7 @@ BENCHMARKS = {
     "localize_cost.py": True,
     "blurpool_cost.py": True,
     "antialias_shift.py": False,
+    "lie_cost.py": True,
 }
 
 

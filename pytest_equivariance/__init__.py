@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "check_rotation_equivariant": "pytest_equivariance.check.api",
     "check_rotation_invariant": "pytest_equivariance.check.api",
     "check_equivariant": "pytest_equivariance.check.api",
+    "lie_derivative": "pytest_equivariance.check.lie",
     "assert_shift_equivariant": "pytest_equivariance.assertions",
     "assert_shift_invariant": "pytest_equivariance.assertions",
     "assert_rotation_equivariant": "pytest_equivariance.assertions",
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_shift_equivariant,
         check_shift_invariant,
     )
+    from pytest_equivariance.check.lie import lie_derivative
     from pytest_equivariance.check.result import CheckResult, Trial
     from pytest_equivariance.errors import EquivarianceUsageError
     from pytest_equivariance.fix.antialias import antialias

@@ -1,0 +1,324 @@
+"""Lie derivatives: how fast a model's output leaves equivariance along a one-parameter transformation.
+
+For a family ``T_t`` (``T_0`` the identity) the Lie derivative of a model ``f`` at an input ``x``
+is ``L f(x) = d/dt T_t^{-1} f(T_t x)`` at ``t = 0`` — zero for every ``x`` exactly when ``f`` is
+equivariant to the family (Gruver, Finzi, Goldblum & Wilson, "The Lie Derivative for Measuring
+Learned Equivariance", ICLR 2023). By the chain rule it is ``J_f(x)·(G x) − G f(x)``, with ``G`` the
+generator: one forward-mode AD pass (``torch.func.jvp``) per generator, all generators of a call
+batched with ``vmap`` over one shared primal computation. For an output that is not an image (class
+scores), ``T`` does not act on it and ``L f(x) = J_f(x)·(G x)``: the invariance form.
+
+Conventions (docs/metrics.md; x is W, y is H and points down):
+
+==================  ==================================================  ======================
+generator           ``T_t``                                             unit of ``t``
+==================  ==================================================  ======================
+``translate_x``     moves content toward +W by ``t`` pixels             per input pixel
+``translate_y``     moves content toward +H (down) by ``t`` pixels      per input pixel
+``rotate``          counterclockwise as displayed, about the centre     per radian
+``scale``           magnifies by ``e^t`` about the centre               per unit of log-scale
+==================  ==================================================  ======================
+
+Each generator has one local definition per method:
+
+- ``"spectral"``: ``G`` is applied to the sampled image exactly for band-limited periodic signals
+  (Fourier derivatives, :mod:`.resample`), so a circular linear network has a Lie derivative of
+  zero, and a ReLU between two circular convolutions does not.
+- ``"bilinear"``: the reference implementation's definition — bilinear resampling on
+  ``affine_grid(..., align_corners=True)`` with reflection at the borders, differentiated at
+  ``t = 0`` — in the units above: published figures are reproduced up to the unit change (the
+  reference's translation unit is half the image, its rotation turns clockwise as displayed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_equivariance.errors import EquivarianceUsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+#: The generators, in the order reports list them.
+GENERATORS = ("translate_x", "translate_y", "rotate", "scale")
+METHODS = ("spectral", "bilinear")
+OUTPUTS = ("auto", "equivariant", "invariant")
+#: Images per forward-mode pass when no batch_size is given.
+DEFAULT_BATCH = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Generators: one local definition per method
+
+
+def _centred(n: int, like: "Tensor") -> "Tensor":
+    import torch
+
+    return torch.arange(n, device=like.device, dtype=like.dtype) - (n - 1) / 2
+
+
+def spectral_generator(name: str, x: "Tensor", *, scale_xy: tuple[float, float] = (1.0, 1.0)) -> "Tensor":
+    """Return ``G x`` for generator ``name`` on the last two dims of ``x``, by Fourier derivatives.
+
+    ``scale_xy`` converts input pixels to this tensor's pixels for translations (an output grid
+    ``s`` times coarser moves ``1/s`` of its pixels per input pixel).
+    """
+    from pytest_equivariance.check.resample import spectral_derivative
+
+    if name == "translate_x":
+        return -scale_xy[0] * spectral_derivative(x, -1)
+    if name == "translate_y":
+        return -scale_xy[1] * spectral_derivative(x, -2)
+    dx, dy = spectral_derivative(x, -1), spectral_derivative(x, -2)
+    xs = _centred(x.shape[-1], x).reshape(1, -1)
+    ys = _centred(x.shape[-2], x).reshape(-1, 1)
+    if name == "rotate":  # counterclockwise as displayed, y down: d/dθ x(R_θ⁻¹ p) = (−y ∂x + x ∂y) x
+        return -ys * dx + xs * dy
+    return -(xs * dx + ys * dy)  # scale: d/dσ x(e^{−σ} p)
+
+
+def _reference_grid_derivative(name: str, x: "Tensor") -> tuple["Tensor", "Tensor"]:
+    """Return d(grid_x)/dt, d(grid_y)/dt of the reference's affine grid at t = 0 (normalized units)."""
+    import torch
+    import torch.nn.functional as F
+
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=x.dtype, device=x.device)
+    base = F.affine_grid(theta, [1, 1, x.shape[-2], x.shape[-1]], align_corners=True)[0]
+    gx, gy = base[..., 0], base[..., 1]
+    one, zero = torch.ones_like(gx), torch.zeros_like(gx)
+    return {
+        "translate_x": (one, zero),  # [[1, 0, t], [0, 1, 0]]
+        "translate_y": (zero, one),
+        "rotate": (gy, -gx),  # [[cos, sin], [−sin, cos]]
+        "scale": (-gx, -gy),  # [[1 − s, 0], [0, 1 − s]]
+    }[name]
+
+
+def _bilinear_tangent(name: str, x: "Tensor") -> "Tensor":
+    """Return d/dt of the reference transform of ``x`` at t = 0, in the reference's own units.
+
+    The reference samples with its own bilinear ``grid_sample`` (floor of the sample position,
+    reflection at the borders) so that it can differentiate twice; its derivative at t = 0 is this,
+    computed directly, the same floors included (``affine_grid`` puts some sample positions a
+    rounding error below the pixel).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    *lead, h, w = x.shape
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=x.dtype, device=x.device)
+    grid = F.affine_grid(theta, [1, 1, h, w], align_corners=True)[0]
+    ix = (grid[..., 0] + 1) / 2 * (w - 1)
+    iy = (grid[..., 1] + 1) / 2 * (h - 1)
+    ix0, iy0 = torch.floor(ix), torch.floor(iy)
+    fx, fy = ix - ix0, iy - iy0
+
+    def reflect(i: "Tensor", n: int) -> "Tensor":
+        return (n - 1 - (n - 1 - i.abs()).abs()).long()
+
+    cols = (reflect(ix0, w), reflect(ix0 + 1, w))
+    rows = (reflect(iy0, h), reflect(iy0 + 1, h))
+    flat = x.reshape(*lead, h * w)
+
+    def at(r: "Tensor", c: "Tensor") -> "Tensor":
+        return flat[..., (r * w + c).reshape(-1)].reshape(*lead, h, w)
+
+    nw, ne, sw, se = at(rows[0], cols[0]), at(rows[0], cols[1]), at(rows[1], cols[0]), at(rows[1], cols[1])
+    d_ix = (1 - fy) * (ne - nw) + fy * (se - sw)
+    d_iy = (1 - fx) * (sw - nw) + fx * (se - ne)
+    dgx, dgy = _reference_grid_derivative(name, x)
+    return d_ix * dgx * (w - 1) / 2 + d_iy * dgy * (h - 1) / 2
+
+
+def _bilinear_units(name: str, shape: Sequence[int]) -> float:
+    """Return the factor from the reference's units to ours (see the module docstring)."""
+    h, w = shape[-2], shape[-1]
+    return {"translate_x": -2 / (w - 1), "translate_y": -2 / (h - 1), "rotate": -1.0, "scale": 1.0}[name]
+
+
+def input_tangent(name: str, x: "Tensor", method: str) -> "Tensor":
+    """Return ``G x`` for the input (the tangent the model's Jacobian is applied to), in our units."""
+    if method == "spectral":
+        return spectral_generator(name, x)
+    return _bilinear_units(name, x.shape) * _bilinear_tangent(name, x)
+
+
+def output_tangent(name: str, y: "Tensor", input_shape: Sequence[int], method: str) -> "Tensor":
+    """Return ``G y`` for an image-like output ``y`` of a model whose input had ``input_shape``."""
+    if method == "spectral":
+        scale_xy = (y.shape[-1] / input_shape[-1], y.shape[-2] / input_shape[-2])
+        return spectral_generator(name, y, scale_xy=scale_xy)
+    # The reference moves the output in its own normalised units by the same t.
+    return _bilinear_units(name, input_shape) * _bilinear_tangent(name, y)
+
+
+def is_image_like(y: "Tensor", x: "Tensor") -> bool:
+    """Whether output ``y`` is an image the transformation acts on: ``(N, C, H', W')`` and not ``1 × 1``."""
+    return y.dim() == x.dim() == 4 and tuple(y.shape[-2:]) != (1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The public function
+
+
+def lie_derivative(
+    model: "nn.Module",
+    inputs: "Tensor",
+    generator: str | Sequence[str],
+    *,
+    method: str = "spectral",
+    output: str = "auto",
+    batch_size: int | None = None,
+    device: "str | torch.device | None" = None,
+) -> Any:
+    """Return the Lie derivative ``L f(x)`` of ``model`` at ``inputs`` along ``generator``.
+
+    ``inputs`` is a float tensor ``(N, C, H, W)``. ``generator`` is one of ``"translate_x"``,
+    ``"translate_y"``, ``"rotate"``, ``"scale"`` (returns a tensor shaped like the output, or a
+    dict ``{leaf path: tensor}`` for a structured output), or a sequence of them (returns ``{name:
+    that}``, computed in one batched pass that shares the primal computation). ``output="auto"``
+    treats image-like outputs as equivariant (they are transformed back) and the rest as
+    invariant, like the reference; ``"equivariant"`` / ``"invariant"`` force one. The model runs in
+    eval mode on ``device`` (default: the model's), ``batch_size`` images at a time, and is
+    restored afterwards. See the module docstring for the units and the two methods.
+
+    Example::
+
+        >>> lie = lie_derivative(model, images, ["translate_x", "rotate"])
+        >>> lie["translate_x"].abs().max()   # logits per pixel of shift
+    """
+    import torch
+
+    from pytest_equivariance.check import runner
+
+    names = _check_arguments(model, inputs, generator, method, output, batch_size)
+    dev = runner.resolve_device(device, model)
+    dtype = runner.model_dtype(model) or inputs.dtype
+    x_all = inputs.detach().to(device=dev, dtype=dtype)
+    chunk = batch_size or DEFAULT_BATCH
+    parts: dict[str, list[list[Tensor]]] = {name: [] for name in names}
+    paths: list[str] = []
+    with runner.prepared(model, dev, dtype), torch.no_grad():
+        for start in range(0, x_all.shape[0], chunk):
+            x = x_all[start : start + chunk]
+            paths, derivatives = _derivatives(model, x, names, method, output)
+            for name in names:
+                parts[name].append(derivatives[name])
+    result = {}
+    for name in names:
+        leaves = [torch.cat([chunk_leaves[i] for chunk_leaves in parts[name]]) for i in range(len(paths))]
+        result[name] = leaves[0] if paths == [""] else dict(zip(paths, leaves))
+    return result[names[0]] if isinstance(generator, str) else result
+
+
+def _check_arguments(model: Any, inputs: Any, generator: Any, method: str, output: str,
+                     batch_size: Any) -> list[str]:
+    import torch
+
+    if not isinstance(inputs, torch.Tensor):
+        raise EquivarianceUsageError(
+            f"lie_derivative needs the inputs as a tensor, got {type(inputs).__name__}; pass a float "
+            f"tensor of shape (N, C, H, W)."
+        )
+    if not inputs.is_floating_point():
+        raise EquivarianceUsageError(
+            f"lie_derivative needs floating-point inputs to differentiate, got {inputs.dtype}; convert "
+            f"them with inputs.float() (or .double() for exact comparisons)."
+        )
+    if inputs.dim() != 4:
+        raise EquivarianceUsageError(
+            f"lie_derivative acts on images of shape (N, C, H, W), got {tuple(inputs.shape)}; pass a "
+            f"batch of images (add a batch dim with inputs[None])."
+        )
+    names = [generator] if isinstance(generator, str) else list(generator)
+    unknown = [n for n in names if n not in GENERATORS]
+    if unknown or not names:
+        raise EquivarianceUsageError(
+            f"Unknown generator {unknown[0] if unknown else generator!r}; use one of "
+            f"{', '.join(GENERATORS)}, or a list of them."
+        )
+    if len(set(names)) != len(names):
+        raise EquivarianceUsageError(f"Generators {names} repeat one; name each once.")
+    if method not in METHODS:
+        raise EquivarianceUsageError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    if output not in OUTPUTS:
+        raise EquivarianceUsageError(f"Unknown output={output!r}; use one of {', '.join(OUTPUTS)}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise EquivarianceUsageError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return names
+
+
+def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
+                 output: str) -> tuple[list[str], dict[str, list["Tensor"]]]:
+    """Return the output leaf paths and, per generator, ``L f(x)`` per leaf, for one chunk."""
+    import torch
+
+    from pytest_equivariance.check.runner import flatten_output
+
+    primal = flatten_output(model(x))
+    paths = [p for p, _ in primal]
+    floats = [t.is_floating_point() for _, t in primal]
+
+    def f(inp: "Tensor") -> tuple["Tensor", ...]:
+        return tuple(t for (_, t), keep in zip(flatten_output(model(inp)), floats) if keep)
+
+    tangents = [input_tangent(name, x, method) for name in names]
+    pushed = _jvps(f, x, tangents)  # per generator: J_f(x)·(G x) per float leaf
+    out: dict[str, list[Tensor]] = {}
+    for name, jv in zip(names, pushed):
+        leaves, it = [], iter(jv)
+        for (_, y), keep in zip(primal, floats):
+            if not keep:
+                leaves.append(torch.zeros_like(y, dtype=x.dtype))
+                continue
+            j = next(it)
+            equivariant = output == "equivariant" or (output == "auto" and is_image_like(y, x))
+            if equivariant:
+                if y.dim() != 4:
+                    raise EquivarianceUsageError(
+                        f"output='equivariant' needs image outputs (N, C, H, W), got {tuple(y.shape)}; use "
+                        f"output='auto' or 'invariant'."
+                    )
+                j = j - output_tangent(name, y, x.shape, method)
+            leaves.append(j)
+        out[name] = leaves
+    return paths, out
+
+
+def _jvps(f: Callable[["Tensor"], tuple["Tensor", ...]], x: "Tensor",
+          tangents: list["Tensor"]) -> list[tuple["Tensor", ...]]:
+    """Return ``J_f(x)·v`` for each tangent ``v``: one vmapped forward-mode pass, else one pass each."""
+    import torch
+    from torch.func import jvp, vmap
+
+    def push(v: "Tensor") -> tuple["Tensor", ...]:
+        return jvp(f, (x,), (v,))[1]
+
+    if len(tangents) > 1:
+        try:
+            stacked = vmap(push)(torch.stack(tangents))
+            return [tuple(leaf[i] for leaf in stacked) for i in range(len(tangents))]
+        except RuntimeError:
+            pass  # an op without a batching rule (in-place ops on unbatched tensors): one pass each
+    try:
+        return [push(v) for v in tangents]
+    except RuntimeError as exc:
+        raise _forward_ad_error(exc) from exc
+
+
+def _forward_ad_error(exc: BaseException) -> EquivarianceUsageError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return EquivarianceUsageError(
+        f"The model cannot be differentiated in forward mode ({text}); Lie derivatives need forward-mode "
+        f"AD through every op: replace that op, or measure with a finite transform instead, e.g. "
+        f"check_shift_equivariant(model, inputs, shifts=[(0, 0.5)]) for a sub-pixel shift."
+    )
+
+
+def max_abs(derivative: Any) -> float:
+    """Return the largest magnitude in a Lie derivative (a tensor or a dict of leaves)."""
+    if isinstance(derivative, Mapping):
+        return max((max_abs(v) for v in derivative.values()), default=0.0)
+    return float(derivative.abs().max()) if derivative.numel() else 0.0

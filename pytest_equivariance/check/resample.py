@@ -1,0 +1,82 @@
+"""Band-limited (Fourier) resampling of sampled images: sub-pixel shifts and spectral derivatives.
+
+A sampled image is read as one period of a band-limited periodic signal. Shifting it by a fraction
+of a pixel multiplies its spectrum by a phase ramp, and differentiating it multiplies the spectrum
+by ``i·2π·k / N``: both exact for such signals, and both commuting with any circular convolution —
+so a circular, linear, stride-1 network is exactly equivariant to them, as it is to ``torch.roll``.
+
+The Nyquist bin of an even-sized axis is real-valued and its frequency's sign is ambiguous
+(``+N/2`` and ``-N/2`` alias): its phase ramp is replaced by the real part (``cos``), and its
+derivative is zero, so that real inputs stay real and the operators stay symmetric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+def _frequencies(n: int, *, like: "Tensor") -> "Tensor":
+    """Return the angular frequencies ``2π·k/n`` of an axis of ``n`` samples, Nyquist included."""
+    import torch
+
+    return 2 * math.pi * torch.fft.fftfreq(n, d=1.0, device=like.device, dtype=_real(like))
+
+
+def _real(x: "Tensor") -> "torch.dtype":
+    import torch
+
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _axis_view(v: "Tensor", dim: int, ndim: int) -> "Tensor":
+    shape = [1] * ndim
+    shape[dim] = v.numel()
+    return v.reshape(shape)
+
+
+def fourier_shift(x: "Tensor", shift: Sequence[float], dims: Sequence[int]) -> "Tensor":
+    """Return ``x`` shifted by ``shift`` samples along ``dims`` (positive: toward higher indices).
+
+    For integer shifts this equals ``torch.roll(x, shift, dims)`` up to rounding; for fractional
+    ones it is the band-limited interpolation (Whittaker–Shannon on the periodic signal).
+    """
+    import torch
+
+    shift = [float(s) for s in shift]
+    if all(s == round(s) for s in shift):
+        return torch.roll(x, [int(round(s)) for s in shift], list(dims))
+    spectrum = torch.fft.fftn(x.to(_complex(x)), dim=list(dims))
+    for s, dim in zip(shift, dims):
+        if s == 0:
+            continue
+        n = x.shape[dim]
+        omega = _frequencies(n, like=x)
+        phase = torch.exp(-1j * omega * s)
+        if n % 2 == 0:
+            phase[n // 2] = math.cos(math.pi * s)  # the real Nyquist bin (see the module docstring)
+        spectrum = spectrum * _axis_view(phase.to(spectrum.dtype), dim % x.dim(), x.dim())
+    return torch.fft.ifftn(spectrum, dim=list(dims)).real.to(x.dtype)
+
+
+def spectral_derivative(x: "Tensor", dim: int) -> "Tensor":
+    """Return ``∂x/∂u`` along ``dim`` per sample, exact for band-limited periodic signals."""
+    import torch
+
+    n = x.shape[dim]
+    omega = _frequencies(n, like=x)
+    if n % 2 == 0:
+        omega[n // 2] = 0.0
+    spectrum = torch.fft.fft(x.to(_complex(x)), dim=dim)
+    spectrum = spectrum * _axis_view((1j * omega).to(spectrum.dtype), dim % x.dim(), x.dim())
+    return torch.fft.ifft(spectrum, dim=dim).real.to(x.dtype)
+
+
+def _complex(x: "Tensor") -> "torch.dtype":
+    import torch
+
+    return torch.complex128 if x.dtype == torch.float64 else torch.complex64
