@@ -16,7 +16,8 @@ The regression rule, for a baseline figure ``b`` and a new figure ``n`` (see :fu
 ``tol`` is the relative tolerance (default :data:`DEFAULT_REGRESSION_TOL`); ``floor`` an absolute
 change below which error figures are numerical noise (default per dtype, :data:`NOISE_FLOOR`), so an
 exactly equivariant model whose error moves from 1e-7 to 2e-7 has not regressed. Consistency is a
-fraction of agreeing predictions and has no noise floor.
+fraction of agreeing predictions and has no noise floor; PSNR (dB, larger is better) is compared
+capped at :data:`PSNR_CEILING`, above which every value is rounding noise.
 
 A check is identified by a :class:`BaselineKey`: the test's node id, the index of the check within
 the test (the order in which the test ran its checks), the check's kind, the device kind (``cpu``,
@@ -62,7 +63,10 @@ BASELINE_FORMAT = "pytest-equivariance-baseline"
 #: Default relative tolerance: a figure may get 10% worse before it is a regression.
 DEFAULT_REGRESSION_TOL = 0.1
 #: Figures where a larger value is better; all others are errors (smaller is better).
-LARGER_IS_BETTER = frozenset({"consistency"})
+LARGER_IS_BETTER = frozenset({"consistency", "psnr"})
+#: PSNRs above this many dB are all "identical up to rounding": compared as equal (an exact model's
+#: PSNR moves between 120 dB and infinity with the summation order).
+PSNR_CEILING = 100.0
 #: Absolute change of an error figure that is numerical noise, by dtype (about 100 ulp of 1.0).
 NOISE_FLOOR: dict[str, float] = {
     "float64": 1e-12,
@@ -263,8 +267,11 @@ def entries_from_results(results: Iterable["CheckResult"]) -> list[BaselineEntry
 def classify(figure: str, baseline: float, now: float, *, tol: float, floor: float) -> str:
     """Return ``"regression"``, ``"improvement"`` or ``"same"`` for one figure (rule: module doc).
 
-    A figure that became NaN is a regression; one that stopped being NaN an improvement.
+    A figure that became NaN is a regression; one that stopped being NaN an improvement. PSNRs are
+    compared capped at :data:`PSNR_CEILING`.
     """
+    if figure == "psnr":
+        baseline, now = min(baseline, PSNR_CEILING), min(now, PSNR_CEILING)
     if baseline == now or (math.isnan(baseline) and math.isnan(now)):
         return "same"
     if math.isnan(now):

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # Torch-free: the modes and flip names a marker may name live with the transforms they select.
-from pytest_equivariance.check.arguments import DEVICE_PATTERN, expected_value, int_tuple, is_int
+from pytest_equivariance.check.arguments import DEVICE_PATTERN, expected_value, is_int, real_tuple
 
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult
@@ -89,16 +89,17 @@ MARKERS: dict[str, tuple[str, bool]] = {
 
 _COMMON_KEYWORDS = (
     "input_shape", "trials", "mode", "dims", "atol", "rtol", "seed", "device", "batch_size",
-    "localize", "grid", "margin",
+    "localize", "grid", "margin", "min_psnr", "measure",
 )  # fmt: skip
 _FAMILY_KEYWORDS = {
-    "shift": ("max_shift", "shifts", "shift"),
+    "shift": ("max_shift", "shifts", "shift", "subpixel"),
     "rotation": ("angles", "angle"),
 }
 #: Every keyword a marker accepts, in the order the docs list them.
 MARKER_KEYWORDS = (
-    "input_shape", "max_shift", "shifts", "shift", "trials", "mode", "angles", "angle", "dims",
-    "atol", "rtol", "min_consistency", "seed", "device", "batch_size", "localize", "grid", "margin",
+    "input_shape", "max_shift", "shifts", "shift", "subpixel", "trials", "mode", "angles", "angle", "dims",
+    "atol", "rtol", "min_consistency", "min_psnr", "measure", "seed", "device", "batch_size", "localize",
+    "grid", "margin",
 )  # fmt: skip
 
 _MARKER_DOCS = {
@@ -147,7 +148,7 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
     if dims is not None:
         ndims = 1 if is_int(dims) else len(dims)
         shift = kwargs.get("shift")
-        if int_tuple(shift) and len(shift) != ndims:
+        if real_tuple(shift) and len(shift) != ndims:
             return f"{where} got shift={shift!r} for dims={dims!r}; pass one entry per dim."
     return None
 

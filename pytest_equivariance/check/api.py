@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from pytest_equivariance.check import arguments, fingerprint, metrics, runner, transforms
@@ -70,6 +70,9 @@ def check_shift_equivariant(
     localize: bool | None = None,
     grid: bool = False,
     margin: int | None = None,
+    subpixel: bool = False,
+    min_psnr: float | None = None,
+    measure: str = "error",
 ) -> CheckResult:
     """Return how far ``model(shift(x))`` is from ``shift(model(x))`` over seeded random shifts.
 
@@ -80,6 +83,13 @@ def check_shift_equivariant(
     shifts are drawn on multiples of ``k`` (``result.lattice``); an explicit shift off that lattice is
     a usage error. ``shift=`` checks one shift, ``shifts=`` a list, otherwise ``trials`` shifts with
     entries up to ``max_shift`` are drawn from ``seed``.
+
+    Sub-pixel shifts: fractional entries (``shifts=[(0, 0.5)]``), or ``subpixel=True`` to draw them,
+    are band-limited (Fourier) shifts — of the input in circular mode, of the canvas in crop mode —
+    and act on a strided output's own grid as ``Δ/k`` of its pixels. ``min_psnr=`` (dB) makes the
+    PSNR decide each trial (StyleGAN3's EQ-T). ``measure="lie"`` checks Lie derivatives instead of
+    finite shifts: one trial per generator (``translate_x``, ``translate_y``), passing when
+    ``max |L f(x)| <= atol + rtol * max |J_f(x) G x|`` (docs/metrics.md).
     """
     return _check_shifts(**locals(), equivariant=True)
 
@@ -104,6 +114,9 @@ def check_shift_invariant(
     localize: bool | None = None,
     grid: bool = False,
     margin: int | None = None,
+    subpixel: bool = False,
+    min_psnr: float | None = None,
+    measure: str = "error",
 ) -> CheckResult:
     """Return how far ``model(shift(x))`` is from ``model(x)`` over seeded random shifts.
 
@@ -133,6 +146,8 @@ def check_rotation_equivariant(
     localize: bool | None = None,
     grid: bool = False,
     margin: int | None = None,
+    min_psnr: float | None = None,
+    measure: str = "error",
 ) -> CheckResult:
     """Return how far ``model(rotate(x))`` is from ``rotate(model(x))``.
 
@@ -163,6 +178,8 @@ def check_rotation_invariant(
     localize: bool | None = None,
     grid: bool = False,
     margin: int | None = None,
+    min_psnr: float | None = None,
+    measure: str = "error",
 ) -> CheckResult:
     """Return how far ``model(rotate(x))`` is from ``model(x)``; arguments as :func:`check_rotation_equivariant`."""
     return _check_rotations(**locals(), equivariant=False)
@@ -253,6 +270,11 @@ class _Spec:
     mode: str
     margin: int | None
     max_shift: int | None = None
+    min_psnr: float | None = None
+    measure: str = "error"
+    subpixel: bool = False
+    #: per trial, per image: whether the top-1 class survived (for all_shift_consistency)
+    agreements: list[tuple[bool, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -361,19 +383,17 @@ def _resolve_dims(dims: Any, ndim: int, *, plane: bool) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _as_shift(value: Any, nd: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and nd == 1:
-        return (value,)
-    if (
-        not isinstance(value, (tuple, list))
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        or len(value) != nd
-    ):
+def _as_shift(value: Any, nd: int, name: str) -> tuple[float, ...]:
+    """Return one shift as a tuple of pixels: integers stay ints, fractions are sub-pixel shifts."""
+    if arguments.is_real(value) and nd == 1:
+        value = (value,)
+    if not arguments.real_tuple(value) or len(value) != nd:
         example = tuple([1] * nd) if nd > 1 else 1
         raise _usage(
-            f"{name}={value!r} does not give one integer per shifted dim ({nd}); pass e.g. {name}={example!r}."
+            f"{name}={value!r} does not give one number of pixels per shifted dim ({nd}); pass e.g. "
+            f"{name}={example!r}."
         )
-    return tuple(int(v) for v in value)
+    return tuple(int(v) if float(v).is_integer() else float(v) for v in value)
 
 
 # -- shifts -------------------------------------------------------------------------------------------
@@ -399,6 +419,9 @@ def _check_shifts(
     localize: Any,
     grid: Any,
     margin: Any,
+    subpixel: Any = False,
+    min_psnr: Any = None,
+    measure: Any = "error",
     equivariant: bool,
 ) -> CheckResult:
     if mode not in transforms.SHIFT_MODES:
@@ -410,19 +433,35 @@ def _check_shifts(
     if shifts is not None and not (isinstance(shifts, (tuple, list)) and shifts):
         raise _usage(f"shifts={shifts!r} is not a list of shifts; pass e.g. shifts=[(0, 1), (2, -3)].")
     _check_trials(trials)
+    _check_measures(subpixel=subpixel, min_psnr=min_psnr, measure=measure)
     spec = _Spec(
         kind="shift_equivariant" if equivariant else "shift_invariant", equivariant=equivariant, model=model,
         inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
         localize=localize, grid=grid, mode=mode, margin=margin, max_shift=max_shift,
+        min_psnr=min_psnr, measure=measure, subpixel=subpixel,
     )
     explicit = None if shift is None and shifts is None else ([shift] if shift is not None else list(shifts))
     n_trials = trials or DEFAULT_TRIALS
+    entries = [v for e in (explicit or []) for v in (e if isinstance(e, (tuple, list)) else [e])]
+    fractional = subpixel or any(arguments.is_real(v) and not float(v).is_integer() for v in entries)
+    if fractional and mode == "zero":
+        raise _usage(
+            "Sub-pixel shifts need mode='circular' (the band-limited shift of the input) or mode='crop' "
+            "(of the canvas); zero mode shifts whole pixels of zeros in."
+        )
+    if fractional and mode == "crop" and equivariant:
+        raise _usage(
+            "Sub-pixel shifts of an equivariant output need mode='circular': a crop's output is not periodic, "
+            "so shifting it by a fraction of a pixel rings across it; use mode='circular', or check invariance "
+            "in crop mode."
+        )
     if mode == "crop" and max_shift is None and explicit:
         # The canvas only needs to reach the largest explicit shift.
-        entries = [v for e in explicit for v in (e if isinstance(e, (tuple, list)) else [e])]
-        sizes = [abs(v) for v in entries if isinstance(v, int) and not isinstance(v, bool)]
+        sizes = [math.ceil(abs(v)) for v in entries if arguments.is_real(v)]
         spec.max_shift = max(sizes + [1])
+    if measure == "lie":
+        return _run_lie(spec, ("translate_x", "translate_y"))
 
     def build(ctx: _Context) -> list[transforms.Transform]:
         nd = len(ctx.dims)
@@ -432,7 +471,7 @@ def _check_shifts(
             name = "shift" if shift is not None else "shifts"
             deltas = [_as_shift(v, nd, name) for v in explicit]
             for delta in deltas:
-                off = [(d, k) for d, k in zip(delta, lattice) if d % k]
+                off = [(d, k) for d, k in zip(delta, lattice) if isinstance(d, int) and d % k]
                 if off:
                     raise _usage(
                         f"{name} entry {delta} does not map onto the output grid, which is {lattice} times "
@@ -444,6 +483,9 @@ def _check_shifts(
                         f"{name} entry {delta} is larger than the crop canvas margin {canvas[0]}; "
                         f"pass max_shift= at least {max(abs(d) for d in delta)} in crop mode."
                     )
+        elif subpixel:
+            limit = spec.max_shift or _default_max_shift(ctx, lattice)
+            deltas = draw_subpixel_shifts(random.Random(ctx.seed), nd, limit, n_trials)
         else:
             limit = spec.max_shift or _default_max_shift(ctx, lattice)
             deltas = draw_shifts(random.Random(ctx.seed), lattice, limit, n_trials)
@@ -492,6 +534,35 @@ def draw_shifts(
     return out
 
 
+#: Sub-pixel shifts are drawn on this grid of fractions of a pixel.
+SUBPIXEL_STEP = 0.25
+
+
+def draw_subpixel_shifts(rng: random.Random, nd: int, max_shift: int, trials: int) -> list[tuple[float, ...]]:
+    """Return up to ``trials`` distinct shifts with at least one fractional entry, within ``max_shift``.
+
+    The half-pixel shifts along each dim come first (where a model that aliases is furthest from
+    equivariant: StyleGAN3's EQ-T_frac draws uniformly); the rest are multiples of a quarter pixel.
+    """
+    out: list[tuple[float, ...]] = [tuple(0.5 if j == i else 0 for j in range(nd)) for i in range(nd)][:trials]
+    seen = set(out)
+    steps = int(max_shift / SUBPIXEL_STEP)
+    for _ in range(100 * trials):
+        if len(out) >= trials:
+            break
+        delta = tuple(rng.randint(-steps, steps) * SUBPIXEL_STEP for _ in range(nd))
+        if delta not in seen and any(not float(d).is_integer() for d in delta):
+            seen.add(delta)
+            out.append(tuple(int(d) if float(d).is_integer() else d for d in delta))
+    return out
+
+
+def _check_measures(**values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and (expected := arguments.expected_value(name, value, "shift")):
+            raise _usage(f"{name}={value!r} is not accepted; pass {expected}.")
+
+
 # -- rotations ----------------------------------------------------------------------------------------
 
 
@@ -514,6 +585,8 @@ def _check_rotations(
     localize: Any,
     grid: Any,
     margin: Any,
+    min_psnr: Any = None,
+    measure: Any = "error",
     equivariant: bool,
 ) -> CheckResult:
     if mode not in transforms.ROTATION_MODES:
@@ -544,8 +617,11 @@ def _check_rotations(
         kind="rotation_equivariant" if equivariant else "rotation_invariant", equivariant=equivariant,
         model=model, inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
-        localize=localize, grid=grid, mode=mode, margin=margin,
+        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, measure=measure,
     )
+    _check_measures(min_psnr=min_psnr, measure=measure)
+    if measure == "lie":
+        return _run_lie(spec, ("rotate",))
 
     def build(ctx: _Context) -> list[transforms.Transform]:
         plane = ctx.dims
@@ -656,6 +732,8 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             min_consistency=spec.min_consistency,
             lattice=lattice,
             notes=notes,
+            min_psnr=spec.min_psnr,
+            all_shift_consistency=_all_shift_consistency(spec.agreements),
             weights_fingerprint=fingerprint.fingerprint_model(model),
             inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
         )
@@ -670,6 +748,70 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             ] or None
         worst = _worst_transform(result, transform_list)
         _attach_extras(spec, result, model, x, worst, dims, dev, batch_size, out_margin)
+    for listener in list(RESULT_LISTENERS):
+        listener(result)
+    return result
+
+
+def _run_lie(spec: _Spec, generators: tuple[str, ...]) -> CheckResult:
+    """Run a check by Lie derivatives (``measure="lie"``): one trial per generator of the family.
+
+    A trial passes when ``max |L f(x)| <= atol + rtol * max |J_f(x)·G x|``: the derivative of the
+    output along the generator is the natural scale, so the dtype's tolerances apply as they do to
+    finite transforms. Invariance checks take the invariant form (outputs are not moved back).
+    """
+    import torch
+
+    from pytest_equivariance.check import lie
+
+    _validate_common(spec)
+    model = spec.model
+    dev = runner.resolve_device(spec.device, model)
+    dtype = runner.model_dtype(model) or (
+        spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
+    )
+    seed = 0 if spec.seed is None else spec.seed
+    shape = _input_shape(spec)
+    if len(shape) != 4:
+        raise _usage(
+            f"measure='lie' acts on images of shape (N, C, H, W), got inputs of shape {tuple(shape)}; pass "
+            f"images, or measure='error' for other inputs."
+        )
+    dims = _resolve_dims(spec.dims, len(shape), plane=True)
+    notes: list[str] = [f"measured by Lie derivatives ({', '.join(generators)}; spectral, per pixel and per radian)"]
+    spec.mode = "circular" if spec.mode in transforms.SHIFT_MODES else spec.mode
+    x, _ = _source(spec, shape, dims, dtype, dev, seed, notes)
+    atol_default, rtol_default = metrics.default_tolerances(dtype)
+    atol = atol_default if spec.atol is None else float(spec.atol)
+    rtol = rtol_default if spec.rtol is None else float(spec.rtol)
+    output = "auto" if spec.equivariant else "invariant"
+    derivatives = lie.lie_derivative(model, x, list(generators), output=output, batch_size=spec.batch_size,
+                                     device=dev)
+    # The scale: J_f(x)·G x, which is the derivative itself for invariance checks.
+    pushed_all = derivatives if not spec.equivariant else lie.lie_derivative(
+        model, x, list(generators), output="invariant", batch_size=spec.batch_size, device=dev)
+    trials = []
+    for name in generators:
+        pushed = pushed_all[name]
+        largest = lie.max_abs(derivatives[name])
+        scale = lie.max_abs(pushed)
+        values = derivatives[name].values() if isinstance(derivatives[name], dict) else [derivatives[name]]
+        total = sum(float(v.double().abs().sum()) for v in values)
+        count = sum(v.numel() for v in values) or 1
+        norm = math.sqrt(sum(float(v.double().pow(2).sum()) for v in values))
+        pushed_values = pushed.values() if isinstance(pushed, dict) else [pushed]
+        pushed_norm = math.sqrt(sum(float(v.double().pow(2).sum()) for v in pushed_values))
+        trials.append(Trial(
+            transform=f"Lie derivative {name}", params={"generator": name}, max_abs=largest,
+            mean_abs=total / count, rel_l2=norm / pushed_norm if pushed_norm > 0 else 0.0, cosine=0.0,
+            passed=largest <= atol + rtol * scale,
+        ))
+    result = CheckResult(
+        kind=spec.kind, passed=all(t.passed for t in trials), trials=trials, atol=atol, rtol=rtol, seed=seed,
+        device=str(dev), dtype=_dtype_name(dtype), mode=spec.mode, dims=dims, input_shape=tuple(shape),
+        notes=notes, measure="lie", weights_fingerprint=fingerprint.fingerprint_model(model),
+        inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
+    )
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
@@ -881,6 +1023,13 @@ def _trial(
         judged = [c for c in comparisons if c.consistency is not None] or comparisons
     w = metrics.worst(judged, by_consistency=spec.min_consistency is not None)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in t.params.items()}
+    passed = all(c.passed for c in judged)
+    psnr = min((c.psnr for c in comparisons if c.psnr is not None), default=None)
+    if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it
+        passed = psnr is not None and psnr >= spec.min_psnr
+    agreement = next((c.agreement for c in judged if c.agreement is not None), None)
+    if agreement is not None:
+        spec.agreements.append(agreement)
     return Trial(
         transform=t.label,
         params=params,
@@ -888,11 +1037,20 @@ def _trial(
         mean_abs=w.mean_abs,
         rel_l2=w.rel_l2,
         cosine=w.cosine,
-        passed=all(c.passed for c in judged),
+        passed=passed,
         leaf=w.leaf,
         consistency=w.consistency,
         prob_change=w.prob_change,
+        psnr=psnr,
     )
+
+
+def _all_shift_consistency(agreements: list[tuple[bool, ...]]) -> float | None:
+    """The fraction of images whose top-1 class is the same under every trial's transform."""
+    if not agreements or len({len(a) for a in agreements}) != 1:
+        return None
+    kept = [all(trial[i] for trial in agreements) for i in range(len(agreements[0]))]
+    return sum(kept) / len(kept) if kept else None
 
 
 def _worst_transform(result: CheckResult, transform_list: list[transforms.Transform]) -> transforms.Transform | None:

@@ -36,6 +36,16 @@ def int_tuple(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and len(value) > 0 and all(is_int(v) for v in value)
 
 
+def real_tuple(value: Any) -> bool:
+    """Whether ``value`` is a non-empty tuple or list of finite real numbers."""
+    return (isinstance(value, (tuple, list)) and len(value) > 0
+            and all(is_real(v) and math.isfinite(v) for v in value))
+
+
+#: What ``measure=`` accepts: finite transforms, or Lie derivatives (check/lie).
+MEASURES = ("error", "lie")
+
+
 def expected_value(name: str, value: Any, family: str) -> str | None:
     """Return what ``name=value`` should have been (a phrase after "pass"), or None when it is acceptable.
 
@@ -57,14 +67,23 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
             return "a positive integer number of pixels, e.g. max_shift=8"
     elif name == "shifts":
         ok = isinstance(value, (tuple, list)) and len(value) > 0
-        ok = ok and (all(is_int(v) for v in value) or all(int_tuple(v) for v in value))
-        if ok and not all(is_int(v) for v in value) and len({len(v) for v in value}) != 1:
+        ok = ok and (all(is_real(v) and math.isfinite(v) for v in value) or all(real_tuple(v) for v in value))
+        if ok and not all(is_real(v) for v in value) and len({len(v) for v in value}) != 1:
             ok = False
         if not ok:
-            return "a non-empty list of integer shifts or of integer tuples, e.g. [(0, 1), (3, -2)]"
+            return "a non-empty list of shifts or of tuples, in pixels, e.g. [(0, 1), (3, -2)] or [(0, 0.5)]"
     elif name == "shift":
-        if not (is_int(value) or int_tuple(value)):
-            return "an integer or a tuple of integers, one per spatial dim, e.g. (1, -3)"
+        if not ((is_real(value) and math.isfinite(value)) or real_tuple(value)):
+            return "a number or a tuple of numbers of pixels, one per spatial dim, e.g. (1, -3) or (0, 0.5)"
+    elif name == "subpixel":
+        if not isinstance(value, bool):
+            return "True (draw fractional shifts) or False"
+    elif name == "min_psnr":
+        if not (is_real(value) and math.isfinite(value)):
+            return "a number of decibels, e.g. min_psnr=40"
+    elif name == "measure":
+        if value not in MEASURES:
+            return " or ".join(repr(m) for m in MEASURES)
     elif name in ("trials", "batch_size"):
         if not (is_int(value) and value > 0):
             return "a positive integer"

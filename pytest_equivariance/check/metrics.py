@@ -7,6 +7,7 @@ definitions and their sources.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,23 @@ class Comparison:
     passed: bool
     consistency: float | None = None
     prob_change: float | None = None
+    psnr: float | None = None  # dB over the compared region, the reference's range as the peak
+    agreement: tuple[bool, ...] | None = None  # per image: same top-1 class (classifier outputs)
+
+
+def psnr(diff_sq_sum: float, count: int, peak: float) -> float:
+    """Return the PSNR in dB: ``10·log10(peak² / MSE)``; ``inf`` when the outputs are identical.
+
+    StyleGAN3 (Karras et al. 2021) writes it ``20·log10(2) − 10·log10(MSE)`` for data in [−1, 1];
+    here ``peak`` is the reference output's range (max − min over the compared region), which is 2
+    for such data, so other data is judged as if rescaled to [−1, 1].
+    """
+    mse = diff_sq_sum / max(count, 1)
+    if mse == 0:
+        return math.inf
+    if peak <= 0:
+        return -math.inf
+    return 10 * math.log10(peak * peak / mse)
 
 
 def is_classifier_output(t: "Tensor") -> bool:
@@ -103,15 +121,23 @@ def compare(
     else:
         excess = (diff / bound.clamp_min(1e-300)).max().item()
     passed = excess <= 1.0
-    consistency = prob_change = None
+    if mask is not None:
+        m_bool = m > 0
+        peak = (b64[m_bool].max() - b64[m_bool].min()).item() if bool(m_bool.any()) else 0.0
+    else:
+        peak = (b64.max() - b64.min()).item() if b64.numel() else 0.0
+    figure_psnr = psnr((diff * diff).sum().item(), int(count), peak)
+    consistency = prob_change = agreement = None
     if classifier and is_classifier_output(b):
         top_a, top_b = a64.argmax(1), b64.argmax(1)
+        agreement = tuple(bool(v) for v in (top_a == top_b).tolist())
         consistency = (top_a == top_b).double().mean().item()
         p_a, p_b = a64.softmax(1), b64.softmax(1)
         prob_change = (p_a.gather(1, top_b[:, None]) - p_b.gather(1, top_b[:, None])).abs().mean().item()
         if min_consistency is not None:
             passed = consistency >= min_consistency
-    return Comparison(leaf, max_abs, mean_abs, rel_l2, cosine, excess, passed, consistency, prob_change)
+    return Comparison(leaf, max_abs, mean_abs, rel_l2, cosine, excess, passed, consistency, prob_change,
+                      figure_psnr, agreement)
 
 
 def _cosine_distance(a: "Tensor", b: "Tensor") -> float:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Figures a baseline stores and compares; "consistency" is larger-is-better, the others smaller.
-BASELINE_FIGURES = ("worst_error", "mean_error", "consistency")
+#: Figures a baseline stores and compares; "consistency" and "psnr" are larger-is-better, the others smaller.
+BASELINE_FIGURES = ("worst_error", "mean_error", "consistency", "psnr")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Trial:
     leaf: str = ""  # output leaf with the largest error: "" for a tensor, "['logits']", "[0]", ".boxes"
     consistency: float | None = None  # top-1 agreement over the batch (invariance of classifiers)
     prob_change: float | None = None  # mean |Δ p(top class)| over the batch (Azulay & Weiss 2019)
+    psnr: float | None = None  # dB: 10·log10(range² / MSE) of the worst leaf (StyleGAN3's EQ-T / EQ-R form)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class CheckResult:
     angle_errors: list[tuple[float, float]] | None = None  # (angle, error), for rotation plots
     test_id: str | None = None  # set by the pytest plugin
     reproduce: str | None = None  # the command that reproduces this check, set by the pytest plugin
+    min_psnr: float | None = None  # the PSNR every trial must reach, when it decides the verdict
+    measure: str = "error"  # "error": finite transforms; "lie": Lie derivatives, one trial per generator
+    all_shift_consistency: float | None = None  # images whose top-1 class survives every trial (classifiers)
     weights_fingerprint: str | None = None  # check/fingerprint: the model's state dict as checked
     inputs_fingerprint: str | None = None  # the same for the tensor the transforms acted on
 
@@ -142,6 +146,12 @@ class CheckResult:
         return sum(t.mean_abs for t in self.trials) / len(self.trials) if self.trials else 0.0
 
     @property
+    def psnr(self) -> float | None:
+        """The lowest PSNR over trials, in dB (the worst trial; ``inf`` when all are identical)."""
+        values = [t.psnr for t in self.trials if t.psnr is not None]
+        return min(values) if values else None
+
+    @property
     def consistency(self) -> float | None:
         """Mean top-1 agreement over trials, or None when the check does not measure it."""
         values = [t.consistency for t in self.trials if t.consistency is not None]
@@ -158,6 +168,8 @@ class CheckResult:
         out = {"worst_error": self.worst_error, "mean_error": self.mean_error}
         if self.consistency is not None:
             out["consistency"] = self.consistency
+        if self.psnr is not None:
+            out["psnr"] = self.psnr
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_equivariance.check.resample import fourier_shift
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -77,9 +79,13 @@ class Transform:
         if family == "shift":
             shift = p["shift"]
             if self.mode == "circular":
-                return torch.roll(x, shift, self.dims)
+                return fourier_shift(x, shift, self.dims)  # torch.roll for integer shifts
             if self.mode == "crop":
-                return _crop(x, self.dims, self.canvas, shift)
+                whole = tuple(math.floor(d) for d in shift)
+                rest = tuple(d - w for d, w in zip(shift, whole))
+                if any(rest):  # resample the canvas band-limitedly, then crop on the pixel grid
+                    x = fourier_shift(x, rest, self.dims)
+                return _crop(x, self.dims, self.canvas, whole)
             return _shift_zero(x, shift, self.dims)
         if family == "rot90":
             return torch.rot90(x, p["k"], self.dims)
@@ -103,7 +109,7 @@ class Transform:
 
         family, p = self.family, self.params
         if family == "shift":
-            return torch.roll(y, output_shift(p["shift"], stride), self.dims)
+            return fourier_shift(y, output_shift(p["shift"], stride), self.dims)
         if family == "rot90":
             return torch.rot90(y, p["k"], self.dims)
         if family == "flip":
@@ -136,7 +142,8 @@ class Transform:
             keep = torch.ones(shape, dtype=torch.bool, device=device)
             for dim, s, m in zip(self.dims, out_shift, margins):
                 n = shape[dim]
-                lo, hi = m + max(s, 0), n - m + min(s, 0)
+                # A fractional shift smears one more pixel in at the border.
+                lo, hi = m + max(math.ceil(s), 0), n - m + min(math.floor(s), 0)
                 index = torch.arange(n, device=device)
                 line = (index >= lo) & (index < hi)
                 view = [1] * len(shape)
@@ -152,12 +159,16 @@ class Transform:
 
 
 def shift(
-    delta: tuple[int, ...], dims: tuple[int, ...], mode: str = "circular", canvas: tuple[int, ...] | None = None
+    delta: tuple[float, ...], dims: tuple[int, ...], mode: str = "circular", canvas: tuple[int, ...] | None = None
 ) -> Transform:
-    """Return the shift by ``delta`` input pixels along ``dims`` (content moves towards higher indices)."""
-    delta = tuple(int(d) for d in delta)
+    """Return the shift by ``delta`` input pixels along ``dims`` (content moves towards higher indices).
+
+    Integer entries stay integers (exact: ``torch.roll`` and crops); fractional ones are sub-pixel
+    shifts, resampled band-limitedly (:func:`~pytest_equivariance.check.resample.fourier_shift`).
+    """
+    delta = tuple(int(d) if float(d).is_integer() else float(d) for d in delta)
     names = _AXIS_NAMES.get(len(dims), [str(i) for i in range(len(dims))])
-    parts = ", ".join(f"d{n}={d:+d}" for n, d in zip(names, delta))
+    parts = ", ".join(f"d{n}={d:+d}" if isinstance(d, int) else f"d{n}={d:+g}" for n, d in zip(names, delta))
     return Transform(
         label=f"shift ({parts})",
         family="shift",
@@ -211,15 +222,19 @@ def custom(
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def output_shift(delta: tuple[int, ...], stride: tuple[int, ...] | None) -> tuple[int, ...]:
-    """Return the shift in output pixels for ``delta`` input pixels on a grid ``stride`` times coarser."""
+def output_shift(delta: tuple[float, ...], stride: tuple[int, ...] | None) -> tuple[float, ...]:
+    """Return the shift in output pixels for ``delta`` input pixels on a grid ``stride`` times coarser.
+
+    An integer shift must be a multiple of the stride (the lattice); a sub-pixel one acts on the
+    output's own grid as ``delta / stride`` output pixels, fractional too.
+    """
     if stride is None:
         return tuple(delta)
-    out = []
+    out: list[float] = []
     for d, k in zip(delta, stride):
-        if d % k:
+        if isinstance(d, int) and d % k:
             raise ValueError(f"shift {d} is not a multiple of the output stride {k}")
-        out.append(d // k)
+        out.append(d // k if isinstance(d, int) else d / k)
     return tuple(out)
 
 

@@ -27,9 +27,10 @@ CHECK_FUNCTIONS = {
 class AnglePoint:
     """The error of a check at one rotation angle; ``passed`` is None when only the error is known."""
 
-    angle: float
+    angle: float  # the x position: degrees, or pixels for a sub-pixel shift series
     error: float
     passed: bool | None = None
+    unit: str = "°"
 
     def fails(self, atol: float | None) -> bool:
         """Return whether the angle fails: its own verdict, else an error above ``atol`` (NaN fails)."""
@@ -39,8 +40,8 @@ class AnglePoint:
 
     @property
     def label(self) -> str:
-        """The angle as the figures print it: ``45°``."""
-        return f"{self.angle:g}°"
+        """The position as the figures print it: ``45°``, ``0.5 px``."""
+        return f"{self.angle:g}{self.unit}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,22 @@ def angle_series(result: "CheckResult") -> list[AnglePoint]:
                 angle, _nanmax(old.error, trial.max_abs), bool(old.passed and trial.passed)
             )
     return [by_angle[a] for a in sorted(by_angle)]
+
+
+def shift_series(result: "CheckResult") -> list[AnglePoint]:
+    """Return the error at each sub-pixel shift, by its length in pixels; empty without such shifts.
+
+    Integer shifts are left out (the heatmap shows those): the curve is the error against
+    fractional shifts, where band-limited models are judged (Michaeli & Soudry; StyleGAN3's EQ-T_frac).
+    """
+    points = []
+    for trial in result.trials:
+        shift = (trial.params or {}).get("shift")
+        if not shift or all(float(d).is_integer() for d in shift):
+            continue
+        length = math.sqrt(sum(float(d) ** 2 for d in shift))
+        points.append(AnglePoint(round(length, 4), trial.max_abs, trial.passed, unit=" px"))
+    return sorted(points, key=lambda p: (p.angle, -p.error))
 
 
 def reduce_grid(grid: "ShiftGrid", max_rows: int, max_cols: int) -> GridView:

@@ -24,6 +24,7 @@ from pytest_equivariance.report.figures import (
     count_above,
     reduce_grid,
     reproduce_hint,
+    shift_series,
     title_of,
     worst_shift,
 )
@@ -358,8 +359,8 @@ def heatmap_svg(grid: "ShiftGrid", *, atol: float | None = None) -> str:
     return "".join(out)
 
 
-def angle_svg(points: Sequence[AnglePoint], *, atol: float | None = None) -> str:
-    """Return an inline SVG bar plot of error by rotation angle, with the tolerance dashed."""
+def angle_svg(points: Sequence[AnglePoint], *, atol: float | None = None, axis: str = "rotation angle") -> str:
+    """Return an inline SVG bar plot of error by rotation angle (or by ``axis``), with the tolerance dashed."""
     n = len(points)
     left, top, plot_h = 64, 16, 180
     slot = max(14, min(48, 440 // max(n, 1)))
@@ -396,7 +397,7 @@ def angle_svg(points: Sequence[AnglePoint], *, atol: float | None = None) -> str
         )
         out.append(_text(left + n * slot + 2, y + 4, "atol", size=11, fill=_INK))
     out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + n * slot}" y2="{top + plot_h}" stroke="{_INK}"/>')
-    out.append(_text(left + n * slot / 2, height - 6, "rotation angle", anchor="middle", weight="600"))
+    out.append(_text(left + n * slot / 2, height - 6, axis, anchor="middle", weight="600"))
     out.append("</svg>")
     return "".join(out)
 
@@ -527,6 +528,11 @@ def _check_section(r: "CheckResult", index: int, *, label: str | None = None) ->
     if points:
         figures.append(_figure(angle_svg(points, atol=r.atol), "Largest error at each rotation angle; "
                                "the dashed line is the tolerance."))
+    fractional = shift_series(r)
+    if fractional:
+        figures.append(_figure(angle_svg(fractional, atol=r.atol, axis="sub-pixel shift length"),
+                               "Largest error at each sub-pixel (band-limited) shift, by its length in "
+                               "pixels; the dashed line is the tolerance."))
     if figures:
         parts.append('<div class="figures">' + "".join(figures) + "</div>")
     if r.profile is not None and r.profile.layers:
@@ -565,6 +571,12 @@ def _facts(r: "CheckResult") -> str:
                       + (f" (min {_percent(r.min_consistency)})" if r.min_consistency is not None else "")))
     if r.prob_change is not None:
         facts.append(("mean Δp(top class)", format_error(r.prob_change)))
+    if r.psnr is not None:
+        facts.append(("PSNR (worst)", _db(r.psnr) + (f" (min {_db(r.min_psnr)})" if r.min_psnr is not None else "")))
+    if r.all_shift_consistency is not None:
+        facts.append(("consistent under every transform", _percent(r.all_shift_consistency)))
+    if r.measure != "error":
+        facts.append(("measure", r.measure))
     body = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
     return f'<dl class="facts">{body}</dl>'
 
@@ -601,8 +613,10 @@ def _trials_table(r: "CheckResult") -> str:
     ranked = sorted(r.trials, key=lambda t: -t.max_abs if t.max_abs == t.max_abs else -math.inf)
     shown = ranked[:TRIAL_ROWS]
     with_consistency = any(t.consistency is not None for t in shown)
+    with_psnr = any(t.psnr is not None for t in shown)
     head = ("<th>Transform</th><th class=\"num\">max abs</th><th class=\"num\">mean abs</th>"
             "<th class=\"num\">rel L2</th><th class=\"num\">cosine dist.</th>"
+            + ('<th class="num">PSNR</th>' if with_psnr else "")
             + ('<th class="num">consistency</th>' if with_consistency else "")
             + "<th>Result</th>")
     rows = []
@@ -614,6 +628,7 @@ def _trials_table(r: "CheckResult") -> str:
             f'<td class="num">{escape(format_error(t.mean_abs))}</td>'
             f'<td class="num">{escape(format_error(t.rel_l2))}</td>'
             f'<td class="num">{escape(format_error(t.cosine))}</td>'
+            + (f'<td class="num">{escape(_db(t.psnr)) if t.psnr is not None else "–"}</td>' if with_psnr else "")
             + (f'<td class="num">{escape(_percent(t.consistency)) if t.consistency is not None else "–"}</td>'
                if with_consistency else "")
             + f"<td>{_badge(t.passed)}</td></tr>"
@@ -727,6 +742,10 @@ def _nice_ceiling(value: float) -> float:
 
 def _badge(passed: bool) -> str:
     return '<span class="badge pass">PASS</span>' if passed else '<span class="badge fail">FAIL</span>'
+
+
+def _db(value: float) -> str:
+    return "∞ dB" if value == math.inf else f"{value:.1f} dB"
 
 
 def _percent(value: float | None) -> str:

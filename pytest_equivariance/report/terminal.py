@@ -8,6 +8,8 @@ terminal writer (which already decided ``--color``, ``NO_COLOR`` and the width).
 
 from __future__ import annotations
 
+import math
+
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from io import StringIO
@@ -69,6 +71,8 @@ def headline(result: "CheckResult") -> str:
     where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
     if result.min_consistency is not None and result.consistency is not None:
         figure = f"top-1 consistency {result.consistency:.1%} < min_consistency {result.min_consistency:.1%}"
+    elif result.min_psnr is not None and worst.psnr is not None:
+        figure = f"PSNR {worst.psnr:.1f} dB < min_psnr {result.min_psnr:g} dB"
     else:
         figure = f"max_abs {num(worst.max_abs)} exceeds {_tolerance(result)}"
     failed = sum(not t.passed for t in result.trials)
@@ -109,6 +113,8 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
     limit = f"{_tol(result.atol)} + {_tol(result.rtol)}·|reference|"
     if result.min_consistency is not None:
         limit = "(min_consistency decides)"
+    elif result.min_psnr is not None:
+        limit = "(min_psnr decides)"
     table.add_row("max_abs", num(worst.max_abs), limit)
     table.add_row("mean_abs", num(worst.mean_abs), "")
     table.add_row("rel_l2", num(worst.rel_l2), "")
@@ -118,6 +124,11 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
         table.add_row("top-1 consistency", f"{worst.consistency:.1%}", against)
     if worst.prob_change is not None:
         table.add_row("mean |Δp(top class)|", num(worst.prob_change), "")
+    if worst.psnr is not None:
+        against = f"min_psnr={result.min_psnr:g} dB" if result.min_psnr is not None else ""
+        table.add_row("PSNR", "∞ dB" if worst.psnr == math.inf else f"{worst.psnr:.1f} dB", against)
+    if result.all_shift_consistency is not None:
+        table.add_row("consistent under every transform", f"{result.all_shift_consistency:.1%}", "")
     return table
 
 

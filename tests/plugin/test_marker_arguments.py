@@ -21,7 +21,7 @@ BAD = [
     ("shift_invariant", "max_shift=(2, 3)", "max_shift=(2, 3)"),
     ("shift_invariant", "shifts=[]", "shifts=[]"),
     ("shift_invariant", "shifts=[(1, 0), (1,)]", "shifts=[(1, 0), (1,)]"),
-    ("shift_invariant", "shifts=[0.5]", "shifts=[0.5]"),
+    ("shift_invariant", "shifts=[(0, float('inf'))]", "shifts=[(0, inf)]"),
     ("shift_invariant", "shift='one'", "shift='one'"),
     ("shift_invariant", "trials=0", "trials=0"),
     ("shift_invariant", "trials=True", "trials=True"),
@@ -93,7 +93,8 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
         "input_shape": (1, 3, 8, 8), "max_shift": 2, "shifts": [(1, 0)], "shift": (1, 0), "trials": 3,
         "mode": "crop" if marker.startswith("shift") else "interp", "angles": [90, "hflip"], "angle": 30.5,
         "dims": (-2, -1), "atol": 1e-4, "rtol": 0, "min_consistency": 0.9, "seed": 7, "device": "cuda:1",
-        "batch_size": 16, "localize": None, "grid": True, "margin": 2,
+        "batch_size": 16, "localize": None, "grid": True, "margin": 2, "subpixel": True, "min_psnr": 40,
+        "measure": "lie",
     }  # fmt: skip
     for name in allowed_keywords(marker):
         mark = getattr(pytest.mark, marker)(**{name: valid[name]}).mark
@@ -104,6 +105,7 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
 REJECTED_BY_THE_API = [
     ("max_shift", 0), ("max_shift", (2, 3)), ("trials", 0), ("atol", -1.0), ("rtol", float("inf")),
     ("min_consistency", 1.5), ("seed", -1), ("batch_size", 0), ("localize", "yes"), ("margin", -1),
+    ("subpixel", "yes"), ("min_psnr", float("nan")), ("measure", "psnr"),
 ]  # fmt: skip
 
 

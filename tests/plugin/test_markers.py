@@ -190,3 +190,28 @@ class TestClassifier:
     )
     checks = inner.results()["test_method"]
     assert [c["trials"][0]["params"]["shift"] for c in checks] == [[1, 1], [2, 0], [0, 3]]
+
+
+def test_markers_take_subpixel_min_psnr_and_measure(inner):
+    inner.write('''
+        import pytest
+        from models import circular_net
+
+        @pytest.mark.shift_equivariant(input_shape=(1, 1, 16, 16), subpixel=True, trials=4)
+        def test_subpixel():
+            return circular_net()  # a ReLU between circular convs: integer shifts commute, half pixels do not
+
+        @pytest.mark.shift_equivariant(input_shape=(1, 1, 16, 16), trials=4, min_psnr=60)
+        def test_psnr():
+            return circular_net()
+
+        @pytest.mark.shift_equivariant(input_shape=(1, 1, 16, 16), measure="lie")
+        def test_lie():
+            return circular_net()
+    ''')
+    results = inner.results()
+    assert [r["passed"] for r in results["test_subpixel"]] == [False]
+    assert results["test_subpixel"][0]["trials"][0]["params"]["shift"] == [0.5, 0]
+    assert [r["passed"] for r in results["test_psnr"]] == [True]
+    assert results["test_psnr"][0]["min_psnr"] == 60
+    assert results["test_lie"][0]["measure"] == "lie" and not results["test_lie"][0]["passed"]
