@@ -650,7 +650,8 @@ def _check_rotations(
 # -- the run ------------------------------------------------------------------------------------------
 
 
-def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *, plane: bool = False) -> CheckResult:
+def _setting_up(spec: _Spec) -> tuple[Any, "torch.device", "torch.dtype", int, tuple[int, ...]]:
+    """Validate a check's common arguments; return its model, device, dtype, seed and input shape."""
     import torch
 
     _validate_common(spec)
@@ -660,7 +661,11 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
         spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
     )
     seed = 0 if spec.seed is None else spec.seed
-    shape = _input_shape(spec)
+    return model, dev, dtype, seed, _input_shape(spec)
+
+
+def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *, plane: bool = False) -> CheckResult:
+    model, dev, dtype, seed, shape = _setting_up(spec)
     dims = _resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
     notes: list[str] = []
 
@@ -760,18 +765,9 @@ def _run_lie(spec: _Spec, generators: tuple[str, ...]) -> CheckResult:
     output along the generator is the natural scale, so the dtype's tolerances apply as they do to
     finite transforms. Invariance checks take the invariant form (outputs are not moved back).
     """
-    import torch
-
     from pytest_equivariance.check import lie
 
-    _validate_common(spec)
-    model = spec.model
-    dev = runner.resolve_device(spec.device, model)
-    dtype = runner.model_dtype(model) or (
-        spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
-    )
-    seed = 0 if spec.seed is None else spec.seed
-    shape = _input_shape(spec)
+    model, dev, dtype, seed, shape = _setting_up(spec)
     if len(shape) != 4:
         raise _usage(
             f"measure='lie' acts on images of shape (N, C, H, W), got inputs of shape {tuple(shape)}; pass "
