@@ -208,8 +208,8 @@ def _print_unfixed(console: "Console", edits: list[Any]) -> None:
     from pytest_equivariance.lint.loader import display_path
 
     for e in edits:
-        if e.status == autofix.FIXED or e.status == autofix.UNAVAILABLE and e.finding.severity.value == "info":
-            continue
+        if e.status == autofix.FIXED or (e.status == autofix.UNAVAILABLE and e.finding.severity.value == "info"):
+            continue  # info findings with no rewrite (EQ011) would only repeat the report
         f = e.finding
         where = f"{display_path(f.file)}:{f.line}" if f.file and f.line else "<unknown>"
         console.print(Text(f"  not fixed: {where}: {f.code} {f.qualname or f.op}: {e.reason}", style="yellow"))

@@ -57,7 +57,10 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def rng_states() -> dict[str, Any]:
-    """Return a snapshot of the global generators' states, comparable with ``==`` (for tests)."""
+    """Return a snapshot of the global generators' states, comparable with ``==``.
+
+    What a test asserts to show that seeding leaked nothing: the snapshot before and after a block.
+    """
     import torch
 
     numpy = _numpy()

@@ -31,7 +31,7 @@ import difflib
 import hashlib
 import io
 import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,7 +110,8 @@ def status_of(finding: Finding, *, unsafe: bool) -> tuple[str, str]:
     return UNAVAILABLE, why
 
 
-def plan(findings: Iterable[Finding], *, unsafe: bool = False, library: Any = None) -> tuple[list[FilePlan], list[Edit]]:
+def plan(findings: Iterable[Finding], *, unsafe: bool = False,
+         library: Callable[[str], bool] | None = None) -> tuple[list[FilePlan], list[Edit]]:
     """Return the rewrite of every file that has fixable findings, and the edits of all findings.
 
     ``library(file) -> bool`` says which files are not the user's (never edited). Each finding gets
