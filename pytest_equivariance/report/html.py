@@ -31,7 +31,7 @@ from pytest_equivariance.report.figures import (
 
 if TYPE_CHECKING:
     from pytest_equivariance.baseline import Comparison
-    from pytest_equivariance.check.result import CheckResult, LayerError, Profile, ShiftGrid
+    from pytest_equivariance.check.result import CheckResult, Profile, ShiftGrid
     from pytest_equivariance.runs import MergedCheck, RunFile
 
 #: Grids larger than this (per side) are shown as block maxima.

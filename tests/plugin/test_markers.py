@@ -159,7 +159,7 @@ def test_nothing():
 
 def test_usage_error_from_the_check_names_the_test(inner):
     inner.write(
-        f"""
+        """
 import pytest
 from models import circular_net
 
