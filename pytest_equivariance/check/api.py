@@ -774,6 +774,11 @@ def _run_lie(spec: _Spec, generators: tuple[str, ...]) -> CheckResult:
             f"images, or measure='error' for other inputs."
         )
     dims = _resolve_dims(spec.dims, len(shape), plane=True)
+    if dims != (-2, -1):
+        raise _usage(
+            f"measure='lie' differentiates along the image plane (dims (-2, -1)), not dims {dims}; drop dims= "
+            f"or use measure='error'."
+        )
     notes: list[str] = [f"measured by Lie derivatives ({', '.join(generators)}; spectral, per pixel and per radian)"]
     spec.mode = "circular" if spec.mode in transforms.SHIFT_MODES else spec.mode
     x, _ = _source(spec, shape, dims, dtype, dev, seed, notes)
