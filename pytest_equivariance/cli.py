@@ -86,7 +86,8 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
         if sum((args.fix, args.diff, args.add_noqa)) > 1:
             _error(stderr, "Pass one of --fix, --diff and --add-noqa, not several.")
             return EXIT_ERROR
-        run.signatures = {}
+        if args.fix:  # only --fix lints again and compares: --diff and --add-noqa need no signatures
+            run.signatures = {}
     streaming = console is not None and not args.statistics and not editing
     for text, root in targets:
         reports = run.lint_target(text, root)

@@ -96,11 +96,13 @@ def _unique(findings: list["Finding"]) -> list["Finding"]:
 
 def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | None]], plans: list[Any],
          edits: list[Any], console: "Console", stderr: IO[str]) -> int:
+    from pytest_equivariance.baseline import write_atomic  # keeps the file's permissions
     from pytest_equivariance.cli import Run, _error
     from pytest_equivariance.lint import autofix
+    from pytest_equivariance.lint.loader import display_path
     from pytest_equivariance.report.findings_text import render_model, render_summary
 
-    written: dict[Path, bytes] = {}
+    written: dict[Path, str] = {}  # path -> its text before the fix (what a restore writes back)
     skipped_files: dict[Path, str] = {}
     for p in plans:
         if not p.changed:
@@ -115,15 +117,14 @@ def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
         if problem is not None:
             skipped_files[path] = problem
             continue
-        original = path.read_bytes()
-        try:
-            _write(path, p.after.encode("utf-8"))
+        try:  # the plan's text is the file's: _cannot_write just compared their digests
+            write_atomic(path, p.after)
         except OSError as exc:
             skipped_files[path] = f"it cannot be written ({exc.strerror or exc})"
             continue
-        written[path] = original
+        written[path] = p.before
     for path, why in skipped_files.items():
-        _error(stderr, f"{_shown(path)} was not fixed: {why}.")
+        _error(stderr, f"{display_path(path)} was not fixed: {why}.")
 
     after = Run(config=run.config, verbose=False, allow_no_model=run.allow_no_model, stderr=stderr, signatures={})
     if written:
@@ -132,7 +133,7 @@ def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
         problem = _regression(run, after, edits, set(written))
         if problem is not None:
             for path, original in written.items():
-                _write(path, original)
+                write_atomic(path, original)
             _error(stderr, f"The fixes were undone, every file restored as it was: {problem}.")
             after, written = run, {}
     else:
@@ -162,12 +163,6 @@ def _cannot_write(plan: Any, snapshot: str | None) -> str | None:
     if not os.access(path, os.W_OK):
         return "it is read-only; make it writable, or apply the diff from --diff by hand"
     return None
-
-
-def _write(path: Path, data: bytes) -> None:
-    from pytest_equivariance.baseline import write_atomic  # keeps the file's permissions
-
-    write_atomic(path, data.decode("utf-8"))
 
 
 def _regression(before: "Run", after: "Run", edits: list[Any], written: set[Path]) -> str | None:
@@ -216,6 +211,7 @@ def _print_unfixed(console: "Console", edits: list[Any]) -> None:
 
 
 def _add_noqa(findings: list["Finding"], console: "Console") -> int:
+    from pytest_equivariance.baseline import write_atomic
     from pytest_equivariance.lint.autofix import add_noqa
     from pytest_equivariance.lint.locations import is_user_file
 
@@ -229,13 +225,7 @@ def _add_noqa(findings: list["Finding"], console: "Console") -> int:
         text = path.read_text(encoding="utf-8")
         new, changed = add_noqa(text, lines)
         if changed:
-            _write(path, new.encode("utf-8"))
+            write_atomic(path, new)
             total += changed
     console.print(f"Added {total} suppression comment{'s' if total != 1 else ''}.", highlight=False)
     return EXIT_CLEAN
-
-
-def _shown(path: Path) -> str:
-    from pytest_equivariance.lint.loader import display_path
-
-    return display_path(path)

@@ -16,7 +16,8 @@ from pytest_equivariance.plugin_baseline import _GATE_PLUGIN, _is_worker
 OPTION = "--equiv-no-github-summary"
 INI = "equiv_github_summary"
 
-_SUMMARY_KEY = pytest.StashKey[str]()
+#: Why the summary could not be appended, for the terminal summary.
+_FAILURE_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,13 +52,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     try:
         append_summary(markdown, path)
     except OSError as exc:
-        config.stash[_SUMMARY_KEY] = (f"could not append the equivariance summary to {path} "
+        config.stash[_FAILURE_KEY] = (f"could not append the equivariance summary to {path} "
                                       f"({exc.strerror or exc}); check $GITHUB_STEP_SUMMARY")
-        return
-    config.stash[_SUMMARY_KEY] = f"equivariance summary appended to {path}"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    message = config.stash.get(_SUMMARY_KEY, None)
-    if message is not None and message.startswith("could not"):
+    message = config.stash.get(_FAILURE_KEY, None)
+    if message is not None:
         terminalreporter.write_sep("-", message, red=True, bold=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,8 +36,8 @@ def seeded(seed: int) -> Iterator[None]:
     numpy_state = numpy.random.get_state() if numpy is not None else None
     torch_state = torch.random.get_rng_state()
     torch_initial = torch.initial_seed()
-    cuda_was_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
-    cuda_states = torch.cuda.get_rng_state_all() if cuda_was_ready else None
+    # is_initialized() alone: it is False without CUDA, and never queries the driver (this runs per test).
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         random.seed(seed)
         if numpy is not None:
@@ -52,7 +51,7 @@ def seeded(seed: int) -> Iterator[None]:
         torch.random.set_rng_state(torch_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
-        elif "torch.cuda" in sys.modules and torch.cuda.is_available() and torch.cuda.is_initialized():
+        elif torch.cuda.is_initialized():  # the block started CUDA: seed it as the process had
             torch.cuda.manual_seed_all(torch_initial)
 
 
@@ -71,6 +70,6 @@ def rng_states() -> dict[str, Any]:
     if numpy is not None:
         kind, keys, pos, has_gauss, cached = numpy.random.get_state()
         state["numpy"] = (kind, keys.tolist(), pos, has_gauss, cached)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_initialized():
         state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from pytest_equivariance.check import arguments, fingerprint, metrics, runner, transforms
@@ -271,10 +271,6 @@ class _Spec:
     margin: int | None
     max_shift: int | None = None
     min_psnr: float | None = None
-    measure: str = "error"
-    subpixel: bool = False
-    #: per trial, per image: whether the top-1 class survived (for all_shift_consistency)
-    agreements: list[tuple[bool, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -439,7 +435,7 @@ def _check_shifts(
         inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
         localize=localize, grid=grid, mode=mode, margin=margin, max_shift=max_shift,
-        min_psnr=min_psnr, measure=measure, subpixel=subpixel,
+        min_psnr=min_psnr,
     )
     explicit = None if shift is None and shifts is None else ([shift] if shift is not None else list(shifts))
     n_trials = trials or DEFAULT_TRIALS
@@ -617,7 +613,7 @@ def _check_rotations(
         kind="rotation_equivariant" if equivariant else "rotation_invariant", equivariant=equivariant,
         model=model, inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
-        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, measure=measure,
+        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr,
     )
     _check_measures(min_psnr=min_psnr, measure=measure)
     if measure == "lie":
@@ -707,6 +703,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
         trials: list[Trial] = []
+        agreements: list[tuple[bool, ...]] = []  # per trial, per image: did the top-1 class survive?
         jobs = itertools.chain(
             [(_REFERENCE, ref_input)] if ref_leaves is None else [],
             ((i, t.on_input(x)) for i, t in enumerate(transform_list)),
@@ -719,7 +716,10 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             t = transform_list[key]
             _check_finite(leaves, f"the input under {t.label}")
             assert ref_leaves is not None
-            trials.append(_trial(spec, t, leaves, ref_leaves, strides, out_margin, atol, rtol))
+            trial, agreement = _trial(spec, t, leaves, ref_leaves, strides, out_margin, atol, rtol)
+            trials.append(trial)
+            if agreement is not None:
+                agreements.append(agreement)
         batch_size = chunk.size
 
         result = CheckResult(
@@ -738,7 +738,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             lattice=lattice,
             notes=notes,
             min_psnr=spec.min_psnr,
-            all_shift_consistency=_all_shift_consistency(spec.agreements),
+            all_shift_consistency=_all_shift_consistency(agreements),
             weights_fingerprint=fingerprint.fingerprint_model(model),
             inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
         )
@@ -786,25 +786,21 @@ def _run_lie(spec: _Spec, generators: tuple[str, ...]) -> CheckResult:
     atol = atol_default if spec.atol is None else float(spec.atol)
     rtol = rtol_default if spec.rtol is None else float(spec.rtol)
     output = "auto" if spec.equivariant else "invariant"
-    derivatives = lie.lie_derivative(model, x, list(generators), output=output, batch_size=spec.batch_size,
-                                     device=dev)
-    # The scale: J_f(x)·G x, which is the derivative itself for invariance checks.
-    pushed_all = derivatives if not spec.equivariant else lie.lie_derivative(
-        model, x, list(generators), output="invariant", batch_size=spec.batch_size, device=dev)
+    derivatives, pushforwards = lie.lie_derivative_and_pushforward(
+        model, x, list(generators), output=output, batch_size=spec.batch_size, device=dev)
     trials = []
     for name in generators:
-        pushed = pushed_all[name]
-        largest = lie.max_abs(derivatives[name])
-        scale = lie.max_abs(pushed)
-        values = derivatives[name].values() if isinstance(derivatives[name], dict) else [derivatives[name]]
-        total = sum(float(v.double().abs().sum()) for v in values)
+        values = [v.double() for v in lie.leaves(derivatives[name])]
+        scales = [v.double() for v in lie.leaves(pushforwards[name])]
+        largest = max(float(v.abs().max()) for v in values if v.numel())
+        scale = max(float(v.abs().max()) for v in scales if v.numel())
         count = sum(v.numel() for v in values) or 1
-        norm = math.sqrt(sum(float(v.double().pow(2).sum()) for v in values))
-        pushed_values = pushed.values() if isinstance(pushed, dict) else [pushed]
-        pushed_norm = math.sqrt(sum(float(v.double().pow(2).sum()) for v in pushed_values))
+        norm = math.sqrt(sum(float(v.pow(2).sum()) for v in values))
+        scale_norm = math.sqrt(sum(float(v.pow(2).sum()) for v in scales))
         trials.append(Trial(
             transform=f"Lie derivative {name}", params={"generator": name}, max_abs=largest,
-            mean_abs=total / count, rel_l2=norm / pushed_norm if pushed_norm > 0 else 0.0, cosine=0.0,
+            mean_abs=sum(float(v.abs().sum()) for v in values) / count,
+            rel_l2=norm / scale_norm if scale_norm > 0 else 0.0, cosine=0.0,
             passed=largest <= atol + rtol * scale,
         ))
     result = CheckResult(
@@ -990,7 +986,8 @@ def _trial(
     margin: int,
     atol: float,
     rtol: float,
-) -> Trial:
+) -> tuple[Trial, tuple[bool, ...] | None]:
+    """Return the trial's figures, and per image whether its top-1 class survived (classifiers)."""
     if [p for p, _ in leaves] != [p for p, _ in ref_leaves]:
         raise _usage(
             f"The model's output structure changed under {t.label}; return the same structure for every input."
@@ -1029,9 +1026,7 @@ def _trial(
     if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it
         passed = psnr is not None and psnr >= spec.min_psnr
     agreement = next((c.agreement for c in judged if c.agreement is not None), None)
-    if agreement is not None:
-        spec.agreements.append(agreement)
-    return Trial(
+    trial = Trial(
         transform=t.label,
         params=params,
         max_abs=w.max_abs,
@@ -1044,6 +1039,7 @@ def _trial(
         prob_change=w.prob_change,
         psnr=psnr,
     )
+    return trial, agreement
 
 
 def _all_shift_consistency(agreements: list[tuple[bool, ...]]) -> float | None:

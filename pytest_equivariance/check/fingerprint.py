@@ -3,15 +3,15 @@
 A baseline compares a run's figures with committed ones; that only means something when both runs
 checked the same weights on the same inputs. A fingerprint says whether they did, in 16 hex digits.
 
-The digest is exact — it changes with any bit of any tensor — and cheap: each tensor is read as
-16-bit words (a bit-for-bit reinterpretation, not a conversion) and reduced *on its own device* to
-two integers, a plain sum and a position-weighted sum. Integer sums are exact and do not depend on
-the order of the reduction, so the CPU and a GPU give the same digest for the same bits. Only those
-integers, with each tensor's name, dtype and shape, leave the device, to be hashed with SHA-256.
+It is the SHA-256 of every tensor's name, dtype, shape and raw bytes, so it changes with any bit of
+any tensor and is the same whichever device holds the tensor. Hashing is the cheap part: about
+50 ms for resnet18's 45 MB on one CPU core, a small fraction of one forward pass of the check's
+batch; a GPU tensor is first copied to the host, which costs a few milliseconds more.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,49 +21,25 @@ if TYPE_CHECKING:
 
 #: Length of a fingerprint in hex digits (64 bits: collisions are not a concern for a baseline).
 FINGERPRINT_DIGITS = 16
-#: Words reduced at once; bounds the temporary int64 copy to 128 MiB whatever the tensor's size.
-_CHUNK = 1 << 24
-#: Position weights stay below 2**16, so a word times its weight stays below 2**32 and a chunk's sum
-#: below 2**56: no int64 overflow.
-_WEIGHT_MODULUS = 65521
 
 
-def _words(t: "Tensor") -> "Tensor":
-    """Return the bits of ``t`` as a flat tensor of non-negative int64 words (8 or 16 bits each)."""
-    import torch
-
+def _raw_bytes(t: "Tensor") -> bytes:
+    """Return the bytes of ``t``'s values in row-major order, read off a contiguous host copy."""
     t = t.detach()
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    t = t.contiguous().reshape(-1)
-    if t.dtype == torch.bool:
-        t = t.to(torch.uint8)
-    if t.element_size() == 1:
-        return t.view(torch.uint8)
-    return t.view(torch.int16)
-
-
-def tensor_digest(t: "Tensor") -> tuple[int, int]:
-    """Return ``(sum, weighted sum)`` of the bits of ``t``, reduced on ``t``'s own device."""
-    import torch
-
-    words = _words(t)
-    plain = weighted = 0
-    for start in range(0, words.numel(), _CHUNK):
-        chunk = words[start : start + _CHUNK].to(torch.int64) & 0xFFFF
-        position = torch.arange(start, start + chunk.numel(), device=chunk.device, dtype=torch.int64)
-        weight = (position * 40503 + 1) % _WEIGHT_MODULUS + 1
-        plain += int(chunk.sum())
-        weighted += int((chunk * weight).sum())
-    return plain, weighted
+    if t.is_meta:
+        return b"meta"  # no values to read: the name, dtype and shape are all there is
+    if t.device.type != "cpu":
+        t = t.to("cpu")
+    t = t.contiguous()
+    return ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()) if t.numel() else b""
 
 
 def fingerprint_tensors(named: Iterable[tuple[str, "Tensor"]]) -> str:
-    """Return the fingerprint of named tensors: their names, dtypes, shapes and bits, in order."""
+    """Return the fingerprint of named tensors: their names, dtypes, shapes and bytes, in order."""
     digest = hashlib.sha256()
     for name, t in named:
-        plain, weighted = tensor_digest(t)
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{plain}|{weighted};".encode())
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
+        digest.update(_raw_bytes(t))
     return digest.hexdigest()[:FINGERPRINT_DIGITS]
 
 

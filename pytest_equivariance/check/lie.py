@@ -189,6 +189,27 @@ def lie_derivative(
         >>> lie = lie_derivative(model, images, ["translate_x", "rotate"])
         >>> lie["translate_x"].abs().max()   # logits per pixel of shift
     """
+    derivatives, _ = lie_derivative_and_pushforward(
+        model, inputs, generator, method=method, output=output, batch_size=batch_size, device=device)
+    return derivatives
+
+
+def lie_derivative_and_pushforward(
+    model: "nn.Module",
+    inputs: "Tensor",
+    generator: str | Sequence[str],
+    *,
+    method: str = "spectral",
+    output: str = "auto",
+    batch_size: int | None = None,
+    device: "str | torch.device | None" = None,
+) -> tuple[Any, Any]:
+    """Return ``(L f(x), J_f(x)·(G x))`` from one pass: the Lie derivative and the input's push-forward.
+
+    The second is the output's own rate of change along the generator, the natural scale of the
+    first (``measure="lie"`` judges against it); for invariant outputs the two are the same.
+    Arguments and the shape of each value as :func:`lie_derivative`.
+    """
     import torch
 
     from pytest_equivariance.check import runner
@@ -198,25 +219,35 @@ def lie_derivative(
     dtype = runner.model_dtype(model) or inputs.dtype
     x_all = inputs.detach().to(device=dev, dtype=dtype)
     chunk = batch_size or DEFAULT_BATCH
-    parts: dict[str, list[list[Tensor]]] = {name: [] for name in names}
+    chunks: list[tuple[dict[str, list[Tensor]], dict[str, list[Tensor]]]] = []
     paths: list[str] = []
     with runner.prepared(model, dev, dtype), torch.no_grad():
         for start in range(0, x_all.shape[0], chunk):
-            x = x_all[start : start + chunk]
-            paths, derivatives = _derivatives(model, x, names, method, output)
-            for name in names:
-                parts[name].append(derivatives[name])
-    result = {}
-    for name in names:
-        leaves = [torch.cat([chunk_leaves[i] for chunk_leaves in parts[name]]) for i in range(len(paths))]
-        result[name] = leaves[0] if paths == [""] else dict(zip(paths, leaves))
-    return result[names[0]] if isinstance(generator, str) else result
+            paths, derivative, pushed = _derivatives(model, x_all[start : start + chunk], names, method, output)
+            chunks.append((derivative, pushed))
+
+    def packed(which: int) -> dict[str, Any]:
+        out = {}
+        for name in names:
+            leaves = [torch.cat([c[which][name][i] for c in chunks]) for i in range(len(paths))]
+            out[name] = leaves[0] if paths == [""] else dict(zip(paths, leaves))
+        return out
+
+    derivatives, pushforwards = packed(0), packed(1)
+    if isinstance(generator, str):
+        return derivatives[names[0]], pushforwards[names[0]]
+    return derivatives, pushforwards
 
 
 def _check_arguments(model: Any, inputs: Any, generator: Any, method: str, output: str,
                      batch_size: Any) -> list[str]:
     import torch
+    from torch import nn
 
+    if not isinstance(model, nn.Module):
+        raise EquivarianceUsageError(
+            f"lie_derivative needs a torch.nn.Module, got {type(model).__name__}; pass the model instance."
+        )
     if not isinstance(inputs, torch.Tensor):
         raise EquivarianceUsageError(
             f"lie_derivative needs the inputs as a tensor, got {type(inputs).__name__}; pass a float "
@@ -251,29 +282,33 @@ def _check_arguments(model: Any, inputs: Any, generator: Any, method: str, outpu
 
 
 def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
-                 output: str) -> tuple[list[str], dict[str, list["Tensor"]]]:
-    """Return the output leaf paths and, per generator, ``L f(x)`` per leaf, for one chunk."""
+                 output: str) -> tuple[list[str], dict[str, list["Tensor"]], dict[str, list["Tensor"]]]:
+    """Return the output leaf paths and, per generator, ``L f(x)`` and ``J_f(x)·(G x)`` per leaf, for one chunk."""
     import torch
 
     from pytest_equivariance.check.runner import flatten_output
 
-    primal = flatten_output(model(x))
-    paths = [p for p, _ in primal]
-    floats = [t.is_floating_point() for _, t in primal]
+    leaves_seen: list[tuple[str, Any, Any]] = []  # (path, dtype, shape) of every leaf, floats or not
 
     def f(inp: "Tensor") -> tuple["Tensor", ...]:
-        return tuple(t for (_, t), keep in zip(flatten_output(model(inp)), floats) if keep)
+        leaves = flatten_output(model(inp))
+        leaves_seen[:] = [(p, t.dtype, t.shape) for p, t in leaves]
+        return tuple(t for _, t in leaves if t.is_floating_point())
 
     tangents = [input_tangent(name, x, method) for name in names]
-    pushed = _jvps(f, x, tangents)  # per generator: J_f(x)·(G x) per float leaf
-    out: dict[str, list[Tensor]] = {}
+    primal, pushed = _jvps(f, x, tangents)  # the float leaves, and per generator J_f(x)·(G x) of each
+    derivative: dict[str, list[Tensor]] = {}
+    pushforward: dict[str, list[Tensor]] = {}
     for name, jv in zip(names, pushed):
-        leaves, it = [], iter(jv)
-        for (_, y), keep in zip(primal, floats):
-            if not keep:
-                leaves.append(torch.zeros_like(y, dtype=x.dtype))
+        moved, rates, floats = [], [], iter(zip(primal, jv))
+        for _, dtype, shape in leaves_seen:
+            if not dtype.is_floating_point:
+                zero = torch.zeros(shape, dtype=x.dtype, device=x.device)
+                moved.append(zero)
+                rates.append(zero)
                 continue
-            j = next(it)
+            y, j = next(floats)
+            rates.append(j)
             equivariant = output == "equivariant" or (output == "auto" and is_image_like(y, x))
             if equivariant:
                 if y.dim() != 4:
@@ -282,30 +317,35 @@ def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
                         f"output='auto' or 'invariant'."
                     )
                 j = j - output_tangent(name, y, x.shape, method)
-            leaves.append(j)
-        out[name] = leaves
-    return paths, out
+            moved.append(j)
+        derivative[name], pushforward[name] = moved, rates
+    return [p for p, _, _ in leaves_seen], derivative, pushforward
 
 
 def _jvps(f: Callable[["Tensor"], tuple["Tensor", ...]], x: "Tensor",
-          tangents: list["Tensor"]) -> list[tuple["Tensor", ...]]:
-    """Return ``J_f(x)·v`` for each tangent ``v``: one vmapped forward-mode pass, else one pass each."""
+          tangents: list["Tensor"]) -> tuple[tuple["Tensor", ...], list[tuple["Tensor", ...]]]:
+    """Return ``f(x)`` and ``J_f(x)·v`` for each tangent ``v``.
+
+    One vmapped forward-mode pass over all tangents, the primal computed once; one pass per tangent
+    when the model has ops vmap cannot batch.
+    """
     import torch
     from torch.func import jvp, vmap
 
-    def push(v: "Tensor") -> tuple["Tensor", ...]:
-        return jvp(f, (x,), (v,))[1]
+    def push(v: "Tensor") -> tuple[tuple["Tensor", ...], tuple["Tensor", ...]]:
+        return jvp(f, (x,), (v,))
 
     if len(tangents) > 1:
         try:
-            stacked = vmap(push)(torch.stack(tangents))
-            return [tuple(leaf[i] for leaf in stacked) for i in range(len(tangents))]
+            primal, stacked = vmap(push)(torch.stack(tangents))
+            return tuple(p[0] for p in primal), [tuple(leaf[i] for leaf in stacked) for i in range(len(tangents))]
         except RuntimeError:
             pass  # an op without a batching rule (in-place ops on unbatched tensors): one pass each
     try:
-        return [push(v) for v in tangents]
+        passes = [push(v) for v in tangents]
     except RuntimeError as exc:
         raise _forward_ad_error(exc) from exc
+    return passes[0][0], [tangent for _, tangent in passes]
 
 
 def _forward_ad_error(exc: BaseException) -> EquivarianceUsageError:
@@ -317,8 +357,6 @@ def _forward_ad_error(exc: BaseException) -> EquivarianceUsageError:
     )
 
 
-def max_abs(derivative: Any) -> float:
-    """Return the largest magnitude in a Lie derivative (a tensor or a dict of leaves)."""
-    if isinstance(derivative, Mapping):
-        return max((max_abs(v) for v in derivative.values()), default=0.0)
-    return float(derivative.abs().max()) if derivative.numel() else 0.0
+def leaves(value: Any) -> list["Tensor"]:
+    """Return the tensors of a Lie derivative: the tensor itself, or a structured output's leaves."""
+    return list(value.values()) if isinstance(value, Mapping) else [value]

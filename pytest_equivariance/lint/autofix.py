@@ -136,7 +136,12 @@ def plan(findings: Iterable[Finding], *, unsafe: bool = False,
     plans = []
     for file, found in sorted(by_file.items()):
         data = Path(file).read_bytes()
-        text = data.decode("utf-8")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            edits.extend(Edit(f, UNMAPPED, "the file is not UTF-8, which the rewrite needs; edit it by hand")
+                         for f in found)
+            continue
         after, file_edits = rewrite_source(text, found)
         edits.extend(file_edits)
         plans.append(FilePlan(Path(file), text, after, file_edits, digest(data)))
@@ -147,30 +152,45 @@ def plan(findings: Iterable[Finding], *, unsafe: bool = False,
 # The rewrite of one file
 
 
+#: Kind of call -> (the torch.nn class stem it is written as, the drop-in's class stem). The
+#: functional forms are written ``max_pool2d`` etc. and become ``blur_pool2d`` calls.
+_KINDS = {"max_pool": ("MaxPool", "MaxBlurPool"), "conv": ("Conv", "AntialiasedConv"), "avg_pool": ("AvgPool", "BlurPool")}
+
+
 @dataclass(frozen=True)
 class _Target:
+    """Which rewrite a finding needs: the kind of call, module or functional form, and its ndim."""
+
     finding: Finding
-    rewrite: str  # which rewrite applies: "max_pool", "conv", "avg_pool", each "module" or "function"
+    kind: str  # a key of _KINDS
+    form: str  # "module" | "function"
     ndim: int
+
+    @property
+    def rewrite(self) -> str:
+        """The rewrite's key in _POSITIONAL: ``"max_pool:module"``, ``"conv:function"``, ..."""
+        return f"{self.kind}:{self.form}"
+
+    @property
+    def callee(self) -> str:
+        """The name the call's callee must resolve to (its last part): ``MaxPool2d``, ``max_pool2d``, ..."""
+        stem = _KINDS[self.kind][0] if self.form == "module" else self.kind
+        return f"{stem}{self.ndim}d"
+
+    @property
+    def replacement(self) -> str:
+        """The name the rewrite imports from pytest_equivariance: ``MaxBlurPool2d``, ``blur_pool2d``, ..."""
+        stem = _KINDS[self.kind][1] if self.form == "module" else "blur_pool"
+        return f"{stem}{self.ndim}d"
 
 
 def _target_of(finding: Finding) -> _Target | None:
     op = finding.op.rsplit(".", 1)[-1]
-    for stem, rewrite in (("MaxPool", "max_pool"), ("Conv", "conv"), ("AvgPool", "avg_pool")):
-        if op.startswith(stem) and op[len(stem):] in ("1d", "2d", "3d") and finding.kind == "module":
-            return _Target(finding, rewrite + ":module", int(op[len(stem)]))
-    for stem, rewrite in (("max_pool", "max_pool"), ("conv", "conv"), ("avg_pool", "avg_pool")):
-        if op.startswith(stem) and op[len(stem):] in ("1d", "2d", "3d") and finding.kind == "function":
-            return _Target(finding, rewrite + ":function", int(op[len(stem)]))
+    for kind, (module_stem, _) in _KINDS.items():
+        stem = module_stem if finding.kind == "module" else kind
+        if finding.kind in ("module", "function") and op.startswith(stem) and op[len(stem):] in ("1d", "2d", "3d"):
+            return _Target(finding, kind, finding.kind, int(op[len(stem)]))
     return None
-
-
-def _wanted_name(target: _Target) -> str:
-    """The name the call's callee must resolve to (its last part): MaxPool2d, max_pool2d, ..."""
-    kind, form = target.rewrite.split(":")
-    if form == "module":
-        return {"max_pool": "MaxPool", "conv": "Conv", "avg_pool": "AvgPool"}[kind] + f"{target.ndim}d"
-    return f"{kind}{target.ndim}d"
 
 
 def rewrite_source(text: str, findings: Sequence[Finding]) -> tuple[str, list[Edit]]:
@@ -199,7 +219,7 @@ def rewrite_source(text: str, findings: Sequence[Finding]) -> tuple[str, list[Ed
         if target is None:
             edits.append(Edit(finding, UNAVAILABLE, f"no source rewrite for {finding.op}"))
             continue
-        wanted = _wanted_name(target)
+        wanted = target.callee
         matches = [call for call in calls_by_line.get(finding.line or -1, [])
                    if _resolves_to(call, wanted, names)]
         if len(matches) != 1:
@@ -222,7 +242,7 @@ def rewrite_source(text: str, findings: Sequence[Finding]) -> tuple[str, list[Ed
 
     context = CodemodContext()
     module = wrapper.module.visit(_rewriter(chosen))
-    for name in sorted({_import_for(t) for t in chosen.values()}):
+    for name in sorted({t.replacement for t in chosen.values()}):
         AddImportsVisitor.add_needed_import(context, "pytest_equivariance", name)
     module = AddImportsVisitor(context).transform_module(module)
     return module.code, edits
@@ -236,13 +256,6 @@ def _resolves_to(call: "cst.Call", wanted: str, names: Any) -> bool:
         if parts[-1] == wanted and parts[0] == "torch":
             return True
     return False
-
-
-def _import_for(target: _Target) -> str:
-    kind, form = target.rewrite.split(":")
-    if form == "function":
-        return f"blur_pool{target.ndim}d"
-    return {"max_pool": "MaxBlurPool", "conv": "AntialiasedConv", "avg_pool": "BlurPool"}[kind] + f"{target.ndim}d"
 
 
 #: Positional parameters of the calls that are rewritten, by rewrite (the torch signatures).
@@ -346,7 +359,7 @@ def _replacement(call: "cst.Call", target: _Target) -> "cst.BaseExpression":
     """Return the rewritten call (the table in the module docstring)."""
     import libcst as cst
 
-    name = _import_for(target)
+    name = target.replacement
     if target.rewrite == "conv:module":  # the same arguments: only the class changes
         return call.with_changes(func=cst.Name(name))
     bound = _bound(call, target.rewrite)

@@ -75,8 +75,8 @@ def test_fix_rewrites_every_style_and_keeps_the_rest_byte_identical(write, run):
     after = path.read_text()
     assert run("net.py", *SHAPE, "--select", "EQ001,EQ002,EQ003").code == 0
     # Exactly these lines changed, plus one import after the imports.
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()[1:]) if a != b]
     old_lines, new_lines = before.splitlines(), after.splitlines()
+    assert len(new_lines) == len(old_lines) + 1  # one import line more, none lost
     assert new_lines[:6] == old_lines[:6]
     assert new_lines[6] == "from pytest_equivariance import AntialiasedConv2d, MaxBlurPool2d, blur_pool2d"
     assert [(a, b) for a, b in zip(old_lines[6:], new_lines[7:]) if a != b] == [
@@ -92,7 +92,6 @@ def test_fix_rewrites_every_style_and_keeps_the_rest_byte_identical(write, run):
         ("        x = F.max_pool2d(x, 2)  # a functional pool",
          "        x = blur_pool2d(F.max_pool2d(x, 2, stride=1), stride=2)  # a functional pool"),
     ]
-    assert changed  # (the zip above would hide a missing import line)
     fixed = _build(path)
     fixed.load_state_dict(original.state_dict(), strict=True)
     assert _shift_change(original) >= 3 * _shift_change(fixed)
@@ -247,3 +246,15 @@ def test_fix_without_an_input_shape_reads_the_drop_ins_channels(write, run):
     write("net.py", STYLES)
     result = run("net.py", "--fix")
     assert result.code == 0 and "Fixed 5 findings (1 remaining)." in result.out, result.err
+
+
+def test_a_file_that_is_not_utf8_is_reported_not_rewritten(project, run):
+    text = ("# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\nfrom torch import nn\n\n"
+            "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.conv = nn.Conv2d(3, 8, 3, stride=2)\n\n    def forward(self, x):\n"
+            "        return self.conv(x)\n")
+    path = project / "latin.py"
+    path.write_bytes(text.encode("latin-1"))
+    result = run("latin.py", *SHAPE, "--fix")
+    assert result.code == 1 and path.read_bytes() == text.encode("latin-1")
+    assert "EQ002 conv: the file is not UTF-8, which the rewrite needs; edit it by hand" in result.out

@@ -54,6 +54,26 @@ def test_the_profile_alone(executed) -> None:
     assert "Per-layer profile" in html and "<svg" in html
 
 
-def test_terminal_display_is_the_rich_report(executed) -> None:
-    (output,) = [o for o in executed.cells[1].outputs if o.output_type == "execute_result"]
-    assert "text/plain" in output.data  # a plain fallback for consoles without HTML
+def test_rich_consoles_print_the_terminal_reports() -> None:
+    # What IPython shows with `%load_ext rich`, and rich.print everywhere: the objects' __rich__.
+    import importlib.util
+    import io
+
+    from rich.console import Console
+
+    from pytest_equivariance import check_shift_invariant, lint_model
+
+    spec = importlib.util.spec_from_file_location("notebook_example_models", EXAMPLES / "models.py")
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    model = models.build(models.AliasingCNN)
+    out = io.StringIO()
+    console = Console(file=out, width=120, color_system=None)
+    result = check_shift_invariant(model, input_shape=(2, 3, 32, 32), shift=(0, 1))
+    console.print(result)
+    console.print(lint_model(model, (1, 3, 32, 32)))
+    console.print(result.profile)
+    text = out.getvalue()
+    assert "FAILED shift_invariant (circular)" in text and "worst transform: shift (dy=+0, dx=+1)" in text
+    assert "EQ001 [error] features.2" in text
+    assert "first break" in text
