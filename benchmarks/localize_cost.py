@@ -1,10 +1,12 @@
-"""Cost of per-layer localisation: a check with ``localize=True`` relative to the plain check (target ≤ 2.5x).
+"""Cost of per-layer profiles: a check with ``localize=True`` relative to the plain check.
 
 For each model this times ``check_shift_invariant(model, input_shape=..., seed=0)`` with
-``localize=False`` and with ``localize=True`` (the same trials, plus the profile of the worst one), and
-prints the median times and their ratio, plus ``localize`` alone split into its parts: building the
-linter's graph, the instrumented forward pass of ``x`` stacked with ``g·x`` with the per-layer
-measure, and running the lint rules on the culprit's site.
+``localize=False`` and with ``localize=True`` (the same trials, plus the profile of the worst one:
+for shifts the exact attribution, ``check.attribution``), and prints the median times and their
+ratio; then the finite-transform profile (``localize``, what quarter turns and flips get; target
+≤ 2.5x the plain check) split into its parts: building the linter's graph, the instrumented forward
+pass of ``x`` stacked with ``g·x`` with the per-layer measure, and running the lint rules on the
+culprit's site. ``benchmarks/attribution_cost.py`` judges the attribution against its reference.
 
     python benchmarks/localize_cost.py [--device cpu|cuda] [--rounds 7] [--trials N] [--threads N] [--wall]
 
@@ -103,7 +105,8 @@ def main() -> None:
 
     clock = "wall clock" if args.wall else "CPU time"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {clock}")
-    header = f"{'model':<16} {'check':>9} {'+localize':>10} {'ratio':>6}   {'graph':>7} {'passes':>7} {'rules':>7}"
+    header = (f"{'model':<16} {'check':>9} {'+attrib.':>10} {'ratio':>6}   {'+finite':>8} {'ratio':>6}   "
+              f"{'graph':>7} {'passes':>7} {'rules':>7}")
     print(header)
     print("-" * len(header))
     for name, (build, shape) in MODELS.items():
@@ -119,8 +122,10 @@ def main() -> None:
         plain = median_time(lambda: check(False), args.rounds)
         full = median_time(lambda: check(True), args.rounds)
         split = parts(model, shape, args.device, args.rounds)
+        finite = plain + split["graph"] + split["passes"] + split["rules"]
         print(
             f"{name:<16} {plain * 1e3:>7.1f}ms {full * 1e3:>8.1f}ms {full / plain:>5.2f}x   "
+            f"{finite * 1e3:>6.1f}ms {finite / plain:>5.2f}x   "
             f"{split['graph'] * 1e3:>5.1f}ms {split['passes'] * 1e3:>5.1f}ms {split['rules'] * 1e3:>5.1f}ms"
         )
 

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "blurpool_cost.py": True,
     "antialias_shift.py": False,
     "lie_cost.py": True,
+    "attribution_cost.py": True,
 }
 
 

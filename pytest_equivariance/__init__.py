@@ -28,6 +28,10 @@ _EXPORTS: dict[str, str] = {
     "check_rotation_invariant": "pytest_equivariance.check.api",
     "check_equivariant": "pytest_equivariance.check.api",
     "lie_derivative": "pytest_equivariance.check.lie",
+    "attribute": "pytest_equivariance.check.attribution",
+    "localize": "pytest_equivariance.check.localize",
+    "Profile": "pytest_equivariance.check.result",
+    "LayerError": "pytest_equivariance.check.result",
     "assert_shift_equivariant": "pytest_equivariance.assertions",
     "assert_shift_invariant": "pytest_equivariance.assertions",
     "assert_rotation_equivariant": "pytest_equivariance.assertions",
@@ -85,8 +89,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_shift_equivariant,
         check_shift_invariant,
     )
+    from pytest_equivariance.check.attribution import attribute
     from pytest_equivariance.check.lie import lie_derivative
-    from pytest_equivariance.check.result import CheckResult, Trial
+    from pytest_equivariance.check.localize import localize
+    from pytest_equivariance.check.result import CheckResult, LayerError, Profile, Trial
     from pytest_equivariance.errors import EquivarianceUsageError
     from pytest_equivariance.fix.antialias import antialias
     from pytest_equivariance.fix.blurpool import (

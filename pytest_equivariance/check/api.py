@@ -1069,14 +1069,15 @@ def _attach_extras(
 ) -> None:
     """Fill result.profile (per-layer localisation) and result.grid when asked for."""
     # Imported here: both build on this module's transforms and runner, and most checks need neither.
+    from pytest_equivariance.check.attribution import explain
     from pytest_equivariance.check.grid import shift_grid
-    from pytest_equivariance.check.localize import localize
 
     want_profile = spec.localize is True or (spec.localize is None and not result.passed)
     if want_profile and worst is not None:
         try:
-            result.profile = localize(
-                model, x, worst, equivariant=spec.equivariant, device=dev, batch_size=batch_size
+            result.profile = explain(
+                model, x, worst, equivariant=spec.equivariant, passed=result.passed, device=dev,
+                batch_size=batch_size,
             )
         except EquivarianceUsageError as exc:
             result.notes.append(f"per-layer localisation skipped: {exc}")

@@ -29,11 +29,11 @@ comparable across layers.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_equivariance.check.padding import circular_padding
 from pytest_equivariance.check.result import LayerError, Profile
 from pytest_equivariance.errors import EquivarianceUsageError
 
@@ -98,11 +98,13 @@ def localize(
     x0 = transform.reference(inputs)
     probe_borders = transform.family == "shift" and transform.mode in ("crop", "zero")
     # crop and zero modes exclude the borders by design: probe with the same shift, circular, so that
-    # only what happens inside the image is measured (see _circular_padding).
+    # only what happens inside the image is measured (see check.padding).
     x1 = torch.roll(x0, transform.params["shift"], transform.dims) if probe_borders else transform.on_input(inputs)
 
     graph = _build_graph(model, x0[:1])
-    with runner.prepared(model, dev, x0.dtype), torch.inference_mode(), _circular_padding(model, probe_borders):
+    # Padded layers wrap around under shifts: a border is not blamed on the first layer that pads it.
+    circular = circular_padding(model, transform.family == "shift", ndim=inputs.ndim)
+    with runner.prepared(model, dev, x0.dtype), torch.inference_mode(), circular:
         sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
 
     worst_before = baseline_measure(x0, x1) if approximate and baseline_measure is not None else 0.0
@@ -262,34 +264,6 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
 def _sort_channels(a: "Tensor") -> "Tensor":
     # Sorting makes the comparison blind to channel permutations (regular representations).
     return a.sort(dim=1).values if a.ndim > 2 else a
-
-
-@contextlib.contextmanager
-def _circular_padding(model: "nn.Module", enabled: bool) -> Iterator[None]:
-    """Make the zero padding of every convolution circular while the block runs, when ``enabled``.
-
-    Shifts in crop and zero mode leave the borders out of the comparison. Under a circular shift with
-    circular padding, a convolution is exactly equivariant whatever its border, so the profile then
-    measures aliasing inside the image and not the border effects those modes already exclude.
-    Padding of pooling layers and explicit ``F.pad`` calls is left as it is.
-    """
-    from torch import nn
-
-    changed = []
-    if enabled:
-        for module in model.modules():
-            if (
-                isinstance(module, nn.modules.conv._ConvNd)
-                and not module.transposed
-                and module.padding_mode == "zeros"
-            ):
-                changed.append(module)
-                module.padding_mode = "circular"
-    try:
-        yield
-    finally:
-        for module in changed:
-            module.padding_mode = "zeros"
 
 
 # -- capturing layer outputs ----------------------------------------------------------------------

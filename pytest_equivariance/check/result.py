@@ -45,18 +45,41 @@ class LayerError:
     params: dict[str, Any] = field(default_factory=dict)
     file: str | None = None  # where the layer is defined or called, when the graph knows
     line: int | None = None
+    # Exact attribution (check.attribution): this layer's term J_{k→out}·L_k of the output's Lie
+    # derivative, as a share of the sum of all terms' squared norms and as a norm per image.
+    share: float | None = None
+    contribution: float | None = None
+    family: str | None = None  # the linter's op family ("pool", "conv", "activation", ...), when known
 
 
 @dataclass
 class Profile:
-    """Per-layer equivariance error, in execution order, and the first layer that breaks it."""
+    """Per-layer equivariance error, in execution order, and the layer to blame.
+
+    Two kinds: an *attribution* (``end_to_end`` set, ``check.attribution``) gives every layer its
+    ``share`` of the output's Lie derivative and blames the largest share; a *finite-transform*
+    profile (``check.localize``) measures each layer's output under the group element and blames the
+    first layer above its noise floor. :attr:`first_break` reads the latter from either.
+    """
 
     layers: list[LayerError]
     culprit: LayerError | None = None
     finding_code: str | None = None  # the lint rule that flags the culprit, when one does
     finding_fix: str | None = None
     method: str = ""  # how the per-layer error was measured, for the report
-    transform: str = ""  # the label of the group element the profile was measured under
+    transform: str = ""  # the label of the group element (or the generators) the profile was measured under
+    end_to_end: float | None = None  # attribution: the norm per image of the output's Lie derivative
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_attribution(self) -> bool:
+        """Whether layers carry shares of the Lie derivative (the culprit is then the largest share)."""
+        return self.end_to_end is not None
+
+    @property
+    def first_break(self) -> LayerError | None:
+        """The first layer whose error rises above its noise floor, or None."""
+        return next((layer for layer in self.layers if layer.error > layer.noise), None)
 
     def _repr_html_(self) -> str:
         """The profile chart as HTML, for notebooks."""

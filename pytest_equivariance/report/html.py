@@ -402,6 +402,48 @@ def angle_svg(points: Sequence[AnglePoint], *, atol: float | None = None, axis: 
     return "".join(out)
 
 
+def share_svg(profile: "Profile") -> str:
+    """Return an inline SVG bar chart of an attribution's shares (linear), in execution order, culprit in red.
+
+    Layers with no share are left out; the first layer above its local floor is tagged.
+    """
+    layers = [layer for layer in profile.layers if (layer.share or 0) > 0]
+    culprit = profile.culprit
+    first = profile.first_break
+    row, label_w, bar_w = 18, 280, 360
+    top = 26
+    width = label_w + bar_w + 190
+    height = top + row * max(1, len(layers)) + 10
+    out = [_svg_open(width, height, "Share of the equivariance error by layer")]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = label_w + bar_w * tick
+        out.append(f'<line x1="{_n(x)}" y1="{top - 4}" x2="{_n(x)}" y2="{height - 8}" stroke="{_GRID}"/>')
+        out.append(_text(x, top - 10, f"{tick:.0%}", anchor="middle", size=11, fill=_MUTED))
+    for k, layer in enumerate(layers):
+        y = top + k * row
+        is_culprit = culprit is not None and (layer is culprit or layer == culprit)
+        name = f"{layer.qualname or '<input>'} ({layer.op})" if layer.op else layer.qualname
+        short = name if len(name) <= 40 else name[:19] + "…" + name[-20:]
+        share = layer.share or 0.0
+        detail = f"{name}: share {share:.1%}, contribution {format_error(layer.contribution or 0.0)} per image"
+        out.append(
+            _text(label_w - 8, y + 13, short, anchor="end", size=12,
+                  fill=_FAIL if is_culprit else _INK, weight="700" if is_culprit else None,
+                  title=detail + (f" · {where}" if (where := layer_location(layer)) else ""))
+        )
+        end = label_w + bar_w * min(1.0, share)
+        out.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{_n(max(1.0, end - label_w))}" height="{row - 6}" '
+            f'fill="{_FAIL if is_culprit else "#e8a33d"}"><title>{escape(detail)}</title></rect>'
+        )
+        value = f"{share:.1%}" + ("  ← largest share" if is_culprit else "") + \
+            ("  · first above its floor" if layer is first else "")
+        out.append(_text(end + 6, y + 13, value, size=11, fill=_FAIL if is_culprit else _MUTED,
+                         weight="700" if is_culprit else None))
+    out.append("</svg>")
+    return "".join(out)
+
+
 def profile_svg(profile: "Profile") -> str:
     """Return an inline SVG bar chart of the per-layer error (log scale), culprit in red.
 
@@ -584,10 +626,16 @@ def _facts(r: "CheckResult") -> str:
 def _culprit(profile: "Profile") -> str:
     c = profile.culprit
     assert c is not None
-    text = f"Equivariance first breaks at <code>{escape(c.qualname)}</code>: {escape(describe_layer(c))}"
+    if profile.is_attribution:
+        text = f"Largest share of the equivariance error: <code>{escape(c.qualname)}</code>: " \
+               f"{escape(describe_layer(c))}"
+    else:
+        text = f"Equivariance first breaks at <code>{escape(c.qualname)}</code>: {escape(describe_layer(c))}"
     where = layer_location(c)
     if where:
         text += f" at <code>{escape(where)}</code>"
+    if profile.is_attribution and c.share is not None:
+        text += f" ({c.share:.0%} of the Lie derivative)"
     if profile.finding_code:
         text += f" — {escape(profile.finding_code)}"
     if profile.finding_fix:
@@ -596,10 +644,27 @@ def _culprit(profile: "Profile") -> str:
 
 
 def _profile_block(profile: "Profile") -> str:
+    if profile.is_attribution:
+        shown = sum(1 for layer in profile.layers if (layer.share or 0) > 0)
+        caption = "Each layer's share of the squared norm of the output's Lie derivative, in execution order"
+        if shown < len(profile.layers):
+            caption += f"; {len(profile.layers) - shown} layers with no share are left out"
+        caption += f". Measured by {escape(profile.method)}."
+        if profile.end_to_end is not None:
+            caption += f" The output's Lie derivative is {escape(format_error(profile.end_to_end))} per image."
+        caption += "".join(f" {escape(note)}." for note in profile.notes)
+        opened = " open" if shown <= PROFILE_OPEN_LAYERS else ""
+        return (
+            f"<details class=\"profile\"{opened}><summary><h3 style=\"display:inline\">Per-layer shares "
+            f"({shown} of {len(profile.layers)} layers)</h3></summary>"
+            + _figure(share_svg(profile), caption, escaped=True)
+            + "</details>"
+        )
     caption = "Equivariance error at each layer's output, in execution order (log scale); the black " \
               "tick is the noise floor."
     if profile.method:
         caption += f" Measured by {escape(profile.method)}."
+    caption += "".join(f" {escape(note)}." for note in profile.notes)
     opened = " open" if len(profile.layers) <= PROFILE_OPEN_LAYERS else ""
     return (
         f"<details class=\"profile\"{opened}><summary><h3 style=\"display:inline\">Per-layer profile "

@@ -6,6 +6,10 @@ short of it, so a clean layer reads as a short shaded bar and a broken one as a 
 (the first layer above its floor) is marked ``▶``. Long runs of clean layers collapse to one line, and
 only a few layers after the culprit are shown, since they inherit its error.
 
+An attribution profile (``Profile.is_attribution``) is drawn as shares instead: the layers with the
+largest shares of the output's Lie derivative, largest first, each bar linear in its share, the culprit
+(the largest) marked ``▶`` and the first layer above its local floor tagged.
+
 Nothing here measures anything: the figures come from :class:`~pytest_equivariance.check.result.Profile`.
 """
 
@@ -31,6 +35,10 @@ MAX_CLEAN_RUN = 4
 AFTER_CULPRIT = 4
 _NAME_WIDTH = 28
 _CULPRIT_MARK = "  ← first break"
+_FIRST_MARK = "  · first above its floor"
+#: An attribution chart lists the largest shares until they cover this much, at most MAX_SHARE_ROWS rows.
+SHARE_COVERED = 0.95
+MAX_SHARE_ROWS = 8
 _OP_WIDTH = 20
 _PARAM_KEYS = ("kernel_size", "stride", "padding", "dilation", "scale_factor", "mode", "ceil_mode", "groups")
 _DEFAULTS = {"padding": "0", "dilation": "1", "ceil_mode": "False", "groups": "1"}  # not worth a column
@@ -140,7 +148,11 @@ def culprit_lines(profile: "Profile") -> list[str]:
     if c is None:
         return []
     where = f" at {location}" if (location := layer_location(c)) else ""
-    lines = [f"equivariance first breaks at {c.qualname}: {describe_layer(c)}{where}"]
+    if profile.is_attribution:
+        lines = [f"largest share of the equivariance error: {c.qualname}: {describe_layer(c)}{where} "
+                 f"({_percent(c.share)} of the Lie derivative)"]
+    else:
+        lines = [f"equivariance first breaks at {c.qualname}: {describe_layer(c)}{where}"]
     if profile.finding_code:
         fix = (profile.finding_fix or "").strip()
         first, _, rest = fix.partition("\n")
@@ -152,6 +164,8 @@ def culprit_lines(profile: "Profile") -> list[str]:
 def header(profile: "Profile") -> str:
     """Return the chart's title line: what was measured, under which transform."""
     under = f" under {profile.transform}" if profile.transform else ""
+    if profile.is_attribution:
+        return f"per-layer share of the equivariance error{under}: {profile.method}"
     return f"per-layer error{under}: {profile.method}" if profile.method else f"per-layer error{under}"
 
 
@@ -159,6 +173,8 @@ def profile_text(profile: "Profile", *, bar_width: int = BAR_WIDTH) -> str:
     """Return the profile as plain text (no colour), for AssertionError messages and logs."""
     if not profile.layers:
         return header(profile) + "\n  (no layer could be measured)"
+    if profile.is_attribution:
+        return _shares_text(profile, bar_width)
     lo, hi = log_range(profile)
     rows = chart_rows(profile)
     names, ops = _widths(rows)
@@ -205,6 +221,9 @@ class ProfileChart:
         if not profile.layers:
             yield Text("  (no layer could be measured)", style="dim")
             return
+        if profile.is_attribution:
+            yield from self._shares(console, options)
+            return
         lo, hi = log_range(profile)
         rows = chart_rows(profile)
         names, ops = _widths(rows)
@@ -234,13 +253,124 @@ class ProfileChart:
                 text.append(_CULPRIT_MARK, style="bold red")
             yield text
         yield Text(_legend(lo, hi), style="dim")
-        lines = culprit_lines(profile)
-        if lines:
-            yield Text(lines[0], style="bold")
-            for line in lines[1:]:
-                yield Text(line, style="cyan")
-        else:
-            yield Text("no layer rises above its noise floor", style="green")
+        yield from _culprit_texts(profile, "no layer rises above its noise floor")
+
+    def _shares(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        profile = self.profile
+        rows, tail = share_rows(profile)
+        names, ops = _widths([Row(layer) for layer, _, _ in rows])
+        width = self.bar_width
+        if width is None:
+            fixed = 4 + names + 2 + ops + 2 + 2 + 8 + len(_FIRST_MARK)
+            width = max(8, min(BAR_WIDTH, options.max_width - fixed))
+        for layer, is_culprit, is_first in rows:
+            text = Text("  ")
+            text.append("▶ " if is_culprit else "  ", style="bold red")
+            text.append(_fit(layer.qualname, names), style="bold red" if is_culprit else "")
+            text.append("  ")
+            text.append(_fit(layer.op, ops))
+            text.append(" │")
+            filled = share_cells(layer.share or 0.0, width)
+            text.append("█" * filled, style="red" if is_culprit else "yellow")
+            text.append(" " * (width - filled))
+            text.append("│ ")
+            text.append(_percent(layer.share).rjust(6), style="bold red" if is_culprit else "")
+            if is_first:
+                text.append(_FIRST_MARK, style="yellow")
+            yield text
+        if tail:
+            yield Text(f"    {tail}", style="dim")
+        yield Text(_share_legend(profile), style="dim")
+        yield from _culprit_texts(profile, _no_culprit(profile))
+        for note in profile.notes:
+            yield Text(f"note: {note}", style="dim")
+
+
+def _culprit_texts(profile: "Profile", otherwise: str) -> Any:
+    """Yield the culprit's lines (the first bold, the fix in cyan), or ``otherwise`` in green."""
+    from rich.text import Text
+
+    lines = culprit_lines(profile)
+    if not lines:
+        yield Text(otherwise, style="green")
+        return
+    yield Text(lines[0], style="bold")
+    for line in lines[1:]:
+        yield Text(line, style="cyan")
+
+
+def share_rows(profile: "Profile") -> tuple[list[tuple["LayerError", bool, bool]], str]:
+    """Return the attribution chart's rows ``(layer, is culprit, is first above its floor)``, largest
+    share first, and a line summarising the layers left out ("" when none is)."""
+    first = profile.first_break
+    ranked = sorted((layer for layer in profile.layers if (layer.share or 0) > 0), key=lambda layer: -(layer.share or 0))
+    shown: list["LayerError"] = []
+    covered = 0.0
+    for layer in ranked:
+        if shown and (covered >= SHARE_COVERED or len(shown) >= MAX_SHARE_ROWS):
+            break
+        shown.append(layer)
+        covered += layer.share or 0.0
+    rows = [(layer, layer is profile.culprit or layer == profile.culprit, layer is first) for layer in shown]
+    rest = [layer for layer in ranked if layer not in shown]
+    exact = len(profile.layers) - len(ranked)
+    parts = []
+    if rest:
+        parts.append(f"{len(rest)} more layers share {_percent(sum(layer.share or 0 for layer in rest))}")
+    if exact:
+        parts.append(f"{exact} layers with no share")
+    tail = f"⋯ {', '.join(parts)} ⋯" if parts else ""
+    if first is not None and first not in shown:
+        tail += f"{'  ' if tail else ''}first above its floor: {first.qualname} ({_percent(first.share)})"
+    return rows, tail
+
+
+def share_cells(share: float, width: int) -> int:
+    """Return how many cells of a linear bar ``width`` cells long a share fills (at least one when > 0)."""
+    if not share > 0:
+        return 0
+    return max(1, min(width, round(share * width)))
+
+
+def _shares_text(profile: "Profile", bar_width: int) -> str:
+    rows, tail = share_rows(profile)
+    names, ops = _widths([Row(layer) for layer, _, _ in rows]) if rows else (0, 0)
+    lines = [header(profile)]
+    for layer, is_culprit, is_first in rows:
+        filled = share_cells(layer.share or 0.0, bar_width)
+        bar = "█" * filled + " " * (bar_width - filled)
+        lines.append(
+            f"  {'▶' if is_culprit else ' '} {_fit(layer.qualname, names)}  {_fit(layer.op, ops)} │{bar}│ "
+            f"{_percent(layer.share).rjust(6)}{_FIRST_MARK if is_first else ''}"
+        )
+    if tail:
+        lines.append(f"    {tail}")
+    lines.append(_share_legend(profile))
+    lines.extend(culprit_lines(profile) or [_no_culprit(profile)])
+    lines.extend(f"note: {note}" for note in profile.notes)
+    return "\n".join(lines)
+
+
+def _share_legend(profile: "Profile") -> str:
+    total = f"; the output's Lie derivative is {format_error(profile.end_to_end or 0.0)} per image" \
+        if profile.end_to_end is not None else ""
+    return f"    bars: each layer's share of ‖L f‖² (linear){total}"
+
+
+def _no_culprit(profile: "Profile") -> str:
+    if any((layer.share or 0) > 0 for layer in profile.layers):
+        return "no culprit named: the check passed"
+    return "every layer is equivariant up to rounding"
+
+
+def _percent(share: float | None) -> str:
+    if share is None:
+        return "–"
+    if 0 < share < 0.001:
+        return "<0.1%"
+    return f"{share:.1%}"
 
 
 def _legend(lo: float, hi: float) -> str:

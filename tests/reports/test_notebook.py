@@ -37,7 +37,7 @@ def test_a_check_shows_its_card_with_the_heatmap(executed) -> None:
     assert "FAIL" in html and "shift invariant" in html
     assert html.count("<svg") >= 2  # the shift heatmap and the per-layer profile
     assert html.count("<rect") > 81  # a cell per shift of the 9 x 9 grid
-    assert "Equivariance first breaks at <code>features.2</code>" in html
+    assert "Largest share of the equivariance error: <code>features.2</code>" in html
     assert "--equiv-seed" not in html and "check_shift_invariant(" in html  # reproduce call outside pytest
     assert "body {" not in html  # the notebook's own page is not restyled
 
@@ -76,4 +76,4 @@ def test_rich_consoles_print_the_terminal_reports() -> None:
     text = out.getvalue()
     assert "FAILED shift_invariant (circular)" in text and "worst transform: shift (dy=+0, dx=+1)" in text
     assert "EQ001 [error] features.2" in text
-    assert "first break" in text
+    assert "largest share of the equivariance error: features.2" in text
