@@ -24,6 +24,7 @@ BENCHMARKS = {
     "antialias_shift.py": False,
     "lie_cost.py": True,
     "attribution_cost.py": True,
+    "group_cost.py": True,
 }
 
 

@@ -228,6 +228,15 @@ class Comparison:
 # --------------------------------------------------------------------------- keys and entries
 
 
+def check_kind(result: "CheckResult") -> str:
+    """Return the check's kind for its key: a group check names its group and fields, which change
+    what is measured (``rotation_equivariant[C8; input: 1 scalar; output: 4 regular]``)."""
+    if not result.group:
+        return result.kind
+    fields = "; ".join(f"{where}: {what}" for where, what in sorted((result.fields or {}).items()))
+    return f"{result.kind}[{result.group}{'; ' + fields if fields else ''}]"
+
+
 def device_kind(device: str) -> str:
     """Return the kind of a device string: ``"cuda:1"`` -> ``"cuda"``, ``"cpu"`` -> ``"cpu"``."""
     return str(device).split(":", 1)[0] or "cpu"
@@ -255,7 +264,7 @@ def entries_from_results(results: Iterable["CheckResult"]) -> list[BaselineEntry
         test_id = result.test_id or "<no test>"
         index = seen.get(test_id, 0)
         seen[test_id] = index + 1
-        key = BaselineKey(test_id, index, result.kind, device_kind(result.device), dtype_name(result.dtype))
+        key = BaselineKey(test_id, index, check_kind(result), device_kind(result.device), dtype_name(result.dtype))
         entries.append(BaselineEntry(key, dict(result.figures()), result.seed, result.weights_fingerprint,
                                      result.inputs_fingerprint))
     return entries

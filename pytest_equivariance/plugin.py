@@ -93,13 +93,13 @@ _COMMON_KEYWORDS = (
 )  # fmt: skip
 _FAMILY_KEYWORDS = {
     "shift": ("max_shift", "shifts", "shift", "subpixel"),
-    "rotation": ("angles", "angle"),
+    "rotation": ("angles", "angle", "group", "input_fields", "output_fields"),
 }
 #: Every keyword a marker accepts, in the order the docs list them.
 MARKER_KEYWORDS = (
     "input_shape", "max_shift", "shifts", "shift", "subpixel", "trials", "mode", "angles", "angle", "dims",
-    "atol", "rtol", "min_consistency", "min_psnr", "measure", "seed", "device", "batch_size", "localize",
-    "grid", "margin",
+    "group", "input_fields", "output_fields", "atol", "rtol", "min_consistency", "min_psnr", "measure", "seed",
+    "device", "batch_size", "localize", "grid", "margin",
 )  # fmt: skip
 
 _MARKER_DOCS = {
@@ -523,7 +523,7 @@ def run_check(
     kwargs = dict(kwargs or {})
     kwargs.setdefault("seed", derive_seed(settings.seed, item.nodeid))
     kwargs.setdefault("device", settings.device)
-    if settings.trials is not None and not ({"shift", "shifts", "angle", "angles"} & kwargs.keys()):
+    if settings.trials is not None and not ({"shift", "shifts", "angle", "angles", "group"} & kwargs.keys()):
         kwargs.setdefault("trials", settings.trials)
     if "localize" not in kwargs and settings.localize is not None:
         kwargs["localize"] = settings.localize

@@ -43,6 +43,10 @@ DEFAULT_BATCH = 2
 INTERP_ANGLES = tuple(float(a) for a in range(15, 360, 15))
 #: Spectral exponent of the default images in ``mode="interp"`` (1/f² noise: smooth to resample).
 INTERP_EXPONENT = 2.0
+#: The default verdict of a group check with resampled elements: relative L2 error inside the disk.
+GROUP_REL_L2 = 0.1
+#: Image size a group check of an escnn / e2cnn module uses when no shape is given (odd: a centre pixel).
+GROUP_SPATIAL = (33, 33)
 #: Output pixels left out inside the disk's edge in ``mode="interp"``.
 INTERP_MARGIN = 2
 _REFERENCE = "reference"  # job key of the untransformed input
@@ -135,7 +139,7 @@ def check_rotation_equivariant(
     angles: Sequence[Any] | None = None,
     angle: Any = None,
     trials: int | None = None,
-    mode: str = "exact",
+    mode: str | None = None,
     dims: Sequence[int] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -148,13 +152,25 @@ def check_rotation_equivariant(
     margin: int | None = None,
     min_psnr: float | None = None,
     measure: str = "error",
+    group: str | None = None,
+    input_fields: Any = None,
+    output_fields: Any = None,
 ) -> CheckResult:
     """Return how far ``model(rotate(x))`` is from ``rotate(model(x))``.
 
-    ``mode="exact"``: quarter turns (default 90, 180, 270) and flips (``"hflip"``, ``"vflip"`` in
-    ``angles``), exact pixel permutations. ``mode="interp"``: any angle by bilinear resampling,
-    compared inside the inscribed disk only (default: a sweep every 15°, or ``trials`` random angles
-    drawn from ``seed``), with looser default tolerances for the interpolation error.
+    ``mode="exact"`` (the default without ``group``): quarter turns (default 90, 180, 270) and flips
+    (``"hflip"``, ``"vflip"`` in ``angles``), exact pixel permutations. ``mode="interp"``: any angle
+    by bilinear resampling, compared inside the inscribed disk only (default: a sweep every 15°, or
+    ``trials`` random angles drawn from ``seed``), with looser default tolerances for the
+    interpolation error.
+
+    ``group="C<N>"``, ``"D<N>"``, ``"SO2"`` or ``"O2"`` checks every element of that group instead
+    (SO2 and O2: the sweep or ``trials`` random elements), exact for quarter turns and flips and
+    band-limited resampling otherwise; ``input_fields`` / ``output_fields`` say how the elements act
+    on channels (``"scalar"``, ``"regular"``, ``"vector"``, ``"irrep(k)"``, ``"sign"``, a list of
+    them along the channel dim, a dict per output leaf, an escnn / e2cnn ``FieldType``, or a callable
+    ``(element, tensor) -> tensor``). escnn and e2cnn modules are read directly: their group and
+    field types come from the module. See ``docs/groups.md``.
     """
     return _check_rotations(**locals(), equivariant=True)
 
@@ -167,7 +183,7 @@ def check_rotation_invariant(
     angles: Sequence[Any] | None = None,
     angle: Any = None,
     trials: int | None = None,
-    mode: str = "exact",
+    mode: str | None = None,
     dims: Sequence[int] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -180,6 +196,9 @@ def check_rotation_invariant(
     margin: int | None = None,
     min_psnr: float | None = None,
     measure: str = "error",
+    group: str | None = None,
+    input_fields: Any = None,
+    output_fields: Any = None,
 ) -> CheckResult:
     """Return how far ``model(rotate(x))`` is from ``model(x)``; arguments as :func:`check_rotation_equivariant`."""
     return _check_rotations(**locals(), equivariant=False)
@@ -271,6 +290,8 @@ class _Spec:
     margin: int | None
     max_shift: int | None = None
     min_psnr: float | None = None
+    group: Any = None  # check.groups.Group of a group check
+    max_rel_l2: float | None = None  # when set, the verdict: rel_l2 of every trial at most this
 
 
 @dataclass
@@ -281,6 +302,8 @@ class _Context:
     dims: tuple[int, ...]
     lattice: tuple[int, ...] | None  # output stride per dim that shifts must be multiples of
     seed: int
+    outputs: Any = None  # the reference output leaves, when known before the transforms are drawn
+    fields: dict[str, str] | None = None  # what build() chose: "input" / "output<path>" -> description
 
 
 def _usage(message: str) -> EquivarianceUsageError:
@@ -338,6 +361,11 @@ def _input_shape(spec: _Spec) -> tuple[int, ...]:
                 f"e.g. input_shape=(2, 3, 64, 64)."
             )
         return tuple(shape)
+    from pytest_equivariance.check.groups import FIELD_TYPES
+
+    field_types = getattr(spec.model, FIELD_TYPES, None)
+    if field_types is not None:  # an escnn / e2cnn module: its in_type says the channels
+        return (DEFAULT_BATCH, field_types[0].size, *CHECK_SPATIAL[2])
     return infer_input_shape(spec.model, spatial=CHECK_SPATIAL, batch=DEFAULT_BATCH)
 
 
@@ -420,6 +448,7 @@ def _check_shifts(
     measure: Any = "error",
     equivariant: bool,
 ) -> CheckResult:
+    model = _library_model(model)  # translations act on escnn / e2cnn fields' grids only
     if mode not in transforms.SHIFT_MODES:
         raise _usage(f"mode={mode!r} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
     if max_shift is not None and (expected := arguments.expected_value("max_shift", max_shift, "shift")):
@@ -583,8 +612,25 @@ def _check_rotations(
     margin: Any,
     min_psnr: Any = None,
     measure: Any = "error",
+    group: Any = None,
+    input_fields: Any = None,
+    output_fields: Any = None,
     equivariant: bool,
 ) -> CheckResult:
+    from pytest_equivariance.check import groups
+
+    model = _library_model(model)
+    library = getattr(model, groups.FIELD_TYPES, None)  # (in_type, out_type) of an escnn / e2cnn module
+    if library is not None or group is not None or input_fields is not None or output_fields is not None:
+        return _check_group(
+            model=model, library=library, group=group, input_fields=input_fields, output_fields=output_fields,
+            inputs=inputs, input_shape=input_shape, angles=angles, angle=angle, trials=trials, mode=mode,
+            dims=dims, atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
+            batch_size=batch_size, localize=localize, grid=grid, margin=margin, min_psnr=min_psnr,
+            measure=measure, equivariant=equivariant,
+        )
+    del groups
+    mode = mode or "exact"
     if mode not in transforms.ROTATION_MODES:
         raise _usage(
             f"mode={mode!r} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
@@ -643,6 +689,125 @@ def _check_rotations(
     return _run(spec, build, plane=True)
 
 
+# -- groups and fields --------------------------------------------------------------------------------
+
+
+def _library_model(model: Any) -> Any:
+    """Return escnn / e2cnn modules as plain modules between tensors; any other model as it is."""
+    from pytest_equivariance.check import groups
+
+    return groups.wrap_library_module(model) if groups.is_equivariant_module(model) else model
+
+
+def _check_group(
+    *, model: Any, library: Any, group: Any, input_fields: Any, output_fields: Any, inputs: Any, input_shape: Any,
+    angles: Any, angle: Any, trials: Any, mode: Any, dims: Any, atol: Any, rtol: Any, min_consistency: Any,
+    seed: Any, device: Any, batch_size: Any, localize: Any, grid: Any, margin: Any, min_psnr: Any, measure: Any,
+    equivariant: bool,
+) -> CheckResult:
+    """A rotation check over the elements of a group, acting on fields (check.groups)."""
+    from pytest_equivariance.check import groups
+
+    kind = "rotation_equivariant" if equivariant else "rotation_invariant"
+    if angles is not None or angle is not None:
+        raise _usage(
+            "Both group and angles were given; group= chooses the elements, so drop angles= (or drop "
+            "group= and keep the angles)."
+        ) if group is not None or library is None else _usage(
+            "An escnn or e2cnn module is checked over its own group; drop angles=, or pass group= for a subgroup."
+        )
+    if library is not None and (input_fields is not None or output_fields is not None):
+        raise _usage(
+            "The module's field types are read from its in_type and out_type; drop input_fields and "
+            "output_fields."
+        )
+    if group is None and library is None:
+        raise _usage(
+            "input_fields and output_fields say how a group acts on channels, so they need group=; pass "
+            "e.g. group='C4' (quarter turns) or group='D4' (with flips)."
+        )
+    if not equivariant and output_fields is not None:
+        raise _usage(
+            "An invariant check's output must not change at all, so output_fields do not apply; drop "
+            "output_fields, or use check_rotation_equivariant."
+        )
+    if measure != "error":
+        raise _usage(f"measure={measure!r} is not available with group=; use the default measure='error'.")
+    model_group = groups.library_group(library[0]) if library is not None else None
+    chosen = groups.parse_group(group) if group is not None else model_group
+    assert chosen is not None
+    if mode is None:
+        mode = "exact" if chosen.exact else "interp"
+    if mode not in transforms.ROTATION_MODES:
+        raise _usage(
+            f"mode={mode!r} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
+        )
+    if mode == "exact" and not chosen.exact:
+        raise _usage(
+            f"{chosen.name} has rotations that are not multiples of 90 degrees, which mode='exact' cannot "
+            f"apply; drop mode= (they are resampled band-limitedly) or pass mode='interp'."
+        )
+    _check_trials(trials)
+    if trials and chosen.finite:  # every element is checked; trials only draw elements of SO2 and O2
+        trials = None
+    spec = _Spec(
+        kind=kind, equivariant=equivariant, model=model, inputs=inputs, input_shape=input_shape, dims=dims,
+        atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
+        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr,
+    )
+    spec.group = chosen
+    if mode == "interp" and atol is None and rtol is None and min_psnr is None:
+        spec.max_rel_l2 = GROUP_REL_L2
+    if library is not None and inputs is None and input_shape is None:
+        spec.input_shape = (DEFAULT_BATCH, library[0].size, *GROUP_SPATIAL)
+
+    def build(ctx: _Context) -> list[transforms.Transform]:
+        plane = ctx.dims
+        if len(plane) != 2:
+            raise _usage(f"Rotations act on a plane of 2 spatial dims; pass dims= naming two, got {plane}.")
+        nd = len(ctx.input_shape)
+        if library is not None:
+            fin = groups.Fields(chosen, library=library[0], description=_field_type_name(library[0]))
+            outs = {path: groups.Fields(chosen, library=library[1], description=_field_type_name(library[1]))
+                    for path, _ in ctx.outputs or []}
+        else:
+            fin = groups.parse_fields(input_fields if input_fields is not None else "scalar", chosen,
+                                      ctx.input_shape[1], where="input", ndim=nd)
+            outs = {}
+            for path, leaf in ctx.outputs or []:
+                value = groups.leaf_fields(output_fields if output_fields is not None else "scalar", path)
+                if leaf.dim() >= 2:
+                    outs[path] = groups.parse_fields(value, chosen, leaf.shape[1], where=f"output{path}", ndim=nd)
+        ctx.fields = {"input": fin.description, **{f"output{p}": f.description for p, f in outs.items()}}
+        out = []
+        for element in chosen.elements(trials=trials, seed=ctx.seed):
+            if library is not None:
+                groups.library_element(library[0], element)  # a usage error for elements outside its group
+
+            def fiber_in(x: "Tensor", element: groups.Element = element) -> "Tensor":
+                return fin.act(element, x)
+
+            def fiber_out(y: "Tensor", leaf: str, element: groups.Element = element) -> "Tensor":
+                fields = outs.get(leaf)
+                return y if fields is None else fields.act(element, y)
+
+            out.append(transforms.group_element(
+                element, (plane[0], plane[1]), mode, None if fin.trivial else fiber_in,
+                fiber_out if any(not f.trivial for f in outs.values()) else None,
+            ))
+        return out
+
+    return _run(spec, build, plane=True)
+
+
+def _field_type_name(field_type: Any) -> str:
+    names = [getattr(r, "name", str(r)) for r in getattr(field_type, "representations", [])]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} {name}" for name, n in counts.items()) or f"{field_type.size} channels"
+
+
 # -- the run ------------------------------------------------------------------------------------------
 
 
@@ -698,7 +863,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             if flat and strides:
                 notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
 
-        ctx = _Context(model_shape, dims, lattice, seed)
+        ctx = _Context(model_shape, dims, lattice, seed, ref_leaves)
         transform_list = build(ctx)
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
@@ -741,6 +906,9 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             all_shift_consistency=_all_shift_consistency(agreements),
             weights_fingerprint=fingerprint.fingerprint_model(model),
             inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
+            group=spec.group.name if spec.group is not None else None,
+            fields=ctx.fields,
+            max_rel_l2=spec.max_rel_l2,
         )
         if spec.min_consistency is not None:  # the mean over trials decides, not each trial
             mean = result.consistency
@@ -749,7 +917,7 @@ def _run(spec: _Spec, build: Callable[[_Context], list[transforms.Transform]], *
             result.angle_errors = [
                 (float(tr.params.get("angle", 90 * tr.params.get("k", 0))), tr.max_abs)
                 for tr in trials
-                if "angle" in tr.params or "k" in tr.params
+                if ("angle" in tr.params or "k" in tr.params) and not tr.params.get("flip")
             ] or None
         worst = _worst_transform(result, transform_list)
         _attach_extras(spec, result, model, x, worst, dims, dev, batch_size, out_margin)
@@ -861,7 +1029,20 @@ def _source(
         # model that is not rotation-equivariant shows.
         exponent = INTERP_EXPONENT if spec.mode == "interp" else 1.0
         x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev, exponent=exponent)
-    if spec.mode == "interp":
+    if spec.mode == "interp" and spec.group is not None:
+        x = x * transforms.soft_disk(x.shape, dims, dtype=x.dtype, device=x.device)
+        notes.append(
+            "group elements off the pixel grid are resampled band-limitedly; inputs tapered to the "
+            "inscribed disk, outputs compared inside it"
+            + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images")
+        )
+        if spec.max_rel_l2 is not None:
+            notes.append(
+                f"judged by the relative L2 error inside the disk (<= {spec.max_rel_l2:g}), as resampled "
+                f"filters are equivariant only up to their discretisation; pass atol=/rtol= to judge "
+                f"every element"
+            )
+    elif spec.mode == "interp":
         x = x * transforms.disk_mask(x.shape, dims, dtype=x.dtype, device=x.device)
         notes.append(
             "interp mode: inputs masked to the inscribed disk; outputs compared inside it"
@@ -998,7 +1179,7 @@ def _trial(
         if spec.kind == "custom":
             b = t.on_output(b)
         elif path in strides:
-            b = t.on_output(b, strides[path])
+            b = t.on_output(b, strides[path], path)
             mask = t.mask(tuple(b.shape), strides[path], margin, device=b.device)
             if mask is not None and not bool(mask.any()):
                 raise _usage(
@@ -1025,6 +1206,8 @@ def _trial(
     psnr = min((c.psnr for c in comparisons if c.psnr is not None), default=None)
     if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it
         passed = psnr is not None and psnr >= spec.min_psnr
+    elif spec.max_rel_l2 is not None:
+        passed = all(c.rel_l2 <= spec.max_rel_l2 for c in judged)
     agreement = next((c.agreement for c in judged if c.agreement is not None), None)
     trial = Trial(
         transform=t.label,

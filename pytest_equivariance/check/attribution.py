@@ -172,8 +172,13 @@ def explain(
     without forward-mode AD (a note names it) or when no term rises above rounding although the
     check failed. A passing check's attribution names no culprit.
     """
+    from pytest_equivariance.check.groups import FIELD_TYPES
     from pytest_equivariance.check.localize import localize
 
+    if getattr(model, FIELD_TYPES, None) is not None:
+        return Profile(layers=[], method=(
+            "not localised: the layers of escnn and e2cnn modules exchange GeometricTensors, which the "
+            "profile cannot follow; check the module's submodules one by one"), transform=transform.label)
     generators = _generators_for(transform, inputs)
 
     def finite(note: str | None = None) -> Profile:

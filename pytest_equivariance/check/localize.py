@@ -257,6 +257,34 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
         method = "relative difference of rotated maps on the inscribed disk"
         return invariant_or(on_disk), method, True, baseline
 
+    if family == "group":
+        element = transform.element
+
+        def moved(a: "Tensor") -> "Tensor":  # the element on the grid only: a layer's fields are unknown
+            return element.spatial(a, dims)
+
+        def aligned_group(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> "tuple[float, float] | None":
+            m = moved(a)
+            if len(sdims) != len(dims) or m.shape != b.shape:
+                return None
+            mask = transform.mask(tuple(a.shape), margin=1, device=a.device)
+            return direct_error(_sort_channels(m), _sort_channels(b), mask)
+
+        def group_baseline(x0: "Tensor", x1: "Tensor") -> float:
+            from pytest_equivariance.check.groups import Element
+
+            back = Element(-element.angle).spatial(x1, dims)
+            back = back.flip(dims[1]) if element.flip else back
+            mask = transform.mask(tuple(x0.shape), margin=1, device=x0.device)
+            num, den = direct_error(x0, back, mask)
+            return math.sqrt(num / den) / 2 if den > 0 else 0.0
+
+        method = ("relative difference of transformed maps, channels sorted per pixel (a layer's fields are "
+                  "not known: exact for scalar and regular fields, approximate for others)")
+        if element.on_grid:
+            return invariant_or(aligned_group), method, False, None
+        return invariant_or(aligned_group), method + ", on the inscribed disk", True, group_baseline
+
     method = f"not localised: a {family} transform has no defined action on intermediate feature maps"
     return None, method, False, None
 

@@ -122,8 +122,13 @@ def compare(
         excess = (diff / bound.clamp_min(1e-300)).max().item()
     passed = excess <= 1.0
     if mask is not None:
-        m_bool = m > 0
-        peak = (b64[m_bool].max() - b64[m_bool].min()).item() if bool(m_bool.any()) else 0.0
+        inside = m > 0
+        if bool(inside.any()):  # where(), not indexing: no copy of the selected elements
+            top = torch.where(inside, b64, -math.inf).max()
+            bottom = torch.where(inside, b64, math.inf).min()
+            peak = (top - bottom).item()
+        else:
+            peak = 0.0
     else:
         peak = (b64.max() - b64.min()).item() if b64.numel() else 0.0
     figure_psnr = psnr((diff * diff).sum().item(), int(count), peak)

@@ -81,3 +81,40 @@ def _complex(x: "Tensor") -> "torch.dtype":
     import torch
 
     return torch.complex128 if x.dtype == torch.float64 else torch.complex64
+
+
+def resample_fourier(x: "Tensor", size: Sequence[int], dims: Sequence[int]) -> "Tensor":
+    """Return ``x`` resampled to ``size`` samples along ``dims`` by zero-padding or cropping its spectrum.
+
+    Exact for band-limited periodic signals in both directions (a round trip up and down returns the
+    input); downsampling discards the frequencies the coarser grid cannot hold. An even-sized axis's
+    Nyquist bin is split evenly between ``±N/2`` when upsampling and folded back when downsampling.
+    """
+    import torch
+
+    out = x.to(_real(x))
+    for dim, m in zip(dims, size):
+        n = out.shape[dim]
+        if m == n:
+            continue
+        spectrum = torch.fft.fft(out, dim=dim)
+        keep = min(n, m)
+        low = (keep + 1) // 2  # non-negative frequencies 0 .. low-1
+        high = keep // 2  # negative frequencies -high .. -1
+        pos = spectrum.narrow(dim, 0, low)
+        neg = spectrum.narrow(dim, n - high, high) if high else spectrum.narrow(dim, 0, 0)
+        shape = list(spectrum.shape)
+        shape[dim] = m
+        new = spectrum.new_zeros(shape)
+        new.narrow(dim, 0, low).copy_(pos)
+        if high:
+            new.narrow(dim, m - high, high).copy_(neg)
+        if keep % 2 == 0 and keep == n and m > n:  # upsampling an even axis: split its Nyquist bin
+            nyquist = spectrum.narrow(dim, n // 2, 1) / 2
+            new.narrow(dim, m - n // 2, 1).copy_(nyquist)
+            new.narrow(dim, n // 2, 1).copy_(nyquist)
+        elif keep % 2 == 0 and keep == m and m < n:  # downsampling to an even axis: fold ±m/2 together
+            folded = spectrum.narrow(dim, m // 2, 1) + spectrum.narrow(dim, n - m // 2, 1)
+            new.narrow(dim, m - m // 2, 1).copy_(folded)
+        out = torch.fft.ifft(new, dim=dim).real * (m / n)
+    return out.to(x.dtype)

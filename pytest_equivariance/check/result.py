@@ -131,6 +131,9 @@ class CheckResult:
     all_shift_consistency: float | None = None  # images whose top-1 class survives every trial (classifiers)
     weights_fingerprint: str | None = None  # check/fingerprint: the model's state dict as checked
     inputs_fingerprint: str | None = None  # the same for the tensor the transforms acted on
+    group: str | None = None  # a group check's group ("C8", "D4", "SO2"), check.groups
+    fields: dict[str, str] | None = None  # "input" / "output<leaf>" -> how the group acts on its channels
+    max_rel_l2: float | None = None  # when set, the verdict: every trial's rel_l2 at most this
 
     def _repr_html_(self) -> str:
         """The check's card as HTML — verdict, figures, heatmap or angle plot, profile, seed — for notebooks."""
@@ -156,6 +159,8 @@ class CheckResult:
             rated = [t for t in self.trials if t.consistency is not None]
             if rated:
                 return min(rated, key=lambda t: t.consistency)
+        if self.max_rel_l2 is not None:  # the relative L2 error decides
+            return min(self.trials, key=lambda t: (t.passed, -t.rel_l2), default=None)
         return min(self.trials, key=lambda t: (t.passed, -t.max_abs), default=None)
 
     @property

@@ -48,7 +48,7 @@ class Transform:
     """
 
     label: str
-    family: str  # "shift" | "rot90" | "flip" | "angle" | "custom"
+    family: str  # "shift" | "rot90" | "flip" | "angle" | "group" | "custom"
     params: dict[str, Any] = field(hash=False)
     dims: tuple[int, ...] = ()
     mode: str = "custom"  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
@@ -56,6 +56,11 @@ class Transform:
     canvas: tuple[int, ...] | None = None
     input_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
     output_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
+    # family "group": the element (check.groups.Element) and how it acts on the input's channels and
+    # on each output leaf's (``(tensor, leaf path) -> tensor``); None acts trivially.
+    element: Any = field(default=None, compare=False, repr=False)
+    fiber_in: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
+    fiber_out: Callable[["Tensor", str], "Tensor"] | None = field(default=None, compare=False, repr=False)
 
     # -- acting on tensors -------------------------------------------------------------------
 
@@ -67,7 +72,7 @@ class Transform:
         """
         if self.mode == "crop":
             return _crop(x, self.dims, self.canvas, (0,) * len(self.dims))
-        if self.mode == "interp":
+        if self.mode == "interp" and self.family != "group":  # group checks taper their inputs once
             return x * disk_mask(x.shape, self.dims, dtype=x.dtype, device=x.device)
         return x
 
@@ -93,12 +98,15 @@ class Transform:
             return torch.flip(x, (p["axis"],))
         if family == "angle":
             return rotate(self.reference(x), p["angle"], self.dims)
+        if family == "group":
+            moved = self.element.spatial(self.reference(x), self.dims)
+            return moved if self.fiber_in is None else self.fiber_in(moved)
         if family == "custom":
             assert self.input_fn is not None
             return self.input_fn(x)
         raise ValueError(f"unknown transform family {family!r}")
 
-    def on_output(self, y: "Tensor", stride: tuple[int, ...] | None = None) -> "Tensor":
+    def on_output(self, y: "Tensor", stride: tuple[int, ...] | None = None, leaf: str = "") -> "Tensor":
         """Return ``g·y`` for an output whose grid is ``stride`` times coarser than the input's.
 
         A shift by ``Δ`` input pixels is a shift by ``Δ / stride`` output pixels; the caller makes
@@ -116,6 +124,9 @@ class Transform:
             return torch.flip(y, (p["axis"],))
         if family == "angle":
             return rotate(y, p["angle"], self.dims)
+        if family == "group":
+            moved = self.element.spatial(y, self.dims)
+            return moved if self.fiber_out is None else self.fiber_out(moved, leaf)
         if family == "custom":
             return y if self.output_fn is None else self.output_fn(y)
         raise ValueError(f"unknown transform family {family!r}")
@@ -150,7 +161,7 @@ class Transform:
                 view[dim] = n
                 keep = keep & line.view(view)
             return keep
-        if self.family == "angle":
+        if self.family == "angle" or (self.family == "group" and self.mode == "interp"):
             return disk_mask(shape, self.dims, margin=max(margins, default=0), device=device) > 0.5
         return None
 
@@ -195,6 +206,20 @@ def rotation(angle: float, dims: tuple[int, int] = (-2, -1)) -> Transform:
     angle = float(angle)
     return Transform(
         label=f"rotate {angle:g}°", family="angle", params={"angle": angle}, dims=tuple(dims), mode="interp"
+    )
+
+
+def group_element(
+    element: Any,
+    dims: tuple[int, int],
+    mode: str,
+    fiber_in: Callable[["Tensor"], "Tensor"] | None = None,
+    fiber_out: Callable[["Tensor", str], "Tensor"] | None = None,
+) -> Transform:
+    """Return the transform of a group element (:class:`check.groups.Element`) acting on fields."""
+    return Transform(
+        element.label, "group", element.params, tuple(dims), mode,
+        element=element, fiber_in=fiber_in, fiber_out=fiber_out,
     )
 
 
@@ -284,6 +309,30 @@ def disk_mask(
     view = [1] * ndim
     view[dims[0]], view[dims[1]] = hy, wx
     out = inside.view(view) if dims[0] % ndim < dims[1] % ndim else inside.t().reshape(view)
+    return out.to(dtype=dtype or torch.get_default_dtype())
+
+
+def soft_disk(
+    shape: tuple[int, ...], dims: tuple[int, ...] = (-2, -1), *, taper: float = 0.3, dtype: Any = None,
+    device: Any = None,
+) -> "Tensor":
+    """Return a window broadcastable to ``shape``: 1 inside ``1 - taper`` of the inscribed disk's
+    radius, falling as ``sin²`` to 0 at its edge.
+
+    A hard disk edge is not band-limited, so resampling it rings; a tapered one rotates cleanly.
+    """
+    import torch
+
+    ndim = len(shape)
+    hy, wx = shape[dims[0]], shape[dims[1]]
+    ys = torch.arange(hy, dtype=torch.float64, device=device) - (hy - 1) / 2
+    xs = torch.arange(wx, dtype=torch.float64, device=device) - (wx - 1) / 2
+    radius = min(hy, wx) / 2
+    r = (ys[:, None] ** 2 + xs[None, :] ** 2).sqrt()
+    window = torch.sin(((radius - r) / (taper * radius)).clamp(0, 1) * math.pi / 2) ** 2
+    view = [1] * ndim
+    view[dims[0]], view[dims[1]] = hy, wx
+    out = window.view(view) if dims[0] % ndim < dims[1] % ndim else window.t().reshape(view)
     return out.to(dtype=dtype or torch.get_default_dtype())
 
 

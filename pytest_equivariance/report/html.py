@@ -592,9 +592,10 @@ def _check_section(r: "CheckResult", index: int, *, label: str | None = None) ->
 def _facts(r: "CheckResult") -> str:
     facts = [
         ("check", r.kind.replace("_", " ")),
-        ("mode", r.mode),
+        ("mode", r.mode if not r.group else f"group {r.group}, {r.mode}"),
         ("worst error", format_error(r.worst_error)),
-        ("tolerance", f"atol {format_error(r.atol)}, rtol {format_error(r.rtol)}"),
+        ("tolerance", f"atol {format_error(r.atol)}, rtol {format_error(r.rtol)}" if r.max_rel_l2 is None
+         else f"relative L2 ≤ {format_error(r.max_rel_l2)} inside the disk"),
         ("worst transform", r.worst.transform if r.worst else "–"),
         ("trials", str(len(r.trials))),
         ("input shape", "×".join(str(s) for s in r.input_shape)),
@@ -602,6 +603,8 @@ def _facts(r: "CheckResult") -> str:
         ("device", f"{r.device}, {r.dtype}"),
         ("seed", str(r.seed)),
     ]
+    if r.fields:
+        facts.append(("fields", "; ".join(f"{where}: {what}" for where, what in r.fields.items())))
     if r.weights_fingerprint is not None:
         facts.append(("weights fingerprint", r.weights_fingerprint))
     if r.inputs_fingerprint is not None:

@@ -73,6 +73,8 @@ def headline(result: "CheckResult") -> str:
         figure = f"top-1 consistency {result.consistency:.1%} < min_consistency {result.min_consistency:.1%}"
     elif result.min_psnr is not None and worst.psnr is not None:
         figure = f"PSNR {worst.psnr:.1f} dB < min_psnr {result.min_psnr:g} dB"
+    elif result.max_rel_l2 is not None:
+        figure = f"rel_l2 {num(worst.rel_l2)} exceeds {num(result.max_rel_l2)} inside the disk"
     else:
         figure = f"max_abs {num(worst.max_abs)} exceeds {_tolerance(result)}"
     failed = sum(not t.passed for t in result.trials)
@@ -169,9 +171,12 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
     title = Text.assemble(
         status,
         (result.kind, "bold"),
-        f" ({result.mode}){dims} · input {tuple(result.input_shape)} {result.dtype} · {result.device}",
+        f" ({result.group + ', ' if result.group else ''}{result.mode}){dims} · input {tuple(result.input_shape)} "
+        f"{result.dtype} · {result.device}",
     )
     parts.append(title)
+    if result.fields:
+        parts.append(Text("fields: " + " · ".join(f"{where} {what}" for where, what in result.fields.items())))
     worst = result.worst
     if worst is not None:
         where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")

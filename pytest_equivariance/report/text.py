@@ -37,6 +37,8 @@ def headline(result: "CheckResult") -> str:
     verdict = "passed" if result.passed else "FAILED"
     counts = f"{failed} of {len(result.trials)} trials failed" if failed else f"{len(result.trials)} trials"
     where = f"{result.mode}, dims {tuple(result.dims)}, {result.dtype}, {result.device}"
+    if result.group:
+        where = f"group {result.group}, {where}"
     return f"{title} {verdict}: {counts} ({where})"
 
 
@@ -44,6 +46,8 @@ def tolerance(result: "CheckResult") -> str:
     """Return the pass rule as the report states it."""
     if result.min_consistency is not None:
         return f"mean top-1 consistency >= {num(result.min_consistency)}"
+    if result.max_rel_l2 is not None:
+        return f"relative L2 error <= {num(result.max_rel_l2)} inside the disk"
     return f"|a - b| <= {num(result.atol)} + {num(result.rtol)}·|b|"
 
 

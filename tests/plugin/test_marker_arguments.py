@@ -94,7 +94,7 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
         "mode": "crop" if marker.startswith("shift") else "interp", "angles": [90, "hflip"], "angle": 30.5,
         "dims": (-2, -1), "atol": 1e-4, "rtol": 0, "min_consistency": 0.9, "seed": 7, "device": "cuda:1",
         "batch_size": 16, "localize": None, "grid": True, "margin": 2, "subpixel": True, "min_psnr": 40,
-        "measure": "lie",
+        "measure": "lie", "group": "D4", "input_fields": "scalar", "output_fields": ["vector", "sign"],
     }  # fmt: skip
     for name in allowed_keywords(marker):
         mark = getattr(pytest.mark, marker)(**{name: valid[name]}).mark

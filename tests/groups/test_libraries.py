@@ -1,0 +1,144 @@
+"""escnn and e2cnn models pass when passed directly; the same architectures as plain convolutions fail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import pytest_equivariance as pe
+from pytest_equivariance.check import groups
+from pytest_equivariance.check.result import CheckResult
+from pytest_equivariance.seeding import seeded
+
+escnn = pytest.importorskip("escnn", reason="escnn needs a Fortran compiler for py3nj: see .ci/run")
+from escnn import gspaces  # noqa: E402
+from escnn import nn as enn  # noqa: E402
+
+
+def escnn_net(gspace, hidden, out=None, nonlinear=True):
+    """trivial input -> hidden fields -> (ReLU) -> hidden (or ``out``) fields, 5x5 filters."""
+    with seeded(0):
+        t_in = enn.FieldType(gspace, [gspace.trivial_repr])
+        t_hidden = enn.FieldType(gspace, hidden)
+        t_out = enn.FieldType(gspace, out) if out is not None else t_hidden
+        layers = [enn.R2Conv(t_in, t_hidden, 5, padding=2)]
+        if nonlinear:
+            layers.append(enn.ReLU(t_hidden))
+        layers.append(enn.R2Conv(t_hidden, t_out, 5, padding=2))
+        return enn.SequentialModule(*layers).eval()
+
+
+def plain_net(channels: int, out: int | None = None) -> nn.Module:
+    """The same architecture with unconstrained nn.Conv2d filters."""
+    with seeded(0):
+        return nn.Sequential(
+            nn.Conv2d(1, channels, 5, padding=2), nn.ReLU(), nn.Conv2d(channels, out or channels, 5, padding=2)
+        ).eval()
+
+
+def worst_rel_l2(result: CheckResult) -> float:
+    return max(t.rel_l2 for t in result.trials)
+
+
+@pytest.mark.parametrize("name, gspace", [
+    ("C4", lambda: gspaces.rot2dOnR2(4)),
+    ("D4", lambda: gspaces.flipRot2dOnR2(4)),
+    ("C8", lambda: gspaces.rot2dOnR2(8)),
+    ("C16", lambda: gspaces.rot2dOnR2(16)),
+])
+def test_regular_fields(name: str, gspace) -> None:
+    gs = gspace()
+    model = escnn_net(gs, 2 * [gs.regular_repr])
+    result = pe.check_rotation_equivariant(model)
+    order = gs.fibergroup.order()
+    assert result.passed, result.trials
+    assert result.group == name and len(result.trials) == order - 1
+    assert result.fields == {"input": "1 irrep_0" if name.startswith("C") else "1 irrep_0,0", "output": "2 regular"}
+    plain = pe.check_rotation_equivariant(
+        plain_net(2 * order), input_shape=(4, 1, 33, 33), group=name, output_fields="regular"
+    )
+    assert not plain.passed
+    if name in ("C8", "C16"):
+        assert result.mode == "interp" and result.max_rel_l2 == pytest.approx(0.1)
+        assert worst_rel_l2(plain) >= 10 * worst_rel_l2(result)
+    else:
+        assert result.mode == "exact" and result.worst_error < 1e-4
+
+
+def test_c4_to_irrep1_output() -> None:
+    gs = gspaces.rot2dOnR2(4)
+    model = escnn_net(gs, 2 * [gs.regular_repr], out=2 * [gs.irrep(1)])
+    result = pe.check_rotation_equivariant(model)
+    assert result.passed and result.fields["output"] == "2 irrep_1"
+
+
+def test_so2_with_irreps_zero_to_two() -> None:
+    gs = gspaces.rot2dOnR2(-1, maximum_frequency=4)
+    irreps = [gs.irrep(k) for k in (0, 1, 2)]
+    model = escnn_net(gs, 2 * irreps, nonlinear=False)
+    result = pe.check_rotation_equivariant(model)
+    assert result.passed and result.group == "SO2" and len(result.trials) == len(groups.CONTINUOUS_SWEEP)
+    plain = pe.check_rotation_equivariant(
+        plain_net(10), input_shape=(4, 1, 33, 33), group="SO2",
+        output_fields=["irrep(0)", "irrep(1)", "irrep(2)"] * 2,
+    )
+    assert not plain.passed and worst_rel_l2(plain) >= 10 * worst_rel_l2(result)
+    drawn = pe.check_rotation_equivariant(model, trials=5)
+    assert drawn.passed and len(drawn.trials) == 5
+
+
+def test_plain_fields_match_escnn_conventions() -> None:
+    # Our regular, irrep and sign layouts act exactly as escnn's own representations.
+    x = torch.randn(2, 16, 9, 9)
+    for gs, group in ((gspaces.rot2dOnR2(4), groups.Group("C", 4)), (gspaces.flipRot2dOnR2(4), groups.Group("D", 4))):
+        order = gs.fibergroup.order()
+        ours = groups.parse_fields("regular", group, 2 * order, where="output", ndim=4)
+        theirs = enn.FieldType(gs, 2 * [gs.regular_repr])
+        for element in group.elements():
+            expected = enn.GeometricTensor(x[:, : 2 * order], theirs).transform(
+                groups.library_element(theirs, element)).tensor
+            assert torch.allclose(ours.act(element, element.spatial(x[:, : 2 * order], (-2, -1))), expected, atol=1e-6)
+
+
+def test_shift_checks_accept_escnn_modules() -> None:
+    gs = gspaces.rot2dOnR2(4)
+    with seeded(0):
+        t_in = enn.FieldType(gs, [gs.trivial_repr])
+        t_out = enn.FieldType(gs, 2 * [gs.regular_repr])
+        model = enn.R2Conv(t_in, t_out, 5, padding=2, padding_mode="circular").eval()
+    result = pe.check_shift_equivariant(model, input_shape=(2, 1, 32, 32))
+    assert result.passed
+
+
+@pytest.mark.filterwarnings("ignore:indexing with dtype torch.uint8:UserWarning", "ignore::DeprecationWarning")  # inside e2cnn
+def test_e2cnn_modules() -> None:
+    e2cnn = pytest.importorskip("e2cnn")
+    for gspace, name in ((e2cnn.gspaces.Rot2dOnR2(8), "C8"), (e2cnn.gspaces.FlipRot2dOnR2(4), "D4")):
+        with seeded(0):
+            t_in = e2cnn.nn.FieldType(gspace, [gspace.trivial_repr])
+            t_h = e2cnn.nn.FieldType(gspace, 2 * [gspace.regular_repr])
+            model = e2cnn.nn.SequentialModule(
+                e2cnn.nn.R2Conv(t_in, t_h, 5, padding=2), e2cnn.nn.ReLU(t_h), e2cnn.nn.R2Conv(t_h, t_h, 5, padding=2)
+            ).eval()
+        result = pe.check_rotation_equivariant(model)
+        assert result.passed and result.group == name
+
+
+def test_an_escnn_module_given_the_wrong_channels_is_a_usage_error() -> None:
+    gs = gspaces.rot2dOnR2(4)
+    model = escnn_net(gs, [gs.regular_repr])
+    with pytest.raises(pe.EquivarianceUsageError, match=r"takes 1 input channels \(its in_type\), got inputs of shape \(4, 3, 33, 33\)"):
+        pe.check_rotation_equivariant(model, input_shape=(4, 3, 33, 33))
+    with pytest.raises(pe.EquivarianceUsageError, match="read from its in_type and out_type; drop input_fields"):
+        pe.check_rotation_equivariant(model, output_fields="regular")
+    with pytest.raises(pe.EquivarianceUsageError, match="is not an element of the model's group C4"):
+        pe.check_rotation_equivariant(model, group="C8")
+
+
+def test_a_subgroup_of_the_models_group() -> None:
+    gs = gspaces.rot2dOnR2(8)
+    model = escnn_net(gs, 2 * [gs.regular_repr])
+    result = pe.check_rotation_equivariant(model, group="C4")
+    assert result.passed and result.group == "C4" and result.mode == "exact" and len(result.trials) == 3
+    assert result.worst_error < 1e-4  # quarter turns are exact for a C8 model too
