@@ -767,8 +767,8 @@ def _check_group(
             raise _usage(f"Rotations act on a plane of 2 spatial dims; pass dims= naming two, got {plane}.")
         nd = len(ctx.input_shape)
         if library is not None:
-            fin = groups.Fields(chosen, library=library[0], description=_field_type_name(library[0]))
-            outs = {path: groups.Fields(chosen, library=library[1], description=_field_type_name(library[1]))
+            fin = groups.Fields(chosen, library=library[0], description=groups.describe_field_type(library[0]))
+            outs = {path: groups.Fields(chosen, library=library[1], description=groups.describe_field_type(library[1]))
                     for path, _ in ctx.outputs or []}
         else:
             fin = groups.parse_fields(input_fields if input_fields is not None else "scalar", chosen,
@@ -798,14 +798,6 @@ def _check_group(
         return out
 
     return _run(spec, build, plane=True)
-
-
-def _field_type_name(field_type: Any) -> str:
-    names = [getattr(r, "name", str(r)) for r in getattr(field_type, "representations", [])]
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return ", ".join(f"{n} {name}" for name, n in counts.items()) or f"{field_type.size} channels"
 
 
 # -- the run ------------------------------------------------------------------------------------------

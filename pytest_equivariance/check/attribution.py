@@ -520,7 +520,7 @@ class _FxWalk:
         value = target(*args, **kwargs)
         env[node] = value
         live_inputs = [n for n in node.all_input_nodes if n in rows]
-        out_leaves, out_spec = pytree.tree_flatten(value)
+        out_leaves = pytree.tree_flatten(value)[0]
         floats = [i for i, leaf in enumerate(out_leaves) if _is_float(leaf)]
         if not live_inputs or not floats:
             return
@@ -566,7 +566,6 @@ class _FxWalk:
         ideals = [self.ideal(node, out_leaves[i]) for i in floats]
         local = [[pushed[j][g] - ideals[j][g] for j in range(len(floats))] for g in range(self.n_gen)]
         new_rows: dict[int, "Tensor"] = {}
-        opened_here = []
         if first:
             l2 = [sum(float(t.double().square().sum()) for t in local[g]) for g in range(self.n_gen)]
             # The scale rounding is relative to: both sides of the difference, and the tangents that

@@ -313,7 +313,7 @@ def parse_fields(value: Any, group: Group, channels: int, *, where: str, ndim: i
                 f"The {where} field type has {value.size} channels but the {where} has {channels}; pass "
                 f"the field type of that tensor."
             )
-        return Fields(group, library=value, description=f"{type(value).__name__} of size {value.size}")
+        return Fields(group, library=value, description=describe_field_type(value))
     names = [value] if isinstance(value, str) else list(value) if isinstance(value, Sequence) else None
     if not names or not all(isinstance(n, str) for n in names):
         raise _usage(
@@ -402,6 +402,15 @@ def is_equivariant_module(obj: Any) -> bool:
     """Whether ``obj`` is an escnn or e2cnn ``EquivariantModule`` (it has field types in and out)."""
     return library_of(obj) is not None and is_field_type(getattr(obj, "in_type", None)) \
         and is_field_type(getattr(obj, "out_type", None))
+
+
+def describe_field_type(field_type: Any) -> str:
+    """Return ``"2 regular, 1 irrep_1"``: a field type's representations and how many of each."""
+    counts: dict[str, int] = {}
+    for rep in getattr(field_type, "representations", []):
+        name = getattr(rep, "name", str(rep))
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} {name}" for name, n in counts.items()) or f"{field_type.size} channels"
 
 
 def library_group(field_type: Any) -> Group:

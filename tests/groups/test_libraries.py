@@ -142,3 +142,21 @@ def test_a_subgroup_of_the_models_group() -> None:
     result = pe.check_rotation_equivariant(model, group="C4")
     assert result.passed and result.group == "C4" and result.mode == "exact" and len(result.trials) == 3
     assert result.worst_error < 1e-4  # quarter turns are exact for a C8 model too
+
+
+def test_o2_with_irreps() -> None:
+    gs = gspaces.flipRot2dOnR2(-1, maximum_frequency=4)
+    model = escnn_net(gs, [gs.irrep(0, 0), gs.irrep(1, 0), gs.irrep(1, 1), gs.irrep(1, 2)], nonlinear=False)
+    result = pe.check_rotation_equivariant(model)
+    assert result.passed and result.group == "O2" and len(result.trials) == 2 * len(groups.CONTINUOUS_SWEEP) + 1
+
+
+def test_a_plain_export_checked_with_the_field_type_or_its_name() -> None:
+    # escnn exports its modules as plain nn.Conv2d layers: the fields must then be given.
+    gs = gspaces.rot2dOnR2(4)
+    model = escnn_net(gs, 2 * [gs.regular_repr])
+    plain = model.export().eval()
+    assert not groups.is_equivariant_module(plain)
+    for fields in (model.out_type, "regular"):
+        result = pe.check_rotation_equivariant(plain, input_shape=(2, 1, 33, 33), group="C4", output_fields=fields)
+        assert result.passed and result.fields["output"] == "2 regular"
