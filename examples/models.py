@@ -21,6 +21,7 @@ Every constructor takes no arguments, so ``equiv-lint examples/models.py`` can b
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn import functional as F
 
@@ -112,6 +113,18 @@ class AntialiasedCNN(AliasingCNN):
         # circular padding in the blur too, so shifts on the stride lattice stay exact
         self.features[2] = MaxBlurPool2d(kernel_size=2, stride=2, padding_mode="circular")
         self.features[5] = MaxBlurPool2d(kernel_size=2, stride=2, padding_mode="circular")
+
+
+class ImageGradient(nn.Module):
+    """Central-difference gradient ``(∂I/∂x, ∂I/∂y)`` of each channel, circular: a vector field.
+
+    Under a rotation of the image its output rotates as a field *and* each pixel's vector turns with
+    it, so it is equivariant only when its output is declared a vector field (``output_fields="vector"``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = F.pad(x, (1, 1, 1, 1), mode="circular")
+        return torch.cat([(p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2, (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2], 1)
 
 
 def build(model_class: type[nn.Module], seed: int = 0) -> nn.Module:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from models import AliasingCNN, AntialiasedCNN, CircularConvNet, GlobalPoolClassifier, Rot90SymmetricNet, build
+from models import (
+    AliasingCNN, AntialiasedCNN, CircularConvNet, GlobalPoolClassifier, ImageGradient, Rot90SymmetricNet, build,
+)
 
 SHAPE = (2, 3, 32, 32)
 
@@ -33,6 +35,12 @@ def test_global_pool_classifier_is_shift_invariant():
 def test_rot90_net_is_rotation_invariant():
     inputs = torch.randn(4, 3, 24, 24, generator=torch.Generator().manual_seed(1))
     return build(Rot90SymmetricNet), inputs
+
+
+# group= checks every element of a group; output_fields= says how each one acts on the channels.
+@pytest.mark.rotation_equivariant(group="D4", output_fields="vector", input_shape=(2, 1, 32, 32))
+def test_image_gradient_is_a_d4_equivariant_vector_field():
+    return build(ImageGradient)
 
 
 @pytest.fixture

@@ -231,7 +231,8 @@ def _rows(results: Sequence["CheckResult"]) -> list[tuple[str, str, str, list["C
     """Return (test, kind, mode, checks) rows in first-seen order, merging long runs of repeats."""
     groups: dict[tuple[str, str, str], list[CheckResult]] = {}
     for result in results:
-        groups.setdefault((result.test_id or "-", result.kind, result.mode), []).append(result)
+        mode = f"{result.group}, {result.mode}" if result.group else result.mode
+        groups.setdefault((result.test_id or "-", result.kind, mode), []).append(result)
     rows = []
     for (test, kind, mode), group in groups.items():
         if len(group) > MERGE_REPEATS:
