@@ -175,10 +175,10 @@ def explain(
     from pytest_equivariance.check.groups import FIELD_TYPES
     from pytest_equivariance.check.localize import localize
 
-    if getattr(model, FIELD_TYPES, None) is not None:
+    if getattr(model, FIELD_TYPES, None) is not None and transform.family != "group":
         return Profile(layers=[], method=(
-            "not localised: the layers of escnn and e2cnn modules exchange GeometricTensors, which the "
-            "profile cannot follow; check the module's submodules one by one"), transform=transform.label)
+            "not localised: the layers of escnn and e2cnn modules exchange GeometricTensors, which a "
+            "shift profile cannot follow; check the module's submodules one by one"), transform=transform.label)
     generators = _generators_for(transform, inputs)
 
     def finite(note: str | None = None) -> Profile:

@@ -90,6 +90,10 @@ def localize(
             f"localize needs the inputs as one tensor of shape (batch, channels, *spatial), got {got}; "
             f"pass the batch the check ran on."
         )
+    from pytest_equivariance.check.groups import FIELD_TYPES
+
+    if getattr(model, FIELD_TYPES, None) is not None and transform.family == "group":
+        return _localize_fields(model, inputs, transform, device=runner.resolve_device(device, model))
     measure, method, approximate, baseline_measure = _measure_for(transform, inputs)
     if measure is None:
         return Profile(layers=[], method=method, transform=transform.label)
@@ -140,6 +144,66 @@ def localize(
         if finding is not None:
             profile.finding_code, profile.finding_fix = finding
     return profile
+
+
+def _localize_fields(model: "nn.Module", inputs: "Tensor", transform: "Transform", *, device: Any) -> Profile:
+    """Profile an escnn / e2cnn module (wrapped by ``groups.wrap_library_module``) layer by layer.
+
+    Each of its innermost equivariant modules returns a ``GeometricTensor`` whose field type is
+    known, so every layer is judged with its own fields: ``g`` acts on the layer's output on ``x``
+    by that type's representation (and on the grid), and the result is compared with the layer's
+    output on ``g·x``. Off-grid elements are approximate, as for interpolated rotations.
+    """
+    import torch
+
+    from pytest_equivariance.check import runner
+    from pytest_equivariance.check.groups import Fields, is_equivariant_module, library_group
+
+    inner = model.module
+    layers = [
+        (name, m) for name, m in inner.named_modules()
+        if is_equivariant_module(m) and not any(is_equivariant_module(c) for c in m.children())
+    ]
+    element = transform.element
+    x0, x1 = transform.reference(inputs.to(device)), transform.on_input(inputs.to(device))
+    outputs: dict[str, list[Any]] = {}
+
+    def hook_for(name: str):
+        def hook(module, args, out):
+            outputs.setdefault(name, []).append(out)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(name or "<model>")) for name, m in layers]
+    try:
+        with runner.prepared(model, device, x0.dtype), torch.inference_mode():
+            model(torch.cat([x0, x1]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = x0.shape[0]
+    approximate = not element.on_grid
+    worst_before = 0.0
+    profile_layers = []
+    for index, (name, m) in enumerate(layers):
+        for out in outputs.get(name or "<model>", []):
+            tensor, field_type = out.tensor, out.type
+            a, b = tensor[:n], tensor[n:]
+            fields = Fields(library_group(field_type), library=field_type)
+            expected = fields.act(element, element.spatial(a, transform.dims))
+            mask = transform.mask(tuple(b.shape), margin=1, device=b.device)
+            num, den = direct_error(expected, b, mask)
+            error = math.sqrt(num / den) if den > 0 else 0.0
+            noise = noise_floor(b.dtype, position=index, peak_ratio=_peak_ratio(a))
+            if approximate:
+                noise = max(noise, RISE * worst_before)
+                worst_before = max(worst_before, error)
+            profile_layers.append(LayerError(qualname=name or "<model>", op=type(m).__name__, error=error, noise=noise))
+    method = "relative difference of transformed maps, each layer's output acted on by its own field type"
+    if approximate:
+        method += f"; approximate: a layer is named when its error exceeds {RISE:g}x the largest before it"
+    return Profile(layers=profile_layers, culprit=first_break(profile_layers), method=method,
+                   transform=transform.label)
 
 
 def first_break(layers: list[LayerError]) -> LayerError | None:

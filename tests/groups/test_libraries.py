@@ -160,3 +160,23 @@ def test_a_plain_export_checked_with_the_field_type_or_its_name() -> None:
     for fields in (model.out_type, "regular"):
         result = pe.check_rotation_equivariant(plain, input_shape=(2, 1, 33, 33), group="C4", output_fields=fields)
         assert result.passed and result.fields["output"] == "2 regular"
+
+
+def test_a_failing_escnn_model_is_localised_with_each_layers_own_fields() -> None:
+    # A stride-2 pool on an odd grid moves the rotation centre off the sample grid: the only
+    # layer that breaks C4 equivariance. The layers before it, judged with their regular fields, are exact.
+    gs = gspaces.rot2dOnR2(4)
+    with seeded(0):
+        t_in = enn.FieldType(gs, [gs.trivial_repr])
+        t_h = enn.FieldType(gs, 2 * [gs.regular_repr])
+        model = enn.SequentialModule(
+            enn.R2Conv(t_in, t_h, 5, padding=2), enn.ReLU(t_h), enn.PointwiseAvgPool2D(t_h, 2, stride=2),
+            enn.R2Conv(t_h, t_h, 5, padding=2),
+        ).eval()
+    result = pe.check_rotation_equivariant(model)
+    profile = result.profile
+    assert not result.passed and profile is not None
+    assert [layer.qualname for layer in profile.layers] == ["0", "1", "2", "3"]
+    assert profile.culprit is not None and profile.culprit.qualname == "2" and profile.culprit.op == "PointwiseAvgPool2D"
+    assert all(layer.error < 1e-5 for layer in profile.layers[:2])
+    assert "its own field type" in profile.method
