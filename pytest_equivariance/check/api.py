@@ -617,10 +617,10 @@ def _check_rotations(
     output_fields: Any = None,
     equivariant: bool,
 ) -> CheckResult:
-    from pytest_equivariance.check import groups
+    from pytest_equivariance.check.groups import FIELD_TYPES
 
     model = _library_model(model)
-    library = getattr(model, groups.FIELD_TYPES, None)  # (in_type, out_type) of an escnn / e2cnn module
+    library = getattr(model, FIELD_TYPES, None)  # (in_type, out_type) of an escnn / e2cnn module
     if library is not None or group is not None or input_fields is not None or output_fields is not None:
         return _check_group(
             model=model, library=library, group=group, input_fields=input_fields, output_fields=output_fields,
@@ -629,7 +629,6 @@ def _check_rotations(
             batch_size=batch_size, localize=localize, grid=grid, margin=margin, min_psnr=min_psnr,
             measure=measure, equivariant=equivariant,
         )
-    del groups
     mode = mode or "exact"
     if mode not in transforms.ROTATION_MODES:
         raise _usage(
@@ -709,12 +708,15 @@ def _check_group(
     from pytest_equivariance.check import groups
 
     kind = "rotation_equivariant" if equivariant else "rotation_invariant"
-    if angles is not None or angle is not None:
+    if (angles is not None or angle is not None) and group is not None:
         raise _usage(
             "Both group and angles were given; group= chooses the elements, so drop angles= (or drop "
             "group= and keep the angles)."
-        ) if group is not None or library is None else _usage(
-            "An escnn or e2cnn module is checked over its own group; drop angles=, or pass group= for a subgroup."
+        )
+    if angles is not None or angle is not None:
+        raise _usage(
+            "An escnn or e2cnn module is checked over the elements of its group; drop angles=, or pass "
+            "group= for a subgroup (e.g. group='C4')."
         )
     if library is not None and (input_fields is not None or output_fields is not None):
         raise _usage(

@@ -134,6 +134,8 @@ def test_an_escnn_module_given_the_wrong_channels_is_a_usage_error() -> None:
         pe.check_rotation_equivariant(model, output_fields="regular")
     with pytest.raises(pe.EquivarianceUsageError, match="is not an element of the model's group C4"):
         pe.check_rotation_equivariant(model, group="C8")
+    with pytest.raises(pe.EquivarianceUsageError, match="checked over the elements of its group; drop angles="):
+        pe.check_rotation_equivariant(model, angles=[90])
 
 
 def test_a_subgroup_of_the_models_group() -> None:
