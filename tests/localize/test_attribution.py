@@ -311,3 +311,13 @@ def test_html_shows_shares_as_bars_with_the_culprit_highlighted() -> None:
 def test_non_image_inputs_are_a_usage_error(inputs: object, match: str) -> None:
     with pytest.raises(pe.EquivarianceUsageError, match=match):
         attribute(nn.Conv2d(3, 3, 1), inputs)  # type: ignore[arg-type]
+
+
+def test_circular_padding_wider_than_the_map_wraps_around_again() -> None:
+    # A 7x7 convolution on a 2x2 map (deep layers of small test images, as in ConvNeXt).
+    from pytest_equivariance.check.padding import periodic_pad
+
+    assert periodic_pad(torch.arange(2.0).view(1, 1, 1, 2), [3, 3]).flatten().tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
+    model = _model(lambda: nn.Sequential(nn.Conv2d(3, 3, 7, padding=3, groups=3), nn.AdaptiveAvgPool2d(1)))
+    profile = attribute(model, images(2, 2), SHIFTS, circular_padding=True)
+    assert profile.culprit is None and all(layer.share == 0 for layer in profile.layers)
