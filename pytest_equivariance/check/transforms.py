@@ -300,16 +300,28 @@ def disk_mask(
     """
     import torch
 
-    ndim = len(shape)
+    r, radius = _radii(shape, dims, device)
+    inside = r <= radius - margin
+    return _plane_view(inside, shape, dims).to(dtype=dtype or torch.get_default_dtype())
+
+
+def _radii(shape: tuple[int, ...], dims: tuple[int, ...], device: Any) -> tuple["Tensor", float]:
+    """Return each pixel's distance from the centre of the plane ``dims`` (between pixel centres),
+    as an ``(H, W)`` float64 tensor, and the radius of the inscribed disk."""
+    import torch
+
     hy, wx = shape[dims[0]], shape[dims[1]]
     ys = torch.arange(hy, dtype=torch.float64, device=device) - (hy - 1) / 2
     xs = torch.arange(wx, dtype=torch.float64, device=device) - (wx - 1) / 2
-    radius = min(hy, wx) / 2 - margin
-    inside = (ys[:, None] ** 2 + xs[None, :] ** 2) <= radius**2
+    return (ys[:, None] ** 2 + xs[None, :] ** 2).sqrt(), min(hy, wx) / 2
+
+
+def _plane_view(plane: "Tensor", shape: tuple[int, ...], dims: tuple[int, ...]) -> "Tensor":
+    """Return an ``(H, W)`` tensor shaped to broadcast against ``shape`` along the plane ``dims``."""
+    ndim = len(shape)
     view = [1] * ndim
-    view[dims[0]], view[dims[1]] = hy, wx
-    out = inside.view(view) if dims[0] % ndim < dims[1] % ndim else inside.t().reshape(view)
-    return out.to(dtype=dtype or torch.get_default_dtype())
+    view[dims[0]], view[dims[1]] = shape[dims[0]], shape[dims[1]]
+    return plane.view(view) if dims[0] % ndim < dims[1] % ndim else plane.t().reshape(view)
 
 
 def soft_disk(
@@ -323,17 +335,9 @@ def soft_disk(
     """
     import torch
 
-    ndim = len(shape)
-    hy, wx = shape[dims[0]], shape[dims[1]]
-    ys = torch.arange(hy, dtype=torch.float64, device=device) - (hy - 1) / 2
-    xs = torch.arange(wx, dtype=torch.float64, device=device) - (wx - 1) / 2
-    radius = min(hy, wx) / 2
-    r = (ys[:, None] ** 2 + xs[None, :] ** 2).sqrt()
+    r, radius = _radii(shape, dims, device)
     window = torch.sin(((radius - r) / (taper * radius)).clamp(0, 1) * math.pi / 2) ** 2
-    view = [1] * ndim
-    view[dims[0]], view[dims[1]] = hy, wx
-    out = window.view(view) if dims[0] % ndim < dims[1] % ndim else window.t().reshape(view)
-    return out.to(dtype=dtype or torch.get_default_dtype())
+    return _plane_view(window, shape, dims).to(dtype=dtype or torch.get_default_dtype())
 
 
 def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1)) -> "Tensor":
