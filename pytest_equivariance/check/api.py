@@ -755,11 +755,9 @@ def _check_group(
     spec = _Spec(
         kind=kind, equivariant=equivariant, model=model, inputs=inputs, input_shape=input_shape, dims=dims,
         atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
-        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr,
+        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, group=chosen,
+        max_rel_l2=GROUP_REL_L2 if mode == "interp" and atol is None and rtol is None and min_psnr is None else None,
     )
-    spec.group = chosen
-    if mode == "interp" and atol is None and rtol is None and min_psnr is None:
-        spec.max_rel_l2 = GROUP_REL_L2
     if library is not None and inputs is None and input_shape is None:
         spec.input_shape = (DEFAULT_BATCH, library[0].size, *GROUP_SPATIAL)
 

@@ -308,6 +308,21 @@ def _target(node: Any, model: "nn.Module", circular: bool, ndim: int) -> Callabl
 # One walk over the graph
 
 
+class _Structured(Exception):
+    """A node's output holds non-float tensors, which cannot leave a jvp: run it plainly first."""
+
+
+def _values(args: Any, env: dict[Any, Any]) -> Any:
+    """Return fx arguments with every node replaced by its value."""
+    import torch.fx
+
+    return torch.fx.node.map_arg(args, lambda n: env[n])
+
+
+def _out_of_place_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**kwargs, "inplace": False} if kwargs.get("inplace") is True else kwargs
+
+
 class _Hole:
     """Where a live tensor goes in a node's arguments."""
 
@@ -509,21 +524,12 @@ class _FxWalk:
         import torch
         import torch.fx
         import torch.utils._pytree as pytree
-        from torch.func import jvp, vmap
 
         from pytest_equivariance.check.localize import _peak_ratio, noise_floor
 
         target = self.targets[node]
-        args = torch.fx.node.map_arg(node.args, lambda n: env[n])
-        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
-        if kwargs.get("inplace") is True:
-            kwargs = {**kwargs, "inplace": False}
-        value = target(*args, **kwargs)
-        env[node] = value
-        live_inputs = [n for n in node.all_input_nodes if n in rows]
-        out_leaves = pytree.tree_flatten(value)[0]
-        floats = [i for i, leaf in enumerate(out_leaves) if _is_float(leaf)]
-        if not live_inputs or not floats:
+        if not any(n in rows for n in node.all_input_nodes):  # nothing moves into it: its value only
+            env[node] = target(*_values(node.args, env), **_out_of_place_kwargs(_values(node.kwargs, env)))
             return
         # The live tensors become holes: fn(*live) recomputes the node from them alone.
         live: list["Tensor"] = []
@@ -541,28 +547,46 @@ class _FxWalk:
             return pytree.tree_unflatten(leaves, spec)
 
         h_args = torch.fx.node.map_arg(node.args, holed)
-        h_kwargs = torch.fx.node.map_arg(node.kwargs, holed)
-        if h_kwargs.get("inplace") is True:
-            h_kwargs = {**h_kwargs, "inplace": False}
+        h_kwargs = _out_of_place_kwargs(torch.fx.node.map_arg(node.kwargs, holed))
 
         def fill(value: Any, ts: tuple) -> Any:
             return torch.fx.node.map_aggregate(value, lambda a: ts[a.index] if isinstance(a, _Hole) else a)
 
+        # The node runs once, inside its jvp: its float outputs are the primal, and anything else it
+        # returns (sizes, None) is kept as it is. An output holding non-float tensors (indices) cannot
+        # leave the transform, so such a node runs plainly first and only its float leaves are pushed.
+        shape: dict[str, Any] = {}
+
         def fn(*ts: "Tensor") -> tuple["Tensor", ...]:
-            out = target(*fill(h_args, ts), **fill(h_kwargs, ts))
-            leaves = pytree.tree_flatten(out)[0]
+            leaves, spec = pytree.tree_flatten(target(*fill(h_args, ts), **fill(h_kwargs, ts)))
+            floats = [i for i, leaf in enumerate(leaves) if _is_float(leaf)]
+            if not floats or any(isinstance(leaf, torch.Tensor) and i not in floats for i, leaf in enumerate(leaves)):
+                raise _Structured
+            shape.update(spec=spec, floats=floats, leaves=leaves)
             return tuple(leaves[i] for i in floats)
 
         width = max(t.shape[0] for t in tangents)
         tangents = [_pad_rows(t, width) for t in tangents]
         try:
-            pushed = vmap(lambda *ts: jvp(fn, tuple(live), ts)[1])(*tangents)
-        except Exception as exc:  # noqa: BLE001 - one row at a time when vmap cannot batch the op
-            try:
-                per_row = [jvp(fn, tuple(live), tuple(t[r] for t in tangents))[1] for r in range(width)]
-            except Exception as exc2:  # noqa: BLE001
-                raise NoForwardAD(_op_name(_describe(node, self.graph)), exc2) from exc
-            pushed = tuple(torch.stack([row[j] for row in per_row]) for j in range(len(floats)))
+            primal, pushed = self._push(fn, live, tangents, node)
+            floats = shape["floats"]
+            out_leaves = list(shape["leaves"])
+            for j, i in enumerate(floats):
+                out_leaves[i] = primal[j]
+            env[node] = pytree.tree_unflatten(out_leaves, shape["spec"])
+        except _Structured:
+            value = target(*_values(node.args, env), **_out_of_place_kwargs(_values(node.kwargs, env)))
+            env[node] = value
+            out_leaves = pytree.tree_flatten(value)[0]
+            floats = [i for i, leaf in enumerate(out_leaves) if _is_float(leaf)]
+            if not floats:
+                return
+
+            def float_leaves(*ts: "Tensor") -> tuple["Tensor", ...]:
+                leaves = pytree.tree_flatten(target(*fill(h_args, ts), **fill(h_kwargs, ts)))[0]
+                return tuple(leaves[i] for i in floats)
+
+            _, pushed = self._push(float_leaves, live, tangents, node)
         # Local Lie derivative per generator: J·(G parents) − G y, summed over the float leaves.
         ideals = [self.ideal(node, out_leaves[i]) for i in floats]
         local = [[pushed[j][g] - ideals[j][g] for j in range(len(floats))] for g in range(self.n_gen)]
@@ -593,6 +617,28 @@ class _FxWalk:
                     slots[s - lo] = local[g][j]
             new_rows[i] = torch.cat([torch.stack(ideals[j]), slots])
         rows[node] = [new_rows.get(i) for i in range(len(out_leaves))]
+
+    def _push(self, fn: Callable[..., tuple["Tensor", ...]], live: list["Tensor"], tangents: list["Tensor"],
+              node: Any) -> tuple[tuple["Tensor", ...], tuple["Tensor", ...]]:
+        """Return ``fn(*live)`` and, stacked, its jvp along each row of ``tangents``: one vmapped pass,
+        or one pass per row when vmap cannot batch an op of the node."""
+        import torch
+        from torch.func import jvp, vmap
+
+        try:
+            primal, pushed = vmap(lambda *ts: jvp(fn, tuple(live), ts))(*tangents)
+            return tuple(p[0] for p in primal), pushed  # the primal does not vary over rows
+        except _Structured:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one row at a time when vmap cannot batch the op
+            try:
+                per_row = [jvp(fn, tuple(live), tuple(t[r] for t in tangents)) for r in range(tangents[0].shape[0])]
+            except _Structured:
+                raise
+            except Exception as exc2:  # noqa: BLE001
+                raise NoForwardAD(_op_name(_describe(node, self.graph)), exc2) from exc
+        primal = per_row[0][0]
+        return primal, tuple(torch.stack([row[1][j] for row in per_row]) for j in range(len(primal)))
 
     def finish(self, node, env, rows, lo, hi, first, acc) -> None:
         """At the output: each slot's row is its term; add up squared norms (and the total)."""

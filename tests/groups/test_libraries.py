@@ -182,3 +182,12 @@ def test_a_failing_escnn_model_is_localised_with_each_layers_own_fields() -> Non
     assert profile.culprit is not None and profile.culprit.qualname == "2" and profile.culprit.op == "PointwiseAvgPool2D"
     assert all(layer.error < 1e-5 for layer in profile.layers[:2])
     assert "its own field type" in profile.method
+
+
+def test_escnns_own_check_fails_a_correct_c8_network_that_ours_passes() -> None:
+    # escnn checks on white noise, elementwise: the 45-degree elements of a correct C8 network fail it.
+    gs = gspaces.rot2dOnR2(8)
+    model = escnn_net(gs, 2 * [gs.regular_repr])
+    with seeded(0), pytest.raises(AssertionError, match="is too high"):
+        model.check_equivariance()
+    assert pe.check_rotation_equivariant(model).passed

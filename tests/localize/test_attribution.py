@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import pytest_equivariance as pe
@@ -50,6 +51,19 @@ class Residual(nn.Module):
         return self.head(y.relu_())
 
 
+class Indexed(nn.Module):
+    """Nodes whose outputs are not one float tensor: pooling that returns indices, sizes, a split."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, _ = F.max_pool2d(self.conv(x), 2, return_indices=True)
+        a, b = pooled.chunk(2, dim=1)
+        return (a * b.tanh()).view(x.size(0), -1)
+
+
 def images(n: int = 2, size: int = 32, seed: int = 3, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return natural_images((n, 3, size, size), seed=seed).to(dtype)
 
@@ -64,8 +78,8 @@ def _model(build):
 
 @pytest.mark.parametrize("method", ["spectral", "bilinear"])
 @pytest.mark.parametrize("generator", ["translate_x", "rotate", "scale"])
-@pytest.mark.parametrize("build", [Residual, lambda: nn.Sequential(circular_conv(3, 4), nn.Tanh(), nn.MaxPool2d(2))],
-                         ids=["classifier DAG", "image output"])
+@pytest.mark.parametrize("build", [Residual, lambda: nn.Sequential(circular_conv(3, 4), nn.Tanh(), nn.MaxPool2d(2)),
+                                   Indexed], ids=["classifier DAG", "image output", "indices and sizes"])
 def test_terms_add_up_to_the_lie_derivative(build, generator: str, method: str) -> None:
     model = _model(build).double()
     x = images(dtype=torch.float64)
