@@ -765,37 +765,12 @@ def _check_group(
         plane = ctx.dims
         if len(plane) != 2:
             raise _usage(f"Rotations act on a plane of 2 spatial dims; pass dims= naming two, got {plane}.")
-        nd = len(ctx.input_shape)
-        if library is not None:
-            fin = groups.Fields(chosen, library=library[0], description=groups.describe_field_type(library[0]))
-            outs = {path: groups.Fields(chosen, library=library[1], description=groups.describe_field_type(library[1]))
-                    for path, _ in ctx.outputs or []}
-        else:
-            fin = groups.parse_fields(input_fields if input_fields is not None else "scalar", chosen,
-                                      ctx.input_shape[1], where="input", ndim=nd)
-            outs = {}
-            for path, leaf in ctx.outputs or []:
-                value = groups.leaf_fields(output_fields if output_fields is not None else "scalar", path)
-                if leaf.dim() >= 2:
-                    outs[path] = groups.parse_fields(value, chosen, leaf.shape[1], where=f"output{path}", ndim=nd)
+        fin, outs = groups.layouts(chosen, library, input_fields, output_fields, ctx.input_shape, ctx.outputs or [])
         ctx.fields = {"input": fin.description, **{f"output{p}": f.description for p, f in outs.items()}}
-        out = []
-        for element in chosen.elements(trials=trials, seed=ctx.seed):
-            if library is not None:
-                groups.library_element(library[0], element)  # a usage error for elements outside its group
-
-            def fiber_in(x: "Tensor", element: groups.Element = element) -> "Tensor":
-                return fin.act(element, x)
-
-            def fiber_out(y: "Tensor", leaf: str, element: groups.Element = element) -> "Tensor":
-                fields = outs.get(leaf)
-                return y if fields is None else fields.act(element, y)
-
-            out.append(transforms.group_element(
-                element, (plane[0], plane[1]), mode, None if fin.trivial else fiber_in,
-                fiber_out if any(not f.trivial for f in outs.values()) else None,
-            ))
-        return out
+        return groups.element_transforms(
+            chosen, chosen.elements(trials=trials, seed=ctx.seed), (plane[0], plane[1]), mode, fin, outs,
+            library=library,
+        )
 
     return _run(spec, build, plane=True)
 

@@ -340,6 +340,54 @@ def parse_fields(value: Any, group: Group, channels: int, *, where: str, ndim: i
     return Fields(group, blocks=tuple(blocks), description=counts)
 
 
+def layouts(
+    group: Group, library: Any, input_fields: Any, output_fields: Any, input_shape: Sequence[int],
+    outputs: Sequence[tuple[str, "Tensor"]],
+) -> tuple[Fields, dict[str, Fields]]:
+    """Return the input's :class:`Fields` and each output leaf's (by path) for a check.
+
+    ``library`` is an escnn / e2cnn module's ``(in_type, out_type)``, or None for plain fields
+    (``"scalar"`` where none are given). Leaves without a channel dim carry no fields.
+    """
+    if library is not None:
+        fin = Fields(group, library=library[0], description=describe_field_type(library[0]))
+        out_fields = Fields(group, library=library[1], description=describe_field_type(library[1]))
+        return fin, {path: out_fields for path, _ in outputs}
+    nd = len(input_shape)
+    fin = parse_fields("scalar" if input_fields is None else input_fields, group, input_shape[1], where="input", ndim=nd)
+    outs = {}
+    for path, leaf in outputs:
+        if leaf.dim() >= 2:
+            value = leaf_fields("scalar" if output_fields is None else output_fields, path)
+            outs[path] = parse_fields(value, group, leaf.shape[1], where=f"output{path}", ndim=nd)
+    return fin, outs
+
+
+def element_transforms(
+    group: Group, elements: Sequence[Element], dims: tuple[int, int], mode: str, fin: Fields,
+    outs: Mapping[str, Fields], *, library: Any = None,
+) -> list[Any]:
+    """Return one ``Transform`` per element, acting on the grid and on the fields ``fin`` / ``outs``."""
+    from pytest_equivariance.check.transforms import group_element
+
+    acts_out = any(not f.trivial for f in outs.values())
+    out = []
+    for element in elements:
+        if library is not None:
+            library_element(library[0], element)  # a usage error for elements outside its group
+
+        def fiber_in(x: "Tensor", element: Element = element) -> "Tensor":
+            return fin.act(element, x)
+
+        def fiber_out(y: "Tensor", leaf: str, element: Element = element) -> "Tensor":
+            fields = outs.get(leaf)
+            return y if fields is None else fields.act(element, y)
+
+        out.append(group_element(element, dims, mode, None if fin.trivial else fiber_in,
+                                 fiber_out if acts_out else None))
+    return out
+
+
 def _block(name: str, group: Group, where: str, ndim: int) -> Block:
     text = name.strip().lower()
     if text == "scalar":
