@@ -15,8 +15,8 @@ computed exactly, in forward mode: one walk over the fx graph carries, beside ea
 of tangents — one row per generator for ``J·(G parents)`` and one row per layer already met whose
 ``L_k`` is above rounding noise, pushed on by one vmapped ``torch.func.jvp`` per node. A layer's
 row starts where the layer is, so the work is that of ``K/2`` tangent passes for ``K`` such
-layers, all rows sharing one primal pass (each node runs once plainly, for its value, and once
-inside its jvp).
+layers, all rows sharing one primal pass: each node runs once, inside its jvp, which also gives
+its value (a node returning index tensors runs plainly first, as they cannot leave the jvp).
 
 ``share`` is a term's squared norm over the sum of all terms' squared norms (Gruver et al.'s
 decomposition), ``contribution`` its norm per image in output units per pixel (per radian for
