@@ -25,6 +25,7 @@ BENCHMARKS = {
     "lie_cost.py": True,
     "attribution_cost.py": True,
     "group_cost.py": True,
+    "polyphase_cost.py": True,
 }
 
 

@@ -14,6 +14,7 @@
 - ``AntialiasedCNN``: the same network with each strided max pool replaced by ``MaxBlurPool2d``
   (max pool at stride 1, then a binomial blur before subsampling; Zhang 2019), as ``equiv-lint``
   suggests: still not exactly invariant, but its error under odd shifts is several times smaller.
+  ``antialias(AliasingCNN(), method="polyphase")`` is exactly invariant (test_models.py).
 
 Every constructor takes no arguments, so ``equiv-lint examples/models.py`` can build them.
 """

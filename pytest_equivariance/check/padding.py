@@ -12,6 +12,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from pytest_equivariance.fix.filters import periodic_pad
+
+__all__ = ["circular_pad_for", "circular_padding", "periodic_pad"]
+
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
@@ -68,22 +72,3 @@ def circular_pad_for(ndim: int, original: Any = None) -> Any:
 
     pad.__wrapped__ = pad_fn  # type: ignore[attr-defined]
     return pad
-
-
-def periodic_pad(x: "Tensor", amounts: list[int]) -> "Tensor":
-    """Pad ``x`` periodically by ``amounts`` (``F.pad`` order: last dim first, left then right).
-
-    Unlike ``F.pad(mode="circular")`` this wraps around as often as needed, so a 7x7 convolution
-    still pads a 2x2 map (deep layers of small test images).
-    """
-    import torch
-
-    for i in range(len(amounts) // 2):
-        left, right = amounts[2 * i], amounts[2 * i + 1]
-        if not (left or right):
-            continue
-        dim = x.dim() - 1 - i
-        n = x.shape[dim]
-        index = torch.arange(-left, n + right, device=x.device) % n
-        x = x.index_select(dim, index)
-    return x

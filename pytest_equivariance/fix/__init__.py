@@ -1,7 +1,8 @@
 """Anti-aliasing fixes: BlurPool layers and ``antialias(model)``.
 
 ``antialias`` rewrites, in a copy of a model, exactly the layers the linter flags as aliasing
-downsamplers (EQ001-EQ003), keeping parameter names and weights.
+downsamplers (EQ001-EQ003), keeping parameter names and weights: with BlurPool layers
+(``blurpool``, ``filters``) or with adaptive polyphase sampling (``polyphase``).
 
 The layers and filters resolve on first use, so that renderers can read ``fix.antialias.RECIPE``
 (``equiv-lint --explain``) without importing torch; ``antialias.py`` imports torch only when called.
@@ -26,6 +27,27 @@ _EXPORTS: dict[str, str] = {
     "MaxBlurPool1d": "blurpool",
     "MaxBlurPool2d": "blurpool",
     "MaxBlurPool3d": "blurpool",
+    "BlurAvgPool1d": "blurpool",
+    "BlurAvgPool2d": "blurpool",
+    "BlurAvgPool3d": "blurpool",
+    "blur_avg_pool1d": "filters",
+    "blur_avg_pool2d": "filters",
+    "blur_avg_pool3d": "filters",
+    "PolyphasePool1d": "polyphase",
+    "PolyphasePool2d": "polyphase",
+    "PolyphasePool3d": "polyphase",
+    "PolyphaseMaxPool1d": "polyphase",
+    "PolyphaseMaxPool2d": "polyphase",
+    "PolyphaseMaxPool3d": "polyphase",
+    "PolyphaseAvgPool1d": "polyphase",
+    "PolyphaseAvgPool2d": "polyphase",
+    "PolyphaseAvgPool3d": "polyphase",
+    "PolyphaseConv1d": "polyphase",
+    "PolyphaseConv2d": "polyphase",
+    "PolyphaseConv3d": "polyphase",
+    "polyphase_pool1d": "polyphase",
+    "polyphase_pool2d": "polyphase",
+    "polyphase_pool3d": "polyphase",
     "binomial_filter": "filters",
     "blur_pool1d": "filters",
     "blur_pool2d": "filters",

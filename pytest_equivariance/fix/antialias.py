@@ -10,9 +10,14 @@ EQ001 ``MaxPoolNd(k, s)``     ``MaxBlurPoolNd(k, s)``: max pool stride 1, then B
 EQ002 ``ConvNd(stride=s)``    ``AntialiasedConvNd``: BlurPool(stride 1), then the conv with
                               its stride (``conv="blur_first"``, default); or the conv with
                               stride 1, then BlurPool(s) (``conv="conv_then_blur"``)
-EQ003 ``AvgPoolNd(k, s)``     ``AvgPoolNd(k, stride 1)`` then BlurPool(s) (``BlurPoolNd(s)``
-                              alone when k = 1; ``CeilModePad`` first for ``ceil_mode=True``)
+EQ003 ``AvgPoolNd(k, s)``     ``BlurAvgPoolNd(k, s, ...)``: the box at stride 1, then
+                              BlurPool(s); the same arguments and output size
 ============================  =============================================================
+
+``method="polyphase"`` (Chaman & Dokmanić 2021) keeps every window op at stride 1 and keeps the
+polyphase component of largest norm instead of blurring: ``PolyphaseMaxPoolNd``,
+``PolyphaseConvNd`` and ``PolyphaseAvgPoolNd`` (see :mod:`pytest_equivariance.fix.polyphase`),
+exactly invariant to circular shifts in circular-padded models.
 
 Functional calls (``F.max_pool2d(x, 2)``) cannot be rewritten on a module object; they are listed
 in the report's ``skipped`` with their file:line, as is everything matched by ``skip``.
@@ -22,10 +27,11 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import itertools
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pytest_equivariance.errors import EquivarianceUsageError
 
@@ -51,11 +57,15 @@ Fix every flagged module at once, keeping the weights:
 Strided max pools become MaxBlurPool (max pool stride 1, then BlurPool), strided convs
 AntialiasedConv (a stride-1 BlurPool before the conv; conv="conv_then_blur" for conv stride 1, then
 BlurPool), strided average pools a stride-1 average pool then BlurPool. Options: filter_size=3 (1..7),
-skip=["layer4.*"], example_input=(1, 3, 224, 224). Functional calls (F.max_pool2d, ...) are listed
+skip=["layer4.*"], example_input=(1, 3, 224, 224). In a circular-padded model,
+antialias(model, method="polyphase") makes the layers exactly invariant to circular shifts instead
+(adaptive polyphase sampling, Chaman & Dokmanic 2021). Functional calls (F.max_pool2d, ...) are listed
 with file:line for a source edit: blur_pool2d(F.max_pool2d(x, 2, stride=1), stride=2), with
 blur_pool2d from pytest_equivariance.fix."""
 #: ``conv=`` choices -> AntialiasedConv blur position.
 CONV_FORMS = {"blur_first": "before", "conv_then_blur": "after"}
+#: ``method=`` choices: blur before subsampling (Zhang 2019), or adaptive polyphase sampling.
+METHODS = ("blur", "polyphase")
 
 
 @dataclass(frozen=True)
@@ -127,21 +137,30 @@ class _CannotRewrite(Exception):
 def antialias(
     model: "nn.Module",
     *,
-    filter_size: int = 3,
+    method: str = "blur",
+    filter_size: int | None = None,
     skip: Iterable[str] = (),
     inplace: bool = False,
     conv: str = "blur_first",
     example_input: Any = None,
     padding_mode: str | None = None,
+    criterion: str = "l2",
 ) -> "nn.Module":
     """Return ``model`` with every aliasing downsampler the linter flags replaced by an anti-aliased one.
 
     Runs ``lint_model(model, example_input, select=["EQ001", "EQ002", "EQ003"])`` and rewrites each
-    module finding (Zhang 2019): strided max pool -> :class:`~pytest_equivariance.fix.MaxBlurPool2d`;
-    strided conv -> :class:`~pytest_equivariance.fix.AntialiasedConv2d` (``conv="blur_first"``: a
-    stride-1 blur before the strided conv, the default because the conv then still runs at the
-    output resolution; ``"conv_then_blur"``: the conv with stride 1, then BlurPool, ``stride**ndim``
-    times the conv's FLOPs); strided average pool -> average pool with stride 1, then BlurPool.
+    module finding. ``method="blur"`` (Zhang 2019): strided max pool ->
+    :class:`~pytest_equivariance.fix.MaxBlurPool2d`; strided conv ->
+    :class:`~pytest_equivariance.fix.AntialiasedConv2d` (``conv="blur_first"``: a stride-1 blur
+    before the strided conv, the default because the conv then still runs at the output
+    resolution; ``"conv_then_blur"``: the conv with stride 1, then BlurPool, ``stride**ndim``
+    times the conv's FLOPs); strided average pool -> :class:`~pytest_equivariance.fix.BlurAvgPool2d`.
+    ``method="polyphase"`` (Chaman & Dokmanić 2021): each op runs at stride 1 and keeps, per
+    sample, the polyphase component of largest norm (``PolyphaseMaxPool2d``, ``PolyphaseConv2d``,
+    ``PolyphaseAvgPool2d``): exactly invariant to circular shifts in a circular-padded model.
+    Selections on maps of one shape in one forward pass share the first one's component
+    (:func:`~pytest_equivariance.fix.polyphase.share_phases`), so a residual block's strided conv
+    and strided shortcut stay aligned.
     Nested children, ``nn.Sequential`` and 1-d/2-d/3-d layers are all handled.
 
     Weights are kept: replacements hold the original ``Parameter`` objects under the original
@@ -150,12 +169,19 @@ def antialias(
 
     Args:
         model: the model to fix. Copied first unless ``inplace=True``.
-        filter_size: binomial filter size, 1..7 (3 = Zhang's default; 5 suppresses more aliasing).
+        method: ``"blur"`` or ``"polyphase"``.
+        filter_size: binomial filter size, 1..7. Blur: 3 when None (Zhang's default; 5 suppresses
+            more aliasing). Polyphase: None selects without blurring; a size blurs (circularly,
+            at stride 1) before the selection.
         skip: ``fnmatch`` globs of qualified names to leave alone (``"layer4.*"``, ``"*.downsample.0"``).
         inplace: modify ``model`` itself instead of a deep copy.
-        conv: ``"blur_first"`` or ``"conv_then_blur"``.
+        conv: ``"blur_first"`` or ``"conv_then_blur"`` (blur only).
         example_input: passed to the linter (tensor, tuple of tensors or shape); None = inferred.
-        padding_mode: the blurs' padding; None = circular next to circular convs, else reflect.
+        padding_mode: blur: the blurs' padding (None = circular next to circular convs, else
+            reflect). Polyphase: ``"circular"`` wraps the extra windows that tile the stride
+            around; None does so when the model's padded convs all pad circularly, else the edge
+            is repeated.
+        criterion: polyphase only: ``"l2"`` (default), ``"l1"`` or ``"max"``.
 
     Returns:
         The fixed model, with ``.antialias_report`` (an :class:`AntialiasReport`) listing each
@@ -176,11 +202,20 @@ def antialias(
         raise EquivarianceUsageError(
             f"antialias expects a torch.nn.Module but got {type(model).__name__}; pass the model object."
         )
+    if method not in METHODS:
+        raise EquivarianceUsageError(
+            f"Unknown antialias method {method!r}; use 'blur' (BlurPool) or 'polyphase' (adaptive polyphase "
+            f"sampling)."
+        )
     if conv not in CONV_FORMS:
         raise EquivarianceUsageError(
             f"Unknown conv form {conv!r} for antialias; use 'blur_first' or 'conv_then_blur'."
         )
-    check_blur_arguments(filter_size, padding_mode or "reflect")
+    check_blur_arguments(3 if filter_size is None else filter_size, padding_mode or "reflect")
+    if method == "polyphase":
+        from pytest_equivariance.fix.polyphase import check_polyphase_arguments
+
+        check_polyphase_arguments(1, criterion, filter_size)
     if isinstance(skip, str):
         skip = (skip,)
     skip = tuple(skip)
@@ -190,15 +225,17 @@ def antialias(
     lint_report = lint_model(model, example_input, select=list(CODES))
     work = model if inplace else _copy(model)
     report = AntialiasReport(trace=lint_report.trace, lint_errors=list(lint_report.errors))
-    work = _rewrite(
-        work,
-        [f for f in lint_report.findings if f.code in CODES],
-        report,
-        filter_size=filter_size,
-        skip=skip,
-        blur_position=CONV_FORMS[conv],
-        padding_mode=padding_mode,
-    )
+    if method == "polyphase":
+        circular = padding_mode == "circular" if padding_mode else _pads_circularly(model)
+        build = functools.partial(_polyphase_replacement, blur=filter_size, criterion=criterion, circular=circular)
+    else:
+        build = functools.partial(_replacement, filter_size=3 if filter_size is None else filter_size,
+                                  blur_position=CONV_FORMS[conv], padding_mode=padding_mode)
+    work = _rewrite(work, [f for f in lint_report.findings if f.code in CODES], report, skip=skip, build=build)
+    if method == "polyphase":
+        from pytest_equivariance.fix.polyphase import share_phases
+
+        share_phases(work)
     work.antialias_report = report
     return work
 
@@ -218,12 +255,13 @@ def _rewrite(
     findings: list["Finding"],
     report: AntialiasReport,
     *,
-    filter_size: int,
     skip: tuple[str, ...],
-    blur_position: str,
-    padding_mode: str | None,
+    build: Callable[..., "nn.Module"],
 ) -> "nn.Module":
-    """Replace the modules named by ``findings`` in ``model``; record changes and skips in ``report``."""
+    """Replace the modules named by ``findings`` in ``model``; record changes and skips in ``report``.
+
+    ``build(module, device=..., dtype=...)`` returns a module's replacement or raises :class:`_CannotRewrite`.
+    """
     device, dtype = _placement(model)
     replacements: dict[int, "nn.Module"] = {}
     seen: set[str] = set()
@@ -246,7 +284,7 @@ def _rewrite(
         if id(module) in replacements:
             continue
         try:
-            new = _replacement(module, filter_size, blur_position, padding_mode, device, dtype)
+            new = build(module, device=device, dtype=dtype)
         except _CannotRewrite as exc:
             report.skipped.append(_skip(finding, str(exc)))
             continue
@@ -258,13 +296,14 @@ def _rewrite(
 
 def _replacement(
     module: "nn.Module",
+    *,
     filter_size: int,
     blur_position: str,
     padding_mode: str | None,
     device: "torch.device",
     dtype: "torch.dtype",
 ) -> "nn.Module":
-    """Return the anti-aliased drop-in for ``module``, or raise :class:`_CannotRewrite`."""
+    """Return the blurred drop-in for ``module``, or raise :class:`_CannotRewrite`."""
     from torch import nn
 
     from pytest_equivariance.fix import blurpool
@@ -290,29 +329,66 @@ def _replacement(
         )  # fmt: skip
     if isinstance(module, nn.modules.pooling._AvgPoolNd) and hasattr(module, "count_include_pad"):
         ndim = _pool_ndim(module)
-        blur = blurpool._BLUR_POOLS[ndim](module.stride, filter_size, pad, device=device, dtype=dtype)
-        stages: list[nn.Module] = []
-        if module.ceil_mode:
-            stages.append(
-                blurpool.CeilModePad(
-                    blurpool._ntuple(module.kernel_size, ndim), blurpool._ntuple(module.stride, ndim),
-                    blurpool._ntuple(module.padding, ndim),
-                )  # fmt: skip
-            )
-        if not (_is_ones(module.kernel_size) and _is_zeros(module.padding)):
-            # Keep the box filter at stride 1 (so output size and smoothing are the original's) and
-            # let the binomial remove what the box's side lobes still alias:
-            # box(2) * binomial(3) = binomial(4).
-            kwargs: dict[str, Any] = {"count_include_pad": module.count_include_pad}
-            if getattr(module, "divisor_override", None) is not None:
-                kwargs["divisor_override"] = module.divisor_override
-            stages.append(type(module)(module.kernel_size, stride=1, padding=module.padding, **kwargs))
-        if not stages:
-            return blur
-        return nn.Sequential(*stages, blur)
+        cls = (blurpool.BlurAvgPool1d, blurpool.BlurAvgPool2d, blurpool.BlurAvgPool3d)[ndim - 1]
+        return cls(*_avg_pool_arguments(module, ndim), filter_size=filter_size, padding_mode=pad, device=device,
+                   dtype=dtype)
     raise _CannotRewrite(
         f"no drop-in rewrite for {type(module).__name__}; put a BlurPool after a stride-1 form of it"
     )
+
+
+def _avg_pool_arguments(module: "nn.Module", ndim: int) -> tuple[Any, ...]:
+    """``nn.AvgPoolNd``'s arguments, positionally (1-d pools have no divisor_override)."""
+    head = (module.kernel_size, module.stride, module.padding, module.ceil_mode, module.count_include_pad)
+    return head if ndim == 1 else (*head, getattr(module, "divisor_override", None))
+
+
+def _polyphase_replacement(
+    module: "nn.Module",
+    *,
+    blur: int | None,
+    criterion: str,
+    circular: bool,
+    device: "torch.device",
+    dtype: "torch.dtype",
+) -> "nn.Module":
+    """Return the polyphase drop-in for ``module``, or raise :class:`_CannotRewrite`."""
+    from torch import nn
+
+    from pytest_equivariance.fix import blurpool, polyphase
+
+    if isinstance(module, (blurpool._AntialiasedConvNd, polyphase._PolyphaseConvNd)):
+        raise _CannotRewrite("already anti-aliased; replace it by hand")
+    options: dict[str, Any] = {"criterion": criterion, "blur": blur}
+    if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
+        try:
+            return polyphase.polyphase_conv(module, circular=circular or None, **options)
+        except EquivarianceUsageError as exc:
+            raise _CannotRewrite(str(exc)) from exc
+    options["circular"] = circular
+    if isinstance(module, nn.modules.pooling._MaxPoolNd):
+        if module.return_indices:
+            raise _CannotRewrite("returns indices (for MaxUnpool); replace it by hand")
+        ndim = _pool_ndim(module)
+        cls = (polyphase.PolyphaseMaxPool1d, polyphase.PolyphaseMaxPool2d, polyphase.PolyphaseMaxPool3d)[ndim - 1]
+        return cls(module.kernel_size, module.stride, module.padding, dilation=module.dilation,
+                   ceil_mode=module.ceil_mode, **options)
+    if isinstance(module, nn.modules.pooling._AvgPoolNd) and hasattr(module, "count_include_pad"):
+        ndim = _pool_ndim(module)
+        cls = (polyphase.PolyphaseAvgPool1d, polyphase.PolyphaseAvgPool2d, polyphase.PolyphaseAvgPool3d)[ndim - 1]
+        return cls(*_avg_pool_arguments(module, ndim), **options)
+    raise _CannotRewrite(
+        f"no polyphase rewrite for {type(module).__name__}; put a PolyphasePool after a stride-1 form of it"
+    )
+
+
+def _pads_circularly(model: "nn.Module") -> bool:
+    """Whether the model's padded convolutions all pad circularly (and there is at least one)."""
+    from torch import nn
+
+    modes = [m.padding_mode for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)
+             and not m.transposed and (isinstance(m.padding, str) or any(m.padding))]
+    return bool(modes) and all(mode == "circular" for mode in modes)
 
 
 def _pool_ndim(module: "nn.Module") -> int:
@@ -321,14 +397,6 @@ def _pool_ndim(module: "nn.Module") -> int:
     if match:
         return int(match.group(1))
     raise _CannotRewrite(f"cannot tell the number of spatial dims of {name}; replace it by hand")
-
-
-def _is_ones(value: Any) -> bool:
-    return all(v == 1 for v in (value if isinstance(value, (tuple, list)) else (value,)))
-
-
-def _is_zeros(value: Any) -> bool:
-    return all(v == 0 for v in (value if isinstance(value, (tuple, list)) else (value,)))
 
 
 def _swap(model: "nn.Module", replacements: dict[int, "nn.Module"]) -> "nn.Module":

@@ -23,16 +23,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytest_equivariance.errors import EquivarianceUsageError
-from pytest_equivariance.fix.filters import _blur_pool, binomial_filter, check_blur_arguments
+from pytest_equivariance.fix.filters import (
+    _blur_pool,
+    _box_then_blur,
+    _ceil_mode_padding,
+    _ntuple,
+    binomial_filter,
+    check_blur_arguments,
+)
 
 __all__ = [
     "AntialiasedConv1d",
     "AntialiasedConv2d",
     "AntialiasedConv3d",
+    "BlurAvgPool1d",
+    "BlurAvgPool2d",
+    "BlurAvgPool3d",
     "BlurPool1d",
     "BlurPool2d",
     "BlurPool3d",
-    "CeilModePad",
     "MaxBlurPool1d",
     "MaxBlurPool2d",
     "MaxBlurPool3d",
@@ -115,64 +124,8 @@ class BlurPool3d(_BlurPoolNd):
 _BLUR_POOLS: dict[int, type[_BlurPoolNd]] = {1: BlurPool1d, 2: BlurPool2d, 3: BlurPool3d}
 
 
-def _ntuple(value: int | tuple[int, ...], n: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
-
-
-def _ceil_mode_padding(
-    x: torch.Tensor,
-    kernel_size: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    dilation: tuple[int, ...],
-) -> list[int]:
-    """Return the ``F.pad`` amounts (last dim first) that give a stride-1 max pool followed by
-    ``BlurPool(stride)`` the output size of a max pool with ``ceil_mode=True``.
-
-    ceil_mode adds a last, partial window when the strided windows do not tile the input; padding
-    the input on the right with ``-inf`` adds the same window to the dense max pool.
-    """
-    pad: list[int] = []
-    for size, k, s, p, d in zip(x.shape[2:], kernel_size, stride, padding, dilation):
-        span = int(size) + 2 * p - d * (k - 1) - 1
-        out = -(-span // s) + 1
-        if (out - 1) * s >= int(size) + p:  # torch: the last window must start inside the input
-            out -= 1
-        pad = [0, max(0, (out - 1) * s - span)] + pad
-    return pad
-
-
 # A leaf for fx: the padding depends on the input's size, not on its values.
 torch.fx.wrap("_ceil_mode_padding")
-
-
-class CeilModePad(nn.Module):
-    """Pad on the right (replicating the edge) so that a stride-1 pool followed by
-    ``BlurPool(stride)`` returns the output size of the strided pool with ``ceil_mode=True``.
-
-    Used by ``antialias`` for average pools with ``ceil_mode=True`` (timm's ResNet-D shortcuts):
-    the extra partial window then averages replicated edge values instead of only the valid ones.
-    """
-
-    def __init__(
-        self,
-        kernel_size: tuple[int, ...],
-        stride: tuple[int, ...],
-        padding: tuple[int, ...],
-        dilation: tuple[int, ...] | None = None,
-    ) -> None:
-        super().__init__()
-        self.kernel_size = tuple(kernel_size)
-        self.stride = tuple(stride)
-        self.padding = tuple(padding)
-        self.dilation = tuple(dilation) if dilation is not None else (1,) * len(self.kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        extra = _ceil_mode_padding(x, self.kernel_size, self.stride, self.padding, self.dilation)
-        return F.pad(x, extra, mode="replicate")
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class _MaxBlurPoolNd(nn.Module):
@@ -258,6 +211,91 @@ class MaxBlurPool2d(_MaxBlurPoolNd):
 
 class MaxBlurPool3d(_MaxBlurPoolNd):
     """Max pool with stride 1, then :class:`BlurPool3d` by ``stride`` (Zhang 2019's MaxBlurPool)."""
+
+    _ndim = 3
+
+
+class _BlurAvgPoolNd(nn.Module):
+    _ndim: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] | None = None,
+        padding: int | tuple[int, ...] = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        *,
+        filter_size: int = 3,
+        padding_mode: str = "reflect",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if divisor_override is not None and self._ndim == 1:
+            raise EquivarianceUsageError(
+                "BlurAvgPool1d has no divisor_override (nn.AvgPool1d has none either); leave it None."
+            )
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+        self.divisor_override = divisor_override
+        stride = kernel_size if stride is None or stride == [] else stride
+        self.blur = _BLUR_POOLS[self._ndim](stride, filter_size, padding_mode, device=device, dtype=dtype)
+
+    @property
+    def stride(self) -> int | tuple[int, ...]:
+        return self.blur.stride
+
+    def reset_parameters(self) -> None:
+        """Fill the blur filter (call again after ``to_empty``)."""
+        self.blur.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self._ndim
+        if self.ceil_mode:
+            extra = _ceil_mode_padding(x, _ntuple(self.kernel_size, n), _ntuple(self.stride, n),
+                                       _ntuple(self.padding, n), (1,) * n)
+            x = F.pad(x, extra, mode="replicate")
+        return _box_then_blur(x, n, self.kernel_size, self.padding, self.count_include_pad, self.divisor_override,
+                              self.blur)
+
+    def extra_repr(self) -> str:
+        blur = self.blur
+        extra = f", padding={self.padding}" if self.padding not in (0, (0,) * self._ndim) else ""
+        extra += ", ceil_mode=True" if self.ceil_mode else ""
+        extra += ", count_include_pad=False" if not self.count_include_pad else ""
+        extra += f", divisor_override={self.divisor_override}" if self.divisor_override is not None else ""
+        return (f"kernel_size={self.kernel_size}, stride={blur.stride}{extra}, filter_size={blur.filter_size}, "
+                f"padding_mode={blur.padding_mode!r}")
+
+
+class BlurAvgPool1d(_BlurAvgPoolNd):
+    """Average pool at stride 1, then :class:`BlurPool1d`: see :class:`BlurAvgPool2d`."""
+
+    _ndim = 1
+
+
+class BlurAvgPool2d(_BlurAvgPoolNd):
+    """An anti-aliased ``nn.AvgPool2d``: the same arguments and output size, a binomial low-pass before subsampling.
+
+    The box filter runs at stride 1 (so the smoothing and the output size are the pool's, for odd
+    sizes, ``padding``, ``ceil_mode`` and ``count_include_pad`` too), then a :class:`BlurPool2d` with
+    the pool's stride removes what the box's side lobes would alias: box(2) followed by binomial(3)
+    is binomial(4). No parameters and a non-persistent filter, so checkpoints load unchanged.
+    With ``ceil_mode=True`` the extra partial window averages replicated edge values.
+
+    >>> BlurAvgPool2d(2)(torch.ones(1, 3, 7, 7)).shape   # as nn.AvgPool2d(2)
+    torch.Size([1, 3, 3, 3])
+    """
+
+    _ndim = 2
+
+
+class BlurAvgPool3d(_BlurAvgPoolNd):
+    """Average pool at stride 1, then :class:`BlurPool3d`: see :class:`BlurAvgPool2d`."""
 
     _ndim = 3
 

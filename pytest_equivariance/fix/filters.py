@@ -11,7 +11,7 @@ The modules in :mod:`pytest_equivariance.fix.blurpool` are thin wrappers over th
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pytest_equivariance.errors import EquivarianceUsageError
 
@@ -128,6 +128,166 @@ def _blur_pool(
     weight = kernel.to(dtype=x.dtype).expand(channels, 1, *kernel.shape).contiguous()
     conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
     return conv(x, weight, stride=stride, groups=channels)
+
+
+def periodic_pad(x: "torch.Tensor", amounts: Sequence[int]) -> "torch.Tensor":
+    """Pad ``x`` periodically by ``amounts`` (``F.pad`` order: last dim first, left then right).
+
+    Unlike ``F.pad(mode="circular")`` this wraps around as often as needed, so a 7x7 convolution
+    still pads a 2x2 map (deep layers of small test images).
+    """
+    import torch
+
+    # Indexing rather than F.pad: profiles patch F.pad with this very function.
+    for i in range(len(amounts) // 2):
+        left, right = amounts[2 * i], amounts[2 * i + 1]
+        if not (left or right):
+            continue
+        dim = x.dim() - 1 - i
+        n = x.shape[dim]
+        index = torch.arange(-left, n + right, device=x.device) % n
+        x = x.index_select(dim, index)
+    return x
+
+
+def _ntuple(value: int | tuple[int, ...], n: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """Return the output size of a strided window op (pool or conv) along one dim, as torch computes it."""
+    span = int(size) + 2 * p - d * (k - 1) - 1
+    if not ceil_mode:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= int(size) + p:  # torch: the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _ceil_mode_padding(
+    x: "torch.Tensor",
+    kernel_size: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> list[int]:
+    """Return the ``F.pad`` amounts (last dim first) that give a stride-1 max pool followed by
+    ``BlurPool(stride)`` the output size of a max pool with ``ceil_mode=True``.
+
+    ceil_mode adds a last, partial window when the strided windows do not tile the input; padding
+    the input on the right with ``-inf`` adds the same window to the dense max pool.
+    """
+    pad: list[int] = []
+    for size, k, s, p, d in zip(x.shape[2:], kernel_size, stride, padding, dilation):
+        span = int(size) + 2 * p - d * (k - 1) - 1
+        out = _pool_output_size(size, k, s, p, d, True)
+        pad = [0, max(0, (out - 1) * s - span)] + pad
+    return pad
+
+
+def _box_then_blur(
+    x: "torch.Tensor",
+    ndim: int,
+    kernel_size: int | Sequence[int],
+    padding: int | Sequence[int],
+    count_include_pad: bool,
+    divisor_override: int | None,
+    blur: Callable[["torch.Tensor"], "torch.Tensor"],
+) -> "torch.Tensor":
+    """Average pool at stride 1, then ``blur`` (a BlurPool with the pool's stride): the pool's output size.
+
+    The dense box filter has ``m = n + 2p - k + 1`` samples and a BlurPool keeps ``ceil(m / s)`` of
+    them, which is ``floor((n + 2p - k) / s) + 1``: the strided pool's size. For ``ceil_mode`` the
+    caller first pads the input on the right with :func:`_ceil_mode_padding` (edge values).
+    """
+    import torch.nn.functional as F
+
+    kernel, pad = _ntuple(kernel_size, ndim), _ntuple(padding, ndim)
+    if any(k != 1 for k in kernel) or any(pad):
+        kwargs: dict[str, Any] = {"count_include_pad": count_include_pad}
+        if ndim > 1:
+            kwargs["divisor_override"] = divisor_override
+        x = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[ndim - 1](x, kernel, 1, pad, **kwargs)
+    return blur(x)
+
+
+def _blur_avg_pool(
+    x: "torch.Tensor",
+    ndim: int,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None,
+    padding: int | Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+    filter_size: int,
+    padding_mode: str,
+) -> "torch.Tensor":
+    import torch.nn.functional as F
+
+    stride = kernel_size if stride is None or stride == [] else stride
+    check_blur_arguments(filter_size, padding_mode, stride)
+    if ceil_mode:
+        extra = _ceil_mode_padding(x, _ntuple(kernel_size, ndim), _ntuple(stride, ndim), _ntuple(padding, ndim),
+                                   (1,) * ndim)
+        x = F.pad(x, extra, mode="replicate")
+    return _box_then_blur(x, ndim, kernel_size, padding, count_include_pad, divisor_override,
+                          lambda y: _blur_pool(y, ndim, stride, filter_size, padding_mode))
+
+
+def blur_avg_pool1d(
+    x: "torch.Tensor",
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    filter_size: int = 3,
+    padding_mode: str = "reflect",
+) -> "torch.Tensor":
+    """Return ``F.avg_pool1d(x, ...)`` anti-aliased: the same arguments and output size. See :func:`blur_avg_pool2d`."""
+    return _blur_avg_pool(x, 1, kernel_size, stride, padding, ceil_mode, count_include_pad, None,
+                          filter_size, padding_mode)
+
+
+def blur_avg_pool2d(
+    x: "torch.Tensor",
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    filter_size: int = 3,
+    padding_mode: str = "reflect",
+) -> "torch.Tensor":
+    """Return ``F.avg_pool2d(x, ...)`` anti-aliased: the same arguments and output size.
+
+    The box filter runs at stride 1 and a binomial BlurPool subsamples by ``stride``; see
+    :class:`~pytest_equivariance.fix.blurpool.BlurAvgPool2d`, its module form.
+    """
+    return _blur_avg_pool(x, 2, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                          filter_size, padding_mode)
+
+
+def blur_avg_pool3d(
+    x: "torch.Tensor",
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    filter_size: int = 3,
+    padding_mode: str = "reflect",
+) -> "torch.Tensor":
+    """Return ``F.avg_pool3d(x, ...)`` anti-aliased: the same arguments and output size. See :func:`blur_avg_pool2d`."""
+    return _blur_avg_pool(x, 3, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+                          filter_size, padding_mode)
 
 
 def blur_pool1d(

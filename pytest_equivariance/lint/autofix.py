@@ -9,18 +9,20 @@ finds the one call on that line that the finding's op names — through any impo
 code   call                                       becomes                                         fix
 =====  =========================================  ==============================================  ======
 EQ001  ``nn.MaxPoolNd(k, s, p, ...)``              ``MaxBlurPoolNd(k, s, padding=p, ...)``          safe
-EQ001  ``F.max_poolNd(x, k, s, ...)``              ``blur_poolNd(F.max_poolNd(x, k, stride=1, ...),  safe
+EQ001  ``F.max_poolNd(x, k, s, ...)``              ``blur_poolNd(F.max_poolNd(x, k, 1, ...),        safe
                                                   stride=s)``
 EQ002  ``nn.ConvNd(...)``                          ``AntialiasedConvNd(...)``, the same arguments     safe
 EQ002  ``F.convNd(x, w, ..., stride=s)``           ``F.convNd(blur_poolNd(x, stride=1), w, ...)``   safe
-EQ003  ``nn.AvgPoolNd(k, s)`` / ``F.avg_poolNd``   ``BlurPoolNd(stride=s)`` / ``blur_poolNd(x, s)``  unsafe
+EQ003  ``nn.AvgPoolNd(...)`` / ``F.avg_poolNd``    ``BlurAvgPoolNd(...)`` / ``blur_avg_poolNd(...)``, safe
+                                                  the same arguments
 =====  =========================================  ==============================================  ======
 
 A fix is *safe* when the rewritten model loads every checkpoint of the original with
 ``strict=True`` and keeps its output shapes: the drop-ins keep the parameter names and add only
-non-persistent filter buffers. A BlurPool in place of an average pool rounds odd sizes up where the
-pool rounds down, so it needs ``--unsafe-fixes``. The other rules have no rewrite that keeps the
-model's meaning; their findings stay, each with the reason. Needed names are imported once, from
+non-persistent filter buffers. Every argument keeps the form the user wrote (a keyword stays a
+keyword); only a positional argument that the drop-in takes by keyword (a max pool's ``padding``)
+becomes one. The other rules have no rewrite that keeps the model's meaning; their findings stay,
+each with the reason. Needed names are imported once, from
 ``pytest_equivariance``, after the file's imports. LibCST is imported only when a rewrite is asked
 for, never by the pytest plugin.
 """
@@ -45,8 +47,7 @@ if TYPE_CHECKING:
 AUTOFIX: dict[str, tuple[str, str]] = {
     "EQ001": ("safe", "MaxBlurPool (max pool at stride 1, then BlurPool) keeps the output shape and has no parameters"),
     "EQ002": ("safe", "AntialiasedConv keeps nn.Conv's arguments, parameter names and output shape"),
-    "EQ003": ("unsafe", "BlurPool rounds odd sizes up where average pooling rounds down, so an output shape "
-                        "can change"),
+    "EQ003": ("safe", "BlurAvgPool takes the average pool's arguments, keeps its output size and has no parameters"),
     "EQ004": ("unavailable", "the resize mode is part of the model's meaning; choose antialias=True or a BlurPool "
                              "by hand"),
     "EQ005": ("unavailable", "strided slicing is usually part of an indexing scheme; replace it by hand"),
@@ -152,9 +153,13 @@ def plan(findings: Iterable[Finding], *, unsafe: bool = False,
 # The rewrite of one file
 
 
-#: Kind of call -> (the torch.nn class stem it is written as, the drop-in's class stem). The
-#: functional forms are written ``max_pool2d`` etc. and become ``blur_pool2d`` calls.
-_KINDS = {"max_pool": ("MaxPool", "MaxBlurPool"), "conv": ("Conv", "AntialiasedConv"), "avg_pool": ("AvgPool", "BlurPool")}
+#: Kind of call -> (the torch.nn class stem it is written as, the drop-in's class stem, the drop-in's
+#: function stem). The functional forms are written ``max_pool2d`` etc.
+_KINDS = {
+    "max_pool": ("MaxPool", "MaxBlurPool", "blur_pool"),
+    "conv": ("Conv", "AntialiasedConv", "blur_pool"),
+    "avg_pool": ("AvgPool", "BlurAvgPool", "blur_avg_pool"),
+}
 
 
 @dataclass(frozen=True)
@@ -180,13 +185,13 @@ class _Target:
     @property
     def replacement(self) -> str:
         """The name the rewrite imports from pytest_equivariance: ``MaxBlurPool2d``, ``blur_pool2d``, ..."""
-        stem = _KINDS[self.kind][1] if self.form == "module" else "blur_pool"
+        stem = _KINDS[self.kind][1] if self.form == "module" else _KINDS[self.kind][2]
         return f"{stem}{self.ndim}d"
 
 
 def _target_of(finding: Finding) -> _Target | None:
     op = finding.op.rsplit(".", 1)[-1]
-    for kind, (module_stem, _) in _KINDS.items():
+    for kind, (module_stem, *_) in _KINDS.items():
         stem = module_stem if finding.kind == "module" else kind
         if finding.kind in ("module", "function") and op.startswith(stem) and op[len(stem):] in ("1d", "2d", "3d"):
             return _Target(finding, kind, finding.kind, int(op[len(stem)]))
@@ -291,15 +296,13 @@ def _is_false(arg: "cst.Arg | None") -> bool:
     return arg is None or (isinstance(arg.value, cst.Name) and arg.value.value == "False")
 
 
-def _is_zero(arg: "cst.Arg | None") -> bool:
-    import libcst as cst
-
-    return arg is None or (isinstance(arg.value, cst.Integer) and arg.value.value == "0")
+#: Rewrites that only rename the callee: the drop-in takes the very same arguments.
+_RENAMES = frozenset({"conv:module", "avg_pool:module", "avg_pool:function"})
 
 
 def _cannot_rewrite(call: "cst.Call", target: _Target) -> str:
     """Return why this call cannot be rewritten faithfully, or "" when it can."""
-    if target.rewrite == "conv:module":
+    if target.rewrite in _RENAMES:
         return ""
     bound = _bound(call, target.rewrite)
     if bound is None:
@@ -308,10 +311,6 @@ def _cannot_rewrite(call: "cst.Call", target: _Target) -> str:
         return "it returns indices (for MaxUnpool), which MaxBlurPool does not; edit it by hand"
     if "kernel_size" not in bound and target.rewrite != "conv:function":
         return "its kernel size is not given; edit it by hand"
-    if "avg_pool" in target.rewrite:
-        extra = [k for k in ("count_include_pad", "divisor_override") if k in bound]
-        if not (_is_zero(bound.get("padding")) and _is_false(bound.get("ceil_mode"))) or extra:
-            return "BlurPool has no padding, ceil_mode, count_include_pad or divisor_override; edit it by hand"
     if target.rewrite == "conv:function" and "input" not in bound:
         return "its input is not its first argument; edit it by hand"
     return ""
@@ -323,12 +322,6 @@ def _keyword(name: str, value: "cst.BaseExpression", comma: Any = None) -> "cst.
     tight = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
     return cst.Arg(value=value, keyword=cst.Name(name), equal=tight,
                    comma=comma if comma is not None else cst.MaybeSentinel.DEFAULT)
-
-
-def _positional(arg: "cst.Arg") -> "cst.Arg":
-    import libcst as cst
-
-    return arg.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)
 
 
 def _separated(args: list["cst.Arg"]) -> list["cst.Arg"]:
@@ -360,7 +353,7 @@ def _replacement(call: "cst.Call", target: _Target) -> "cst.BaseExpression":
     import libcst as cst
 
     name = target.replacement
-    if target.rewrite == "conv:module":  # the same arguments: only the class changes
+    if target.rewrite in _RENAMES:  # the same arguments: only the callee changes
         return call.with_changes(func=cst.Name(name))
     bound = _bound(call, target.rewrite)
     assert bound is not None  # _cannot_rewrite said so
@@ -371,20 +364,29 @@ def _replacement(call: "cst.Call", target: _Target) -> "cst.BaseExpression":
         return call.with_changes(args=[first.with_changes(value=blurred), *call.args[1:]])
     # Pools: nn.MaxPool / F.max_pool's stride defaults to the kernel size.
     stride = (bound.get("stride") or bound["kernel_size"]).value
+    kernel = bound["kernel_size"]
     if target.rewrite == "max_pool:module":
-        args = [_positional(bound["kernel_size"]), cst.Arg(stride, comma=getattr(bound.get("stride"), "comma",
-                                                                                  cst.MaybeSentinel.DEFAULT))]
-        args += [_keyword(key, bound[key].value, bound[key].comma) for key in ("padding", "dilation", "ceil_mode")
-                 if key in bound]
+        # MaxBlurPool(kernel_size, stride, filter_size, padding_mode, *, padding, dilation, ceil_mode):
+        # the first two keep their form; the pool's later positional arguments become keywords.
+        args: list[cst.Arg] = []
+        for arg in call.args:
+            key = next(k for k, v in bound.items() if v is arg)
+            if key == "return_indices":
+                continue  # False (checked): MaxBlurPool never returns indices
+            if arg.keyword is None and key not in ("kernel_size", "stride"):
+                arg = _keyword(key, arg.value, arg.comma)
+            args.append(arg)
+            if arg is kernel and "stride" not in bound:
+                args.append(cst.Arg(stride) if kernel.keyword is None else _keyword("stride", stride))
         return call.with_changes(func=cst.Name(name), args=_separated(args))
-    if target.rewrite == "avg_pool:module":
-        return cst.Call(func=cst.Name(name), args=[_keyword("stride", stride)])
-    if target.rewrite == "avg_pool:function":
-        return cst.Call(func=cst.Name(name), args=_separated([cst.Arg(bound["input"].value), _keyword("stride", stride)]))
     # max_pool:function: the same pool at stride 1, then blur_pool with the pool's stride.
-    rest = [_keyword(key, bound[key].value) for key in ("padding", "dilation", "ceil_mode") if key in bound]
-    pooled = call.with_changes(args=_separated([
-        _positional(bound["input"]), _positional(bound["kernel_size"]), _keyword("stride", one), *rest]))
+    inner = list(call.args)
+    if "stride" in bound:
+        where = inner.index(bound["stride"])
+        inner[where] = bound["stride"].with_changes(value=one)
+    else:  # no positional argument follows the kernel size
+        inner.insert(inner.index(kernel) + 1, _keyword("stride", one))
+    pooled = call.with_changes(args=_separated(inner))
     return cst.Call(func=cst.Name(name), args=_separated([cst.Arg(pooled), _keyword("stride", stride)]))
 
 

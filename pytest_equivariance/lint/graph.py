@@ -39,6 +39,7 @@ from pytest_equivariance.lint.locations import SourceLocator, user_frame
 from pytest_equivariance.lint.ops import (
     METHOD_FAMILIES,
     UNLOCATED,
+    blur_call_stride,
     blur_functions,
     function_table,
     hashable,
@@ -194,6 +195,16 @@ class ModelGraph:
         """Return ``(qualname, tensor)`` when fx ``node`` reads a parameter or buffer of the model."""
         return self._attrs.get(node) if isinstance(node, fx.Node) else None
 
+    def pads_circularly(self) -> bool:
+        """Whether every padded convolution of the model pads circularly (and there is one).
+
+        Such a model is built for exact circular-shift checks, where polyphase sampling (not blur)
+        makes the subsampling exact.
+        """
+        modes = [site.params.get("padding_mode", "zeros") for site in self.sites
+                 if site.family == "conv" and _pads(site.params.get("padding"))]
+        return bool(modes) and all(mode == "circular" for mode in modes)
+
     def walk_back(self, site: Site, through: Callable[[Site], bool]) -> Site | None:
         """Return the first producer of ``site`` (following first inputs) for which ``through`` is false."""
         current = self.producer(site)
@@ -202,6 +213,12 @@ class ModelGraph:
                 return current
             current = self.producer(current)
         return None
+
+
+def _pads(padding: Any) -> bool:
+    if isinstance(padding, str):
+        return padding != "valid"
+    return isinstance(padding, tuple) and any(p for p in padding if isinstance(p, int))
 
 
 @contextlib.contextmanager
@@ -558,7 +575,7 @@ class _Builder:
             params = {"stride": params.get("stride")}
         elif node.op == "call_function" and hashable(node.target) and node.target in blur_functions():
             ndim = blur_functions()[node.target]
-            stride = node.args[1] if len(node.args) > 1 else node.kwargs.get("stride", 2)
+            stride = blur_call_stride(node.target, node.args, dict(node.kwargs))
             family, op, params = "blur", f"pytest_equivariance.{node.target.__name__}", {"stride": stride}
             if isinstance(stride, int):
                 params["stride"] = (stride,) * ndim

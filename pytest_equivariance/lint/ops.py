@@ -8,6 +8,7 @@ those tables, and which layers the tracer keeps as leaves. It changes when torch
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import sys
 from typing import Any, Callable
@@ -151,14 +152,31 @@ def library_leaf_classes() -> tuple[type, ...]:
 
 @functools.lru_cache(maxsize=1)
 def blur_functions() -> dict[Callable[..., Any], int]:
-    """Return this project's functional BlurPools (``blur_pool1d/2d/3d``, what fixes write) and their ndim.
+    """Return this project's functional downsamplers that do not alias, and their ndim.
 
-    The tracer keeps them as single calls (their internals do not trace), and the graph reads them
-    as fixed low-pass filters.
+    ``blur_pool1d/2d/3d`` and ``blur_avg_pool1d/2d/3d`` (what fixes write) and
+    ``polyphase_pool1d/2d/3d``. The tracer keeps them as single calls (their internals do not
+    trace), and the graph reads them as anti-aliased downsamplers with the stride of
+    :func:`blur_call_stride`.
     """
-    from pytest_equivariance.fix import filters
+    from pytest_equivariance.fix import filters, polyphase
 
-    return {filters.blur_pool1d: 1, filters.blur_pool2d: 2, filters.blur_pool3d: 3}
+    return {
+        filters.blur_pool1d: 1, filters.blur_pool2d: 2, filters.blur_pool3d: 3,
+        filters.blur_avg_pool1d: 1, filters.blur_avg_pool2d: 2, filters.blur_avg_pool3d: 3,
+        polyphase.polyphase_pool1d: 1, polyphase.polyphase_pool2d: 2, polyphase.polyphase_pool3d: 3,
+    }
+
+
+def blur_call_stride(func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """Return the stride a call of one of :func:`blur_functions` subsamples by (None: unknown)."""
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    stride = bound.arguments.get("stride")
+    return bound.arguments.get("kernel_size") if stride is None else stride
 
 
 def library_autowrap_functions() -> tuple[Callable[..., Any], ...]:

@@ -32,10 +32,15 @@ KNOWN_LOWPASS_CLASSES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-#: Names of this project's layers in ``pytest_equivariance.fix.blurpool``.
-_OWN_CLASS_NAMES = (
-    "BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool1d", "MaxBlurPool2d", "MaxBlurPool3d"
-)
+#: This project's layers, by module of ``pytest_equivariance.fix``. Polyphase sampling does not
+#: low-pass filter, but its component choice follows the signal, so it is never flagged either.
+_OWN_CLASS_NAMES = {
+    "blurpool": ("BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool1d", "MaxBlurPool2d", "MaxBlurPool3d",
+                 "BlurAvgPool1d", "BlurAvgPool2d", "BlurAvgPool3d"),
+    "polyphase": ("PolyphasePool1d", "PolyphasePool2d", "PolyphasePool3d", "PolyphaseMaxPool1d",
+                  "PolyphaseMaxPool2d", "PolyphaseMaxPool3d", "PolyphaseAvgPool1d", "PolyphaseAvgPool2d",
+                  "PolyphaseAvgPool3d"),
+}
 
 _TOLERANCE = 1e-3
 
@@ -43,11 +48,16 @@ _TOLERANCE = 1e-3
 @functools.lru_cache(maxsize=1)
 def _own_classes() -> tuple[type, ...]:
     # Imported lazily: the fix package may be absent or still importing us.
-    try:
-        from pytest_equivariance.fix import blurpool
-    except ImportError:
-        return ()
-    return tuple(c for c in (getattr(blurpool, n, None) for n in _OWN_CLASS_NAMES) if isinstance(c, type))
+    import importlib
+
+    classes: list[type] = []
+    for module_name, names in _OWN_CLASS_NAMES.items():
+        try:
+            module = importlib.import_module(f"pytest_equivariance.fix.{module_name}")
+        except ImportError:
+            continue
+        classes += [c for c in (getattr(module, n, None) for n in names) if isinstance(c, type)]
+    return tuple(classes)
 
 
 def is_known_lowpass_class(module: "nn.Module") -> bool:
@@ -128,7 +138,8 @@ def _has_lowpass_buffer(module: "nn.Module") -> bool:
 def is_antialiased_downsampler(module: "nn.Module") -> bool:
     """Return whether ``module`` is a fixed low-pass filter (optionally subsampling): never flagged.
 
-    True for this project's ``BlurPool*`` / ``MaxBlurPool*``, antialiased-cnns ``BlurPool``, timm
+    True for this project's ``BlurPool*`` / ``MaxBlurPool*`` / ``BlurAvgPool*`` and polyphase
+    pools (``PolyphasePool*``, ``PolyphaseMaxPool*``, ``PolyphaseAvgPool*``), antialiased-cnns ``BlurPool``, timm
     ``BlurPool2d``, kornia ``BlurPool2D`` / ``MaxBlurPool2D`` (and its Gaussian / box blurs), a
     depthwise ``nn.ConvNd`` whose weight is frozen and low-pass, and a parameter-free module holding
     a low-pass filter buffer. Kernel values are checked when they are known (not on ``meta``).

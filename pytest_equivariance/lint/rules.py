@@ -72,7 +72,9 @@ _EQ001 = Rule(
         "kernel_size=2, stride=2)` (1-d and 3-d: MaxBlurPool1d / MaxBlurPool3d), which is "
         "`nn.MaxPool2d(kernel_size=2, stride=1)` followed by `pytest_equivariance.BlurPool2d(stride=2)`. "
         "For functional calls write `blur_pool2d(F.max_pool2d(x, 2, stride=1), stride=2)`. "
-        "`pytest_equivariance.antialias(model)` rewrites every module it flags.\n"
+        "`pytest_equivariance.antialias(model)` rewrites every module it flags; in a circular-padded "
+        "model `antialias(model, method=\"polyphase\")` makes it exactly invariant to circular shifts "
+        "(adaptive polyphase sampling: PolyphaseMaxPool2d).\n"
         "\n"
         "self.pool = pytest_equivariance.MaxBlurPool2d(kernel_size=2, stride=2)"
     ),
@@ -100,7 +102,9 @@ _EQ002 = Rule(
         "`pytest_equivariance.AntialiasedConv2d` takes nn.Conv2d's arguments and keeps its parameter "
         "names, so existing checkpoints load (1-d and 3-d: AntialiasedConv1d / AntialiasedConv3d; "
         "`blur_position=\"after\"` convolves with stride 1, then blur-subsamples, as in Zhang 2019). "
-        "`pytest_equivariance.antialias(model)` rewrites every module it flags.\n"
+        "`pytest_equivariance.antialias(model)` rewrites every module it flags; in a circular-padded "
+        "model `antialias(model, method=\"polyphase\")` makes it exactly invariant to circular shifts "
+        "(PolyphaseConv2d: the conv at stride 1, then the polyphase component of largest norm).\n"
         "\n"
         "self.conv = pytest_equivariance.AntialiasedConv2d(64, 128, kernel_size=3, stride=2, padding=1)\n"
         "# by hand: nn.Sequential(pytest_equivariance.BlurPool2d(stride=1), nn.Conv2d(64, 128, 3, stride=2, padding=1))"
@@ -121,11 +125,12 @@ _EQ003 = Rule(
     ),
     example="self.pool = nn.AvgPool2d(kernel_size=2, stride=2)",
     fix=(
-        "Replace the box filter by a binomial one: `pytest_equivariance.BlurPool2d(stride=2)` "
-        "(BlurPool1d / BlurPool3d for 1-d and 3-d). `pytest_equivariance.antialias(model)` rewrites "
-        "every module it flags.\n"
+        "Follow the box filter with a binomial one: `pytest_equivariance.BlurAvgPool2d` takes "
+        "nn.AvgPool2d's arguments and keeps its output size (the box at stride 1, then BlurPool with "
+        "the pool's stride; BlurAvgPool1d / BlurAvgPool3d for 1-d and 3-d, `blur_avg_pool2d` for "
+        "F.avg_pool2d). `pytest_equivariance.antialias(model)` rewrites every module it flags.\n"
         "\n"
-        "self.pool = pytest_equivariance.BlurPool2d(stride=2)"
+        "self.pool = pytest_equivariance.BlurAvgPool2d(kernel_size=2, stride=2)"
     ),
 )
 
@@ -429,6 +434,14 @@ def _blur_call(d: int, arg: str, stride: Any) -> str:
     return f"pytest_equivariance.blur_pool{d}d({arg}, stride={stride})"
 
 
+def _polyphase_hint(fix: str, graph: "ModelGraph") -> str:
+    """Name the exact fix beside the blur in a circular-padded model (one built for exact checks)."""
+    if not graph.pads_circularly():
+        return fix
+    return (f'{fix}; or, exactly invariant to circular shifts in this circular-padded model: '
+            f'pytest_equivariance.antialias(model, method="polyphase")')
+
+
 def _check_strided_max_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     """EQ001: max (and other nonlinear) pooling that subsamples; global pooling is fine."""
     if site.family not in ("max_pool", "lp_pool", "fractional_max_pool", "adaptive_max_pool"):
@@ -458,7 +471,7 @@ def _check_strided_max_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
     else:
         pad = f", padding={_fmt(padding)}" if any(padding) else ""
         fix = _blur_call(d, f"F.max_pool{d}d(x, {_fmt(kernel)}, stride=1{pad})", s)
-    yield Hit(site, message, fix)
+    yield Hit(site, message, _polyphase_hint(fix, graph))
 
 
 def _check_strided_conv(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
@@ -484,7 +497,7 @@ def _check_strided_conv(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
         fix = f"nn.Sequential(pytest_equivariance.BlurPool{d}d(stride=1), <this {site.op}>)"
     else:
         fix = f"F.conv{d}d({_blur_call(d, 'x', 1)}, weight, stride={s}, ...)"
-    yield Hit(site, message, fix)
+    yield Hit(site, message, _polyphase_hint(fix, graph))
 
 
 def _check_strided_avg_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
@@ -496,11 +509,18 @@ def _check_strided_avg_pool(site: "Site", graph: "ModelGraph") -> Iterator[Hit]:
         return
     s, d = _fmt(stride), _dims(site)
     message = f"{site.describe()} subsamples by {s} with a box filter, which lets much aliasing through"
-    if site.kind == "module":
-        fix = f"pytest_equivariance.BlurPool{d}d(stride={s})"
+    kernel = site.params.get("kernel_size")
+    if site.family != "avg_pool" or kernel is None:  # adaptive: no fixed window to keep
+        fix = _blur_call(d, "x", s) if site.kind != "module" else f"pytest_equivariance.BlurPool{d}d(stride={s})"
     else:
-        fix = _blur_call(d, "x", s)
-    yield Hit(site, message, fix)
+        padding = _ints(site.params.get("padding")) or (0,)
+        extra = f", padding={_fmt(padding)}" if any(padding) else ""
+        extra += ", ceil_mode=True" if site.params.get("ceil_mode") else ""
+        if site.kind == "module":
+            fix = f"pytest_equivariance.BlurAvgPool{d}d(kernel_size={_fmt(kernel)}, stride={s}{extra})"
+        else:
+            fix = f"pytest_equivariance.blur_avg_pool{d}d(x, {_fmt(kernel)}, stride={s}{extra})"
+    yield Hit(site, message, _polyphase_hint(fix, graph))
 
 
 _ALIASING_MODES = frozenset({"nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear"})

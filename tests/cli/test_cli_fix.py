@@ -85,8 +85,7 @@ def test_fix_rewrites_every_style_and_keeps_the_rest_byte_identical(write, run):
          "nn.BatchNorm2d(cout),"),
         ("        self.stem = tnn.Conv2d(3, 16, 3, 2, 1)  # positional stride and padding",
          "        self.stem = AntialiasedConv2d(3, 16, 3, 2, 1)  # positional stride and padding"),
-        ("        self.pool = MaxPool2d(", "        self.pool = MaxBlurPool2d("),
-        ("            stride=2,  # stride", "            2,  # stride"),
+        ("        self.pool = MaxPool2d(", "        self.pool = MaxBlurPool2d("),  # its keywords stay keywords
         ("        self.down = torch.nn.Conv2d(in_channels=32, out_channels=64, kernel_size=3, stride=2, padding=1)",
          "        self.down = AntialiasedConv2d(in_channels=32, out_channels=64, kernel_size=3, stride=2, padding=1)"),
         ("        x = F.max_pool2d(x, 2)  # a functional pool",
@@ -95,6 +94,55 @@ def test_fix_rewrites_every_style_and_keeps_the_rest_byte_identical(write, run):
     fixed = _build(path)
     fixed.load_state_dict(original.state_dict(), strict=True)
     assert _shift_change(original) >= 3 * _shift_change(fixed)
+
+
+POOLS = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Pools(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, kernel_size=3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.pool2 = nn.MaxPool2d(2, 2, 0, 1)
+        self.avg = nn.AvgPool2d(2)
+        self.avg2 = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.pool2(self.pool(torch.relu(self.stem(x))))
+        x = F.max_pool2d(x, 2)
+        x = F.max_pool2d(x, kernel_size=2, stride=2, padding=1)
+        x = self.avg2(self.avg(x))
+        return self.head(x.mean((2, 3)))
+'''
+
+
+def test_fix_leaves_no_pooling_finding_keeps_keywords_shapes_and_checkpoint(write, run):
+    path = write("pools.py", POOLS)
+    original = _build(path, "Pools")
+    result = run("pools.py", "--input-shape", "1,3,129,129", "--fix")  # no --unsafe-fixes
+    assert result.code == 0, result.out + result.err
+    assert run("pools.py", "--input-shape", "1,3,129,129", "--select", "EQ001,EQ002,EQ003").code == 0
+    text = path.read_text()
+    for line in [
+        "self.stem = AntialiasedConv2d(3, 16, kernel_size=3, stride=2, padding=1)",
+        "self.pool = MaxBlurPool2d(kernel_size=3, stride=2, padding=1)",  # keywords stay keywords
+        "self.pool2 = MaxBlurPool2d(2, 2, padding=0, dilation=1)",  # MaxBlurPool takes these by keyword
+        "self.avg = BlurAvgPool2d(2)",
+        "self.avg2 = BlurAvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)",
+        "x = blur_pool2d(F.max_pool2d(x, 2, stride=1), stride=2)",
+        "x = blur_pool2d(F.max_pool2d(x, kernel_size=2, stride=1, padding=1), stride=2)",
+    ]:
+        assert line in text, text
+    fixed = _build(path, "Pools")
+    fixed.load_state_dict(original.state_dict(), strict=True)
+    for size in (129, 128, 97):
+        x = torch.randn(1, 3, size, size)
+        assert fixed(x).shape == original(x).shape
 
 
 def test_fix_twice_is_a_no_op_and_diff_changes_nothing(write, run):
@@ -148,18 +196,32 @@ class Pooled(nn.Module):
 '''
 
 
-def test_average_pools_need_unsafe_fixes(write, run):
+def test_average_pools_are_fixed_safely_and_keep_their_shape_and_checkpoint(write, run):
+    path = write("avg.py", AVG)
+    original = _build(path, "Pooled")
+    result = run("avg.py", "--input-shape", "1,3,33,33", "--fix")
+    assert result.code == 0 and "Fixed 1 finding (0 remaining)." in result.out, result.out + result.err
+    assert "self.avg = BlurAvgPool2d(2)" in path.read_text()
+    fixed = _build(path, "Pooled")
+    fixed.load_state_dict(original.state_dict(), strict=True)
+    x = torch.randn(1, 3, 33, 33)
+    assert fixed(x).shape == original(x).shape == (1, 4, 16, 16)
+
+
+def test_an_unsafe_fix_waits_for_unsafe_fixes(write, run, monkeypatch):
+    monkeypatch.setitem(autofix.AUTOFIX, "EQ003", ("unsafe", "pretend it rounds differently"))
     path = write("avg.py", AVG)
     result = run("avg.py", *SHAPE, "--fix")
     assert result.code == 1 and path.read_text() == AVG.lstrip("\n")
-    assert "not fixed: avg.py:9: EQ003 avg: an unsafe fix: BlurPool rounds odd sizes up" in result.out
+    assert "not fixed: avg.py:9: EQ003 avg: an unsafe fix: pretend it rounds differently; pass --unsafe-fixes" \
+           in result.out
     result = run("avg.py", *SHAPE, "--fix", "--unsafe-fixes")
-    assert result.code == 0 and "self.avg = BlurPool2d(stride=2)" in path.read_text()
+    assert result.code == 0 and "self.avg = BlurAvgPool2d(2)" in path.read_text()
 
 
 def test_a_fix_that_changes_an_output_shape_is_undone(write, run, monkeypatch):
-    # Pretend the BlurPool rewrite were safe: at 33x33 it changes the output shape, which the check sees.
-    monkeypatch.setitem(autofix.AUTOFIX, "EQ003", ("safe", "pretend"))
+    # Pretend the average pool's drop-in were a plain BlurPool: BlurPool2d(2) rounds 33 / 2 up.
+    monkeypatch.setitem(autofix._KINDS, "avg_pool", ("AvgPool", "BlurPool", "blur_pool"))
     path = write("avg.py", AVG)
     result = run("avg.py", "--input-shape", "1,3,33,33", "--fix")
     assert result.code == 1

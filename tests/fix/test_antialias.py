@@ -9,7 +9,7 @@ from torch import nn
 import pytest
 
 from pytest_equivariance.errors import EquivarianceUsageError
-from pytest_equivariance.fix import AntialiasedConv2d, BlurPool1d, BlurPool3d, MaxBlurPool2d, antialias
+from pytest_equivariance.fix import AntialiasedConv2d, BlurPool1d, BlurPool2d, BlurPool3d, MaxBlurPool2d, antialias
 from pytest_equivariance.fix.antialias import AntialiasReport
 from pytest_equivariance.fix.filters import blur_pool1d
 from pytest_equivariance.lint import lint
@@ -173,14 +173,17 @@ def test_1d_and_3d_models() -> None:
     fixed3.load_state_dict(net3.state_dict(), strict=True)
 
 
-def test_avg_pool_keeps_its_box_then_blurs_and_kernel_one_is_plain_blurpool() -> None:
-    model = nn.Sequential(nn.AvgPool2d(2), nn.AvgPool2d(1, 2))
+def test_avg_pools_become_blur_avg_pools_that_keep_the_box_and_the_arguments() -> None:
+    model = nn.Sequential(nn.AvgPool2d(2), nn.AvgPool2d(1, 2), nn.AvgPool2d(3, 2, 1, count_include_pad=False))
     fixed = antialias(model, example_input=(1, 1, 16, 16))
-    box_then_blur, plain = fixed[0], fixed[1]
-    assert isinstance(box_then_blur, nn.Sequential) and box_then_blur[0].stride == 1
-    assert type(plain).__name__ == "BlurPool2d" and plain.stride == 2
+    assert [type(m).__name__ for m in fixed] == ["BlurAvgPool2d"] * 3
+    assert (fixed[2].kernel_size, fixed[2].stride, fixed[2].padding, fixed[2].count_include_pad) == (3, 2, 1, False)
     x = torch.randn(1, 1, 17, 17)
     assert fixed(x).shape == model(x).shape
+    # The box runs at stride 1, then BlurPool subsamples; a 1x1 box is no box at all.
+    box = nn.AvgPool2d(2, stride=1)(x)
+    assert torch.allclose(fixed[0](x), BlurPool2d(stride=2)(box))
+    assert torch.allclose(fixed[1](x), BlurPool2d(stride=2)(x))
 
 
 def test_box_then_binomial_3_is_binomial_4() -> None:

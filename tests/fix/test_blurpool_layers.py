@@ -23,6 +23,9 @@ from pytest_equivariance.fix import (
     blur_pool2d,
 )
 from pytest_equivariance.fix.blurpool import antialiased_conv
+from pytest_equivariance.fix.filters import blur_avg_pool2d
+from pytest_equivariance.fix.polyphase import polyphase_pool2d
+from pytest_equivariance.lint import lint_model
 
 BLURS = {1: BlurPool1d, 2: BlurPool2d, 3: BlurPool3d}
 MAX_BLURS = {1: MaxBlurPool1d, 2: MaxBlurPool2d, 3: MaxBlurPool3d}
@@ -214,3 +217,60 @@ def test_bad_layer_arguments_are_usage_errors(kwargs) -> None:
 def test_bad_blur_position_is_a_usage_error() -> None:
     with pytest.raises(EquivarianceUsageError, match="blur_position"):
         AntialiasedConv2d(1, 1, 3, stride=2, blur_position="middle")
+
+
+AVG_POOLS = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    [(2, None, 0, False, True), (3, 2, 1, False, False), (3, 2, 1, True, True), (2, 3, 0, True, False),
+     (1, 2, 0, False, True)],
+)
+def test_blur_avg_pool_drops_in_for_avg_pool(ndim, kernel_size, stride, padding, ceil_mode, count_include_pad) -> None:
+    from pytest_equivariance.fix import BlurAvgPool1d, BlurAvgPool2d, BlurAvgPool3d, filters
+
+    cls = {1: BlurAvgPool1d, 2: BlurAvgPool2d, 3: BlurAvgPool3d}[ndim]
+    functional = {1: filters.blur_avg_pool1d, 2: filters.blur_avg_pool2d, 3: filters.blur_avg_pool3d}[ndim]
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+    pool, blurred = AVG_POOLS[ndim](*args), cls(*args)
+    assert dict(blurred.state_dict()) == {} and list(blurred.parameters()) == []
+    for n in (9, 10, 11):
+        x = torch.randn(2, 3, *(n,) * ndim)
+        assert blurred(x).shape == pool(x).shape
+        assert torch.equal(functional(x, *args), blurred(x))
+
+
+def test_blur_avg_pool_is_the_box_at_stride_1_then_blurpool() -> None:
+    from pytest_equivariance.fix import BlurAvgPool2d
+
+    x = torch.randn(1, 2, 16, 16)
+    layer = BlurAvgPool2d(2, divisor_override=2)
+    assert torch.allclose(layer(x), BlurPool2d(stride=2)(F.avg_pool2d(x, 2, 1, divisor_override=2)))
+    assert "divisor_override=2" in repr(layer)
+    with torch.device("meta"):
+        meta = BlurAvgPool2d(3, 2, 1)
+    assert meta(torch.empty(1, 2, 15, 15, device="meta")).shape == (1, 2, 8, 8)
+
+
+def test_blur_avg_pool_1d_has_no_divisor_override() -> None:
+    from pytest_equivariance.fix import BlurAvgPool1d
+
+    with pytest.raises(EquivarianceUsageError, match="BlurAvgPool1d has no divisor_override"):
+        BlurAvgPool1d(2, divisor_override=2)
+
+
+def test_the_linter_reads_the_functional_fixes_as_antialiased() -> None:
+    # Imported at module level, as user code does: fx records them as single calls from the globals.
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = blur_avg_pool2d(self.conv(x), 3, 2, padding=1, ceil_mode=True)
+            return polyphase_pool2d(F.max_pool2d(x, 2, stride=1), 2)
+
+    report = lint_model(Functional(), (1, 3, 32, 32), select=["EQ001", "EQ002", "EQ003"])
+    assert report.findings == [] and report.errors == [] and report.coverage == 1.0
