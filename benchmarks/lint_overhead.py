@@ -48,10 +48,13 @@ for name in sys.argv[1:]:
 
 
 def lint_command(models: list[str]) -> list[str]:
-    """Return the equiv-lint command over ``models`` (JSON output: no terminal rendering costs)."""
+    """Return the equiv-lint command over ``models`` (JSON output: no terminal rendering costs).
+
+    ``--no-cache``: this is the first run's cost; ``lint_cache.py`` measures the cached one.
+    """
     targets = [f"torchvision.models:{name}" for name in models]
     cli = [sys.executable, "-m", "pytest_equivariance.cli"]
-    return [*cli, *targets, "--format", "json", "--exit-zero"]
+    return [*cli, *targets, "--format", "json", "--exit-zero", "--no-cache"]
 
 
 def bare_command(models: list[str]) -> list[str]:

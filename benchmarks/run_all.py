@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "lint_overhead.py": False,
     "lint_memory.py": False,
+    "lint_cache.py": False,
     "check_overhead.py": True,
     "localize_cost.py": True,
     "blurpool_cost.py": True,

@@ -33,6 +33,7 @@ from pytest_equivariance.lint.findings import ModelReport, Severity
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from pytest_equivariance.lint.cache import LintCache
     from pytest_equivariance.lint.loader import ModelSource, Target
 
 EXIT_CLEAN = 0
@@ -78,6 +79,10 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
 
     console = _console(stdout) if args.format == "text" else None
     run = Run(config=config, verbose=args.verbose, allow_no_model=args.allow_no_model, stderr=stderr)
+    if not args.no_cache:
+        from pytest_equivariance.lint.cache import LintCache
+
+        run.cache = LintCache(config.cache_path)
     editing = args.fix or args.diff or args.add_noqa
     if editing:
         if args.format != "text" or args.statistics:
@@ -152,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip file targets that define no model instead of failing (for pre-commit)",
     )
     add("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    add("--no-cache", action="store_true", help="lint every target afresh, neither reading nor writing the cache")
+    add("--cache-dir", metavar="DIR",
+        help="the cache's directory (default: .equiv_lint_cache next to the settings file, or cache-dir there)")
     add("--quiet", "-q", action="store_true", help="print the findings only: no model headers, notes or summary")
     add("--statistics", action="store_true",
         help="print one line per rule code with its number of findings instead of the findings")
@@ -186,12 +194,77 @@ class Run:
     signatures: dict[str, Any] | None = None
     #: With --fix: the digest of each file as it was when its target was loaded.
     snapshots: dict[Path, str] = field(default_factory=dict)
+    #: Where results are answered from and stored (None: --no-cache).
+    cache: "LintCache | None" = None
+    #: While a target is linted for the cache: the source files its imports read.
+    files: set[str] | None = None
 
     def lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
         """Load one target, lint each model it names, and return the new reports (errors included).
 
         A directory stands for the Python files below it; those that define no model are skipped.
+        Answered from the cache when nothing the last lint of the target read has changed; ``--fix``
+        always lints (it needs the models).
         """
+        key = self._cache_key(text, root) if self.cache is not None and self.signatures is None else None
+        if key is None or self.cache is None:
+            return self._lint_target(text, root)
+        hit = self.cache.lookup(key)
+        if hit is not None:
+            return self._replay(hit, text)
+        from pytest_equivariance.lint.cache import loaded_module_files
+
+        start, failed, skipped = len(self.reports), len(self.failed), len(self.skipped)
+        self.files = set()
+        try:
+            reports = self._lint_target(text, root)
+        finally:
+            files, self.files = self.files, None
+        if len(self.failed) == failed:  # a failure is linted again next time, not remembered
+            if self.config.path is not None:
+                files.add(str(self.config.path.resolve()))
+            result = {
+                "reports": [r.to_json() for r in reports],
+                "skipped": self.skipped[skipped:],
+                "locations": {r.target: self.locations.get(r.target) for r in self.reports[start:]},
+            }
+            self.cache.store(key, files | set(loaded_module_files()), result)
+        return reports
+
+    def _cache_key(self, text: str, root: Path | None) -> dict[str, Any] | None:
+        from pytest_equivariance.lint.cache import cache_key
+        from pytest_equivariance.lint.loader import parse_target, python_files
+
+        try:
+            target = parse_target(text, root=root)
+        except EquivarianceUsageError:
+            return None  # reported by the lint itself
+        listing = None
+        if target.path is not None and target.name is None and target.path.is_dir():
+            listing = [str(p) for p in python_files(target.path)]  # a new file changes the key
+        config = self.config
+        return cache_key({
+            "target": text, "root": str(root) if root is not None else None, "listing": listing,
+            "allow_no_model": self.allow_no_model, "select": config.select, "ignore": config.ignore,
+            "per_module_ignores": sorted(config.per_module_ignores.items()), "input_shape": config.input_shape,
+            "factories": config.factories, "exclude": config.exclude,
+        })
+
+    def _replay(self, hit: dict[str, Any], text: str) -> list[ModelReport]:
+        """Add a cached result's reports, locations and skip notes, as the lint would have."""
+        reports = [ModelReport.from_json(r) for r in hit["reports"]]
+        for name, location in hit["locations"].items():
+            if location is not None:
+                self.locations[name] = (location[0], location[1])
+        for note in hit["skipped"]:
+            self._skip(note)
+        if self.verbose:
+            print(f"{PROG}: {text}: answered from the cache in {self.cache.directory if self.cache else ''}",
+                  file=self.stderr)
+        self.reports.extend(reports)
+        return reports
+
+    def _lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
         from pytest_equivariance.lint.loader import Target, display_path, parse_target, python_files
 
         start = len(self.reports)
@@ -229,7 +302,7 @@ class Run:
 
             self.snapshots.setdefault(path.resolve(), digest(path.read_bytes()))
         try:
-            with load_target(target, factories=self.config.factories) as loaded:
+            with load_target(target, factories=self.config.factories, files=self.files) as loaded:
                 for reason in loaded.skipped:
                     self._skip(f"{target.text}: {reason}")
                 before, skipped = (len(self.reports), len(self.skipped))
@@ -347,6 +420,8 @@ def _configure(args: argparse.Namespace) -> LintConfig:
         changes["fail_level"] = Severity.parse(args.fail_level)
     if args.input_shape is not None:
         changes["input_shape"] = parse_shape(args.input_shape)
+    if args.cache_dir is not None:
+        changes["cache_dir"] = str(Path(args.cache_dir).resolve())
     return config.override(**changes)
 
 

@@ -12,6 +12,7 @@ that names the file and the key rather than being silently ignored::
     fail-level = "warning"                 # info | warning | error
     factories = ["build_*"]                # zero-argument functions to call in model files
     exclude = ["tests/*"]                  # file targets to skip (globs, relative to the table's file)
+    cache-dir = ".equiv_lint_cache"        # where results are cached (relative to the table's file)
 
 Command-line flags override these values (:meth:`LintConfig.override`).
 """
@@ -50,6 +51,8 @@ class LintConfig:
     targets: tuple[str, ...] = ()
     factories: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: The lint cache's directory as written (None: ``.equiv_lint_cache`` in :attr:`root`).
+    cache_dir: str | None = None
     #: The file the settings were read from (None: defaults only).
     path: Path | None = None
 
@@ -57,6 +60,13 @@ class LintConfig:
     def root(self) -> Path:
         """Return the directory relative targets and ``exclude`` globs are resolved against."""
         return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def cache_path(self) -> Path:
+        """Return the lint cache's directory, relative ones resolved against :attr:`root`."""
+        from pytest_equivariance.lint.cache import CACHE_DIR
+
+        return self.root / (self.cache_dir or CACHE_DIR)
 
     def override(self, **changes: Any) -> "LintConfig":
         """Return a copy with every change whose value is not ``None`` applied (CLI flags win)."""
@@ -212,6 +222,12 @@ def _input_shape(value: Any) -> tuple[int, ...]:
         ) from None
 
 
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, e.g. \".equiv_lint_cache\", got {value!r}")
+    return value
+
+
 def _severity(value: Any) -> Severity:
     if not isinstance(value, str):
         raise ValueError(f"expected one of \"info\", \"warning\", \"error\", got {value!r}")
@@ -228,6 +244,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "targets": ("targets", _string_list),
     "factories": ("factories", _string_list),
     "exclude": ("exclude", _string_list),
+    "cache-dir": ("cache_dir", _string),
 }
 
 

@@ -61,6 +61,11 @@ class Finding:
         data["severity"] = self.severity.value
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Finding":
+        """Return the finding that :meth:`to_json` wrote (tuples in ``params`` come back as lists)."""
+        return cls(**{**data, "severity": Severity(data["severity"])})
+
     def location(
         self, fallback: tuple[str | None, int | None] | None = None
     ) -> tuple[str | None, int | None]:
@@ -108,3 +113,13 @@ class ModelReport:
             "errors": list(self.errors),
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModelReport":
+        """Return the report that :meth:`to_json` wrote."""
+        shape = data.get("input_shape")
+        return cls(
+            target=data["target"], trace=data["trace"], coverage=data["coverage"],
+            findings=[Finding.from_json(f) for f in data["findings"]], errors=list(data["errors"]),
+            input_shape=tuple(shape) if shape else None, notes=list(data["notes"]),
+        )

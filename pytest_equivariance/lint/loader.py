@@ -178,17 +178,23 @@ def mentions_torch(path: Path | str) -> bool:
 
 @contextlib.contextmanager
 def load_target(
-    target: Target | str, *, factories: Sequence[str] = (), root: Path | None = None
+    target: Target | str,
+    *,
+    factories: Sequence[str] = (),
+    root: Path | None = None,
+    files: set[str] | None = None,
 ) -> Iterator[LoadedTarget]:
     """Import a target and yield the models it names; then undo its sys.path / sys.modules changes.
 
     Models are built by :meth:`ModelSource.build` inside the block. Raises :class:`ModelLoadError`
     (one sentence, cause and remedy) for a missing file, a syntax or import error, an unknown name,
-    or a target with no model (:class:`NoModelFoundError`).
+    or a target with no model (:class:`NoModelFoundError`). ``files``, when given, receives the
+    source files of the modules the import brought in (the user's ones are removed from
+    ``sys.modules`` afterwards; the lint cache keys on them).
     """
     if isinstance(target, str):
         target = parse_target(target, root=root)
-    with _import_scope(target) as module:
+    with _import_scope(target, files) as module:
         yield _collect(target, module, factories)
 
 
@@ -235,7 +241,7 @@ def display_path(path: Path | str) -> str:
 
 
 @contextlib.contextmanager
-def _import_scope(target: Target) -> Iterator[ModuleType]:
+def _import_scope(target: Target, files: set[str] | None = None) -> Iterator[ModuleType]:
     """Import the target's module; on exit restore ``sys.path``, drop the user modules it added."""
     saved_path = list(sys.path)
     before = set(sys.modules)
@@ -259,6 +265,11 @@ def _import_scope(target: Target) -> Iterator[ModuleType]:
         sys.path[:] = saved_path
         if added is None:  # the import failed part-way: drop what it had brought in so far
             added = set(sys.modules) - before
+        if files is not None:
+            if target.path is not None:
+                files.add(os.path.abspath(target.path))
+            files.update(os.path.abspath(f) for f in (getattr(sys.modules.get(n), "__file__", None) for n in added)
+                         if isinstance(f, str))
         for name in added:
             mod = sys.modules.get(name)
             if mod is not None and _is_user_module(mod, directories):

@@ -122,13 +122,16 @@ def _is_frozen_depthwise_lowpass_conv(module: "nn.Module") -> bool:
 
 def _has_lowpass_buffer(module: "nn.Module") -> bool:
     # A parameter-free module that holds a low-pass filter as a buffer (the usual BlurPool
-    # implementation): (C or 1, 1, *taps) with several taps per spatial dim.
-    if any(p.requires_grad for p in module.parameters(recurse=False)):
+    # implementation): (C or 1, 1, *taps) with several taps per spatial dim. The registries are
+    # read directly: this runs for every layer of every linted model, and the public iterators
+    # cost more than the check.
+    buffers = [b for b in module._buffers.values() if b is not None and b.dim() >= 3]
+    if not buffers or module._modules:
         return False
-    if any(True for _ in module.children()):
+    if any(p is not None and p.requires_grad for p in module._parameters.values()):
         return False
-    for buffer in module.buffers(recurse=False):
-        if buffer.dim() < 3 or buffer.shape[1] != 1 or min(buffer.shape[2:]) < 2:
+    for buffer in buffers:
+        if buffer.shape[1] != 1 or min(buffer.shape[2:]) < 2:
             continue
         if is_lowpass_kernel(buffer) is not False:
             return True
