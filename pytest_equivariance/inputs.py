@@ -21,17 +21,23 @@ CHECK_SPATIAL = {1: (256,), 2: (64, 64), 3: (8, 32, 32)}
 def infer_input_shape(
     model: "nn.Module", spatial: dict[int, tuple[int, ...]] | None = None, batch: int = 1
 ) -> tuple[int, ...]:
-    """Return ``(batch, channels, *spatial)`` read off the model's first conv or linear layer.
+    """Return ``(batch, channels, *spatial)``: the size the model declares, else read off its first layer.
 
-    Channels come from the first ``ConvNd`` / ``ConvTransposeNd`` / ``AntialiasedConvNd``
-    (``in_channels``) or ``Linear`` (``in_features``, giving a 2-d shape) in definition order; the
-    spatial size from ``spatial`` (default :data:`LINT_SPATIAL`). Raises :class:`InputShapeError`
-    when no such layer exists.
+    Without ``spatial``, a model that says its input size is taken at its word
+    (:func:`declared_input_shape`: timm's ``pretrained_cfg["input_size"]``, a Hugging Face
+    ``config.image_size`` and ``num_channels``). Otherwise channels come from the first ``ConvNd`` /
+    ``ConvTransposeNd`` / ``AntialiasedConvNd`` (``in_channels``) or ``Linear`` (``in_features``,
+    giving a 2-d shape) in definition order, and the spatial size from ``spatial`` (default
+    :data:`LINT_SPATIAL`). Raises :class:`InputShapeError` when no such layer exists.
     """
     from torch import nn
 
     from pytest_equivariance.fix.blurpool import _AntialiasedConvNd
 
+    if spatial is None:
+        declared = declared_input_shape(model, batch)
+        if declared is not None:
+            return declared
     sizes = LINT_SPATIAL if spatial is None else spatial
     for module in model.modules():
         if isinstance(module, _AntialiasedConvNd):  # a conv with a blur before it, as fixes write
@@ -48,6 +54,36 @@ def infer_input_shape(
         f"Cannot infer an input shape for {name} because it has no conv or linear layer to read "
         f"channels from; pass one explicitly, e.g. --input-shape 1,3,224,224 or input_shape=(1, 3, 64, 64)."
     )
+
+
+def declared_input_shape(model: "nn.Module", batch: int = 1) -> tuple[int, ...] | None:
+    """Return the ``(batch, channels, height, width)`` the model says it takes, or None.
+
+    timm models carry ``pretrained_cfg`` (or ``default_cfg``) with ``input_size = (C, H, W)``;
+    Hugging Face vision models a ``config`` with ``image_size`` (an int or ``(H, W)``) and
+    ``num_channels``. Fixed-size models (``*_384``, dinov2 at 518, maxvit at 512) reject any other size.
+    """
+    for attribute in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attribute, None)
+        size = cfg.get("input_size") if isinstance(cfg, dict) else None
+        if _positive_ints(size) and len(size) == 3:
+            return (batch, *(int(s) for s in size))
+    config = getattr(model, "config", None)
+    image_size = getattr(config, "image_size", None)
+    channels = getattr(config, "num_channels", None)
+    if config is None or image_size is None or not _positive_ints([channels]):
+        return None
+    if _positive_ints([image_size]):
+        return (batch, int(channels), int(image_size), int(image_size))
+    if _positive_ints(image_size) and len(image_size) == 2:
+        return (batch, int(channels), *(int(s) for s in image_size))
+    return None
+
+
+def _positive_ints(values: object) -> bool:
+    if not isinstance(values, (tuple, list)) or not values:
+        return False
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -625,6 +625,9 @@ class _FxWalk:
         import torch
         from torch.func import jvp, vmap
 
+        from pytest_equivariance.check.lie import load_forward_ad
+
+        load_forward_ad()
         try:
             primal, pushed = vmap(lambda *ts: jvp(fn, tuple(live), ts))(*tangents)
             return tuple(p[0] for p in primal), pushed  # the primal does not vary over rows
@@ -715,9 +718,11 @@ def _walk_modules(model: "nn.Module", x: "Tensor", names: list[str], method: str
     import torch.autograd.forward_ad as fwad
     from torch.func import jvp
 
-    from pytest_equivariance.check.lie import is_image_like, output_tangent
+    from pytest_equivariance.check.lie import is_image_like, load_forward_ad, output_tangent
     from pytest_equivariance.check.localize import _peak_ratio, noise_floor
     from pytest_equivariance.check.runner import flatten_output
+
+    load_forward_ad()
 
     leaves = [(name, m) for name, m in model.named_modules() if name and not any(True for _ in m.children())]
     calls: dict[int, int] = {}

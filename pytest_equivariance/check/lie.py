@@ -32,6 +32,8 @@ Each generator has one local definition per method:
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -322,6 +324,24 @@ def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
     return [p for p, _, _ in leaves_seen], derivative, pushforward
 
 
+@functools.lru_cache(maxsize=1)
+def load_forward_ad() -> None:
+    """Load torch's forward-mode AD decompositions once, without the warning torch prints for them.
+
+    torch loads them on the first dual tensor, through ``torch.jit.script``, whose deprecation
+    FutureWarning would otherwise reach the user's output from a call of ours.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+        import torch.autograd.forward_ad as fwad
+
+        loader = getattr(fwad, "_maybe_load_decompositions", None)
+        if loader is not None:
+            loader()
+
+
 def _jvps(f: Callable[["Tensor"], tuple["Tensor", ...]], x: "Tensor",
           tangents: list["Tensor"]) -> tuple[tuple["Tensor", ...], list[tuple["Tensor", ...]]]:
     """Return ``f(x)`` and ``J_f(x)·v`` for each tangent ``v``.
@@ -331,6 +351,8 @@ def _jvps(f: Callable[["Tensor"], tuple["Tensor", ...]], x: "Tensor",
     """
     import torch
     from torch.func import jvp, vmap
+
+    load_forward_ad()
 
     def push(v: "Tensor") -> tuple[tuple["Tensor", ...], tuple["Tensor", ...]]:
         return jvp(f, (x,), (v,))

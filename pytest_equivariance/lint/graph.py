@@ -488,7 +488,7 @@ class _Builder:
             self.graph.graph_module = gm
         shaped = False
         if call is not None:
-            failure = propagate(gm, *call)
+            failure = propagate(gm, *call, notes=self.graph.notes)
             shaped = failure is None
             if failure is not None:
                 where = f" in {prefix}" if prefix else ""

@@ -56,7 +56,8 @@ NOT_LOADED = "none"
 #: Folders a directory target does not descend into.
 _SKIPPED_DIRS = frozenset({"__pycache__", "site-packages", "node_modules", "venv", "build", "dist"})
 
-_TARGET_HELP = "targets look like models/net.py, models/net.py::Net or mypkg.models:build_model"
+_TARGET_HELP = ("targets look like models/net.py, models/net.py::Net, mypkg.models:build_model, "
+                "timm:resnet50 or transformers:resnet")
 _unique = itertools.count()
 
 
@@ -475,6 +476,9 @@ def _collect(target: Target, module: ModuleType, factories: Sequence[str]) -> Lo
 def _lookup(module: ModuleType, target: Target, shown: str) -> Any:
     obj: Any = module
     assert target.name is not None
+    registered = _registered_model(module, target.name)
+    if registered is not None:
+        return registered
     for part in target.name.split("."):
         try:
             obj = getattr(obj, part)
@@ -493,6 +497,32 @@ def _lookup(module: ModuleType, target: Target, shown: str) -> Any:
                 f"{shown} has no attribute {target.name!r}; {available}."
             ) from None
     return obj
+
+
+def _registered_model(module: ModuleType, name: str) -> Callable[[], Any] | None:
+    """Return a factory for a model a library names rather than defines, or None.
+
+    ``timm:convnext_tiny`` is ``timm.create_model("convnext_tiny", pretrained=False)``;
+    ``transformers:resnet`` is ``AutoModel.from_config(AutoConfig.for_model("resnet"))``: the
+    architecture with its default config and random weights, never downloaded ones.
+    """
+    if hasattr(module, name):
+        return None
+    build: Callable[[], Any] | None = None
+    if module.__name__ == "timm" and callable(getattr(module, "is_model", None)) and module.is_model(name):
+        def build() -> Any:
+            return module.create_model(name, pretrained=False)
+    elif module.__name__ == "transformers" and hasattr(module, "AutoConfig"):
+        try:
+            config = module.AutoConfig.for_model(name)
+        except (ValueError, KeyError):
+            return None
+
+        def build() -> Any:
+            return module.AutoModel.from_config(config)
+    if build is not None:
+        build.__name__ = build.__qualname__ = name
+    return build
 
 
 def _defined_model_class(obj: Any, module: ModuleType) -> bool:

@@ -84,14 +84,34 @@ def shape_of(value: Any) -> tuple[int, ...] | None:
 _MISSING = object()
 
 
+#: How torch says that a real tensor met a meta one.
+_DEVICE_MIXING = ("is not on the expected device", "Expected all tensors to be on the same device")
+
+
 class _ShapeInterpreter(fx.Interpreter):
-    """Runs a traced graph on meta tensors, recording each node's output shape and module inputs."""
+    """Runs a traced graph on meta tensors, recording each node's output shape and module inputs.
+
+    Tensors a forward creates on a real device (``torch.arange(n, device=x.device)`` fixed at trace
+    time as cpu, rotary tables computed in ``forward``) then meet meta ones; such a node runs again
+    with every tensor argument on meta, and :attr:`converted` names it.
+    """
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.converted: list[str] = []
 
     def run_node(self, n: fx.Node) -> Any:
         if n.op == "call_module":
             args, kwargs = self.fetch_args_kwargs_from_env(n)
             n.meta["lint_call"] = (args, kwargs)
-        out = super().run_node(n)
+        try:
+            out = super().run_node(n)
+        except RuntimeError as exc:
+            if n.op not in ("call_function", "call_method") or not any(m in str(exc) for m in _DEVICE_MIXING):
+                raise
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            out = getattr(self, n.op)(n.target, to_meta(args), to_meta(kwargs))
+            self.converted.append(n.name)
         n.meta["lint_shape"] = shape_of(out)
         n.meta["lint_is_tensor"] = isinstance(out, torch.Tensor)
         return out
@@ -122,7 +142,7 @@ def _mutable(value: Any) -> Any:
         return [_mutable(v) for v in value]
     if isinstance(value, fx.immutable_collections.immutable_dict):
         return {k: _mutable(v) for k, v in value.items()}
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+    if type(value) is tuple:  # named tuples and torch.return_types keep their type (``.values``)
         return tuple(_mutable(v) for v in value)
     if isinstance(value, dict):
         return {k: _mutable(v) for k, v in value.items()}
@@ -152,8 +172,12 @@ def _fast_shape(module: nn.Module, family: str, x: torch.Tensor) -> tuple[int, .
 _SHAPE_PRESERVING = frozenset({"norm", "activation", "dropout", "identity"})
 
 
-def propagate(gm: fx.GraphModule, args: tuple, kwargs: dict) -> str | None:
-    """Run ``gm`` on meta inputs; return ``None``, or the failure as ``"<node>: <message>"``."""
+def propagate(gm: fx.GraphModule, args: tuple, kwargs: dict, notes: list[str] | None = None) -> str | None:
+    """Run ``gm`` on meta inputs; return ``None``, or the failure as ``"<node>: <message>"``.
+
+    ``notes`` receives a sentence naming the nodes that mixed a real-device tensor with meta ones
+    and ran again on meta.
+    """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     values: list[Any] = []
     for i, node in enumerate(placeholders):
@@ -163,6 +187,10 @@ def propagate(gm: fx.GraphModule, args: tuple, kwargs: dict) -> str | None:
             values.append(kwargs[node.target])
         elif node.args:
             values.append(node.args[0])  # the parameter's default
+        elif str(node.target).startswith("**"):
+            values.append({})  # forward(x, **kwargs) called as model(x): nothing extra
+        elif str(node.target).startswith("*"):
+            values.append(())
         else:
             return f"the forward takes an input {node.target!r} that the example input does not provide"
     interpreter = _ShapeInterpreter(gm)
@@ -170,11 +198,20 @@ def propagate(gm: fx.GraphModule, args: tuple, kwargs: dict) -> str | None:
         with torch.no_grad(), meta_weights(gm), AssumedValues():
             interpreter.run(*to_meta(tuple(values)))
     except Exception as exc:  # a real model never crashes the linter
+        _note_converted(interpreter, notes)
         failing = next((n for n in reversed(gm.graph.nodes) if n in interpreter.env), None)
         current = _next_node(gm, failing)
         where = _node_label(current, gm) if current is not None else "the forward"
         return f"{where}: {type(exc).__name__}: {first_line(exc)}"
+    _note_converted(interpreter, notes)
     return None
+
+
+def _note_converted(interpreter: _ShapeInterpreter, notes: list[str] | None) -> None:
+    if notes is not None and interpreter.converted:
+        shown = ", ".join(interpreter.converted[:5]) + (", ..." if len(interpreter.converted) > 5 else "")
+        notes.append(f"{len(interpreter.converted)} node(s) mixed tensors made on a real device with meta ones "
+                     f"({shown}); their shapes were propagated with every input on meta")
 
 
 def _next_node(gm: fx.GraphModule, last_done: fx.Node | None) -> fx.Node | None:
