@@ -181,3 +181,21 @@ def test_bad_custom_transforms(transforms, words):
     with pytest.raises(EquivarianceUsageError) as info:
         check_equivariant(circular_net(), torch.zeros(SHAPE), transforms)
     assert words in str(info.value)
+
+
+def test_checks_print_no_warning_of_torch_in_a_fresh_process():
+    # torch warns about torch.jit.script when forward-mode AD first loads its decompositions; a
+    # failing check (attribution) and the Lie derivative must not pass that on to the user.
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from pytest_equivariance import attribute, check_shift_invariant, lie_derivative\n"
+        "m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))\n"
+        "assert not check_shift_invariant(m, input_shape=(2, 3, 16, 16)).passed\n"
+        "lie_derivative(m, torch.randn(1, 3, 16, 16), ['translate_x'])\n"
+        "attribute(m, torch.randn(1, 3, 16, 16))\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
