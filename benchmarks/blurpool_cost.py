@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from pytest_equivariance.fix.antialias import CONV_FORMS
-from pytest_equivariance.fix.blurpool import MaxBlurPool2d, antialiased_conv
+from pytest_equivariance.layers.blurpool import MaxBlurPool2d, antialiased_conv
 
 
 @dataclass(frozen=True)

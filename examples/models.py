@@ -24,7 +24,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn import functional as F
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:

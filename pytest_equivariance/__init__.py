@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pytest_equivariance._version import __version__
 
 # name -> module that defines it; one place for each public name.
 _EXPORTS: dict[str, str] = {
@@ -39,39 +39,39 @@ _EXPORTS: dict[str, str] = {
     "assert_equivariant": "pytest_equivariance.assertions",
     "assert_lint_clean": "pytest_equivariance.assertions",
     # fixes
-    "BlurPool1d": "pytest_equivariance.fix.blurpool",
-    "BlurPool2d": "pytest_equivariance.fix.blurpool",
-    "BlurPool3d": "pytest_equivariance.fix.blurpool",
-    "MaxBlurPool1d": "pytest_equivariance.fix.blurpool",
-    "MaxBlurPool2d": "pytest_equivariance.fix.blurpool",
-    "MaxBlurPool3d": "pytest_equivariance.fix.blurpool",
-    "AntialiasedConv1d": "pytest_equivariance.fix.blurpool",
-    "AntialiasedConv2d": "pytest_equivariance.fix.blurpool",
-    "AntialiasedConv3d": "pytest_equivariance.fix.blurpool",
-    "blur_pool1d": "pytest_equivariance.fix.filters",
-    "blur_pool2d": "pytest_equivariance.fix.filters",
-    "blur_pool3d": "pytest_equivariance.fix.filters",
-    "BlurAvgPool1d": "pytest_equivariance.fix.blurpool",
-    "BlurAvgPool2d": "pytest_equivariance.fix.blurpool",
-    "BlurAvgPool3d": "pytest_equivariance.fix.blurpool",
-    "blur_avg_pool1d": "pytest_equivariance.fix.filters",
-    "blur_avg_pool2d": "pytest_equivariance.fix.filters",
-    "blur_avg_pool3d": "pytest_equivariance.fix.filters",
-    "PolyphasePool1d": "pytest_equivariance.fix.polyphase",
-    "PolyphasePool2d": "pytest_equivariance.fix.polyphase",
-    "PolyphasePool3d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseMaxPool1d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseMaxPool2d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseMaxPool3d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseAvgPool1d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseAvgPool2d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseAvgPool3d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseConv1d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseConv2d": "pytest_equivariance.fix.polyphase",
-    "PolyphaseConv3d": "pytest_equivariance.fix.polyphase",
-    "polyphase_pool1d": "pytest_equivariance.fix.polyphase",
-    "polyphase_pool2d": "pytest_equivariance.fix.polyphase",
-    "polyphase_pool3d": "pytest_equivariance.fix.polyphase",
+    "BlurPool1d": "pytest_equivariance.layers.blurpool",
+    "BlurPool2d": "pytest_equivariance.layers.blurpool",
+    "BlurPool3d": "pytest_equivariance.layers.blurpool",
+    "MaxBlurPool1d": "pytest_equivariance.layers.blurpool",
+    "MaxBlurPool2d": "pytest_equivariance.layers.blurpool",
+    "MaxBlurPool3d": "pytest_equivariance.layers.blurpool",
+    "AntialiasedConv1d": "pytest_equivariance.layers.blurpool",
+    "AntialiasedConv2d": "pytest_equivariance.layers.blurpool",
+    "AntialiasedConv3d": "pytest_equivariance.layers.blurpool",
+    "blur_pool1d": "pytest_equivariance.layers.filters",
+    "blur_pool2d": "pytest_equivariance.layers.filters",
+    "blur_pool3d": "pytest_equivariance.layers.filters",
+    "BlurAvgPool1d": "pytest_equivariance.layers.blurpool",
+    "BlurAvgPool2d": "pytest_equivariance.layers.blurpool",
+    "BlurAvgPool3d": "pytest_equivariance.layers.blurpool",
+    "blur_avg_pool1d": "pytest_equivariance.layers.filters",
+    "blur_avg_pool2d": "pytest_equivariance.layers.filters",
+    "blur_avg_pool3d": "pytest_equivariance.layers.filters",
+    "PolyphasePool1d": "pytest_equivariance.layers.polyphase",
+    "PolyphasePool2d": "pytest_equivariance.layers.polyphase",
+    "PolyphasePool3d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseMaxPool1d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseMaxPool2d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseMaxPool3d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseAvgPool1d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseAvgPool2d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseAvgPool3d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseConv1d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseConv2d": "pytest_equivariance.layers.polyphase",
+    "PolyphaseConv3d": "pytest_equivariance.layers.polyphase",
+    "polyphase_pool1d": "pytest_equivariance.layers.polyphase",
+    "polyphase_pool2d": "pytest_equivariance.layers.polyphase",
+    "polyphase_pool3d": "pytest_equivariance.layers.polyphase",
     "antialias": "pytest_equivariance.fix.antialias",
     # errors
     "EquivarianceUsageError": "pytest_equivariance.errors",
@@ -116,7 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_equivariance.check.result import CheckResult, LayerError, Profile, Trial
     from pytest_equivariance.errors import EquivarianceUsageError
     from pytest_equivariance.fix.antialias import antialias
-    from pytest_equivariance.fix.blurpool import (
+    from pytest_equivariance.layers.blurpool import (
         AntialiasedConv1d,
         AntialiasedConv2d,
         AntialiasedConv3d,
@@ -130,7 +130,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MaxBlurPool2d,
         MaxBlurPool3d,
     )
-    from pytest_equivariance.fix.filters import (
+    from pytest_equivariance.layers.filters import (
         blur_avg_pool1d,
         blur_avg_pool2d,
         blur_avg_pool3d,
@@ -138,7 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         blur_pool2d,
         blur_pool3d,
     )
-    from pytest_equivariance.fix.polyphase import (
+    from pytest_equivariance.layers.polyphase import (
         PolyphaseAvgPool1d,
         PolyphaseAvgPool2d,
         PolyphaseAvgPool3d,

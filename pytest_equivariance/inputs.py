@@ -32,7 +32,7 @@ def infer_input_shape(
     """
     from torch import nn
 
-    from pytest_equivariance.fix.blurpool import _AntialiasedConvNd
+    from pytest_equivariance.layers.blurpool import _AntialiasedConvNd
 
     if spatial is None:
         declared = declared_input_shape(model, batch)

@@ -30,9 +30,17 @@ comparable across layers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_equivariance.check.layer_sites import (
+    describe,
+    is_float_tensor,
+    matching_finding,
+    model_graph,
+    noise_floor,
+    peak_ratio,
+    plain_params,
+)
 from pytest_equivariance.check.padding import circular_padding
 from pytest_equivariance.check.result import LayerError, Profile
 from pytest_equivariance.errors import EquivarianceUsageError
@@ -43,8 +51,6 @@ if TYPE_CHECKING:
 
     from pytest_equivariance.check.transforms import Transform
 
-#: Safety factor of the noise floor over the rounding bound (see :func:`noise_floor`).
-NOISE_FACTOR = 16.0
 #: For approximate measures, how many times the largest earlier error a layer must exceed to be named.
 RISE = 2.0
 
@@ -105,14 +111,14 @@ def localize(
     # only what happens inside the image is measured (see check.padding).
     x1 = torch.roll(x0, transform.params["shift"], transform.dims) if probe_borders else transform.on_input(inputs)
 
-    graph = _build_graph(model, x0[:1])
+    graph = model_graph(model, x0[:1])
     # Padded layers wrap around under shifts: a border is not blamed on the first layer that pads it.
     circular = circular_padding(model, transform.family == "shift", ndim=inputs.ndim)
     with runner.prepared(model, dev, x0.dtype), torch.inference_mode(), circular:
         sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
 
     worst_before = baseline_measure(x0, x1) if approximate and baseline_measure is not None else 0.0
-    sites = [_describe(key, graph) for key in layers]
+    sites = [describe(key, graph) for key in layers]
     profile_layers = []
     for index, (key, site) in enumerate(zip(layers, sites)):
         num, den = sums[key]
@@ -128,7 +134,7 @@ def localize(
                 op=site.op,
                 error=error,
                 noise=noise,
-                params=_plain_params(site.params),
+                params=plain_params(site.params),
                 file=site.file,
                 line=site.line,
             )
@@ -140,7 +146,7 @@ def localize(
         method += f"; approximate: a layer is named when its error exceeds {RISE:g}x the largest before it"
     profile = Profile(layers=profile_layers, culprit=culprit, method=method, transform=transform.label)
     if culprit is not None:
-        finding = _matching_finding(graph, sites[profile_layers.index(culprit)])
+        finding = matching_finding(graph, sites[profile_layers.index(culprit)])
         if finding is not None:
             profile.finding_code, profile.finding_fix = finding
     return profile
@@ -157,7 +163,11 @@ def _localize_fields(model: "nn.Module", inputs: "Tensor", transform: "Transform
     import torch
 
     from pytest_equivariance.check import runner
-    from pytest_equivariance.check.groups import Fields, is_equivariant_module, library_group
+    from pytest_equivariance.check.groups import (
+        Fields,
+        is_equivariant_module,
+        library_group,
+    )
 
     inner = model.module
     layers = [
@@ -194,7 +204,7 @@ def _localize_fields(model: "nn.Module", inputs: "Tensor", transform: "Transform
             mask = transform.mask(tuple(b.shape), margin=1, device=b.device)
             num, den = direct_error(expected, b, mask)
             error = math.sqrt(num / den) if den > 0 else 0.0
-            noise = noise_floor(b.dtype, position=index, peak_ratio=_peak_ratio(a))
+            noise = noise_floor(b.dtype, position=index, peak_ratio=peak_ratio(a))
             if approximate:
                 noise = max(noise, RISE * worst_before)
                 worst_before = max(worst_before, error)
@@ -209,20 +219,6 @@ def _localize_fields(model: "nn.Module", inputs: "Tensor", transform: "Transform
 def first_break(layers: list[LayerError]) -> LayerError | None:
     """Return the first layer whose error rises above its noise floor, or None when none does."""
     return next((layer for layer in layers if layer.error > layer.noise), None)
-
-
-def noise_floor(dtype: "torch.dtype", *, position: int = 0, peak_ratio: float = 1.0) -> float:
-    """Return the relative error below which a layer's error counts as rounding noise.
-
-    ``NOISE_FACTOR · eps(dtype) · sqrt(position + 1) · peak_ratio``: rounding errors are relative to the
-    largest activation, so a map's relative L2 error from rounding is bounded by about ``eps`` times its
-    peak-to-RMS ratio (``peak_ratio``); they accumulate like a random walk over the ``position`` layers
-    before it; and the factor leaves room for reductions summed in a different order on ``g·x``.
-    """
-    import torch
-
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
-    return NOISE_FACTOR * eps * math.sqrt(position + 1) * max(peak_ratio, 1.0)
 
 
 # -- measures -----------------------------------------------------------------------------------
@@ -361,28 +357,6 @@ def _sort_channels(a: "Tensor") -> "Tensor":
 # -- capturing layer outputs ----------------------------------------------------------------------
 
 
-@dataclass
-class _Site:
-    """The part of a linter ``Site`` that a profile needs, and the name a chart shows for it."""
-
-    qualname: str
-    op: str
-    kind: str = "module"
-    params: dict[str, Any] = field(default_factory=dict)
-    file: str | None = None
-    line: int | None = None
-    node_name: str | None = None
-    site: Any = field(default=None, repr=False)  # the linter's Site, for its rules
-
-    @property
-    def name(self) -> str:
-        """``layer1.0.conv1`` for a module; the fx node's unique name under its owner for a call
-        (``getitem``, ``layer1.0.add_1``): many calls share their owner's qualname."""
-        if self.kind == "module" or not self.node_name:
-            return self.qualname or "<model>"
-        return f"{self.qualname}.{self.node_name}" if self.qualname else self.node_name
-
-
 def _run_pairs(model, graph, x0, x1, measure: _Measure, batch_size, equivariant):
     """Run ``x`` and ``g·x`` through the model; return per-layer error sums, peak ratios and layer order.
 
@@ -408,7 +382,7 @@ def _run_pairs(model, graph, x0, x1, measure: _Measure, batch_size, equivariant)
         acc = sums.setdefault(key, [0.0, 0.0])
         acc[0] += pair[0]
         acc[1] += pair[1]
-        ratio = _peak_ratio(a)
+        ratio = peak_ratio(a)
         old = peaks.get(key)
         peaks[key] = (max(ratio, old[0]) if old else ratio, a.dtype)
         order.setdefault(key)
@@ -465,7 +439,7 @@ def _run(model, graph, x, visit) -> None:
         def hook(module, args, out):
             k = calls.get(id(module), 0)
             calls[id(module)] = k + 1
-            if _is_float_tensor(out):
+            if is_float_tensor(out):
                 visit((qualname, k), out)
 
         return hook
@@ -485,7 +459,7 @@ def _run(model, graph, x, visit) -> None:
         class Recorder(torch.fx.Interpreter):
             def run_node(self, node):
                 out = super().run_node(node)
-                if id(node) in sites and _is_float_tensor(out):
+                if id(node) in sites and is_float_tensor(out):
                     visit(node, out)
                 return out
 
@@ -510,102 +484,3 @@ def _module_sites(model, graph, skip: set[int]) -> list[tuple[str, "nn.Module"]]
             if name and not any(True for _ in module.children()):
                 out.append((name, module))
     return out
-
-
-def _describe(key, graph) -> _Site:
-    """Return what the profile says about the layer captured under ``key`` (an fx node or a module call)."""
-
-    def of(site) -> _Site:
-        node = getattr(site, "node", None)
-        file, line = site.locate()
-        return _Site(
-            site.qualname, site.op, site.kind, dict(site.params or {}), file, line,
-            node.name if node is not None else None, site,
-        )
-
-    if graph is not None:
-        if not isinstance(key, tuple):
-            site = graph.site_of(key)
-            if site is not None:
-                return of(site)
-        else:
-            for site in graph.sites:
-                if site.qualname == key[0] and site.module is not None:
-                    return of(site)
-    if isinstance(key, tuple):
-        return _Site(key[0], "module")
-    return _Site("", str(getattr(key, "target", "op")), "function", node_name=getattr(key, "name", None))
-
-
-def _build_graph(model, example):
-    """Return the linter's graph of ``model``, or None when it cannot be built (hooks on leaves then)."""
-    try:
-        from pytest_equivariance.lint.graph import build_graph
-    except ImportError:
-        return None
-    try:
-        return build_graph(model, example)
-    except Exception:  # the profile degrades to leaf-module hooks rather than failing the check
-        return None
-
-
-def _matching_finding(graph, site: _Site) -> "tuple[str, str] | None":
-    """Return ``(code, fix)`` of the lint rule that flags ``site``, or None.
-
-    The rules run on the culprit's own site of the graph already built, so the match is exact (also
-    for functional calls, which share their owner's qualname) and no second trace is needed. Every
-    rule counts, on by default or not, and suppression comments do not apply: the profile explains
-    a measured failure. Rules on by default and then higher severities win.
-    """
-    if graph is None or site.site is None or getattr(site.site, "family", None) == "blur":
-        return None
-    try:
-        from pytest_equivariance.lint.rules import RULES
-    except ImportError:
-        return None
-    hits = []
-    for rule in RULES.values():
-        if rule.check is None:
-            continue
-        try:
-            hit = next(iter(rule.check(site.site, graph)), None)
-        except Exception:  # a rule that cannot judge this site says nothing about it
-            continue
-        if hit is not None:
-            hits.append((rule.enabled_by_default, rule.severity.rank, rule.code, hit.fix or rule.fix))
-    if not hits:
-        return None
-    best = max(hits, key=lambda h: (h[0], h[1]))
-    return best[2], best[3]
-
-
-# -- small helpers --------------------------------------------------------------------------------
-
-
-def _is_float_tensor(value: Any) -> bool:
-    import torch
-
-    return isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() > 0
-
-
-def _peak_ratio(a: "Tensor") -> float:
-    import torch
-
-    a = a.detach().to(torch.float64 if a.dtype == torch.float64 else torch.float32)
-    rms = float(a.square().mean().sqrt())
-    return float(a.abs().max()) / rms if rms > 0 else 1.0
-
-
-_PLAIN = (int, float, str, bool, type(None))
-
-
-def _plain_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Keep the parameters that survive a JSON round trip (results travel between xdist workers)."""
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, _PLAIN):
-            out[key] = value
-        elif isinstance(value, (tuple, list)) and all(isinstance(v, _PLAIN) for v in value):
-            out[key] = list(value)
-    return out
-

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pytest_equivariance.fix.filters import periodic_pad
+from pytest_equivariance.layers.filters import periodic_pad
 
 __all__ = ["circular_pad_for", "circular_padding", "periodic_pad"]
 

@@ -16,7 +16,7 @@ EQ003 ``AvgPoolNd(k, s)``     ``BlurAvgPoolNd(k, s, ...)``: the box at stride 1,
 
 ``method="polyphase"`` (Chaman & Dokmanić 2021) keeps every window op at stride 1 and keeps the
 polyphase component of largest norm instead of blurring: ``PolyphaseMaxPoolNd``,
-``PolyphaseConvNd`` and ``PolyphaseAvgPoolNd`` (see :mod:`pytest_equivariance.fix.polyphase`),
+``PolyphaseConvNd`` and ``PolyphaseAvgPoolNd`` (see :mod:`pytest_equivariance.layers.polyphase`),
 exactly invariant to circular shifts in circular-padded models.
 
 Functional calls (``F.max_pool2d(x, 2)``) cannot be rewritten on a module object; they are listed
@@ -159,7 +159,7 @@ def antialias(
     sample, the polyphase component of largest norm (``PolyphaseMaxPool2d``, ``PolyphaseConv2d``,
     ``PolyphaseAvgPool2d``): exactly invariant to circular shifts in a circular-padded model.
     Selections on maps of one shape in one forward pass share the first one's component
-    (:func:`~pytest_equivariance.fix.polyphase.share_phases`), so a residual block's strided conv
+    (:func:`~pytest_equivariance.layers.polyphase.share_phases`), so a residual block's strided conv
     and strided shortcut stay aligned.
     Nested children, ``nn.Sequential`` and 1-d/2-d/3-d layers are all handled.
 
@@ -196,7 +196,7 @@ def antialias(
     """
     from torch import nn
 
-    from pytest_equivariance.fix.filters import check_blur_arguments
+    from pytest_equivariance.layers.filters import check_blur_arguments
 
     if not isinstance(model, nn.Module):
         raise EquivarianceUsageError(
@@ -213,7 +213,7 @@ def antialias(
         )
     check_blur_arguments(3 if filter_size is None else filter_size, padding_mode or "reflect")
     if method == "polyphase":
-        from pytest_equivariance.fix.polyphase import check_polyphase_arguments
+        from pytest_equivariance.layers.polyphase import check_polyphase_arguments
 
         check_polyphase_arguments(1, criterion, filter_size)
     if isinstance(skip, str):
@@ -233,7 +233,7 @@ def antialias(
                                   blur_position=CONV_FORMS[conv], padding_mode=padding_mode)
     work = _rewrite(work, [f for f in lint_report.findings if f.code in CODES], report, skip=skip, build=build)
     if method == "polyphase":
-        from pytest_equivariance.fix.polyphase import share_phases
+        from pytest_equivariance.layers.polyphase import share_phases
 
         share_phases(work)
     work.antialias_report = report
@@ -306,7 +306,7 @@ def _replacement(
     """Return the blurred drop-in for ``module``, or raise :class:`_CannotRewrite`."""
     from torch import nn
 
-    from pytest_equivariance.fix import blurpool
+    from pytest_equivariance.layers import blurpool
 
     pad = padding_mode or "reflect"
     if isinstance(module, blurpool._AntialiasedConvNd):
@@ -355,7 +355,7 @@ def _polyphase_replacement(
     """Return the polyphase drop-in for ``module``, or raise :class:`_CannotRewrite`."""
     from torch import nn
 
-    from pytest_equivariance.fix import blurpool, polyphase
+    from pytest_equivariance.layers import blurpool, polyphase
 
     if isinstance(module, (blurpool._AntialiasedConvNd, polyphase._PolyphaseConvNd)):
         raise _CannotRewrite("already anti-aliased; replace it by hand")

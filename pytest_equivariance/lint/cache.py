@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from pytest_equivariance import __version__
+from pytest_equivariance._version import __version__
 
 #: The directory name, next to the settings file (or in the working directory).
 CACHE_DIR = ".equiv_lint_cache"

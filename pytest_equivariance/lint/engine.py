@@ -15,7 +15,7 @@ from pytest_equivariance.lint.findings import Finding
 from pytest_equivariance.lint.rules import RULES, Rule, matching_codes
 
 if TYPE_CHECKING:
-    from pytest_equivariance.lint.graph import ModelGraph
+    from pytest_equivariance.lint.sites import ModelGraph
 
 #: ``# equiv: ignore`` or ``# equiv: ignore[EQ001, EQ002]`` on the finding's source line.
 SUPPRESSION = re.compile(r"#\s*equiv:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_,\s]*)\])?", re.IGNORECASE)

@@ -18,24 +18,24 @@ How it gets there, in the spirit of torchvision's ``feature_extraction``:
 * Each site's op maps to a family (:mod:`.ops`) with canonical parameters (:mod:`.params`); its
   file:line (:mod:`.locations`) is looked up only when something asks for it (:meth:`Site.locate`).
 
-This module holds the data (:class:`Site`, :class:`ModelGraph`) and the walk that builds it.
+This module holds the walk that builds the graph; the data (:class:`Site`, :class:`ModelGraph`) is
+:mod:`.sites`, and what fx cannot see is read by :mod:`.opaque`.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
 import inspect
 import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import fx, nn
 
-from pytest_equivariance.lint.locations import SourceLocator, user_frame
+from pytest_equivariance.lint.locations import SourceLocator
+from pytest_equivariance.lint.opaque import CallRecorder, wrapped_function_sites
 from pytest_equivariance.lint.ops import (
     METHOD_FAMILIES,
     UNLOCATED,
@@ -57,13 +57,13 @@ from pytest_equivariance.lint.recognize import (
     is_lowpass_kernel,
 )
 from pytest_equivariance.lint.shapes import (
-    AssumedValues,
     first_line,
     meta_weights,
     propagate,
     shape_of,
     to_meta,
 )
+from pytest_equivariance.lint.sites import ModelGraph, Site
 from pytest_equivariance.lint.tracing import (
     LeafModuleAwareTracer,
     SiteTracer,
@@ -83,144 +83,6 @@ except ImportError:  # pragma: no cover - torch < 2.2
     _GraphModule = fx.GraphModule
 
 
-@dataclass(eq=False)
-class Site:
-    """One call in a model's forward: a layer, a functional op or a tensor method.
-
-    ``family`` is the canonical kind of op the rules look at ("max_pool", "conv", "interpolate",
-    "getitem", "blur", ... or "other"), whatever form the call took (``nn.MaxPool2d``,
-    ``F.max_pool2d`` or ``torch.max_pool2d``); ``ndim`` its number of spatial dims when known.
-    ``params`` holds canonical parameters: tuples of length ``ndim`` for kernel_size, stride,
-    padding and dilation; ``None`` where a value is only known at run time.
-    """
-
-    qualname: str
-    op: str
-    kind: str  # "module" | "function" | "method"
-    module: nn.Module | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    input_shapes: list[tuple[int, ...] | None] = field(default_factory=list)
-    output_shape: tuple[int, ...] | None = None
-    file: str | None = None
-    line: int | None = None
-    node: fx.Node | None = None
-    family: str = "other"
-    ndim: int | None = None
-    index: int = -1
-    shaped: bool = False  # whether shapes were propagated to this site
-    # Whether the value depends on the model's input (not only on its shape): positional tables
-    # computed from sizes do not carry the signal, so slicing them does not alias it.
-    from_input: bool = True
-    # How to find file and line, until someone asks (a lookup can cost a file parse): see locate().
-    pending_location: Callable[[], tuple[str | None, int | None]] | None = field(default=None, repr=False)
-
-    def locate(self) -> tuple[str | None, int | None]:
-        """Return ``(file, line)`` of the site, looking its source up on the first call.
-
-        Locations are found lazily: most sites never produce a finding, and finding a layer's
-        constructor line parses its class's source file.
-        """
-        if self.pending_location is not None:
-            pending, self.pending_location = self.pending_location, None
-            self.file, self.line = pending()
-        return self.file, self.line
-
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        """Shape of the first input, when known."""
-        return self.input_shapes[0] if self.input_shapes else None
-
-    def describe(self) -> str:
-        """Return the op with its parameters as a user would write it: ``MaxPool2d(kernel_size=3, stride=2)``."""
-        shown = {k: v for k, v in self.params.items()
-                 if k in _SHOWN_PARAMS and v is not None and not _is_default(k, v)}
-        if self.family == "getitem":
-            return f"x{self.params.get('index', '[...]')}"
-        positional = [str(shown.pop(k)) for k in ("in_channels", "out_channels", "in_features", "out_features")
-                      if k in shown]
-        args = ", ".join(positional + [f"{k}={_short(v)}" for k, v in shown.items()])
-        return f"{self.op}({args})"
-
-
-_SHOWN_PARAMS = (
-    "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-    "output_padding", "output_size", "size", "scale_factor", "mode", "antialias", "downscale_factor",
-    "in_features", "out_features", "pad", "ceil_mode",
-)
-
-
-def _is_default(name: str, value: Any) -> bool:
-    if name in ("padding", "output_padding"):
-        return isinstance(value, tuple) and not any(value)
-    if name == "dilation":
-        return isinstance(value, tuple) and all(v == 1 for v in value)
-    return (name, value) in (("groups", 1), ("ceil_mode", False), ("antialias", False))
-
-
-def _short(value: Any) -> str:
-    # (2, 2) -> 2 for readability, as users write kernel_size=2.
-    if isinstance(value, tuple) and len(value) > 1 and isinstance(value[0], int) and len(set(value)) == 1:
-        return repr(value[0])
-    return repr(value)
-
-
-@dataclass
-class ModelGraph:
-    """Every call site of a model's forward, how they were found, and what could not be analysed."""
-
-    model: nn.Module
-    sites: list[Site] = field(default_factory=list)
-    mode: str = "fx"  # "fx" | "hierarchical" | "modules"
-    coverage: float = 1.0
-    graph_module: fx.GraphModule | None = None
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    input_shapes: list[tuple[int, ...]] | None = None
-    _by_node: dict[fx.Node, Site] = field(default_factory=dict, repr=False)
-    _attrs: dict[fx.Node, tuple[str, torch.Tensor]] = field(default_factory=dict, repr=False)
-    _previous: dict[Site, Site] = field(default_factory=dict, repr=False)
-
-    def site_of(self, node: Any) -> Site | None:
-        """Return the site that computed fx ``node``, or ``None`` (a placeholder, a constant)."""
-        return self._by_node.get(node) if isinstance(node, fx.Node) else None
-
-    def producer(self, site: Site, arg: int = 0) -> Site | None:
-        """Return the site whose output is ``site``'s ``arg``-th input, when known."""
-        if site.node is None:
-            return self._previous.get(site) if arg == 0 else None
-        args = site.node.args
-        return self.site_of(args[arg]) if len(args) > arg else None
-
-    def attribute(self, node: Any) -> tuple[str, torch.Tensor] | None:
-        """Return ``(qualname, tensor)`` when fx ``node`` reads a parameter or buffer of the model."""
-        return self._attrs.get(node) if isinstance(node, fx.Node) else None
-
-    def pads_circularly(self) -> bool:
-        """Whether every padded convolution of the model pads circularly (and there is one).
-
-        Such a model is built for exact circular-shift checks, where polyphase sampling (not blur)
-        makes the subsampling exact.
-        """
-        modes = [site.params.get("padding_mode", "zeros") for site in self.sites
-                 if site.family == "conv" and _pads(site.params.get("padding"))]
-        return bool(modes) and all(mode == "circular" for mode in modes)
-
-    def walk_back(self, site: Site, through: Callable[[Site], bool]) -> Site | None:
-        """Return the first producer of ``site`` (following first inputs) for which ``through`` is false."""
-        current = self.producer(site)
-        for _ in range(64):
-            if current is None or not through(current):
-                return current
-            current = self.producer(current)
-        return None
-
-
-def _pads(padding: Any) -> bool:
-    if isinstance(padding, str):
-        return padding != "valid"
-    return isinstance(padding, tuple) and any(p for p in padding if isinstance(p, int))
-
-
 @contextlib.contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[None]:
     # Lint what runs at inference; restore each module's own flag afterwards.
@@ -231,74 +93,6 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-class _CallRecorder(AssumedValues):
-    """Records the functional calls a rule may report while a module runs eagerly on meta tensors.
-
-    ``stack`` holds the qualified names of the modules being run (kept by forward hooks); each
-    call is attributed to the innermost one, so a layer's own internals (``nn.MaxPool2d`` calling
-    ``F.max_pool2d``) never count twice.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stack: list[str] = []
-        self.sites: list[tuple[str, Site]] = []
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = super().__torch_function__(func, types, args, kwargs)
-        if self.stack:
-            family = _eager_family(func)
-            if family is not None and family not in UNLOCATED:
-                try:
-                    site = _eager_site(func, family, args, kwargs or {}, out, self.stack[-1])
-                except Exception:  # recording is best effort; the run itself must go on
-                    site = None
-                if site is not None:
-                    self.sites.append((self.stack[-1], site))
-        return out
-
-
-def _eager_family(func: Any) -> str | None:
-    if func is torch.Tensor.__getitem__:
-        return "getitem"
-    if not hashable(func):
-        return None
-    entry = function_table().get(func)
-    return entry[0] if entry else None
-
-
-class _EagerCall:
-    """The arguments of one eager call, shaped like an fx node for the parameter readers."""
-
-    def __init__(self, target: Any, args: tuple, kwargs: dict) -> None:
-        self.target, self.args, self.kwargs, self.meta = target, args, kwargs, {}
-
-
-def _eager_site(func: Any, family: str, args: tuple, kwargs: dict, out: Any, owner: str) -> Site:
-    entry = function_table().get(func) if hashable(func) else None
-    ndim = entry[1] if entry else None
-    op = entry[2] if entry else "Tensor.__getitem__"
-    input_shapes = [shape_of(a) for a in args]
-    in_shape = input_shapes[0] if input_shapes else None
-    if ndim is None and family == "interpolate" and in_shape:
-        ndim = len(in_shape) - 2
-    call = _EagerCall(func, tuple(args), kwargs)
-    if family == "getitem":
-        params = index_params(call, len(in_shape) if in_shape else None)  # type: ignore[arg-type]
-    else:
-        params = function_params(family, ndim, call, None)  # type: ignore[arg-type]
-    if family == "conv":
-        weight = args[1] if len(args) > 1 else kwargs.get("weight")
-        if isinstance(weight, torch.Tensor) and not weight.requires_grad and weight.dim() >= 3 \
-                and weight.shape[1] == 1 and math.prod(weight.shape[2:]) > 1 and is_lowpass_kernel(weight) is not False:
-            family, params = "blur", {"stride": params.get("stride")}
-    file, line = user_frame(2)
-    kind = "method" if family in ("getitem", "add") else "function"
-    return Site(qualname=owner, op=op, kind=kind, params=params, input_shapes=input_shapes,
-                output_shape=shape_of(out), file=file, line=line, family=family, ndim=ndim,
-                shaped=in_shape is not None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,7 +216,7 @@ class _Builder:
         if prefix in self.recorded_scopes:
             return  # an enclosing eager run already saw this module
         handles = []
-        recorder = _CallRecorder()
+        recorder = CallRecorder()
 
         def enter(name: str) -> Callable[..., None]:
             def push(_m: nn.Module, _a: tuple) -> None:
@@ -520,7 +314,7 @@ class _Builder:
             self._append(site)
             self.graph._by_node[node] = site
             if site.family == "other" and node.op == "call_function":
-                for inner in _wrapped_function_sites(node.target, site.qualname):
+                for inner in wrapped_function_sites(node.target, site.qualname):
                     self._append(inner)
             if node.op == "call_module" and site.module is not None:
                 module = site.module
@@ -671,57 +465,6 @@ def _mark_input_dependence(gm: fx.GraphModule) -> None:
             fx.node.map_arg((node.args, node.kwargs), inputs.append)
             depends = any(n.meta.get("lint_from_input", True) for n in inputs)
         node.meta["lint_from_input"] = depends
-
-
-def _wrapped_function_sites(target: Any, qualname: str) -> list[Site]:
-    """Return strided-slice sites inside a user function that fx kept opaque (``torch.fx.wrap``).
-
-    torchvision wraps Swin's patch merging (``x[..., 0::2, 0::2, :]``) this way; the slices are
-    read from the function's source, without shapes.
-    """
-    if not inspect.isfunction(target) or (getattr(target, "__module__", "") or "").startswith("torch."):
-        return []
-    return [
-        Site(qualname=qualname, op="Tensor.__getitem__", kind="method", family="getitem",
-             params={"index": text, "strided_dims": list(dims)}, file=file, line=line)
-        for file, line, text, dims in _strided_subscripts(target)
-    ]
-
-
-@functools.lru_cache(maxsize=256)
-def _strided_subscripts(function: Callable[..., Any]) -> tuple[tuple[str, int, str, tuple[tuple[int, int], ...]], ...]:
-    try:
-        filename = inspect.getsourcefile(function)
-        lines, start = inspect.getsourcelines(function)
-        tree = ast.parse(inspect.cleandoc("".join(lines)) if lines[0].startswith((" ", "\t")) else "".join(lines))
-    except (OSError, TypeError, SyntaxError):
-        return ()
-    found = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Subscript):
-            continue
-        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        consuming = [it for it in items if not _is_constant(it, (None, Ellipsis))]
-        dims: list[tuple[int, int]] = []
-        after, position, remaining = False, 0, len(consuming)
-        for item in items:
-            if _is_constant(item, (Ellipsis,)):
-                after = True
-                continue
-            if _is_constant(item, (None,)):
-                continue
-            step = item.step if isinstance(item, ast.Slice) else None
-            if isinstance(step, ast.Constant) and isinstance(step.value, int) and step.value > 1:
-                dims.append((-remaining if after else position, step.value))
-            position += 1
-            remaining -= 1
-        if dims and filename:
-            found.append((filename, start + node.lineno - 1, "[" + ast.unparse(node.slice).strip("()") + "]", tuple(dims)))
-    return tuple(found)
-
-
-def _is_constant(node: ast.AST, values: tuple[Any, ...]) -> bool:
-    return isinstance(node, ast.Constant) and any(node.value is v for v in values)
 
 
 def _callable_name(target: Any) -> str:

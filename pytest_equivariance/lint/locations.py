@@ -27,9 +27,8 @@ from torch import nn
 
 @functools.lru_cache(maxsize=1)
 def _internal_dirs() -> tuple[str, str]:
-    import pytest_equivariance
-
-    dirs = (os.path.dirname(torch.__file__), os.path.dirname(pytest_equivariance.__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pytest_equivariance/
+    dirs = (os.path.dirname(torch.__file__), package)
     return tuple(os.path.realpath(d) + os.sep for d in dirs)  # type: ignore[return-value]
 
 

@@ -159,7 +159,7 @@ def blur_functions() -> dict[Callable[..., Any], int]:
     trace), and the graph reads them as anti-aliased downsamplers with the stride of
     :func:`blur_call_stride`.
     """
-    from pytest_equivariance.fix import filters, polyphase
+    from pytest_equivariance.layers import filters, polyphase
 
     return {
         filters.blur_pool1d: 1, filters.blur_pool2d: 2, filters.blur_pool3d: 3,

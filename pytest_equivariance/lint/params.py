@@ -17,7 +17,7 @@ from pytest_equivariance.lint.recognize import lowpass_stride
 from pytest_equivariance.lint.shapes import shape_of
 
 if TYPE_CHECKING:
-    from pytest_equivariance.lint.graph import ModelGraph
+    from pytest_equivariance.lint.sites import ModelGraph
 
 
 def _known(value: Any) -> Any:

@@ -32,32 +32,17 @@ KNOWN_LOWPASS_CLASSES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-#: This project's layers, by module of ``pytest_equivariance.fix``. Polyphase sampling does not
-#: low-pass filter, but its component choice follows the signal, so it is never flagged either.
-_OWN_CLASS_NAMES = {
-    "blurpool": ("BlurPool1d", "BlurPool2d", "BlurPool3d", "MaxBlurPool1d", "MaxBlurPool2d", "MaxBlurPool3d",
-                 "BlurAvgPool1d", "BlurAvgPool2d", "BlurAvgPool3d"),
-    "polyphase": ("PolyphasePool1d", "PolyphasePool2d", "PolyphasePool3d", "PolyphaseMaxPool1d",
-                  "PolyphaseMaxPool2d", "PolyphaseMaxPool3d", "PolyphaseAvgPool1d", "PolyphaseAvgPool2d",
-                  "PolyphaseAvgPool3d"),
-}
-
 _TOLERANCE = 1e-3
 
 
 @functools.lru_cache(maxsize=1)
 def _own_classes() -> tuple[type, ...]:
-    # Imported lazily: the fix package may be absent or still importing us.
-    import importlib
+    # This project's layers. Polyphase sampling does not low-pass filter, but its component choice
+    # follows the signal, so it is never flagged either. Imported here: they import torch.
+    from pytest_equivariance.layers import blurpool, polyphase
 
-    classes: list[type] = []
-    for module_name, names in _OWN_CLASS_NAMES.items():
-        try:
-            module = importlib.import_module(f"pytest_equivariance.fix.{module_name}")
-        except ImportError:
-            continue
-        classes += [c for c in (getattr(module, n, None) for n in names) if isinstance(c, type)]
-    return tuple(classes)
+    return (blurpool._BlurPoolNd, blurpool._MaxBlurPoolNd, blurpool._BlurAvgPoolNd,
+            polyphase._PolyphasePoolNd, polyphase._PolyphaseWindowNd)
 
 
 def is_known_lowpass_class(module: "nn.Module") -> bool:

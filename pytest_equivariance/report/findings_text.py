@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 # What antialias() rewrites and its recipe live with antialias itself (which imports no torch).
 from pytest_equivariance.fix.antialias import CODES as ANTIALIAS_RULES
 from pytest_equivariance.fix.antialias import RECIPE as ANTIALIAS_RECIPE
-from pytest_equivariance.lint.autofix import AUTOFIX
+from pytest_equivariance.fix.source import AUTOFIX
 from pytest_equivariance.lint.findings import Finding, ModelReport, Severity
 from pytest_equivariance.lint.loader import NOT_LOADED, display_path
 

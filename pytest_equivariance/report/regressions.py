@@ -1,6 +1,6 @@
 """Render a baseline comparison: regressions, improvements, new checks and stale entries as rich tables.
 
-Reads a :class:`~pytest_equivariance.baseline.Comparison`; computes nothing.
+Reads a :class:`~pytest_equivariance.gates.baseline.Comparison`; computes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from pytest_equivariance.baseline import BaselineEntry, BaselineKey, Comparison, FigureChange, FingerprintChange
+    from pytest_equivariance.gates.baseline import BaselineEntry, BaselineKey, Comparison, FigureChange, FingerprintChange
 
 
 def format_figure(value: float) -> str:

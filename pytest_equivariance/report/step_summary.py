@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pytest_equivariance.report.colormap import format_error
 
 if TYPE_CHECKING:
-    from pytest_equivariance.baseline import Comparison
+    from pytest_equivariance.gates.baseline import Comparison
     from pytest_equivariance.check.result import CheckResult
     from pytest_equivariance.lint.findings import ModelReport
 

@@ -8,8 +8,8 @@ import stat
 import pytest
 import torch
 
-from pytest_equivariance import cli_fix
-from pytest_equivariance.lint import autofix
+from pytest_equivariance.cli import edit as cli_fix
+from pytest_equivariance.fix import source as autofix
 
 STYLES = '''
 """A classifier written the way real code is: aliases, names from torch.nn, a helper, comments."""
@@ -258,7 +258,7 @@ def test_a_read_only_file_is_reported_and_left_alone(write, run, monkeypatch):
 
 
 def test_a_file_changed_between_lint_and_fix_is_not_written(write, run, monkeypatch):
-    from pytest_equivariance.cli import Run
+    from pytest_equivariance.cli.run import Run
 
     path = write("net.py", STYLES)
     lint_target = Run.lint_target

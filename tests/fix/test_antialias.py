@@ -11,7 +11,7 @@ import pytest
 from pytest_equivariance.errors import EquivarianceUsageError
 from pytest_equivariance.fix import AntialiasedConv2d, BlurPool1d, BlurPool2d, BlurPool3d, MaxBlurPool2d, antialias
 from pytest_equivariance.fix.antialias import AntialiasReport
-from pytest_equivariance.fix.filters import blur_pool1d
+from pytest_equivariance.layers.filters import blur_pool1d
 from pytest_equivariance.lint import lint
 
 CODES = ["EQ001", "EQ002", "EQ003"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytest_equivariance.errors import EquivarianceUsageError
-from pytest_equivariance.fix.filters import (
+from pytest_equivariance.layers.filters import (
     binomial_coefficients,
     binomial_filter,
     blur_padding,

@@ -22,9 +22,9 @@ from pytest_equivariance.fix import (
     MaxBlurPool3d,
     blur_pool2d,
 )
-from pytest_equivariance.fix.blurpool import antialiased_conv
-from pytest_equivariance.fix.filters import blur_avg_pool2d
-from pytest_equivariance.fix.polyphase import polyphase_pool2d
+from pytest_equivariance.layers.blurpool import antialiased_conv
+from pytest_equivariance.layers.filters import blur_avg_pool2d
+from pytest_equivariance.layers.polyphase import polyphase_pool2d
 from pytest_equivariance.lint import lint_model
 
 BLURS = {1: BlurPool1d, 2: BlurPool2d, 3: BlurPool3d}
@@ -229,7 +229,8 @@ AVG_POOLS = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
      (1, 2, 0, False, True)],
 )
 def test_blur_avg_pool_drops_in_for_avg_pool(ndim, kernel_size, stride, padding, ceil_mode, count_include_pad) -> None:
-    from pytest_equivariance.fix import BlurAvgPool1d, BlurAvgPool2d, BlurAvgPool3d, filters
+    from pytest_equivariance.fix import BlurAvgPool1d, BlurAvgPool2d, BlurAvgPool3d
+    from pytest_equivariance.layers import filters
 
     cls = {1: BlurAvgPool1d, 2: BlurAvgPool2d, 3: BlurAvgPool3d}[ndim]
     functional = {1: filters.blur_avg_pool1d, 2: filters.blur_avg_pool2d, 3: filters.blur_avg_pool3d}[ndim]

@@ -25,7 +25,7 @@ from pytest_equivariance.fix import (
     polyphase_pool2d,
     polyphase_pool3d,
 )
-from pytest_equivariance.fix.polyphase import polyphase_conv
+from pytest_equivariance.layers.polyphase import polyphase_conv
 from pytest_equivariance.lint import lint
 
 CODES = ["EQ001", "EQ002", "EQ003"]
@@ -261,7 +261,7 @@ def test_branches_that_subsample_one_signal_share_their_component() -> None:
     x, shifts = _images(2, 16), list(itertools.product(range(4), range(4)))
     assert _worst_relative_change(fixed, x, shifts) <= 1e-10
     # Each selecting alone, the conv and the shortcut pick components that no longer line up.
-    from pytest_equivariance.fix.polyphase import SharedPhases
+    from pytest_equivariance.layers.polyphase import SharedPhases
 
     for module in fixed.modules():
         if isinstance(module, PolyphasePool2d):

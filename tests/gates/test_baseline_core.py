@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from pytest_equivariance import baseline as bl
-from pytest_equivariance.baseline import Baseline, BaselineEntry, BaselineKey
+from pytest_equivariance.gates import baseline as bl
+from pytest_equivariance.gates.baseline import Baseline, BaselineEntry, BaselineKey
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.errors import BaselineError, EquivarianceUsageError
 

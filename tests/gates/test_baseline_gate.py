@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_equivariance import baseline as bl
+from pytest_equivariance.gates import baseline as bl
 
 def test_update_writes_the_baseline_and_an_unchanged_run_passes(suite):
     result = suite.update()

@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pytest_equivariance import baseline as bl  # noqa: E402
-from pytest_equivariance.baseline import Baseline, BaselineEntry, BaselineKey  # noqa: E402
+from pytest_equivariance.gates import baseline as bl  # noqa: E402
+from pytest_equivariance.gates.baseline import Baseline, BaselineEntry, BaselineKey  # noqa: E402
 from pytest_equivariance.check import fingerprint as fp  # noqa: E402
 from pytest_equivariance.check.api import check_shift_invariant  # noqa: E402
 

@@ -10,9 +10,9 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from pytest_equivariance import baseline as bl
-from pytest_equivariance import plugin_baseline
-from pytest_equivariance.plugin_baseline import worker_device
+from pytest_equivariance.gates import baseline as bl
+from pytest_equivariance.plugin import baseline as plugin_baseline
+from pytest_equivariance.plugin.baseline import worker_device
 
 def test_two_workers_write_the_same_baseline_and_results_as_a_serial_run(suite):
     root = suite.pytester.path

@@ -68,7 +68,7 @@ def test_groups_with_flips_name_their_elements() -> None:
 
 
 def test_results_carry_the_group_and_fields_through_json_and_into_the_baseline_key() -> None:
-    from pytest_equivariance.baseline import check_kind
+    from pytest_equivariance.gates.baseline import check_kind
 
     result = pe.check_rotation_equivariant(Gradient(), input_shape=(2, 1, 16, 16), group="D4", output_fields="vector")
     back = CheckResult.from_json(json.loads(json.dumps(result.to_json())))

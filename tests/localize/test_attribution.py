@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytest_equivariance as pe
-from pytest_equivariance.check import attribution
+from pytest_equivariance.check import tangent_walk
 from pytest_equivariance.check.attribution import attribute, lie_terms
 from pytest_equivariance.check.lie import lie_derivative
 from pytest_equivariance.check.result import CheckResult
@@ -130,7 +130,7 @@ def test_shares_are_the_same_in_chunks_and_in_several_walks(monkeypatch: pytest.
     model = _model(Residual)
     x = images(4)
     whole = attribute(model, x, SHIFTS, batch_size=4)
-    monkeypatch.setattr(attribution, "MAX_ROWS", 1)  # one layer's rows per walk
+    monkeypatch.setattr(tangent_walk, "MAX_ROWS", 1)  # one layer's rows per walk
     parts = attribute(model, x, SHIFTS, batch_size=1)
     assert [layer.qualname for layer in parts.layers] == [layer.qualname for layer in whole.layers]
     for a, b in zip(whole.layers, parts.layers):

@@ -121,7 +121,7 @@ def test_checks_never_import_the_fix_machinery(pytester):
             return torch.nn.Conv2d(1, 1, 3)
 
         def test_modules():
-            assert "libcst" not in sys.modules and "pytest_equivariance.lint.autofix" not in sys.modules
+            assert "libcst" not in sys.modules and "pytest_equivariance.fix.source" not in sys.modules
         """
     )
     result = pytester.runpytest_subprocess(*QUIET, "-p", "no:randomly")

@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report_samples import sample_results  # noqa: E402
 from test_browser import chromium  # noqa: E402
 
-from pytest_equivariance import baseline as bl  # noqa: E402
-from pytest_equivariance.cli_report import main  # noqa: E402
-from pytest_equivariance.runs import RESULTS_VERSION, load_run, merge, results_document  # noqa: E402
+from pytest_equivariance.gates import baseline as bl  # noqa: E402
+from pytest_equivariance.cli.equiv_report import main  # noqa: E402
+from pytest_equivariance.gates.runs import RESULTS_VERSION, load_run, merge, results_document  # noqa: E402
 
 
 def write_run(path: Path, results) -> Path:

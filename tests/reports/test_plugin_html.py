@@ -143,7 +143,7 @@ def test_plugin_module_does_not_import_torch_or_rich() -> None:
     import sys
 
     code = (
-        "import sys, pytest_equivariance.plugin_html as m; "
+        "import sys, pytest_equivariance.plugin.html as m; "
         "print(sorted(n for n in ('torch', 'rich', 'pytest_equivariance.report.html') if n in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 """pytest option ``--equiv-html PATH``: write one self-contained HTML report of every check at the end.
 
-Registered by :mod:`pytest_equivariance.plugin` (``_EXTENSIONS``). Like the main plugin it imports
+Registered by :mod:`pytest_equivariance.plugin.settings` (``_EXTENSIONS``). Like the main plugin it imports
 neither torch nor the renderers at module level, so runs that do not ask for a report pay nothing.
 The report is written once, by the process that sees all results: the xdist controller (workers
 skip it), or the only process of a serial run.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_equivariance.plugin_baseline import _is_worker, _path_setting
+from pytest_equivariance.plugin.baseline import _is_worker, _path_setting
 
 OPTION_HTML = "--equiv-html"
 INI_HTML = "equiv_html"
@@ -54,7 +54,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = report_path(config)
     if path is None or _is_worker(config):
         return
-    from pytest_equivariance.plugin import collected_results
+    from pytest_equivariance.plugin.session import collected_results
     from pytest_equivariance.report.html import write_html
 
     title = f"Equivariance report · {config.rootpath.name}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_equivariance import baseline as _baseline
+from pytest_equivariance.gates import baseline as _baseline
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.errors import EquivarianceUsageError
 

@@ -1,6 +1,6 @@
 """``equiv-lint --fix`` / ``--diff`` / ``--add-noqa``: edit the user's files, verify, and never lose code.
 
-The rewrites themselves live in :mod:`pytest_equivariance.lint.autofix`; this module is the shell
+The rewrites themselves live in :mod:`pytest_equivariance.fix.source`; this module is the shell
 around them. ``--fix`` writes each planned file, lints every target again, and keeps the edits only
 when the fixed findings are gone, no finding is new, and every model still has the same state-dict
 keys and shapes and the same output shapes; otherwise every file it wrote is put back as it was,
@@ -12,53 +12,22 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from pytest_equivariance.cli.output import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
+from pytest_equivariance.cli.output import error as _error
+
 if TYPE_CHECKING:
     from rich.console import Console
-    from torch import nn
 
-    from pytest_equivariance.cli import Run
+    from pytest_equivariance.cli.run import Run
     from pytest_equivariance.lint.findings import Finding
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class ModelSignature:
-    """What a safe fix keeps: every state-dict entry's shape, and the output shapes."""
-
-    state: tuple[tuple[str, tuple[int, ...]], ...]
-    outputs: tuple[tuple[int, ...], ...] | None  # None: the model would not run on meta inputs
-
-
-def model_signature(model: "nn.Module", input_shape: Sequence[int] | None) -> ModelSignature:
-    """Return the state-dict shapes of ``model`` and its output shapes on a meta input of ``input_shape``."""
-    import torch
-
-    from pytest_equivariance.check.runner import flatten_output
-    from pytest_equivariance.lint.shapes import AssumedValues, meta_weights
-
-    state = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor))
-    outputs = None
-    if input_shape:
-        try:
-            with torch.no_grad(), meta_weights(model), AssumedValues():
-                out = model.eval()(torch.empty(tuple(input_shape), device="meta"))
-            outputs = tuple(tuple(t.shape) for _, t in flatten_output(out))
-        except Exception:  # a model that does not run on meta: its state dict is still compared
-            outputs = None
-    return ModelSignature(state, outputs)
 
 
 def edit(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | None]], console: "Console",
          stdout: IO[str], stderr: IO[str]) -> int:
     """Run ``--fix``, ``--diff`` or ``--add-noqa`` on the findings of ``run``; return the exit code."""
-    from pytest_equivariance.cli import _error
-
     if run.failed:
         for report in run.reports:
             for error in report.errors:
@@ -68,7 +37,7 @@ def edit(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
     findings = _unique([f for r in run.reports for f in r.findings])
     if args.add_noqa:
         return _add_noqa(findings, console)
-    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.fix import source as autofix
 
     plans, edits = autofix.plan(findings, unsafe=args.unsafe_fixes)
     if args.diff:
@@ -96,9 +65,9 @@ def _unique(findings: list["Finding"]) -> list["Finding"]:
 
 def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | None]], plans: list[Any],
          edits: list[Any], console: "Console", stderr: IO[str]) -> int:
-    from pytest_equivariance.baseline import write_atomic  # keeps the file's permissions
-    from pytest_equivariance.cli import Run, _error
-    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.gates.baseline import write_atomic  # keeps the file's permissions
+    from pytest_equivariance.cli.run import Run
+    from pytest_equivariance.fix import source as autofix
     from pytest_equivariance.lint.loader import display_path
     from pytest_equivariance.report.findings_text import render_model, render_summary
 
@@ -154,7 +123,7 @@ def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
 
 
 def _cannot_write(plan: Any, snapshot: str | None) -> str | None:
-    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.fix import source as autofix
 
     path = plan.path
     current = autofix.digest(path.read_bytes())
@@ -167,7 +136,7 @@ def _cannot_write(plan: Any, snapshot: str | None) -> str | None:
 
 def _regression(before: "Run", after: "Run", edits: list[Any], written: set[Path]) -> str | None:
     """Return why the rewritten models are not the originals made safe, or None when they are."""
-    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.fix import source as autofix
 
     if after.failed:
         return f"linting again failed for {', '.join(after.failed)}"
@@ -199,7 +168,7 @@ def _regression(before: "Run", after: "Run", edits: list[Any], written: set[Path
 def _print_unfixed(console: "Console", edits: list[Any]) -> None:
     from rich.text import Text
 
-    from pytest_equivariance.lint import autofix
+    from pytest_equivariance.fix import source as autofix
     from pytest_equivariance.lint.loader import display_path
 
     for e in edits:
@@ -211,8 +180,8 @@ def _print_unfixed(console: "Console", edits: list[Any]) -> None:
 
 
 def _add_noqa(findings: list["Finding"], console: "Console") -> int:
-    from pytest_equivariance.baseline import write_atomic
-    from pytest_equivariance.lint.autofix import add_noqa
+    from pytest_equivariance.gates.baseline import write_atomic
+    from pytest_equivariance.fix.source import add_noqa
     from pytest_equivariance.lint.locations import is_user_file
 
     by_file: dict[str, dict[int, set[str]]] = {}

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytest_equivariance.errors import EquivarianceUsageError
-from pytest_equivariance.fix.filters import (
+from pytest_equivariance.layers.filters import (
     _blur_pool,
     _ntuple,
     _pool_output_size,

@@ -5,7 +5,7 @@ filters a feature map with a small binomial kernel before subsampling it, so tha
 coarser grid cannot represent are attenuated instead of folding back (aliasing) into the output.
 A binomial filter of size ``k >= 2`` has a zero at the Nyquist frequency and unit gain at DC.
 
-The modules in :mod:`pytest_equivariance.fix.blurpool` are thin wrappers over these functions.
+The modules in :mod:`pytest_equivariance.layers.blurpool` are thin wrappers over these functions.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def blur_avg_pool2d(
     """Return ``F.avg_pool2d(x, ...)`` anti-aliased: the same arguments and output size.
 
     The box filter runs at stride 1 and a binomial BlurPool subsamples by ``stride``; see
-    :class:`~pytest_equivariance.fix.blurpool.BlurAvgPool2d`, its module form.
+    :class:`~pytest_equivariance.layers.blurpool.BlurAvgPool2d`, its module form.
     """
     return _blur_avg_pool(x, 2, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                           filter_size, padding_mode)
@@ -295,7 +295,7 @@ def blur_pool1d(
 ) -> "torch.Tensor":
     """Return ``x`` of shape ``(N, C, L)`` blurred with a binomial filter and subsampled by ``stride``.
 
-    Output shape ``(N, C, ceil(L / stride))``. See :class:`~pytest_equivariance.fix.blurpool.BlurPool1d`.
+    Output shape ``(N, C, ceil(L / stride))``. See :class:`~pytest_equivariance.layers.blurpool.BlurPool1d`.
     """
     return _blur_pool(x, 1, stride, filter_size, padding_mode)
 

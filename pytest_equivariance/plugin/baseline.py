@@ -1,6 +1,6 @@
 """pytest glue for CI gates: robustness baselines, ``--equiv-json``, JUnit properties, xdist GPUs.
 
-Registered by :mod:`pytest_equivariance.plugin` (``_EXTENSIONS``). Like the main plugin it never
+Registered by :mod:`pytest_equivariance.plugin.settings` (``_EXTENSIONS``). Like the main plugin it never
 imports torch at module level: only a worker asked to run on CUDA imports it, to count the GPUs.
 
 Who does what under pytest-xdist:
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_equivariance import baseline as _baseline
-from pytest_equivariance.baseline import DEFAULT_REGRESSION_TOL
+from pytest_equivariance.gates import baseline as _baseline
+from pytest_equivariance.gates.baseline import DEFAULT_REGRESSION_TOL
 from pytest_equivariance.errors import BaselineError, EquivarianceUsageError
-from pytest_equivariance.plugin import ITEM_RESULTS_KEY, collected_results
+from pytest_equivariance.plugin.session import ITEM_RESULTS_KEY, collected_results
 
 if TYPE_CHECKING:
-    from pytest_equivariance.baseline import Baseline, Comparison
+    from pytest_equivariance.gates.baseline import Baseline, Comparison
 
 BASELINE_OPTION = "--equiv-baseline"
 UPDATE_OPTION = "--equiv-baseline-update"
@@ -384,7 +384,7 @@ class CIGate:
 
 
 def _results_json(results: list[Any], entries: list[Any], gate: CIGate) -> str:
-    from pytest_equivariance.runs import results_document
+    from pytest_equivariance.gates.runs import results_document
 
     baseline = None
     if gate.comparison is not None:

@@ -1,6 +1,6 @@
 """GitHub Actions job summary: when ``GITHUB_STEP_SUMMARY`` is set, append the checks table to it.
 
-Registered by :mod:`pytest_equivariance.plugin` (``_EXTENSIONS``). The process that sees every
+Registered by :mod:`pytest_equivariance.plugin.settings` (``_EXTENSIONS``). The process that sees every
 result (the xdist controller, or a serial run) appends, after the baseline gate has compared: the
 checks with their worst error, tolerance and verdict; regressions and changed weights against the
 baseline; and where the HTML report is. Off when the variable is absent, or with
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_equivariance.plugin_baseline import _GATE_PLUGIN, _is_worker
+from pytest_equivariance.plugin.baseline import _GATE_PLUGIN, _is_worker
 
 OPTION = "--equiv-no-github-summary"
 INI = "equiv_github_summary"
@@ -33,14 +33,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if _is_worker(config) or config.getoption("equiv_no_github_summary", False) or not config.getini(INI):
         return
-    from pytest_equivariance.plugin import collected_results
+    from pytest_equivariance.plugin.session import collected_results
     from pytest_equivariance.report.step_summary import append_summary, checks_markdown, summary_path
 
     path = summary_path()
     results = collected_results(config)
     if path is None or not results:
         return
-    from pytest_equivariance.plugin_html import report_path
+    from pytest_equivariance.plugin.html import report_path
 
     gate = config.pluginmanager.get_plugin(_GATE_PLUGIN)  # registered when a baseline or JSON is asked for
     comparison = gate.comparison if gate is not None else None

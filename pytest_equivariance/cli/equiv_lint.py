@@ -19,29 +19,23 @@ import argparse
 import contextlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from pytest_equivariance import __version__
-from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
-from pytest_equivariance.lint.config import LintConfig, is_excluded, load_config, parse_codes
-from pytest_equivariance.lint.findings import ModelReport, Severity
+from pytest_equivariance._version import __version__
+from pytest_equivariance.cli.output import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, PROG
+from pytest_equivariance.cli.output import console as _console
+from pytest_equivariance.cli.output import error as _error
+from pytest_equivariance.cli.run import Run
+from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.lint.config import LintConfig, load_config, parse_codes
+from pytest_equivariance.lint.findings import Severity
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pytest_equivariance.lint.cache import LintCache
-    from pytest_equivariance.lint.loader import ModelSource, Target
-
-EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
-EXIT_ERROR = 2
-
 FORMATS = ("text", "json", "sarif", "github")
-PROG = "equiv-lint"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,10 +97,10 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
                 location = run.locations.get(report.target)
                 render_model(console, report, location=location, verbose=args.verbose, quiet=args.quiet)
     if editing:
-        from pytest_equivariance import cli_fix
+        from pytest_equivariance.cli import edit
 
         assert console is not None
-        return cli_fix.edit(args, run, targets, console, stdout, stderr)
+        return edit.edit(args, run, targets, console, stdout, stderr)
     if args.statistics:
         _render_statistics(args.format, run, stdout)
     elif not (args.quiet and args.format == "text"):
@@ -176,223 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--verbose", "-v", action="store_true", help="show tracebacks and skipped models")
     add("--version", action="store_true", help="print the version and exit")
     return parser
-
-
-@dataclass
-class Run:
-    """One ``equiv-lint`` call: reports in target order, which targets failed, where models live."""
-
-    config: LintConfig
-    verbose: bool = False
-    allow_no_model: bool = False
-    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
-    reports: list[ModelReport] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    locations: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
-    #: With --fix: what each model's rewrite must keep (state-dict and output shapes), by target.
-    signatures: dict[str, Any] | None = None
-    #: With --fix: the digest of each file as it was when its target was loaded.
-    snapshots: dict[Path, str] = field(default_factory=dict)
-    #: Where results are answered from and stored (None: --no-cache).
-    cache: "LintCache | None" = None
-    #: While a target is linted for the cache: the source files its imports read.
-    files: set[str] | None = None
-
-    def lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
-        """Load one target, lint each model it names, and return the new reports (errors included).
-
-        A directory stands for the Python files below it; those that define no model are skipped.
-        Answered from the cache when nothing the last lint of the target read has changed; ``--fix``
-        always lints (it needs the models).
-        """
-        key = self._cache_key(text, root) if self.cache is not None and self.signatures is None else None
-        if key is None or self.cache is None:
-            return self._lint_target(text, root)
-        hit = self.cache.lookup(key)
-        if hit is not None:
-            return self._replay(hit, text)
-        from pytest_equivariance.lint.cache import loaded_module_files
-
-        start, failed, skipped = len(self.reports), len(self.failed), len(self.skipped)
-        self.files = set()
-        try:
-            reports = self._lint_target(text, root)
-        finally:
-            files, self.files = self.files, None
-        if len(self.failed) == failed:  # a failure is linted again next time, not remembered
-            if self.config.path is not None:
-                files.add(str(self.config.path.resolve()))
-            result = {
-                "reports": [r.to_json() for r in reports],
-                "skipped": self.skipped[skipped:],
-                "locations": {r.target: self.locations.get(r.target) for r in self.reports[start:]},
-            }
-            self.cache.store(key, files | set(loaded_module_files()), result)
-        return reports
-
-    def _cache_key(self, text: str, root: Path | None) -> dict[str, Any] | None:
-        from pytest_equivariance.lint.cache import cache_key
-        from pytest_equivariance.lint.loader import parse_target, python_files
-
-        try:
-            target = parse_target(text, root=root)
-        except EquivarianceUsageError:
-            return None  # reported by the lint itself
-        listing = None
-        if target.path is not None and target.name is None and target.path.is_dir():
-            listing = [str(p) for p in python_files(target.path)]  # a new file changes the key
-        config = self.config
-        return cache_key({
-            "target": text, "root": str(root) if root is not None else None, "listing": listing,
-            "allow_no_model": self.allow_no_model, "select": config.select, "ignore": config.ignore,
-            "per_module_ignores": sorted(config.per_module_ignores.items()), "input_shape": config.input_shape,
-            "factories": config.factories, "exclude": config.exclude,
-        })
-
-    def _replay(self, hit: dict[str, Any], text: str) -> list[ModelReport]:
-        """Add a cached result's reports, locations and skip notes, as the lint would have."""
-        reports = [ModelReport.from_json(r) for r in hit["reports"]]
-        for name, location in hit["locations"].items():
-            if location is not None:
-                self.locations[name] = (location[0], location[1])
-        for note in hit["skipped"]:
-            self._skip(note)
-        if self.verbose:
-            print(f"{PROG}: {text}: answered from the cache in {self.cache.directory if self.cache else ''}",
-                  file=self.stderr)
-        self.reports.extend(reports)
-        return reports
-
-    def _lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
-        from pytest_equivariance.lint.loader import Target, display_path, parse_target, python_files
-
-        start = len(self.reports)
-        try:
-            target = parse_target(text, root=root)
-        except EquivarianceUsageError as exc:
-            self._fail(text, exc)
-            return self.reports[start:]
-        if target.path is not None and target.name is None and target.path.is_dir():
-            for path in python_files(target.path):
-                self._lint(Target(text=display_path(path), path=path), allow_no_model=True)
-        else:
-            self._lint(target, allow_no_model=self.allow_no_model)
-        return self.reports[start:]
-
-    def _lint(self, target: "Target", *, allow_no_model: bool) -> None:
-        from pytest_equivariance.lint.loader import (
-            NoModelFoundError,
-            display_path,
-            load_target,
-            mentions_torch,
-        )
-
-        path = target.path
-        if path is not None and target.name is None:
-            if is_excluded(path, self.config):
-                return self._skip(f"{display_path(path)} (excluded by config)")
-            # Only where a file may define no model (found in a directory, or pre-commit's
-            # --allow-no-model): a file named on the command line is always imported.
-            if allow_no_model and path.is_file() and not mentions_torch(path):
-                return self._skip(f"{display_path(path)} (does not mention torch)")
-        explicit = target.name is not None
-        if self.signatures is not None and path is not None and path.is_file():
-            from pytest_equivariance.lint.autofix import digest
-
-            self.snapshots.setdefault(path.resolve(), digest(path.read_bytes()))
-        try:
-            with load_target(target, factories=self.config.factories, files=self.files) as loaded:
-                for reason in loaded.skipped:
-                    self._skip(f"{target.text}: {reason}")
-                before, skipped = (len(self.reports), len(self.skipped))
-                for source in loaded.sources:
-                    self._lint_source(source, explicit=explicit)
-                if not explicit and len(self.reports) == before:
-                    # Everything found was passed over: as if nothing had been found.
-                    reasons = "; ".join(self.skipped[skipped:])
-                    raise NoModelFoundError(
-                        f"No model in {target.text} could be linted ({reasons}); give constructors "
-                        f"defaults, name a zero-argument factory, or pass --input-shape."
-                    )
-        except NoModelFoundError as exc:
-            if not allow_no_model:
-                return self._fail(target.text, exc)
-            self._skip(f"{target.text} ({exc})")
-        except EquivarianceUsageError as exc:
-            self._fail(target.text, exc)
-
-    def _lint_source(self, source: "ModelSource", *, explicit: bool) -> None:
-        from pytest_equivariance.inputs import infer_input_shape
-        from pytest_equivariance.lint import lint_model
-        from pytest_equivariance.lint.empty import build_empty
-        from pytest_equivariance.lint.loader import NeedsArgumentsError
-
-        self.locations[source.target] = (source.file, source.line)
-        model = built = None
-        try:
-            built = build_empty(source.build, errors=(NeedsArgumentsError,))
-            model = built.model
-            shape = self.config.input_shape
-            if shape is None and not explicit:
-                # Found by discovery (a loss or a helper module, say): without a layer to read the
-                # channels from it is not a model to lint, unless the user names it.
-                try:
-                    shape = infer_input_shape(model)  # what lint_model would infer: do it once
-                except InputShapeError:
-                    self._skip(
-                        f"{source.target} (no conv or linear layer to infer an input shape from; "
-                        f"name it with --input-shape to lint it)"
-                    )
-                    return
-            report = lint_model(
-                model,
-                shape,
-                target=source.target,
-                select=self.config.select,
-                ignore=self.config.ignore,
-                per_module_ignores=self.config.per_module_ignores,
-            )
-            if self.signatures is not None:
-                from pytest_equivariance.cli_fix import model_signature
-
-                self.signatures[source.target] = model_signature(model, report.input_shape)
-        except NeedsArgumentsError as exc:
-            if explicit:
-                return self._fail(source.target, exc)
-            self._skip(f"{source.target} ({exc.__cause__ or 'needs arguments'})")
-        except EquivarianceUsageError as exc:
-            self._fail(source.target, exc)
-        except Exception as exc:  # a bug in the linter: report it, lint the rest
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            error = RuntimeError(
-                f"{source.target}: the linter failed with {type(exc).__name__}: {first_line}; "
-                f"rerun with --verbose and report this with the traceback."
-            )
-            error.__cause__ = exc
-            self._fail(source.target, error)
-        else:
-            if built is not None and built.note is not None:
-                report.notes.insert(0, built.note)
-            self.reports.append(report)
-            if report.errors:  # the model rejected the example input, or the analysis broke off
-                self.failed.append(source.target)
-                for error in report.errors:
-                    _error(self.stderr, f"{source.target}: {error}")
-        finally:
-            model = built = None  # drop the model before the next one is built
-
-    def _fail(self, target: str, exc: BaseException) -> None:
-        from pytest_equivariance.lint.loader import failed_report
-
-        self.failed.append(target)
-        self.reports.append(failed_report(target, exc))
-        _error(self.stderr, exc, verbose=self.verbose)
-
-    def _skip(self, note: str) -> None:
-        self.skipped.append(note)
-        if self.verbose:
-            print(f"{PROG}: skipped {note}", file=self.stderr)
 
 
 # -- steps of main --------------------------------------------------------------------------------
@@ -525,21 +302,6 @@ def _render_statistics(fmt: str, run: Run, stdout: IO[str]) -> None:
         print(json.dumps(rows, indent=2), file=stdout)
     else:
         render_statistics(_console(stdout), run.reports, RULES)
-
-
-def _console(stdout: IO[str]) -> "Console":
-    from rich.console import Console
-
-    # soft_wrap: one finding per line, whatever the terminal width (grep- and editor-friendly).
-    no_color = bool(os.environ.get("NO_COLOR")) or None  # https://no-color.org
-    return Console(file=stdout, soft_wrap=True, highlight=False, no_color=no_color)
-
-
-def _error(stderr: IO[str], exc: BaseException | str, *, verbose: bool = False) -> None:
-    if verbose and isinstance(exc, BaseException):
-        cause = exc.__cause__ or exc
-        stderr.write("".join(traceback.format_exception(cause)))
-    print(f"{PROG}: error: {exc}", file=stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,212 @@
+"""What every check shares before it runs: its validated arguments, defaults, input shape and dims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_equivariance.check import arguments, runner
+from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+
+if TYPE_CHECKING:
+    import torch
+
+
+DEFAULT_TRIALS = 16
+
+
+DEFAULT_MAX_SHIFT = 8
+
+
+DEFAULT_BATCH = 2
+
+
+#: Angles of the default sweep for ``mode="interp"``, in degrees.
+INTERP_ANGLES = tuple(float(a) for a in range(15, 360, 15))
+
+
+#: Spectral exponent of the default images in ``mode="interp"`` (1/f² noise: smooth to resample).
+INTERP_EXPONENT = 2.0
+
+
+#: The default verdict of a group check with resampled elements: relative L2 error inside the disk.
+GROUP_REL_L2 = 0.1
+
+
+#: Image size a group check of an escnn / e2cnn module uses when no shape is given (odd: a centre pixel).
+GROUP_SPATIAL = (33, 33)
+
+
+#: Output pixels left out inside the disk's edge in ``mode="interp"``.
+INTERP_MARGIN = 2
+
+
+@dataclass
+class CheckSpec:
+    """A check's validated arguments."""
+
+    kind: str
+    equivariant: bool
+    model: Any
+    inputs: Any
+    input_shape: Any
+    dims: Any
+    atol: float | None
+    rtol: float | None
+    min_consistency: float | None
+    seed: int | None
+    device: Any
+    batch_size: int | None
+    localize: bool | None
+    grid: bool
+    mode: str
+    margin: int | None
+    max_shift: int | None = None
+    min_psnr: float | None = None
+    group: Any = None  # check.groups.Group of a group check
+    max_rel_l2: float | None = None  # when set, the verdict: rel_l2 of every trial at most this
+
+
+@dataclass
+class DrawContext:
+    """What a check's transforms are drawn from once the reference outputs are in."""
+
+    input_shape: tuple[int, ...]  # what the model sees (the crop, in crop mode)
+    dims: tuple[int, ...]
+    lattice: tuple[int, ...] | None  # output stride per dim that shifts must be multiples of
+    seed: int
+    outputs: Any = None  # the reference output leaves, when known before the transforms are drawn
+    fields: dict[str, str] | None = None  # what build() chose: "input" / "output<path>" -> description
+
+
+def usage_error(message: str) -> EquivarianceUsageError:
+    return EquivarianceUsageError(message)
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def validate_common(spec: CheckSpec) -> None:
+    import torch
+    from torch import nn
+
+    if not isinstance(spec.model, nn.Module):
+        raise usage_error(
+            f"model is {type(spec.model).__name__}, not a torch.nn.Module; pass the model instance "
+            f"(call the factory first)."
+        )
+    if spec.inputs is not None and not isinstance(spec.inputs, torch.Tensor):
+        raise usage_error(
+            f"inputs is {type(spec.inputs).__name__}, not a tensor; pass one (batch, channels, *spatial) "
+            f"tensor, or input_shape= instead."
+        )
+    if spec.inputs is not None and spec.input_shape is not None:
+        raise usage_error("Both inputs and input_shape were given; pass only one of them.")
+    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin"):
+        value = getattr(spec, name)
+        if value is None:  # None means "the default" for every one of these
+            continue
+        expected = arguments.expected_value(name, value, "shift")
+        if expected is not None:
+            raise usage_error(f"{name}={value!r} is not accepted; pass {expected}.")
+    if spec.min_consistency is not None and spec.equivariant:
+        raise usage_error(
+            "min_consistency judges classifiers' top-1 agreement, which only invariance checks measure; "
+            "use check_shift_invariant / check_rotation_invariant, or drop min_consistency."
+        )
+
+
+def input_shape_of(spec: CheckSpec) -> tuple[int, ...]:
+    from pytest_equivariance.inputs import CHECK_SPATIAL, infer_input_shape
+
+    if spec.inputs is not None:
+        return tuple(spec.inputs.shape)
+    if spec.input_shape is not None:
+        shape = spec.input_shape
+        if (
+            not isinstance(shape, (tuple, list))
+            or len(shape) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        ):
+            raise InputShapeError(
+                f"input_shape={shape!r} is not a shape; pass positive integers, batch and channels first, "
+                f"e.g. input_shape=(2, 3, 64, 64)."
+            )
+        return tuple(shape)
+    from pytest_equivariance.check.groups import FIELD_TYPES
+
+    field_types = getattr(spec.model, FIELD_TYPES, None)
+    if field_types is not None:  # an escnn / e2cnn module: its in_type says the channels
+        return (DEFAULT_BATCH, field_types[0].size, *CHECK_SPATIAL[2])
+    return infer_input_shape(spec.model, spatial=CHECK_SPATIAL, batch=DEFAULT_BATCH)
+
+
+def resolve_dims(dims: Any, ndim: int, *, plane: bool) -> tuple[int, ...]:
+    spatial = ndim - 2
+    if spatial < 1:
+        raise InputShapeError(
+            f"Inputs of {ndim} dims have no spatial dims to transform; pass (batch, channels, *spatial) "
+            f"inputs, e.g. input_shape=(2, 3, 64, 64)."
+        )
+    if dims is None:
+        if plane:
+            if spatial < 2:
+                raise usage_error(
+                    "Rotations need two spatial dims but the inputs have one; pass 2-D or 3-D inputs, "
+                    "or use check_equivariant with a custom transform."
+                )
+            return (-2, -1)
+        return tuple(range(-min(spatial, 3), 0))
+    if isinstance(dims, int):
+        dims = (dims,)
+    if not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, int) for d in dims):
+        raise usage_error(f"dims={dims!r} is not a tuple of spatial dims; pass e.g. dims=(-2, -1).")
+    out = []
+    for d in dims:
+        neg = d - ndim if d >= 0 else d
+        if not -spatial <= neg <= -1:
+            raise usage_error(
+                f"dims={tuple(dims)!r} names dim {d}, which is not a spatial dim of {ndim}-d inputs; "
+                f"pass dims among {tuple(range(-spatial, 0))}."
+            )
+        out.append(neg)
+    if len(set(out)) != len(out):
+        raise usage_error(f"dims={tuple(dims)!r} repeats a dim; pass each spatial dim once.")
+    if len(out) > 3:
+        raise usage_error(f"dims={tuple(dims)!r} has more than three dims; pass at most three spatial dims.")
+    if plane and len(out) != 2:
+        raise usage_error(f"dims={tuple(dims)!r} is not a plane; rotations need exactly two dims, e.g. dims=(-2, -1).")
+    return tuple(out)
+
+
+def check_trials(trials: Any) -> None:
+    if trials is not None and (expected := arguments.expected_value("trials", trials, "shift")):
+        raise usage_error(f"trials={trials!r} is not accepted; pass {expected}.")
+
+
+def check_measures(**values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and (expected := arguments.expected_value(name, value, "shift")):
+            raise usage_error(f"{name}={value!r} is not accepted; pass {expected}.")
+
+
+def setting_up(spec: CheckSpec) -> tuple[Any, "torch.device", "torch.dtype", int, tuple[int, ...]]:
+    """Validate a check's common arguments; return its model, device, dtype, seed and input shape."""
+    import torch
+
+    validate_common(spec)
+    model = spec.model
+    dev = runner.resolve_device(spec.device, model)
+    dtype = runner.model_dtype(model) or (
+        spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
+    )
+    seed = 0 if spec.seed is None else spec.seed
+    return model, dev, dtype, seed, input_shape_of(spec)
+
+
+def library_model(model: Any) -> Any:
+    """Return escnn / e2cnn modules as plain modules between tensors; any other model as it is."""
+    from pytest_equivariance.check import groups
+
+    return groups.wrap_library_module(model) if groups.is_equivariant_module(model) else model

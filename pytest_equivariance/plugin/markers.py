@@ -1,0 +1,97 @@
+"""The equivariance markers: their names, the keywords each accepts, and how a misuse is worded."""
+
+from __future__ import annotations
+
+import pytest
+
+# Torch-free: the modes and flip names a marker may name live with the transforms they select.
+from pytest_equivariance.check.arguments import expected_value, is_int, real_tuple
+
+
+#: Marker name -> the family of its check ("shift" or "rotation") and whether it is invariance.
+MARKERS: dict[str, tuple[str, bool]] = {
+    "shift_equivariant": ("shift", False),
+    "shift_invariant": ("shift", True),
+    "rotation_equivariant": ("rotation", False),
+    "rotation_invariant": ("rotation", True),
+}
+
+
+_COMMON_KEYWORDS = (
+    "input_shape", "trials", "mode", "dims", "atol", "rtol", "seed", "device", "batch_size",
+    "localize", "grid", "margin", "min_psnr", "measure",
+)  # fmt: skip
+
+
+_FAMILY_KEYWORDS = {
+    "shift": ("max_shift", "shifts", "shift", "subpixel"),
+    "rotation": ("angles", "angle", "group", "input_fields", "output_fields"),
+}
+
+
+#: Every keyword a marker accepts, in the order the docs list them.
+MARKER_KEYWORDS = (
+    "input_shape", "max_shift", "shifts", "shift", "subpixel", "trials", "mode", "angles", "angle", "dims",
+    "group", "input_fields", "output_fields", "atol", "rtol", "min_consistency", "min_psnr", "measure", "seed",
+    "device", "batch_size", "localize", "grid", "margin",
+)  # fmt: skip
+
+
+_MARKER_DOCS = {
+    "shift_equivariant": "check that the test's model commutes with shifts: model(shift(x)) == shift(model(x))",
+    "shift_invariant": "check that the test's model ignores shifts: model(shift(x)) == model(x)",
+    "rotation_equivariant": "check that the test's model commutes with rotations: model(rot(x)) == rot(model(x))",
+    "rotation_invariant": "check that the test's model ignores rotations: model(rot(x)) == model(x)",
+}
+
+
+def allowed_keywords(marker: str) -> tuple[str, ...]:
+    """Return the keyword arguments marker ``marker`` accepts."""
+    family, invariant = MARKERS[marker]
+    extra = ("min_consistency",) if invariant else ()
+    return tuple(k for k in MARKER_KEYWORDS if k in _COMMON_KEYWORDS + _FAMILY_KEYWORDS[family] + extra)
+
+
+def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
+    """Return a one-sentence usage error for an equivariance marker, or None when it is valid."""
+    where = f"@pytest.mark.{marker.name} on {nodeid}"
+    if marker.args:
+        return (
+            f"{where} got positional arguments {marker.args!r}; "
+            f"pass keyword arguments, e.g. @pytest.mark.{marker.name}(input_shape=(1, 3, 32, 32))."
+        )
+    allowed = allowed_keywords(marker.name)
+    for name, value in marker.kwargs.items():
+        if name not in allowed:
+            hint = ""
+            if name == "min_consistency":
+                hint = " (min_consistency applies to invariance checks only)"
+            elif name in MARKER_KEYWORDS:
+                hint = " (it belongs to the other family of markers)"
+            return (
+                f"{where} got an unknown argument {name!r}{hint}; "
+                f"use one of: {', '.join(allowed)}."
+            )
+        expected = expected_value(name, value, MARKERS[marker.name][0])
+        if expected is not None:
+            return f"{where} got {name}={value!r}; pass {expected}."
+    kwargs = marker.kwargs
+    for single, many in (("shift", "shifts"), ("shift", "max_shift"), ("angle", "angles")):
+        if single in kwargs and many in kwargs:
+            return f"{where} got both {single}= and {many}=; pass only one of them."
+    dims = kwargs.get("dims")
+    if dims is not None:
+        ndims = 1 if is_int(dims) else len(dims)
+        shift = kwargs.get("shift")
+        if real_tuple(shift) and len(shift) != ndims:
+            return f"{where} got shift={shift!r} for dims={dims!r}; pass one entry per dim."
+    return None
+
+
+def _equivariance_markers(item: pytest.Item) -> list["pytest.Mark"]:
+    # Own markers in decorator order (top first), then class and module markers.
+    own = [m for m in getattr(item, "own_markers", ()) if m.name in MARKERS]
+    own.reverse()
+    seen = {id(m) for m in own}
+    rest = [m for m in item.iter_markers() if m.name in MARKERS and id(m) not in seen]
+    return own + rest
