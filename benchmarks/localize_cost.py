@@ -68,24 +68,25 @@ def median_time(fn: Callable[[], object], rounds: int) -> float:
 
 def parts(model: nn.Module, shape: tuple[int, ...], device: str, rounds: int) -> dict[str, float]:
     """Return the median time of each part of ``localize`` on the check's default inputs."""
+    from pytest_equivariance.check import layer_sites
     from pytest_equivariance.check import localize as loc
     from pytest_equivariance.check.transforms import shift
     from pytest_equivariance.inputs import natural_images
 
     x = natural_images(shape, seed=0, device=device)
     transform = shift((1, -3), (-2, -1))
-    graph = loc._build_graph(model, x[:1])
+    graph = layer_sites.model_graph(model, x[:1])
     measure = loc._measure_for(transform, x)[0]
     with torch.inference_mode():
         passes = median_time(
             lambda: loc._run_pairs(model, graph, x, transform.on_input(x), measure, None, False), rounds
         )
     first = graph.sites[0]
-    site = loc._describe(first.node if first.node is not None else (first.qualname, 0), graph)
+    site = layer_sites.describe(first.node if first.node is not None else (first.qualname, 0), graph)
     return {
-        "graph": median_time(lambda: loc._build_graph(model, x[:1]), rounds),
+        "graph": median_time(lambda: layer_sites.model_graph(model, x[:1]), rounds),
         "passes": passes,
-        "rules": median_time(lambda: loc._matching_finding(graph, site), rounds),
+        "rules": median_time(lambda: layer_sites.matching_finding(graph, site), rounds),
     }
 
 

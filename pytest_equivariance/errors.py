@@ -33,3 +33,15 @@ class BaselineError(EquivarianceUsageError):
 
 class ConfigError(EquivarianceUsageError):
     """A settings file (``[tool.equiv-lint]`` in pyproject.toml) is malformed or has unknown keys."""
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """Return ``value`` as an error message shows it: one short line (a tensor by its shape and dtype).
+
+    A message quotes what the user passed, but a tensor's or a long list's repr spans many lines.
+    """
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None and not isinstance(value, (str, bytes)):
+        return f"<{type(value).__name__} of shape {tuple(shape)}, {str(dtype).removeprefix('torch.')}>"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

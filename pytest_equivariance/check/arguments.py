@@ -26,6 +26,10 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _is_flip(value: Any) -> bool:
+    return isinstance(value, str) and value in _FLIPS
+
+
 def is_real(value: Any) -> bool:
     """Whether ``value`` is a real number (bools are not)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -41,6 +45,13 @@ def real_tuple(value: Any) -> bool:
     return (isinstance(value, (tuple, list)) and len(value) > 0
             and all(is_real(v) and math.isfinite(v) for v in value))
 
+
+#: The most trials a check runs: each is a pass of the batch through the model, and transforms are
+#: built up front, so a larger count is a mistake that would only exhaust memory or time.
+MAX_TRIALS = 10_000
+
+#: Seeds go to torch.manual_seed, which takes a signed 64-bit integer.
+MAX_SEED = 2**63
 
 #: What ``measure=`` accepts: finite transforms, or Lie derivatives (check/lie).
 MEASURES = ("error", "lie")
@@ -82,20 +93,23 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
         if not (is_real(value) and math.isfinite(value)):
             return "a number of decibels, e.g. min_psnr=40"
     elif name == "measure":
-        if value not in MEASURES:
+        if not isinstance(value, str) or value not in MEASURES:
             return " or ".join(repr(m) for m in MEASURES)
-    elif name in ("trials", "batch_size"):
+    elif name == "trials":
+        if not (is_int(value) and 0 < value <= MAX_TRIALS):
+            return f"a positive integer up to {MAX_TRIALS}"
+    elif name == "batch_size":
         if not (is_int(value) and value > 0):
             return "a positive integer"
     elif name == "mode":
-        if value not in MODES[family]:
+        if not isinstance(value, str) or value not in MODES[family]:
             return " or ".join(repr(m) for m in MODES[family])
     elif name == "angles":
         ok = isinstance(value, (tuple, list)) and len(value) > 0
-        if not (ok and all(is_real(v) or v in _FLIPS for v in value)):
+        if not (ok and all(is_real(v) or _is_flip(v) for v in value)):
             return "a non-empty list of angles in degrees (or 'hflip', 'vflip'), e.g. [90, 180, 270]"
     elif name == "angle":
-        if not (is_real(value) or value in _FLIPS):
+        if not (is_real(value) or _is_flip(value)):
             return "an angle in degrees (or 'hflip', 'vflip'), e.g. 90"
     elif name == "dims":
         dims = (value,) if is_int(value) else value
@@ -107,7 +121,10 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
     elif name == "min_consistency":
         if not (is_real(value) and 0 <= value <= 1):
             return "a fraction between 0 and 1, e.g. 0.95"
-    elif name in ("seed", "margin"):
+    elif name == "seed":
+        if not (is_int(value) and 0 <= value < MAX_SEED):
+            return "a non-negative integer below 2**63"
+    elif name == "margin":
         if not (is_int(value) and value >= 0):
             return "a non-negative integer"
     elif name == "device":
@@ -117,6 +134,14 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
     elif name == "localize":
         if value is not None and not isinstance(value, bool):
             return "True (always), False (never) or None (on failure)"
+    elif name == "group":
+        from pytest_equivariance.check.groups import MAX_ORDER, parse_group
+        from pytest_equivariance.errors import EquivarianceUsageError
+
+        try:
+            parse_group(value)
+        except EquivarianceUsageError:
+            return f"a group: 'C<N>' or 'D<N>' with 1 <= N <= {MAX_ORDER} (e.g. 'C4', 'D8'), 'SO2' or 'O2'"
     elif name == "grid":
         if not isinstance(value, bool):
             return "True or False"

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_equivariance import guards
 from pytest_equivariance.check.layer_sites import describe
 from pytest_equivariance.check.result import LayerError, Profile
 from pytest_equivariance.check.tangent_walk import (
@@ -97,7 +98,8 @@ def _attribute(model: "nn.Module", inputs: "Tensor", generator: str | Sequence[s
     """:func:`attribute`, with layers of ``exact_families`` (linter op families) never the culprit."""
     from pytest_equivariance.check import lie, runner
 
-    names = lie._check_arguments(model, inputs, generator, method, output, batch_size)
+    names = lie._check_arguments(model, inputs, generator, method, output, batch_size, entry="attribute")
+    guards.require_flag(circular_padding, "circular_padding", "attribute")
     dev = runner.resolve_device(device, model)
     dtype = runner.model_dtype(model) or inputs.dtype
     x_all = inputs.detach().to(device=dev, dtype=dtype)
@@ -130,7 +132,8 @@ def lie_terms(
 
     from pytest_equivariance.check import lie, runner
 
-    names = lie._check_arguments(model, inputs, generator, method, output, None)
+    names = lie._check_arguments(model, inputs, generator, method, output, None, entry="lie_terms")
+    guards.require_flag(circular_padding, "circular_padding", "lie_terms")
     if len(names) != 1:
         raise EquivarianceUsageError("lie_terms takes one generator; call it once per generator.")
     dev = runner.resolve_device(device, model)

@@ -8,7 +8,7 @@ from pytest_equivariance.check import transforms as transforms_mod  # `transform
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.check.run import run_check
 from pytest_equivariance.check.spec import CheckSpec, check_trials
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,15 @@ def check_equivariant(
     uniformity with the other checks and ignored: every given transform is one trial.
     """
     check_trials(trials)
-    items = list(transforms)
+    try:
+        items = list(transforms) if not isinstance(transforms, (str, bytes)) else None
+    except TypeError:
+        items = None
+    if items is None:
+        raise EquivarianceUsageError(
+            f"transforms={shown(transforms)} is not a list; pass a list of (input_fn, output_fn) pairs, "
+            f"e.g. [(flip_x, flip_y)]."
+        )
     if not items:
         raise EquivarianceUsageError(
             "transforms is empty; pass a list of (input_fn, output_fn) pairs, e.g. [(flip_x, flip_y)]."

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.check import metrics, runner, transforms
 from pytest_equivariance.check.result import ShiftGrid
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -113,26 +113,26 @@ def _check_arguments(
             f"pass a (batch, channels, height, width) tensor."
         )
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise EquivarianceUsageError(f"window={window!r} is not a positive integer; pass e.g. window=32.")
+        raise EquivarianceUsageError(f"window={shown(window)} is not a positive integer; pass e.g. window=32.")
     if mode not in GRID_MODES:
         raise EquivarianceUsageError(
-            f"A shift grid cannot use mode={mode!r}; pass one of {', '.join(map(repr, GRID_MODES))}."
+            f"A shift grid cannot use mode={shown(mode)}; pass one of {', '.join(map(repr, GRID_MODES))}."
         )
     dims = tuple(dims)
     if len(dims) != 2 or any(not isinstance(d, int) or not -inputs.dim() + 2 <= d < 0 for d in dims):
         raise EquivarianceUsageError(
-            f"dims={dims!r} must name two spatial dims of the {inputs.dim()}-d input as negative "
+            f"dims={shown(dims)} must name two spatial dims of the {inputs.dim()}-d input as negative "
             f"indices; pass dims=(-2, -1) for images."
         )
     if lattice is not None and (len(lattice) != 2 or any(not isinstance(s, int) or s < 1 for s in lattice)):
         raise EquivarianceUsageError(
-            f"lattice={lattice!r} must be two positive integers, one per dim; pass e.g. lattice=(2, 2)."
+            f"lattice={shown(lattice)} must be two positive integers, one per dim; pass e.g. lattice=(2, 2)."
         )
     if mode == "crop":
         if isinstance(canvas, bool) or not isinstance(canvas, int) or canvas < 1:
             raise EquivarianceUsageError(
                 f"mode='crop' needs canvas=, the pixels the inputs extend beyond the model's input on "
-                f"each side (got {canvas!r}); pass e.g. canvas=31 with inputs 62 pixels larger."
+                f"each side (got {shown(canvas)}); pass e.g. canvas=31 with inputs 62 pixels larger."
             )
         if any(inputs.shape[d] - 2 * canvas < 1 for d in dims):
             raise EquivarianceUsageError(

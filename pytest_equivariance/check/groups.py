@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -99,6 +99,10 @@ class Group:
         return out
 
 
+#: The largest N of C<N> and D<N>: each element is one trial (check.arguments.MAX_TRIALS).
+MAX_ORDER = 10_000
+
+
 def parse_group(value: Any) -> Group:
     """Return the :class:`Group` named ``value`` ("C4", "D8", "SO2", "O2"); a usage error otherwise."""
     if isinstance(value, Group):
@@ -107,10 +111,15 @@ def parse_group(value: Any) -> Group:
     if text in ("SO2", "O2"):
         return Group(text)
     match = _GROUP.match(text or "")
-    if match and int(match.group(2)) >= 1:
+    if match and 1 <= int(match.group(2)) <= MAX_ORDER:
         return Group(match.group(1), int(match.group(2)))
+    if match:
+        raise _usage(
+            f"group={shown(value)} has {match.group(2)} rotations; pass N between 1 and {MAX_ORDER} (every element "
+            f"is one trial), or 'SO2' / 'O2' for a sweep of the continuous group."
+        )
     raise _usage(
-        f"Unknown group {value!r}; use 'C<N>' (N rotations, e.g. 'C4'), 'D<N>' (rotations and "
+        f"Unknown group {shown(value)}; use 'C<N>' (N rotations, e.g. 'C4'), 'D<N>' (rotations and "
         f"reflections, e.g. 'D4'), 'SO2' (all rotations) or 'O2' (all rotations and reflections)."
     )
 
@@ -317,7 +326,7 @@ def parse_fields(value: Any, group: Group, channels: int, *, where: str, ndim: i
     names = [value] if isinstance(value, str) else list(value) if isinstance(value, Sequence) else None
     if not names or not all(isinstance(n, str) for n in names):
         raise _usage(
-            f"{where} fields {value!r} are not a layout; pass a field name ({', '.join(FIELD_NAMES)}), a "
+            f"{where} fields {shown(value)} are not a layout; pass a field name ({', '.join(FIELD_NAMES)}), a "
             f"list of them, an escnn or e2cnn FieldType, or a callable (element, tensor) -> tensor."
         )
     blocks = [_block(name, group, where, ndim) for name in names]
@@ -353,6 +362,7 @@ def layouts(
         fin = Fields(group, library=library[0], description=describe_field_type(library[0]))
         out_fields = Fields(group, library=library[1], description=describe_field_type(library[1]))
         return fin, {path: out_fields for path, _ in outputs}
+    _check_leaf_keys(output_fields, [path for path, _ in outputs])
     nd = len(input_shape)
     fin = parse_fields("scalar" if input_fields is None else input_fields, group, input_shape[1], where="input", ndim=nd)
     outs = {}
@@ -416,7 +426,7 @@ def _block(name: str, group: Group, where: str, ndim: int) -> Block:
             return Block("vector", 2)
         freq = int(_IRREP.match(text).group(1))  # type: ignore[union-attr]
         return Block("scalar", 1) if freq == 0 else Block("irrep", 2, freq)
-    raise _usage(f"Unknown field {name!r} in the {where} fields; use one of {', '.join(FIELD_NAMES)}.")
+    raise _usage(f"Unknown field {shown(name)} in the {where} fields; use one of {', '.join(FIELD_NAMES)}.")
 
 
 def leaf_fields(value: Any, path: str) -> Any:
@@ -425,9 +435,27 @@ def leaf_fields(value: Any, path: str) -> Any:
     if not isinstance(value, Mapping):
         return value
     for key, fields in value.items():
-        if path in (str(key), f"[{key!r}]", f"[{key}]", f".{key}"):
+        if _names_leaf(key, path):
             return fields
     return "scalar"
+
+
+def _names_leaf(key: Any, path: str) -> bool:
+    """Whether a key of an ``output_fields`` dict names output leaf ``path``."""
+    return path in (str(key), f"[{key!r}]", f"[{key}]", f".{key}")
+
+
+def _check_leaf_keys(output_fields: Any, paths: Sequence[str]) -> None:
+    """Raise for a key of an ``output_fields`` dict that names no output leaf: it would be ignored."""
+    if not isinstance(output_fields, Mapping):
+        return
+    for key in output_fields:
+        if not any(_names_leaf(key, path) for path in paths):
+            outputs = ", ".join(p for p in paths if p) or "a single tensor, with no keys"
+            raise _usage(
+                f"output_fields names the output {shown(key)}, but the model's outputs are {outputs}; key "
+                f"output_fields by those names (a key that names nothing would leave its fields unchecked)."
+            )
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,11 +33,10 @@ Each generator has one local definition per method:
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -242,45 +241,44 @@ def lie_derivative_and_pushforward(
 
 
 def _check_arguments(model: Any, inputs: Any, generator: Any, method: str, output: str,
-                     batch_size: Any) -> list[str]:
-    import torch
-    from torch import nn
+                     batch_size: Any, entry: str = "lie_derivative") -> list[str]:
+    from pytest_equivariance import guards
 
-    if not isinstance(model, nn.Module):
-        raise EquivarianceUsageError(
-            f"lie_derivative needs a torch.nn.Module, got {type(model).__name__}; pass the model instance."
-        )
-    if not isinstance(inputs, torch.Tensor):
-        raise EquivarianceUsageError(
-            f"lie_derivative needs the inputs as a tensor, got {type(inputs).__name__}; pass a float "
-            f"tensor of shape (N, C, H, W)."
-        )
-    if not inputs.is_floating_point():
-        raise EquivarianceUsageError(
-            f"lie_derivative needs floating-point inputs to differentiate, got {inputs.dtype}; convert "
-            f"them with inputs.float() (or .double() for exact comparisons)."
-        )
+    guards.require_module(model, entry)
+    guards.require_materialised(model, entry)
+    guards.require_tensor(inputs, "inputs", entry, floating=True)
     if inputs.dim() != 4:
         raise EquivarianceUsageError(
-            f"lie_derivative acts on images of shape (N, C, H, W), got {tuple(inputs.shape)}; pass a "
-            f"batch of images (add a batch dim with inputs[None])."
+            f"{entry} acts on images of shape (N, C, H, W), got {tuple(inputs.shape)}; pass a batch of images "
+            f"(add a batch dim with inputs[None])."
         )
-    names = [generator] if isinstance(generator, str) else list(generator)
+    names = list(guards.require_names(generator, "generator", entry, example='["translate_x", "rotate"]'))
     unknown = [n for n in names if n not in GENERATORS]
     if unknown or not names:
         raise EquivarianceUsageError(
-            f"Unknown generator {unknown[0] if unknown else generator!r}; use one of "
+            f"Unknown generator {shown(unknown[0] if unknown else generator)}; use one of "
             f"{', '.join(GENERATORS)}, or a list of them."
         )
     if len(set(names)) != len(names):
         raise EquivarianceUsageError(f"Generators {names} repeat one; name each once.")
     if method not in METHODS:
-        raise EquivarianceUsageError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+        raise EquivarianceUsageError(f"Unknown method {shown(method)}; use one of {', '.join(METHODS)}.")
     if output not in OUTPUTS:
-        raise EquivarianceUsageError(f"Unknown output={output!r}; use one of {', '.join(OUTPUTS)}.")
+        raise EquivarianceUsageError(f"Unknown output={shown(output)}; use one of {', '.join(OUTPUTS)}.")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise EquivarianceUsageError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        raise EquivarianceUsageError(f"batch_size must be a positive integer, got {shown(batch_size)}.")
     return names
+
+
+def no_float_output(entry: str, returned: Any) -> EquivarianceUsageError:
+    """The error for a model whose output holds no floating-point tensor: nothing to differentiate."""
+    what = "None" if returned is None else f"a {type(returned).__name__}"
+    if hasattr(returned, "dtype"):
+        what = f"a tensor of {str(returned.dtype).removeprefix('torch.')}"
+    return EquivarianceUsageError(
+        f"{entry} differentiates the model's output, but the model returned {what}, with no floating-point "
+        f"tensor in it; return the float outputs (logits, feature maps), e.g. from forward."
+    )
 
 
 def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
@@ -293,9 +291,13 @@ def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
     leaves_seen: list[tuple[str, Any, Any]] = []  # (path, dtype, shape) of every leaf, floats or not
 
     def f(inp: "Tensor") -> tuple["Tensor", ...]:
-        leaves = flatten_output(model(inp))
+        out = model(inp)
+        leaves = flatten_output(out)
         leaves_seen[:] = [(p, t.dtype, t.shape) for p, t in leaves]
-        return tuple(t for _, t in leaves if t.is_floating_point())
+        floats = tuple(t for _, t in leaves if t.is_floating_point())
+        if not floats:  # said before forward-mode AD meets it, which would blame an op instead
+            raise no_float_output("lie_derivative", out)
+        return floats
 
     tangents = [input_tangent(name, x, method) for name in names]
     primal, pushed = _jvps(f, x, tangents)  # the float leaves, and per generator J_f(x)·(G x) of each

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_equivariance import guards
 from pytest_equivariance.check.layer_sites import (
     describe,
     is_float_tensor,
@@ -43,7 +44,7 @@ from pytest_equivariance.check.layer_sites import (
 )
 from pytest_equivariance.check.padding import circular_padding
 from pytest_equivariance.check.result import LayerError, Profile
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -96,6 +97,20 @@ def localize(
             f"localize needs the inputs as one tensor of shape (batch, channels, *spatial), got {got}; "
             f"pass the batch the check ran on."
         )
+    guards.require_module(model, "localize")
+    guards.require_materialised(model, "localize")
+    guards.require_tensor(inputs, "inputs", "localize")
+    from pytest_equivariance.check.transforms import Transform
+
+    if not isinstance(transform, Transform):
+        raise EquivarianceUsageError(
+            f"localize needs a Transform, got {shown(transform)}; pass one from "
+            f"pytest_equivariance.check.transforms, e.g. shift((1, 2), (-2, -1))."
+        )
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise EquivarianceUsageError(f"localize got batch_size={shown(batch_size)}; pass a positive integer or None.")
+    if not isinstance(equivariant, bool):
+        raise EquivarianceUsageError(f"localize got equivariant={shown(equivariant)}; pass True or False.")
     from pytest_equivariance.check.groups import FIELD_TYPES
 
     if getattr(model, FIELD_TYPES, None) is not None and transform.family == "group":
@@ -114,8 +129,13 @@ def localize(
     graph = model_graph(model, x0[:1])
     # Padded layers wrap around under shifts: a border is not blamed on the first layer that pads it.
     circular = circular_padding(model, transform.family == "shift", ndim=inputs.ndim)
-    with runner.prepared(model, dev, x0.dtype), torch.inference_mode(), circular:
-        sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
+    try:
+        with runner.prepared(model, dev, x0.dtype), torch.inference_mode(), circular:
+            sums, peaks, layers = _run_pairs(model, graph, x0, x1, measure, batch_size, equivariant)
+    except EquivarianceUsageError:
+        raise
+    except Exception as exc:  # the model's own complaint about the inputs, said as a usage error
+        raise runner.rejected(exc, x0) from exc
 
     worst_before = baseline_measure(x0, x1) if approximate and baseline_measure is not None else 0.0
     sites = [describe(key, graph) for key in layers]

@@ -26,6 +26,7 @@ from pytest_equivariance.check.spec import (
     library_model,
     usage_error,
 )
+from pytest_equivariance.errors import shown
 
 if TYPE_CHECKING:
     import torch
@@ -143,15 +144,15 @@ def _rotation_check(
             batch_size=batch_size, localize=localize, grid=grid, margin=margin, min_psnr=min_psnr,
             measure=measure, equivariant=equivariant,
         )
-    mode = mode or "exact"
-    if mode not in transforms.ROTATION_MODES:
+    mode = "exact" if mode is None else mode
+    if not isinstance(mode, str) or mode not in transforms.ROTATION_MODES:
         raise usage_error(
-            f"mode={mode!r} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
+            f"mode={shown(mode)} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
         )
     if angle is not None and angles is not None:
         raise usage_error("Both angle and angles were given; pass angle= for one angle or angles= for a list.")
     if angles is not None and not (isinstance(angles, (tuple, list)) and angles):
-        raise usage_error(f"angles={angles!r} is not a list of angles; pass e.g. angles=[90, 180] or ['hflip'].")
+        raise usage_error(f"angles={shown(angles)} is not a list of angles; pass e.g. angles=[90, 180] or ['hflip'].")
     check_trials(trials)
     explicit = None if angle is None and angles is None else ([angle] if angle is not None else list(angles))
     name = "angle" if angle is not None else "angles"
@@ -159,12 +160,12 @@ def _rotation_check(
     for value in explicit or []:
         if isinstance(value, str):
             if value not in transforms.FLIP_NAMES:
-                raise usage_error(f"{name} entry {value!r} is not a rotation; pass degrees or 'hflip' / 'vflip'.")
+                raise usage_error(f"{name} entry {shown(value)} is not a rotation; pass degrees or 'hflip' / 'vflip'.")
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise usage_error(f"{name} entry {value!r} is not an angle; pass degrees as a number.")
+            raise usage_error(f"{name} entry {shown(value)} is not an angle; pass degrees as a number.")
         elif mode == "exact" and value % 90:
             raise usage_error(
-                f"{name} entry {value!r} is not a multiple of 90 degrees, which mode='exact' needs; "
+                f"{name} entry {shown(value)} is not a multiple of 90 degrees, which mode='exact' needs; "
                 f"pass mode='interp' for arbitrary angles."
             )
         items.append(value)
@@ -238,15 +239,15 @@ def group_check(
             "output_fields, or use check_rotation_equivariant."
         )
     if measure != "error":
-        raise usage_error(f"measure={measure!r} is not available with group=; use the default measure='error'.")
+        raise usage_error(f"measure={shown(measure)} is not available with group=; use the default measure='error'.")
     model_group = groups.library_group(library[0]) if library is not None else None
     chosen = groups.parse_group(group) if group is not None else model_group
     assert chosen is not None
     if mode is None:
         mode = "exact" if chosen.exact else "interp"
-    if mode not in transforms.ROTATION_MODES:
+    if not isinstance(mode, str) or mode not in transforms.ROTATION_MODES:
         raise usage_error(
-            f"mode={mode!r} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
+            f"mode={shown(mode)} is not a rotation mode; pass 'exact' (quarter turns and flips) or 'interp' (any angle)."
         )
     if mode == "exact" and not chosen.exact:
         raise usage_error(

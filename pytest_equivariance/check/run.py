@@ -10,6 +10,7 @@ import itertools
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_equivariance import guards
 from pytest_equivariance.check import fingerprint, metrics, runner, transforms
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.spec import (
@@ -19,6 +20,7 @@ from pytest_equivariance.check.spec import (
     CheckSpec,
     DrawContext,
     dtype_name,
+    entry_name,
     resolve_dims,
     setting_up,
     usage_error,
@@ -77,6 +79,11 @@ def run_check(spec: CheckSpec, build: Callable[[DrawContext], list[transforms.Tr
 
         ctx = DrawContext(model_shape, dims, lattice, seed, ref_leaves)
         transform_list = build(ctx)
+        if not transform_list:  # a check of nothing must not pass
+            raise usage_error(
+                f"{entry_name(spec.kind)} has no transform to check with these arguments; pass at least "
+                f"one shift or angle (shifts=, angles=), or a max_shift and trials of at least 1."
+            )
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
         trials: list[Trial] = []
@@ -237,6 +244,13 @@ def source_tensor(
     else:
         from pytest_equivariance.inputs import natural_images
 
+        if spec.mode == "crop":
+            what = (f"mode='crop' with max_shift={spec.max_shift} (a {'x'.join(map(str, source_shape[2:]))} "
+                    f"canvas for {'x'.join(map(str, model_shape[2:]))} crops)")
+            remedy = "pass a smaller max_shift, or a smaller input_shape"
+        else:
+            what, remedy = f"input_shape={tuple(shape)}", "pass a smaller input_shape"
+        guards.require_fits(source_shape, dtype, dev, what, remedy)
         # Resampling blurs what it rotates; smoother (1/f²) images keep that error well below what a
         # model that is not rotation-equivariant shows.
         exponent = INTERP_EXPONENT if spec.mode == "interp" else 1.0

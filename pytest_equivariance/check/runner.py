@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -51,18 +51,29 @@ def resolve_device(device: "str | torch.device | None", model: "nn.Module | None
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
         raise EquivarianceUsageError(
-            f"device={device!r} is not a device; pass 'cpu', 'cuda', 'cuda:N' or 'auto'."
+            f"device={shown(device)} is not a device; pass 'cpu', 'cuda', 'cuda:N' or 'auto'."
         ) from exc
+    if resolved.type == "meta":
+        raise EquivarianceUsageError(
+            f"device={shown(device)} holds no values to compare; pass device='cpu', 'cuda' or 'auto'."
+        )
+    if resolved.type not in ("cpu", "cuda"):
+        try:
+            torch.empty(0, device=resolved)
+        except Exception:  # noqa: BLE001 - any refusal of torch's means the same to the user
+            raise EquivarianceUsageError(
+                f"device={shown(device)} is not available in this torch build; pass device='cpu', 'cuda' or 'auto'."
+            ) from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise EquivarianceUsageError(
-                f"device={device!r} asks for CUDA but torch sees no CUDA device; pass device='cpu' or 'auto'."
+                f"device={shown(device)} asks for CUDA but torch sees no CUDA device; pass device='cpu' or 'auto'."
             )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise EquivarianceUsageError(
-                f"device={device!r} does not exist (torch sees {torch.cuda.device_count()} CUDA devices); "
+                f"device={shown(device)} does not exist (torch sees {torch.cuda.device_count()} CUDA devices); "
                 f"pass an index below that, or 'auto'."
             )
     return resolved
@@ -152,12 +163,7 @@ def forward(model: "nn.Module", x: "Tensor") -> Leaves:
     except EquivarianceUsageError:
         raise
     except Exception as exc:
-        raise EquivarianceUsageError(
-            # Name the per-image shape: the batch dimension here counts transformed copies too.
-            f"The model rejected inputs of shape (N, {', '.join(map(str, x.shape[1:]))}) "
-            f"({type(exc).__name__}: "
-            f"{_first_line(exc)}); pass inputs= or input_shape= that the model accepts."
-        ) from exc
+        raise rejected(exc, x) from exc
     leaves = flatten_output(output)
     if not leaves:
         raise EquivarianceUsageError(
@@ -165,6 +171,15 @@ def forward(model: "nn.Module", x: "Tensor") -> Leaves:
             f"return a tensor, or a tuple, list, dict or namedtuple of tensors."
         )
     return leaves
+
+
+def rejected(exc: BaseException, x: "Tensor") -> EquivarianceUsageError:
+    """The usage error for a model that raised ``exc`` on inputs ``x`` (wrong shape, dtype, channels)."""
+    return EquivarianceUsageError(
+        # Name the per-image shape: the batch dimension here counts transformed copies too.
+        f"The model rejected inputs of shape (N, {', '.join(map(str, x.shape[1:]))}) "
+        f"({type(exc).__name__}: {_first_line(exc)}); pass inputs= or input_shape= that the model accepts."
+    )
 
 
 def _first_line(exc: BaseException) -> str:

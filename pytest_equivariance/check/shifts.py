@@ -19,6 +19,7 @@ from pytest_equivariance.check.spec import (
     library_model,
     usage_error,
 )
+from pytest_equivariance.errors import shown
 
 if TYPE_CHECKING:
     import torch
@@ -129,13 +130,13 @@ def _shift_check(
 ) -> CheckResult:
     model = library_model(model)  # translations act on escnn / e2cnn fields' grids only
     if mode not in transforms.SHIFT_MODES:
-        raise usage_error(f"mode={mode!r} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
+        raise usage_error(f"mode={shown(mode)} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
     if max_shift is not None and (expected := arguments.expected_value("max_shift", max_shift, "shift")):
-        raise usage_error(f"max_shift={max_shift!r} is not accepted; pass {expected}.")
+        raise usage_error(f"max_shift={shown(max_shift)} is not accepted; pass {expected}.")
     if shift is not None and shifts is not None:
         raise usage_error("Both shift and shifts were given; pass shift= for one shift or shifts= for a list.")
     if shifts is not None and not (isinstance(shifts, (tuple, list)) and shifts):
-        raise usage_error(f"shifts={shifts!r} is not a list of shifts; pass e.g. shifts=[(0, 1), (2, -3)].")
+        raise usage_error(f"shifts={shown(shifts)} is not a list of shifts; pass e.g. shifts=[(0, 1), (2, -3)].")
     check_trials(trials)
     check_measures(subpixel=subpixel, min_psnr=min_psnr, measure=measure)
     spec = CheckSpec(
@@ -210,7 +211,7 @@ def _as_shift(value: Any, nd: int, name: str) -> tuple[float, ...]:
     if not arguments.real_tuple(value) or len(value) != nd:
         example = tuple([1] * nd) if nd > 1 else 1
         raise usage_error(
-            f"{name}={value!r} does not give one number of pixels per shifted dim ({nd}); pass e.g. "
+            f"{name}={shown(value)} does not give one number of pixels per shifted dim ({nd}); pass e.g. "
             f"{name}={example!r}."
         )
     return tuple(int(v) if float(v).is_integer() else float(v) for v in value)

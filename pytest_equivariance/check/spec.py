@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_equivariance import guards
 from pytest_equivariance.check import arguments, runner
-from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +84,11 @@ def usage_error(message: str) -> EquivarianceUsageError:
     return EquivarianceUsageError(message)
 
 
+def entry_name(kind: str) -> str:
+    """The public function that runs checks of ``kind``: ``check_shift_equivariant``, ``check_equivariant``."""
+    return "check_equivariant" if kind == "custom" else f"check_{kind}"
+
+
 def dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -91,6 +97,11 @@ def validate_common(spec: CheckSpec) -> None:
     import torch
     from torch import nn
 
+    if isinstance(spec.model, type) and issubclass(spec.model, nn.Module):
+        raise usage_error(
+            f"model is the class {spec.model.__name__}, not an instance of it; pass the model instance, "
+            f"e.g. {spec.model.__name__}(...)."
+        )
     if not isinstance(spec.model, nn.Module):
         raise usage_error(
             f"model is {type(spec.model).__name__}, not a torch.nn.Module; pass the model instance "
@@ -103,13 +114,17 @@ def validate_common(spec: CheckSpec) -> None:
         )
     if spec.inputs is not None and spec.input_shape is not None:
         raise usage_error("Both inputs and input_shape were given; pass only one of them.")
+    entry = entry_name(spec.kind)
+    guards.require_materialised(spec.model, entry)
+    if spec.inputs is not None:
+        guards.require_tensor(spec.inputs, "inputs", entry)
     for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin"):
         value = getattr(spec, name)
         if value is None:  # None means "the default" for every one of these
             continue
         expected = arguments.expected_value(name, value, "shift")
         if expected is not None:
-            raise usage_error(f"{name}={value!r} is not accepted; pass {expected}.")
+            raise usage_error(f"{name}={shown(value)} is not accepted; pass {expected}.")
     if spec.min_consistency is not None and spec.equivariant:
         raise usage_error(
             "min_consistency judges classifiers' top-1 agreement, which only invariance checks measure; "
@@ -130,7 +145,7 @@ def input_shape_of(spec: CheckSpec) -> tuple[int, ...]:
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
         ):
             raise InputShapeError(
-                f"input_shape={shape!r} is not a shape; pass positive integers, batch and channels first, "
+                f"input_shape={shown(shape)} is not a shape; pass positive integers, batch and channels first, "
                 f"e.g. input_shape=(2, 3, 64, 64)."
             )
         return tuple(shape)
@@ -161,34 +176,34 @@ def resolve_dims(dims: Any, ndim: int, *, plane: bool) -> tuple[int, ...]:
     if isinstance(dims, int):
         dims = (dims,)
     if not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, int) for d in dims):
-        raise usage_error(f"dims={dims!r} is not a tuple of spatial dims; pass e.g. dims=(-2, -1).")
+        raise usage_error(f"dims={shown(dims)} is not a tuple of spatial dims; pass e.g. dims=(-2, -1).")
     out = []
     for d in dims:
         neg = d - ndim if d >= 0 else d
         if not -spatial <= neg <= -1:
             raise usage_error(
-                f"dims={tuple(dims)!r} names dim {d}, which is not a spatial dim of {ndim}-d inputs; "
+                f"dims={shown(tuple(dims))} names dim {d}, which is not a spatial dim of {ndim}-d inputs; "
                 f"pass dims among {tuple(range(-spatial, 0))}."
             )
         out.append(neg)
     if len(set(out)) != len(out):
-        raise usage_error(f"dims={tuple(dims)!r} repeats a dim; pass each spatial dim once.")
+        raise usage_error(f"dims={shown(tuple(dims))} repeats a dim; pass each spatial dim once.")
     if len(out) > 3:
-        raise usage_error(f"dims={tuple(dims)!r} has more than three dims; pass at most three spatial dims.")
+        raise usage_error(f"dims={shown(tuple(dims))} has more than three dims; pass at most three spatial dims.")
     if plane and len(out) != 2:
-        raise usage_error(f"dims={tuple(dims)!r} is not a plane; rotations need exactly two dims, e.g. dims=(-2, -1).")
+        raise usage_error(f"dims={shown(tuple(dims))} is not a plane; rotations need exactly two dims, e.g. dims=(-2, -1).")
     return tuple(out)
 
 
 def check_trials(trials: Any) -> None:
     if trials is not None and (expected := arguments.expected_value("trials", trials, "shift")):
-        raise usage_error(f"trials={trials!r} is not accepted; pass {expected}.")
+        raise usage_error(f"trials={shown(trials)} is not accepted; pass {expected}.")
 
 
 def check_measures(**values: Any) -> None:
     for name, value in values.items():
         if value is not None and (expected := arguments.expected_value(name, value, "shift")):
-            raise usage_error(f"{name}={value!r} is not accepted; pass {expected}.")
+            raise usage_error(f"{name}={shown(value)} is not accepted; pass {expected}.")
 
 
 def setting_up(spec: CheckSpec) -> tuple[Any, "torch.device", "torch.dtype", int, tuple[int, ...]]:

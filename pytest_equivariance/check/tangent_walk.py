@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.check.layer_sites import describe
+from pytest_equivariance.check.lie import no_float_output
 from pytest_equivariance.errors import EquivarianceUsageError
 
 if TYPE_CHECKING:
@@ -373,6 +374,9 @@ class _FxWalk:
         import torch.fx
         import torch.utils._pytree as pytree
 
+        returned = torch.fx.node.map_arg(node.args[0], lambda arg: env[arg])
+        if not any(_is_float(leaf) for leaf in pytree.tree_flatten(returned)[0]):
+            raise no_float_output("attribute", returned)
         n = self.x.shape[0]
         per_leaf: list["Tensor"] = []
 
@@ -488,10 +492,12 @@ def _walk_modules(model: "nn.Module", x: "Tensor", names: list[str], method: str
 
     handles = [m.register_forward_hook(measure(name)) for name, m in leaves]
     try:
-        model(x)
+        returned = model(x)
     finally:
         for h in handles:
             h.remove()
+    if not any(_is_float(leaf) for _, leaf in flatten_output(returned)):
+        raise no_float_output("attribute", returned)
     n = x.shape[0]
     totals: dict[int, "Tensor"] = {}
     for (name, k), per_gen in local.items():

@@ -11,7 +11,6 @@ is not touched.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ def edit(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
         return EXIT_ERROR
     findings = _unique([f for r in run.reports for f in r.findings])
     if args.add_noqa:
-        return _add_noqa(findings, console)
+        return _add_noqa(findings, console, stderr)
     from pytest_equivariance.fix import source as autofix
 
     plans, edits = autofix.plan(findings, unsafe=args.unsafe_fixes)
@@ -65,8 +64,8 @@ def _unique(findings: list["Finding"]) -> list["Finding"]:
 
 def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | None]], plans: list[Any],
          edits: list[Any], console: "Console", stderr: IO[str]) -> int:
-    from pytest_equivariance.gates.baseline import write_atomic  # keeps the file's permissions
     from pytest_equivariance.cli.run import Run
+    from pytest_equivariance.files import write_atomic  # keeps the file's permissions
     from pytest_equivariance.fix import source as autofix
     from pytest_equivariance.lint.loader import display_path
     from pytest_equivariance.report.findings_text import render_model, render_summary
@@ -123,14 +122,41 @@ def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
 
 
 def _cannot_write(plan: Any, snapshot: str | None) -> str | None:
+    from pytest_equivariance.files import read_only_reason
     from pytest_equivariance.fix import source as autofix
 
     path = plan.path
     current = autofix.digest(path.read_bytes())
     if current != plan.digest or (snapshot is not None and snapshot != current):
         return "it changed on disk since it was linted; run equiv-lint --fix again"
-    if not os.access(path, os.W_OK):
-        return "it is read-only; make it writable, or apply the diff from --diff by hand"
+    reason = read_only_reason(path)
+    if reason is not None:
+        return f"{reason}; make it writable, or apply the diff from --diff by hand"
+    return _shadowed(path)
+
+
+def _shadowed(path: Path) -> str | None:
+    """Return why the fixed file could not import our names where it lives, or None when it can.
+
+    The rewrite adds ``from pytest_equivariance import ...``; Python looks in the script's directory
+    and the working directory before site-packages, so a local module of that name would win there.
+    """
+    from importlib.machinery import PathFinder
+
+    import pytest_equivariance
+
+    ours = Path(pytest_equivariance.__file__).resolve().parent
+    cwd = Path.cwd().resolve()
+    directories = [path.resolve().parent]
+    directories += [d for d in directories[0].parents if d == cwd or cwd in d.parents]
+    for directory in dict.fromkeys([*directories, cwd]):
+        spec = PathFinder.find_spec("pytest_equivariance", [str(directory)])
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        found = origin.parent if origin is not None and origin.name == "__init__.py" else origin
+        if spec is not None and found != ours:
+            local = found or directory / "pytest_equivariance"
+            return (f"the fixed file imports from pytest_equivariance, but {local} would be imported "
+                    f"instead there; rename that local module")
     return None
 
 
@@ -179,22 +205,30 @@ def _print_unfixed(console: "Console", edits: list[Any]) -> None:
         console.print(Text(f"  not fixed: {where}: {f.code} {f.qualname or f.op}: {e.reason}", style="yellow"))
 
 
-def _add_noqa(findings: list["Finding"], console: "Console") -> int:
-    from pytest_equivariance.gates.baseline import write_atomic
+def _add_noqa(findings: list["Finding"], console: "Console", stderr: IO[str]) -> int:
+    from pytest_equivariance.files import write_atomic
     from pytest_equivariance.fix.source import add_noqa
+    from pytest_equivariance.lint.loader import display_path
     from pytest_equivariance.lint.locations import is_user_file
 
     by_file: dict[str, dict[int, set[str]]] = {}
     for f in findings:
         if f.file is not None and f.line is not None and is_user_file(f.file):
             by_file.setdefault(f.file, {}).setdefault(f.line, set()).add(f.code)
-    total = 0
+    total, failed = 0, False
     for file, lines in sorted(by_file.items()):
         path = Path(file)
         text = path.read_text(encoding="utf-8")
         new, changed = add_noqa(text, lines)
-        if changed:
+        if not changed:
+            continue
+        try:
             write_atomic(path, new)
-            total += changed
+        except OSError as exc:  # a read-only file or directory: left exactly as it was
+            _error(stderr, f"{display_path(path)} was not edited: {exc.strerror or exc}; make it writable, "
+                           f"or add the comments by hand.")
+            failed = True
+            continue
+        total += changed
     console.print(f"Added {total} suppression comment{'s' if total != 1 else ''}.", highlight=False)
-    return EXIT_CLEAN
+    return EXIT_ERROR if failed else EXIT_CLEAN

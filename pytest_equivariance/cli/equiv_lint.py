@@ -96,7 +96,12 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
             for report in reports:
                 location = run.locations.get(report.target)
                 render_model(console, report, location=location, verbose=args.verbose, quiet=args.quiet)
+    # Nothing linted, and not on purpose (--allow-no-model, or targets the settings exclude).
+    nothing = not run.reports and not run.failed and not args.allow_no_model and not run.excluded
     if editing:
+        if nothing:
+            _error(stderr, _no_model(targets))
+            return EXIT_ERROR
         from pytest_equivariance.cli import edit
 
         assert console is not None
@@ -109,8 +114,17 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
         _append_step_summary(run, stderr)
     if run.failed:
         return EXIT_ERROR
+    if nothing:  # a gate that checked nothing must not pass
+        _error(stderr, _no_model(targets))
+        return EXIT_ERROR
     worst = [f for r in run.reports for f in r.findings if f.severity.rank >= config.fail_level.rank]
     return EXIT_FINDINGS if worst and not args.exit_zero else EXIT_CLEAN
+
+
+def _no_model(targets: list[tuple[str, Path | None]]) -> str:
+    named = ", ".join(text for text, _ in targets) or "the targets"
+    return (f"No model found in {named}; point equiv-lint at the files that define models, or pass "
+            f"--allow-no-model to accept that (as the pre-commit hook does).")
 
 
 def build_parser() -> argparse.ArgumentParser:

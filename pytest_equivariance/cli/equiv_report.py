@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
+    from pytest_equivariance.files import write_atomic
     from pytest_equivariance.gates import runs as _runs
-    from pytest_equivariance.gates.baseline import write_atomic
     from pytest_equivariance.report import html
 
     try:

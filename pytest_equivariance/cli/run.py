@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from pytest_equivariance.lint.loader import ModelSource, Target
 
 
+#: Why a target the settings exclude was skipped (a skip note, cached and replayed with the rest).
+EXCLUDED = "excluded by config"
+
+
 @dataclass
 class Run:
     """One ``equiv-lint`` call: reports in target order, which targets failed, where models live."""
@@ -131,7 +135,7 @@ class Run:
         path = target.path
         if path is not None and target.name is None:
             if is_excluded(path, self.config):
-                return self._skip(f"{display_path(path)} (excluded by config)")
+                return self._skip(f"{display_path(path)} ({EXCLUDED})")
             # Only where a file may define no model (found in a directory, or pre-commit's
             # --allow-no-model): a file named on the command line is always imported.
             if allow_no_model and path.is_file() and not mentions_torch(path):
@@ -221,6 +225,11 @@ class Run:
                     _error(self.stderr, f"{source.target}: {error}")
         finally:
             model = built = None  # drop the model before the next one is built
+
+    @property
+    def excluded(self) -> bool:
+        """Whether a target was left out on purpose, by the settings' ``exclude``."""
+        return any(note.endswith(f"({EXCLUDED})") for note in self.skipped)
 
     def _fail(self, target: str, exc: BaseException) -> None:
         from pytest_equivariance.lint.loader import failed_report

@@ -33,7 +33,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance import guards
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -202,23 +203,29 @@ def antialias(
         raise EquivarianceUsageError(
             f"antialias expects a torch.nn.Module but got {type(model).__name__}; pass the model object."
         )
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise EquivarianceUsageError(
-            f"Unknown antialias method {method!r}; use 'blur' (BlurPool) or 'polyphase' (adaptive polyphase "
+            f"Unknown antialias method {shown(method)}; use 'blur' (BlurPool) or 'polyphase' (adaptive polyphase "
             f"sampling)."
         )
-    if conv not in CONV_FORMS:
+    if not isinstance(conv, str) or conv not in CONV_FORMS:
         raise EquivarianceUsageError(
-            f"Unknown conv form {conv!r} for antialias; use 'blur_first' or 'conv_then_blur'."
+            f"Unknown conv form {shown(conv)} for antialias; use 'blur_first' or 'conv_then_blur'."
         )
+    if padding_mode is not None and not isinstance(padding_mode, str):
+        raise EquivarianceUsageError(
+            f"antialias got padding_mode={shown(padding_mode)}; pass None or a mode such as 'reflect' or 'circular'."
+        )
+    if filter_size is not None and (isinstance(filter_size, bool) or not isinstance(filter_size, int)):
+        raise EquivarianceUsageError(f"antialias got filter_size={shown(filter_size)}; pass an integer from 1 to 7, or None.")
     check_blur_arguments(3 if filter_size is None else filter_size, padding_mode or "reflect")
     if method == "polyphase":
         from pytest_equivariance.layers.polyphase import check_polyphase_arguments
 
         check_polyphase_arguments(1, criterion, filter_size)
-    if isinstance(skip, str):
-        skip = (skip,)
-    skip = tuple(skip)
+    skip = guards.require_names(skip, "skip", "antialias", example='["layer4.*"]')
+    guards.require_flag(inplace, "inplace", "antialias")
+    guards.require_example(example_input, "example_input", "antialias")
 
     from pytest_equivariance.lint import lint_model
 

@@ -44,12 +44,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pytest_equivariance.errors import BaselineError
+from pytest_equivariance.files import write_atomic
 
 # The data and the comparison live in their own modules; this one is the gate's whole interface.
 from pytest_equivariance.gates.comparison import (
@@ -218,37 +218,6 @@ def update(
         after = merge(before, entries, ran_tests=ran_tests, prune=prune)
         save(path, after)
     return before, after
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    The text goes to a temporary file in the same directory (same file system), is flushed to disk,
-    then renamed over ``path`` with :func:`os.replace`. Missing parent directories are created. The
-    file keeps its permissions, or gets the usual ones for a new file (0o666 minus the umask).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode: int | None = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open applies the umask to 0o666 itself (mkstemp would create 0o600, and reading the umask
-    # means setting it, which races with other threads).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 from pytest_equivariance.layers.filters import (
     _blur_pool,
     _box_then_blur,
@@ -353,7 +353,7 @@ class _AntialiasedConvNd(nn.Module):
     ) -> None:
         if blur_position not in _BLUR_POSITIONS:
             raise EquivarianceUsageError(
-                f"Unsupported blur_position {blur_position!r}; use 'before' (blur, then the strided "
+                f"Unsupported blur_position {shown(blur_position)}; use 'before' (blur, then the strided "
                 f"conv) or 'after' (conv with stride 1, then blur with its stride)."
             )
         if padding_mode is None:

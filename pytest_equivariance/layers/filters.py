@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     import torch
@@ -30,18 +30,18 @@ def check_blur_arguments(filter_size: int, padding_mode: str, stride: object = 1
     """Raise :class:`EquivarianceUsageError` unless the blur arguments are supported."""
     if not isinstance(filter_size, int) or filter_size not in FILTER_SIZES:
         raise EquivarianceUsageError(
-            f"Unsupported blur filter_size {filter_size!r}; use an integer from 1 to 7 "
+            f"Unsupported blur filter_size {shown(filter_size)}; use an integer from 1 to 7 "
             f"(3 is Zhang 2019's default, 5 blurs more)."
         )
-    if padding_mode not in PADDING_MODES:
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
         modes = ", ".join(repr(m) for m in PADDING_MODES)
         raise EquivarianceUsageError(
-            f"Unsupported blur padding_mode {padding_mode!r}; use one of {modes}."
+            f"Unsupported blur padding_mode {shown(padding_mode)}; use one of {modes}."
         )
     strides = stride if isinstance(stride, (tuple, list)) else (stride,)
     if not strides or any(not isinstance(s, int) or s < 1 for s in strides):
         raise EquivarianceUsageError(
-            f"Unsupported blur stride {stride!r}; use a positive integer (or one per spatial dim)."
+            f"Unsupported blur stride {shown(stride)}; use a positive integer (or one per spatial dim)."
         )
 
 
@@ -70,7 +70,7 @@ def binomial_filter(
     import torch
 
     if ndim not in (1, 2, 3):
-        raise EquivarianceUsageError(f"Unsupported number of spatial dims {ndim!r}; use 1, 2 or 3.")
+        raise EquivarianceUsageError(f"Unsupported number of spatial dims {shown(ndim)}; use 1, 2 or 3.")
     taps = torch.tensor(binomial_coefficients(size), dtype=torch.float64)
     out = taps
     for _ in range(ndim - 1):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 from pytest_equivariance.layers.filters import (
     _blur_pool,
     _ntuple,
@@ -68,9 +68,9 @@ CRITERIA = ("l2", "l1", "max")
 
 def check_polyphase_arguments(stride: Any, criterion: str, blur: int | None) -> None:
     """Raise :class:`EquivarianceUsageError` unless the polyphase arguments are supported."""
-    if criterion not in CRITERIA:
+    if not isinstance(criterion, str) or criterion not in CRITERIA:
         raise EquivarianceUsageError(
-            f"Unsupported polyphase criterion {criterion!r}; use one of {', '.join(map(repr, CRITERIA))}."
+            f"Unsupported polyphase criterion {shown(criterion)}; use one of {', '.join(map(repr, CRITERIA))}."
         )
     if blur is not None:
         check_blur_arguments(blur, "circular", stride)

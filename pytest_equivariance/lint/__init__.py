@@ -56,6 +56,7 @@ def lint_model(
     from torch import nn
 
     from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+    from pytest_equivariance.guards import require_example, require_flag
     from pytest_equivariance.inputs import infer_input_shape
     from pytest_equivariance.lint.engine import (
         apply_filters,
@@ -70,8 +71,10 @@ def lint_model(
             f"lint expects a torch.nn.Module, got {type(model).__name__}; pass the model instance, "
             f"e.g. lint(MyNet())."
         )
+    require_example(example_input_or_shape, "example_input_or_shape", "lint_model")
+    require_flag(respect_suppressions, "respect_suppressions", "lint_model")
     rules = select_rules(select, ignore)
-    validate_per_module_ignores(per_module_ignores or {})
+    validate_per_module_ignores({} if per_module_ignores is None else per_module_ignores)
     report = ModelReport(target=target)
     example = example_input_or_shape
     if example is None:

@@ -8,9 +8,9 @@ import fnmatch
 import functools
 import linecache
 import re
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from pytest_equivariance.errors import EquivarianceUsageError
+from pytest_equivariance.errors import EquivarianceUsageError, shown
 from pytest_equivariance.lint.findings import Finding
 from pytest_equivariance.lint.rules import RULES, Rule, matching_codes
 
@@ -23,15 +23,28 @@ SUPPRESSION = re.compile(r"#\s*equiv:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_,\s]*)\]
 
 def _expand(patterns: Iterable[str], what: str) -> set[str]:
     codes: set[str] = set()
-    for pattern in patterns:
+    for pattern in _codes(patterns, what):
         matched = matching_codes(pattern)
         if not matched:
             known = ", ".join(RULES)
             raise EquivarianceUsageError(
-                f"Unknown rule code {pattern!r} in {what}; use one of {known} or a prefix such as EQ00."
+                f"Unknown rule code {shown(pattern)} in {what}; use one of {known} or a prefix such as EQ00."
             )
         codes.update(matched)
     return codes
+
+
+def _codes(value: Any, what: str) -> tuple[str, ...]:
+    """Return ``value`` as a tuple of strings, or raise: a list of rule codes was asked for."""
+    try:
+        items = tuple(value) if not isinstance(value, (str, bytes)) else None
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(item, str) for item in items):
+        raise EquivarianceUsageError(
+            f"{what} takes a list of rule codes, got {shown(value)}; write e.g. ['EQ001']."
+        )
+    return items
 
 
 def select_rules(select: Sequence[str] | None = None, ignore: Sequence[str] | None = None) -> list[Rule]:
@@ -47,7 +60,7 @@ def select_rules(select: Sequence[str] | None = None, ignore: Sequence[str] | No
             "select and ignore take a list of rule codes, not a string; write e.g. select=['EQ001']."
         )
     chosen = {c for c, r in RULES.items() if r.enabled_by_default} if select is None else _expand(select, "select")
-    chosen -= _expand(ignore or (), "ignore")
+    chosen -= _expand(() if ignore is None else ignore, "ignore")
     return [rule for code, rule in RULES.items() if code in chosen]
 
 
@@ -57,10 +70,15 @@ def validate_per_module_ignores(per_module_ignores: Mapping[str, Sequence[str]])
     Raises :class:`~pytest_equivariance.errors.EquivarianceUsageError` for a string in place of a
     list and for an unknown code.
     """
+    if not isinstance(per_module_ignores, Mapping) or not all(isinstance(k, str) for k in per_module_ignores):
+        raise EquivarianceUsageError(
+            f"per_module_ignores takes a dict of qualified-name globs to rule codes, got "
+            f"{shown(per_module_ignores)}; write e.g. per_module_ignores={{'layer4.*': ['EQ002']}}."
+        )
     for pattern, codes in per_module_ignores.items():
         if isinstance(codes, str):
             raise EquivarianceUsageError(
-                f"per-module ignores for {pattern!r} must be a list of rule codes, not a string; "
+                f"per-module ignores for {shown(pattern)} must be a list of rule codes, not a string; "
                 f"write e.g. {{{pattern!r}: [{codes!r}]}}."
             )
         _expand(codes, f"per-module ignores for {pattern!r}")

@@ -6,6 +6,7 @@ import pytest
 
 # Torch-free: the modes and flip names a marker may name live with the transforms they select.
 from pytest_equivariance.check.arguments import expected_value, is_int, real_tuple
+from pytest_equivariance.errors import shown
 
 
 #: Marker name -> the family of its check ("shift" or "rotation") and whether it is invariance.
@@ -74,7 +75,7 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
             )
         expected = expected_value(name, value, MARKERS[marker.name][0])
         if expected is not None:
-            return f"{where} got {name}={value!r}; pass {expected}."
+            return f"{where} got {name}={shown(value)}; pass {expected}."
     kwargs = marker.kwargs
     for single, many in (("shift", "shifts"), ("shift", "max_shift"), ("angle", "angles")):
         if single in kwargs and many in kwargs:

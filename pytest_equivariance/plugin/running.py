@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_equivariance.plugin.markers import _equivariance_markers, marker_usage_error
-from pytest_equivariance.plugin.session import ITEM_RESULTS_KEY, _console_style, _session, record_result
+from pytest_equivariance.plugin.session import (
+    ITEM_RESULTS_KEY,
+    _console_style,
+    _session,
+    record_result,
+)
 from pytest_equivariance.plugin.settings import derive_seed, reproduce_command
 
 if TYPE_CHECKING:
@@ -143,10 +148,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     model, inputs = _model_and_inputs(pyfuncitem, returned)
     failed = []
     for marker in markers:
+        usage = None
         try:
             result = run_check(pyfuncitem, marker.name, model, inputs, marker.kwargs)
         except EquivarianceUsageError as exc:
-            pytest.fail(f"@pytest.mark.{marker.name} on {pyfuncitem.nodeid}: {exc}", pytrace=False)
+            usage = f"@pytest.mark.{marker.name} on {pyfuncitem.nodeid}: {exc}"
+        if usage is not None:  # failed outside the except: one section, not the error twice
+            pytest.fail(usage, pytrace=False)
         if not result.passed:
             failed.append(result)
     if failed:
@@ -164,7 +172,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         error = call.excinfo.value if call.excinfo is not None else None
         if isinstance(error, EquivarianceCheckFailed) and report.failed:
             _attach_failure_report(item, call, report, error)
+        elif _is_usage_error(error) and report.failed and call.excinfo is not None:
+            report.longrepr = _usage_repr(item, call.excinfo)
     return report
+
+
+def _is_usage_error(error: BaseException | None) -> bool:
+    if error is None:
+        return False
+    from pytest_equivariance.errors import EquivarianceUsageError
+
+    return isinstance(error, EquivarianceUsageError)
+
+
+def _usage_repr(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+    """A usage error raised through the fixture or an ``assert_*`` call, shown at the test's own lines.
+
+    The error is the user's to fix in their test, and its sentence says how; the frames inside the
+    package and torch (and the exception it was raised from) would only bury it.
+    """
+    path = getattr(item, "path", None)
+    own = excinfo.traceback.filter(lambda entry: entry.path == path)
+    if own:
+        excinfo.traceback = own
+    return excinfo.getrepr(style="short", chain=False)
 
 
 def _attach_failure_report(
