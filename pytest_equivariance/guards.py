@@ -21,13 +21,18 @@ if TYPE_CHECKING:
 
 
 def require_module(model: Any, entry: str) -> None:
-    """Raise unless ``model`` is an ``nn.Module``."""
+    """Raise unless ``model`` is an ``nn.Module`` instance (its class, or a factory's result, is named)."""
     from torch import nn
 
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise EquivarianceUsageError(
+            f"{entry} got the class {model.__name__}, not an instance of it; pass the model instance, e.g. "
+            f"{model.__name__}(...)."
+        )
     if not isinstance(model, nn.Module):
         raise EquivarianceUsageError(
-            f"{entry} needs a torch.nn.Module as its model, got {type(model).__name__}; pass the model "
-            f"instance (call the factory or class first)."
+            f"{entry} got {type(model).__name__} as its model, not a torch.nn.Module; pass the model instance "
+            f"(call the factory first)."
         )
 
 
@@ -146,9 +151,10 @@ def require_fits(shape: tuple[int, ...], dtype: "torch.dtype", device: "torch.de
     needed = math.prod(shape) * itemsize
     total = device_memory(device)
     if total is not None and needed > total:
+        where = "this machine's memory" if device.type == "cpu" else f"the memory of {device}"
         raise EquivarianceUsageError(
-            f"{what} needs {_bytes(needed)} for the inputs alone, more than the {_bytes(total)} of "
-            f"{device.type}; {remedy}."
+            f"{what} needs {_bytes(needed)} for the inputs alone, more than the {_bytes(total)} of {where}; "
+            f"{remedy}."
         )
 
 

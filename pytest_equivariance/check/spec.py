@@ -95,18 +95,9 @@ def dtype_name(dtype: Any) -> str:
 
 def validate_common(spec: CheckSpec) -> None:
     import torch
-    from torch import nn
 
-    if isinstance(spec.model, type) and issubclass(spec.model, nn.Module):
-        raise usage_error(
-            f"model is the class {spec.model.__name__}, not an instance of it; pass the model instance, "
-            f"e.g. {spec.model.__name__}(...)."
-        )
-    if not isinstance(spec.model, nn.Module):
-        raise usage_error(
-            f"model is {type(spec.model).__name__}, not a torch.nn.Module; pass the model instance "
-            f"(call the factory first)."
-        )
+    entry = entry_name(spec.kind)
+    guards.require_module(spec.model, entry)
     if spec.inputs is not None and not isinstance(spec.inputs, torch.Tensor):
         raise usage_error(
             f"inputs is {type(spec.inputs).__name__}, not a tensor; pass one (batch, channels, *spatial) "
@@ -114,7 +105,6 @@ def validate_common(spec: CheckSpec) -> None:
         )
     if spec.inputs is not None and spec.input_shape is not None:
         raise usage_error("Both inputs and input_shape were given; pass only one of them.")
-    entry = entry_name(spec.kind)
     guards.require_materialised(spec.model, entry)
     if spec.inputs is not None:
         guards.require_tensor(spec.inputs, "inputs", entry)

@@ -195,14 +195,10 @@ def antialias(
         fixed.load_state_dict(checkpoint, strict=True)
         print(fixed.antialias_report)
     """
-    from torch import nn
 
     from pytest_equivariance.layers.filters import check_blur_arguments
 
-    if not isinstance(model, nn.Module):
-        raise EquivarianceUsageError(
-            f"antialias expects a torch.nn.Module but got {type(model).__name__}; pass the model object."
-        )
+    guards.require_module(model, "antialias")
     if not isinstance(method, str) or method not in METHODS:
         raise EquivarianceUsageError(
             f"Unknown antialias method {shown(method)}; use 'blur' (BlurPool) or 'polyphase' (adaptive polyphase "

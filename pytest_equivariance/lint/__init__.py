@@ -56,7 +56,7 @@ def lint_model(
     from torch import nn
 
     from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
-    from pytest_equivariance.guards import require_example, require_flag
+    from pytest_equivariance.guards import require_example, require_flag, require_module
     from pytest_equivariance.inputs import infer_input_shape
     from pytest_equivariance.lint.engine import (
         apply_filters,
@@ -66,11 +66,7 @@ def lint_model(
     )
     from pytest_equivariance.lint.graph import build_graph
 
-    if not isinstance(model, nn.Module):
-        raise EquivarianceUsageError(
-            f"lint expects a torch.nn.Module, got {type(model).__name__}; pass the model instance, "
-            f"e.g. lint(MyNet())."
-        )
+    require_module(model, "lint_model")
     require_example(example_input_or_shape, "example_input_or_shape", "lint_model")
     require_flag(respect_suppressions, "respect_suppressions", "lint_model")
     rules = select_rules(select, ignore)

@@ -180,5 +180,7 @@ def test_antialias_refuses_bad_arguments(keyword, value, said):
 
 
 def test_a_model_class_instead_of_an_instance_is_named():
-    with pytest.raises(EquivarianceUsageError, match="the class Conv2d, not an instance"):
-        pe.check_shift_equivariant(nn.Conv2d, input_shape=(1, 3, 8, 8))
+    for entry in (lambda m: pe.check_shift_equivariant(m, input_shape=(1, 3, 8, 8)), pe.lint_model, pe.antialias,
+                  lambda m: pe.lie_derivative(m, torch.randn(1, 3, 8, 8), "rotate")):
+        with pytest.raises(EquivarianceUsageError, match="got the class Conv2d, not an instance of it"):
+            entry(nn.Conv2d)

@@ -47,8 +47,8 @@ def test_each_usage_error_is_said_once_without_a_chained_traceback(inner):
     out = result.stdout.str()
     assert "During handling of the above exception" not in out
     assert "The above exception was the direct cause" not in out
-    for needle in ("model is int, not a torch.nn.Module", "model is str, not a torch.nn.Module",
-                   "model is the class Conv2d, not an instance of it"):
+    for needle in ("got int as its model, not a torch.nn.Module", "got str as its model, not a torch.nn.Module",
+                   "got the class Conv2d, not an instance of it"):
         assert out.count(needle) == 1, needle  # once: not again after "During handling of ..."
     # The model's complaint is quoted once per test (marker, fixture), and no frame of torch is shown.
     assert out.count("to have 1 channels, but got 5 channels instead") == 2
