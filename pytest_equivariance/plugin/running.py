@@ -8,12 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_equivariance.plugin.markers import _equivariance_markers, marker_usage_error
-from pytest_equivariance.plugin.session import (
-    ITEM_RESULTS_KEY,
-    _console_style,
-    _session,
-    record_result,
-)
+from pytest_equivariance.plugin.session import ITEM_RESULTS_KEY, _console_style, _session, record_result
 from pytest_equivariance.plugin.settings import derive_seed, reproduce_command
 
 if TYPE_CHECKING:

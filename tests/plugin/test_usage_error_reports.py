@@ -42,7 +42,7 @@ def test_through_the_fixture(equivariance):
 
 def test_each_usage_error_is_said_once_without_a_chained_traceback(inner):
     inner.write(BAD_TESTS)
-    result = inner.run("-p", "no:randomly")
+    result = inner.run("-p", "no:randomly", "-rN")  # no short summary: its lines are as wide as the terminal
     result.assert_outcomes(failed=5, errors=1)
     out = result.stdout.str()
     assert "During handling of the above exception" not in out
