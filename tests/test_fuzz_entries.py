@@ -162,39 +162,61 @@ FLAGS = [
     "1,3,8,8", "-1,3", "--config", "--allow-no-model", "--exit-zero", "--no-cache", "--cache-dir", "--quiet",
     "--statistics", "--list-rules", "--explain", "EQ0", "--fix", "--diff", "--add-noqa", "--unsafe-fixes",
     "--verbose", "--version", "net.py", "net.py::Net", "net.py::Nope", "missing.py", "pkg.mod:build", ".",
+    "a\x00b.py", "net.py::", "::Net", "-",
 ]
 NET = "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        " \
       "super().__init__()\n        self.pool = nn.MaxPool2d(2)\n\n    def forward(self, x):\n" \
       "        return self.pool(x)\n"
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-@given(argv=st.lists(st.one_of(st.sampled_from(FLAGS), st.text(max_size=6)), max_size=5))
-def test_bad_command_lines_exit_2_with_a_sentence_never_a_traceback(argv):
+REPORT_FLAGS = ["--compare", "-o", "--output", "--title", "x", "missing.json", "garbage.json", "empty.json",
+                "net.py", "out.html", ".", "a\x00b.json", "-"]
+
+
+def _run_cli(main: Callable[[list[str]], int], argv: list[str], name: str) -> tuple[int, str]:
+    """Run a command-line entry in a scratch directory; return its exit code and standard error."""
     import contextlib
     import io
     import os
     import tempfile
 
-    from pytest_equivariance.cli import main
-
     with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
         patch.chdir(directory)
-        with open(os.path.join(directory, "net.py"), "w", encoding="utf-8") as handle:
-            handle.write(NET)
+        for file, text in (("net.py", NET), ("garbage.json", "{not json"), ("empty.json", "{}")):
+            with open(os.path.join(directory, file), "w", encoding="utf-8") as handle:
+                handle.write(text)
         out, err = io.StringIO(), io.StringIO()
         leaked = None
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = main(argv)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
-            leaked = f"equiv-lint {argv!r} leaked {type(exc).__name__}: {exc}"
+            leaked = f"{name} {argv!r} leaked {type(exc).__name__}: {exc}"
         if leaked is not None:
             pytest.fail(leaked, pytrace=False)
-    assert code in (0, 1, 2), (argv, code)
-    assert "Traceback" not in err.getvalue(), (argv, err.getvalue())
-    if code == 2 and "--help" not in argv:
+    if not {"--verbose", "-v"} & set(argv):  # which asks for tracebacks
+        assert "Traceback" not in err.getvalue(), (argv, err.getvalue())
+    if code == 2 and "--help" not in argv and "-h" not in argv:
         assert "error:" in err.getvalue(), (argv, err.getvalue())
+    return code, err.getvalue()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(argv=st.lists(st.one_of(st.sampled_from(FLAGS), st.text(max_size=6)), max_size=5))
+def test_bad_equiv_lint_command_lines_exit_2_with_a_sentence_never_a_traceback(argv):
+    from pytest_equivariance.cli import main
+
+    code, _ = _run_cli(main, argv, "equiv-lint")
+    assert code in (0, 1, 2), (argv, code)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(argv=st.lists(st.one_of(st.sampled_from(REPORT_FLAGS), st.text(max_size=6)), max_size=5))
+def test_bad_equiv_report_command_lines_exit_2_with_a_sentence_never_a_traceback(argv):
+    from pytest_equivariance.cli.equiv_report import main
+
+    code, _ = _run_cli(main, argv, "equiv-report")
+    assert code in (0, 1, 2), (argv, code)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)

@@ -93,7 +93,7 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
         return EXIT_ERROR
     try:
         write_atomic(output, page)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"{PROG}: error: cannot write {output} ({exc.strerror or exc}); pass a writable path with -o.",
               file=stderr)
         return EXIT_ERROR
@@ -104,7 +104,7 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()
-    except OSError:  # pragma: no cover - unusual file systems
+    except (OSError, ValueError):  # unusual file systems; a NUL in a path, which no file has
         return False
 
 

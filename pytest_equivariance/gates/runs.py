@@ -100,7 +100,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunFile:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ResultsFileError(f"{path} does not exist; pass files written by pytest --equiv-json.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, or a NUL in the path
         raise ResultsFileError(f"{path} cannot be read ({exc}); check the path and its permissions.") from exc
     try:
         data = json.loads(text)

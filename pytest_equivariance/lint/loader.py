@@ -145,6 +145,8 @@ def parse_target(text: str, *, root: Path | None = None) -> Target:
     text = text.strip()
     if not text:
         raise ModelLoadError(f"Empty target; {_TARGET_HELP}.")
+    if "\x00" in text:  # no path or module name has one, and the OS refuses to look it up
+        raise ModelLoadError(f"Cannot read target {text!r}: it holds a NUL character; {_TARGET_HELP}.")
     file_part, sep, name = text.partition(FILE_SEPARATOR)
     base = root if root is not None else Path.cwd()
     looks_like_file = (
