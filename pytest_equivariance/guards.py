@@ -59,7 +59,7 @@ def require_tensor(
 
     if not isinstance(value, torch.Tensor):
         raise EquivarianceUsageError(
-            f"{entry} needs {name} as a tensor, got {type(value).__name__}; pass a float tensor of shape "
+            f"{entry} needs {name} as a tensor, got {type(value).__name__}; pass a tensor shaped "
             f"(batch, channels, *spatial)."
         )
     if value.is_meta:

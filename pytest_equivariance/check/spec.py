@@ -94,15 +94,9 @@ def dtype_name(dtype: Any) -> str:
 
 
 def validate_common(spec: CheckSpec) -> None:
-    import torch
 
     entry = entry_name(spec.kind)
     guards.require_module(spec.model, entry)
-    if spec.inputs is not None and not isinstance(spec.inputs, torch.Tensor):
-        raise usage_error(
-            f"inputs is {type(spec.inputs).__name__}, not a tensor; pass one (batch, channels, *spatial) "
-            f"tensor, or input_shape= instead."
-        )
     if spec.inputs is not None and spec.input_shape is not None:
         raise usage_error("Both inputs and input_shape were given; pass only one of them.")
     guards.require_materialised(spec.model, entry)
@@ -128,17 +122,7 @@ def input_shape_of(spec: CheckSpec) -> tuple[int, ...]:
     if spec.inputs is not None:
         return tuple(spec.inputs.shape)
     if spec.input_shape is not None:
-        shape = spec.input_shape
-        if (
-            not isinstance(shape, (tuple, list))
-            or len(shape) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
-        ):
-            raise InputShapeError(
-                f"input_shape={shown(shape)} is not a shape; pass positive integers, batch and channels first, "
-                f"e.g. input_shape=(2, 3, 64, 64)."
-            )
-        return tuple(shape)
+        return guards.require_shape(spec.input_shape, "input_shape", entry_name(spec.kind))
     from pytest_equivariance.check.groups import FIELD_TYPES
 
     field_types = getattr(spec.model, FIELD_TYPES, None)

@@ -87,7 +87,7 @@ def test_inputs_and_input_shape_together():
 
 
 def test_inputs_that_are_not_a_tensor():
-    with pytest.raises(EquivarianceUsageError, match="inputs is list"):
+    with pytest.raises(EquivarianceUsageError, match="check_shift_equivariant needs inputs as a tensor, got list"):
         check_shift_equivariant(circular_net(), [[1.0]])
 
 
