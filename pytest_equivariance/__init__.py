@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "lie_derivative": "pytest_equivariance.check.lie",
     "attribute": "pytest_equivariance.check.attribution",
     "localize": "pytest_equivariance.check.localize",
+    "Batches": "pytest_equivariance.check.batches",
     "Profile": "pytest_equivariance.check.result",
     "LayerError": "pytest_equivariance.check.result",
     "assert_shift_equivariant": "pytest_equivariance.assertions",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_shift_invariant,
     )
     from pytest_equivariance.check.attribution import attribute
+    from pytest_equivariance.check.batches import Batches
     from pytest_equivariance.check.lie import lie_derivative
     from pytest_equivariance.check.localize import localize
     from pytest_equivariance.check.result import CheckResult, LayerError, Profile, Trial

@@ -53,6 +53,9 @@ MAX_TRIALS = 10_000
 #: Seeds go to torch.manual_seed, which takes a signed 64-bit integer.
 MAX_SEED = 2**63
 
+#: The evaluation protocols ``protocol=`` names (check/protocols).
+PROTOCOL_NAMES = ("zhang2019", "azulay2019", "chaman2021", "michaeli2023")
+
 #: What ``measure=`` accepts: finite transforms, or Lie derivatives (check/lie).
 MEASURES = ("error", "lie")
 
@@ -142,7 +145,17 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
             parse_group(value)
         except EquivarianceUsageError:
             return f"a group: 'C<N>' or 'D<N>' with 1 <= N <= {MAX_ORDER} (e.g. 'C4', 'D8'), 'SO2' or 'O2'"
-    elif name == "grid":
+    elif name in ("grid", "progress"):
         if not isinstance(value, bool):
             return "True or False"
+    elif name == "limit":
+        if not (is_int(value) and value > 0):
+            return "a positive number of images, e.g. limit=1000"
+    elif name in ("min_accuracy", "max_accuracy_drop"):
+        if not (is_real(value) and 0 <= value <= 1):
+            return "a fraction between 0 and 1, e.g. 0.9"
+    elif name == "protocol":
+        # A Protocol object is checked where it is resolved (check.protocols), which imports the loop.
+        if isinstance(value, str) and value not in PROTOCOL_NAMES or value is None or isinstance(value, (int, float)):
+            return f"one of {', '.join(repr(p) for p in PROTOCOL_NAMES)}, or a Protocol"
     return None

@@ -26,7 +26,7 @@ rotations). See ``docs/localize.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,7 @@ POINTWISE = frozenset({"activation"})
 
 def attribute(
     model: "nn.Module",
-    inputs: "Tensor",
+    inputs: "Tensor | Iterable[Any]",
     generator: str | Sequence[str] = "translate_x",
     *,
     method: str = "spectral",
@@ -68,6 +68,8 @@ def attribute(
 ) -> Profile:
     """Return the exact per-layer decomposition of ``model``'s Lie derivative at ``inputs``.
 
+    ``inputs`` is a float tensor ``(N, C, H, W)`` or a stream of such batches (a ``DataLoader``, a
+    list, :class:`~pytest_equivariance.Batches`), whose profile is that of their concatenation.
     Each :class:`LayerError` of the profile carries ``share`` (its term's squared norm over the sum
     over all layers, 0 for layers exact up to rounding) and ``contribution`` (its term's L2 norm per
     image, in output units per pixel of shift, or per radian); ``error`` and ``noise`` are the
@@ -96,19 +98,27 @@ def _attribute(model: "nn.Module", inputs: "Tensor", generator: str | Sequence[s
                circular_padding: bool, batch_size: int | None, device: Any,
                exact_families: frozenset[str] = frozenset()) -> Profile:
     """:func:`attribute`, with layers of ``exact_families`` (linter op families) never the culprit."""
-    from pytest_equivariance.check import lie, runner
+    from pytest_equivariance.check import batches, lie, runner
 
-    names = lie._check_arguments(model, inputs, generator, method, output, batch_size, entry="attribute")
+    stream = batches.as_batches(inputs, "attribute") if batches.is_stream(inputs) else None
+    first = stream.first().images if stream is not None else inputs
+    names = lie._check_arguments(model, first, generator, method, output, batch_size, entry="attribute")
     guards.require_flag(circular_padding, "circular_padding", "attribute")
     dev = runner.resolve_device(device, model)
-    dtype = runner.model_dtype(model) or inputs.dtype
-    x_all = inputs.detach().to(device=dev, dtype=dtype)
+    dtype = runner.model_dtype(model) or first.dtype
     acc = Accumulator(names)
     step = batch_size or DEFAULT_BATCH
+    images = 0
     with walking(model, dev, dtype, circular_padding) as graph:
-        for start in range(0, x_all.shape[0], step):
-            walk_chunk(model, graph, x_all[start : start + step], names, method, output, acc)
-    return acc.profile(graph, x_all.shape[0], method, names, circular_padding, exact_families)
+        # The terms' squared norms add over images, so a stream's profile is that of its concatenation.
+        for x in (b.images for b in stream) if stream is not None else [inputs]:
+            if x is not first:
+                lie._check_arguments(model, x, generator, method, output, batch_size, entry="attribute")
+            x_all = x.detach().to(device=dev, dtype=dtype)
+            images += x_all.shape[0]
+            for start in range(0, x_all.shape[0], step):
+                walk_chunk(model, graph, x_all[start : start + step], names, method, output, acc)
+    return acc.profile(graph, images, method, names, circular_padding, exact_families)
 
 
 def lie_terms(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def check_equivariant(
     model: "nn.Module",
-    inputs: "Tensor | None" = None,
+    inputs: "Tensor | Iterable[Any] | None" = None,
     transforms: Iterable[Any] = (),
     *,
     input_shape: Sequence[int] | None = None,
@@ -29,6 +29,10 @@ def check_equivariant(
     batch_size: int | None = None,
     localize: bool | None = None,
     trials: int | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    min_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
 ) -> CheckResult:
     """Return how far ``model(f(x))`` is from ``g(model(x))`` for each custom pair ``(f, g)`` in ``transforms``.
 
@@ -70,7 +74,8 @@ def check_equivariant(
     spec = CheckSpec(
         kind="custom", equivariant=equivariant, model=model, inputs=inputs, input_shape=input_shape, dims=None,
         atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
-        batch_size=batch_size, localize=localize, grid=False, mode="custom", margin=0,
+        batch_size=batch_size, localize=localize, grid=False, mode="custom", margin=0, limit=limit,
+        progress=progress, min_accuracy=min_accuracy, max_accuracy_drop=max_accuracy_drop,
     )
     return run_check(spec, lambda ctx: built)
 

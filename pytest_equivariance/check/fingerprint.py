@@ -58,3 +58,41 @@ def fingerprint_state(state: Mapping[str, Any]) -> str:
 def fingerprint_model(model: "nn.Module") -> str:
     """Return the fingerprint of a model's parameters and persistent buffers (its state dict)."""
     return fingerprint_state(model.state_dict())
+
+
+#: Values of each batch a stream's fingerprint reads, at most (spread evenly over the batch).
+STREAM_SAMPLE = 1 << 16
+
+
+class StreamFingerprint:
+    """The fingerprint of a check's inputs, built batch by batch as a stream goes past.
+
+    One tensor (``whole=True``) is hashed whole, as :func:`fingerprint_tensors` does. A stream of
+    batches is read once and may be the size of a data set, so each batch contributes its shape,
+    dtype, labels and an even sample of :data:`STREAM_SAMPLE` of its values: any change of the data
+    that matters to a baseline (other images, another order, other labels, other sizes) changes it,
+    at a cost that stays small beside the model's forward passes.
+    """
+
+    def __init__(self, *, whole: bool) -> None:
+        self.whole = whole
+        self._digest = hashlib.sha256()
+        self._tensors: list[tuple[str, "Tensor"]] = []
+
+    def add(self, images: "Tensor", labels: "Tensor | None") -> None:
+        """Take one batch (as the check framed it) and its labels into the fingerprint."""
+        if self.whole:
+            self._tensors.append(("inputs", images))
+            return
+        flat = images.detach().reshape(-1)
+        step = max(1, flat.numel() // STREAM_SAMPLE)
+        self._digest.update(f"{images.dtype}|{tuple(images.shape)};".encode())
+        self._digest.update(_raw_bytes(flat[::step]))
+        if labels is not None:
+            self._digest.update(_raw_bytes(labels))
+
+    def digest(self) -> str:
+        """Return the fingerprint of everything added so far."""
+        if self.whole:
+            return fingerprint_tensors(self._tensors)
+        return self._digest.hexdigest()[:FINGERPRINT_DIGITS]

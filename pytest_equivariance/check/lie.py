@@ -33,7 +33,7 @@ Each generator has one local definition per method:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.errors import EquivarianceUsageError, shown
@@ -166,7 +166,7 @@ def is_image_like(y: "Tensor", x: "Tensor") -> bool:
 
 def lie_derivative(
     model: "nn.Module",
-    inputs: "Tensor",
+    inputs: "Tensor | Iterable[Any]",
     generator: str | Sequence[str],
     *,
     method: str = "spectral",
@@ -176,7 +176,8 @@ def lie_derivative(
 ) -> Any:
     """Return the Lie derivative ``L f(x)`` of ``model`` at ``inputs`` along ``generator``.
 
-    ``inputs`` is a float tensor ``(N, C, H, W)``. ``generator`` is one of ``"translate_x"``,
+    ``inputs`` is a float tensor ``(N, C, H, W)``, or a stream of such batches (a ``DataLoader``, a
+    list, :class:`~pytest_equivariance.Batches`), whose per-image values are concatenated. ``generator`` is one of ``"translate_x"``,
     ``"translate_y"``, ``"rotate"``, ``"scale"`` (returns a tensor shaped like the output, or a
     dict ``{leaf path: tensor}`` for a structured output), or a sequence of them (returns ``{name:
     that}``, computed in one batched pass that shares the primal computation). ``output="auto"``
@@ -213,8 +214,15 @@ def lie_derivative_and_pushforward(
     """
     import torch
 
-    from pytest_equivariance.check import runner
+    from pytest_equivariance.check import batches, runner
 
+    if batches.is_stream(inputs):  # one batch at a time; the per-image values are concatenated
+        parts = [
+            lie_derivative_and_pushforward(model, batch.images, generator, method=method, output=output,
+                                           batch_size=batch_size, device=device)
+            for batch in _stream(inputs, "lie_derivative")
+        ]
+        return _concatenated([p[0] for p in parts]), _concatenated([p[1] for p in parts])
     names = _check_arguments(model, inputs, generator, method, output, batch_size)
     dev = runner.resolve_device(device, model)
     dtype = runner.model_dtype(model) or inputs.dtype
@@ -238,6 +246,23 @@ def lie_derivative_and_pushforward(
     if isinstance(generator, str):
         return derivatives[names[0]], pushforwards[names[0]]
     return derivatives, pushforwards
+
+
+def _stream(inputs: Any, entry: str) -> Any:
+    """The batches of a stream of inputs (a DataLoader, a list of batches, :class:`.batches.Batches`)."""
+    from pytest_equivariance.check import batches
+
+    return batches.as_batches(inputs, entry)
+
+
+def _concatenated(parts: list[Any]) -> Any:
+    """Concatenate per-batch results along the batch: tensors, or dicts of them (nested once)."""
+    import torch
+
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    return {key: _concatenated([p[key] for p in parts]) for key in first}
 
 
 def _check_arguments(model: Any, inputs: Any, generator: Any, method: str, output: str,

@@ -8,7 +8,7 @@ definitions and their sources.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -78,6 +78,129 @@ def is_classifier_output(t: "Tensor") -> bool:
     return t.dim() == 2 and t.shape[1] > 1 and t.is_floating_point()
 
 
+@dataclass
+class Sums:
+    """The additive statistics behind one output leaf's figures under one transform.
+
+    Sums and counts add, maxima and minima combine, so the figures of many batches (or of many
+    processes, :mod:`.distributed`) are exactly those of one concatenated batch: never a mean of means.
+    """
+
+    count: float = 0.0  # elements compared
+    abs_sum: float = 0.0  # sum |a - b|
+    diff_sq: float = 0.0  # sum (a - b)^2
+    ref_sq: float = 0.0  # sum b^2
+    max_abs: float = 0.0
+    excess: float = 0.0  # max |a - b| / (atol + rtol |b|)
+    ref_max: float = -math.inf  # the reference's range over the compared region (PSNR's peak)
+    ref_min: float = math.inf
+    rows: float = 0.0  # batch items (the cosine distance is a mean over them)
+    cosine_sum: float = 0.0
+    images: float = 0.0  # classifier outputs: images whose top-1 class was compared
+    agree: float = 0.0  # ... whose top-1 class is the reference's
+    prob_change_sum: float = 0.0  # sum |p_a(top_b) - p_b(top_b)|
+
+    #: How each field combines: every field not named here is summed.
+    MAXIMA = ("max_abs", "excess", "ref_max")
+    MINIMA = ("ref_min",)
+
+    def __iadd__(self, other: "Sums") -> "Sums":
+        for name in FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name in Sums.MAXIMA:
+                value = _nanmax(mine, theirs)
+            elif name in Sums.MINIMA:
+                value = -_nanmax(-mine, -theirs)
+            else:
+                value = mine + theirs
+            setattr(self, name, value)
+        return self
+
+    def comparison(
+        self, *, leaf: str = "", atol: float, rtol: float, min_consistency: float | None = None
+    ) -> "Comparison":
+        """Return the figures these statistics make (see :func:`compare`)."""
+        count = self.count or 1
+        rel_l2 = (math.sqrt(self.diff_sq) / math.sqrt(self.ref_sq) if self.ref_sq > 0
+                  else (0.0 if self.diff_sq == 0 else math.inf))
+        if self.count == 0:
+            excess = 0.0
+        elif atol == 0 and rtol == 0:
+            excess = 0.0 if self.max_abs == 0 else math.inf
+        else:
+            excess = self.excess
+        passed = excess <= 1.0
+        peak = self.ref_max - self.ref_min if self.ref_max >= self.ref_min else 0.0
+        consistency = prob_change = None
+        if self.images:
+            consistency = self.agree / self.images
+            prob_change = self.prob_change_sum / self.images
+            if min_consistency is not None:
+                passed = consistency >= min_consistency
+        return Comparison(
+            leaf, self.max_abs, self.abs_sum / count, rel_l2,
+            self.cosine_sum / self.rows if self.rows else 0.0, excess, passed, consistency, prob_change,
+            psnr(self.diff_sq, int(count), peak),
+        )
+
+
+#: The fields of :class:`Sums`, in the order they travel between processes.
+FIELDS = tuple(name for name in Sums.__dataclass_fields__)
+
+
+def measure(
+    a: "Tensor",
+    b: "Tensor",
+    *,
+    atol: float,
+    rtol: float,
+    mask: "Tensor | None" = None,
+    classifier: bool = False,
+) -> tuple[Sums, "Tensor | None"]:
+    """Return the statistics comparing ``a`` with the reference ``b`` over ``mask`` (None: everywhere).
+
+    Computed in float64 whatever the dtype. With ``classifier`` (invariance of ``(batch, classes)``
+    scores) the top-1 agreement and the top-class probability change are counted too, and the
+    second value is, per image, whether its top-1 class survived (None otherwise).
+    """
+    import torch
+
+    if a.shape != b.shape:
+        raise ValueError(f"output has shape {tuple(a.shape)} under the transform but {tuple(b.shape)} expected")
+    a64, b64 = a.detach().double(), b.detach().double()
+    sums = Sums()
+    if mask is not None:
+        m = mask.expand_as(b64)
+        a64, b64 = a64 * m, b64 * m  # zeroed outside: adds nothing to differences or norms
+        sums.count = m.sum().item()
+        inside = m > 0
+        if bool(inside.any()):  # where(), not indexing: no copy of the selected elements
+            sums.ref_max = torch.where(inside, b64, -math.inf).max().item()
+            sums.ref_min = torch.where(inside, b64, math.inf).min().item()
+    else:
+        sums.count = float(b64.numel())
+        if b64.numel():
+            sums.ref_max, sums.ref_min = b64.max().item(), b64.min().item()
+    diff = (a64 - b64).abs()
+    if diff.numel():
+        sums.max_abs = diff.max().item()
+        if atol > 0 or rtol > 0:
+            sums.excess = (diff / (atol + rtol * b64.abs()).clamp_min(1e-300)).max().item()
+    sums.abs_sum = diff.sum().item()
+    sums.diff_sq = (diff * diff).sum().item()
+    sums.ref_sq = (b64 * b64).sum().item()
+    sums.rows, sums.cosine_sum = _cosine_distances(a64, b64)
+    agreement = None
+    if classifier and is_classifier_output(b):
+        top_b = b64.argmax(1)
+        agreement = a64.argmax(1) == top_b
+        p_a, p_b = a64.softmax(1), b64.softmax(1)
+        sums.images = float(b.shape[0])
+        sums.agree = agreement.sum().item()
+        sums.prob_change_sum = (p_a.gather(1, top_b[:, None]) - p_b.gather(1, top_b[:, None])).abs().sum().item()
+    return sums, agreement
+
+
 def compare(
     a: "Tensor",
     b: "Tensor",
@@ -95,58 +218,29 @@ def compare(
     scores) the top-1 consistency and top-class probability change are measured too; with
     ``min_consistency`` the trial passes on consistency instead of the allclose rule.
     """
-    import torch
-
     if a.shape != b.shape:
         raise ValueError(f"output{leaf} has shape {tuple(a.shape)} under the transform but {tuple(b.shape)} expected")
-    a64, b64 = a.detach().double(), b.detach().double()
-    if mask is not None:
-        m = mask.expand_as(b64)
-        a64, b64 = a64 * m, b64 * m  # zeroed outside: adds nothing to differences or norms
-        count = m.sum().item() or 1
-    else:
-        count = b64.numel() or 1
-    diff = (a64 - b64).abs()
-    max_abs = diff.max().item() if diff.numel() else 0.0
-    mean_abs = diff.sum().item() / count
-    norm_b = torch.linalg.vector_norm(b64).item()
-    norm_d = torch.linalg.vector_norm(diff).item()
-    rel_l2 = norm_d / norm_b if norm_b > 0 else (0.0 if norm_d == 0 else float("inf"))
-    cosine = _cosine_distance(a64, b64)
-    bound = atol + rtol * b64.abs()
-    if diff.numel() == 0:
-        excess = 0.0
-    elif atol == 0 and rtol == 0:
-        excess = 0.0 if max_abs == 0 else float("inf")
-    else:
-        excess = (diff / bound.clamp_min(1e-300)).max().item()
-    passed = excess <= 1.0
-    if mask is not None:
-        inside = m > 0
-        if bool(inside.any()):  # where(), not indexing: no copy of the selected elements
-            top = torch.where(inside, b64, -math.inf).max()
-            bottom = torch.where(inside, b64, math.inf).min()
-            peak = (top - bottom).item()
-        else:
-            peak = 0.0
-    else:
-        peak = (b64.max() - b64.min()).item() if b64.numel() else 0.0
-    figure_psnr = psnr((diff * diff).sum().item(), int(count), peak)
-    consistency = prob_change = agreement = None
-    if classifier and is_classifier_output(b):
-        top_a, top_b = a64.argmax(1), b64.argmax(1)
-        agreement = tuple(bool(v) for v in (top_a == top_b).tolist())
-        consistency = (top_a == top_b).double().mean().item()
-        p_a, p_b = a64.softmax(1), b64.softmax(1)
-        prob_change = (p_a.gather(1, top_b[:, None]) - p_b.gather(1, top_b[:, None])).abs().mean().item()
-        if min_consistency is not None:
-            passed = consistency >= min_consistency
-    return Comparison(leaf, max_abs, mean_abs, rel_l2, cosine, excess, passed, consistency, prob_change,
-                      figure_psnr, agreement)
+    sums, agreement = measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=classifier)
+    figures = sums.comparison(leaf=leaf, atol=atol, rtol=rtol, min_consistency=min_consistency)
+    if agreement is None:
+        return figures
+    return replace(figures, agreement=tuple(bool(v) for v in agreement.tolist()))
 
 
-def _cosine_distance(a: "Tensor", b: "Tensor") -> float:
-    """Mean over the batch of ``1 - cos(a_i, b_i)``; 0 where both are zero."""
+def top1(t: "Tensor") -> "Tensor":
+    """Return the predicted class of each row of ``(batch, classes)`` scores."""
+    return t.detach().argmax(1)
+
+
+def _nanmax(a: float, b: float) -> float:
+    # NaN is the worst possible error, so it wins.
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+def _cosine_distances(a: "Tensor", b: "Tensor") -> tuple[float, float]:
+    """Return the number of batch items and the sum over them of ``1 - cos(a_i, b_i)`` (0 where both are zero)."""
     import torch
 
     # One row per batch item; a 0-d output is a batch of one.
@@ -156,7 +250,7 @@ def _cosine_distance(a: "Tensor", b: "Tensor") -> float:
     na, nb = torch.linalg.vector_norm(fa, dim=1), torch.linalg.vector_norm(fb, dim=1)
     both_zero = (na == 0) & (nb == 0)
     cos = torch.where(both_zero, torch.ones_like(dot), dot / (na * nb).clamp_min(1e-300))
-    return (1 - cos).clamp_min(0).mean().item() if cos.numel() else 0.0
+    return float(cos.numel()), (1 - cos).clamp_min(0).sum().item() if cos.numel() else 0.0
 
 
 def worst(comparisons: list[Comparison], *, by_consistency: bool = False) -> Comparison:

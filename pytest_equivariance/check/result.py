@@ -13,8 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Figures a baseline stores and compares; "consistency" and "psnr" are larger-is-better, the others smaller.
-BASELINE_FIGURES = ("worst_error", "mean_error", "consistency", "psnr")
+#: Figures a baseline stores and compares; "consistency", "psnr" and the accuracies are larger-is-better,
+#: the others smaller.
+BASELINE_FIGURES = (
+    "worst_error", "mean_error", "consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy",
+)
+
+#: Figures that are proportions of images: a baseline records how many images each came from, and the
+#: regression rule allows for their sampling noise (gates.comparison).
+PROPORTIONS = ("consistency", "accuracy", "transformed_accuracy", "worst_case_accuracy")
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Trial:
     consistency: float | None = None  # top-1 agreement over the batch (invariance of classifiers)
     prob_change: float | None = None  # mean |Δ p(top class)| over the batch (Azulay & Weiss 2019)
     psnr: float | None = None  # dB: 10·log10(range² / MSE) of the worst leaf (StyleGAN3's EQ-T / EQ-R form)
+    accuracy: float | None = None  # top-1 accuracy under this transform, when the inputs carry labels
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,14 @@ class CheckResult:
     group: str | None = None  # a group check's group ("C8", "D4", "SO2"), check.groups
     fields: dict[str, str] | None = None  # "input" / "output<leaf>" -> how the group acts on its channels
     max_rel_l2: float | None = None  # when set, the verdict: every trial's rel_l2 at most this
+    # How many of the given images the figures came from (all batches, all processes); None for
+    # generated inputs, which are the same every run for a seed and so carry no sampling noise.
+    images: int | None = None
+    accuracy: float | None = None  # top-1 accuracy on the untransformed inputs, when they carry labels
+    worst_case_accuracy: float | None = None  # images classified right under the reference and every transform
+    min_accuracy: float | None = None  # when set, a verdict: transformed_accuracy at least this
+    max_accuracy_drop: float | None = None  # when set, a verdict: accuracy - transformed_accuracy at most this
+    protocol: str | None = None  # the evaluation protocol that planned the trials ("zhang2019", ...)
 
     def _repr_html_(self) -> str:
         """The check's card as HTML — verdict, figures, heatmap or angle plot, profile, seed — for notebooks."""
@@ -191,14 +207,26 @@ class CheckResult:
         values = [t.prob_change for t in self.trials if t.prob_change is not None]
         return sum(values) / len(values) if values else None
 
+    @property
+    def transformed_accuracy(self) -> float | None:
+        """Mean top-1 accuracy over the trials' transforms, or None without labels."""
+        values = [t.accuracy for t in self.trials if t.accuracy is not None]
+        return sum(values) / len(values) if values else None
+
     def figures(self) -> dict[str, float]:
         """The figures a robustness baseline stores (see ``BASELINE_FIGURES``)."""
         out = {"worst_error": self.worst_error, "mean_error": self.mean_error}
-        if self.consistency is not None:
-            out["consistency"] = self.consistency
-        if self.psnr is not None:
-            out["psnr"] = self.psnr
+        for name in BASELINE_FIGURES[2:]:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
+
+    def samples(self) -> dict[str, int]:
+        """How many images each proportion among :meth:`figures` came from (for the regression rule)."""
+        if not self.images:
+            return {}
+        return {name: self.images for name in PROPORTIONS if getattr(self, name) is not None}
 
     def to_json(self) -> dict[str, Any]:
         """Return the result as JSON-ready dicts and lists, with its baseline ``figures`` added."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from pytest_equivariance.check import transforms
 from pytest_equivariance.check.result import CheckResult
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def check_rotation_equivariant(
     model: "nn.Module",
-    inputs: "Tensor | None" = None,
+    inputs: "Tensor | Iterable[Any] | None" = None,
     *,
     input_shape: Sequence[int] | None = None,
     angles: Sequence[Any] | None = None,
@@ -57,6 +57,8 @@ def check_rotation_equivariant(
     group: str | None = None,
     input_fields: Any = None,
     output_fields: Any = None,
+    limit: int | None = None,
+    progress: bool = True,
 ) -> CheckResult:
     """Return how far ``model(rotate(x))`` is from ``rotate(model(x))``.
 
@@ -79,7 +81,7 @@ def check_rotation_equivariant(
 
 def check_rotation_invariant(
     model: "nn.Module",
-    inputs: "Tensor | None" = None,
+    inputs: "Tensor | Iterable[Any] | None" = None,
     *,
     input_shape: Sequence[int] | None = None,
     angles: Sequence[Any] | None = None,
@@ -101,8 +103,15 @@ def check_rotation_invariant(
     group: str | None = None,
     input_fields: Any = None,
     output_fields: Any = None,
+    limit: int | None = None,
+    progress: bool = True,
+    min_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
 ) -> CheckResult:
-    """Return how far ``model(rotate(x))`` is from ``model(x)``; arguments as :func:`check_rotation_equivariant`."""
+    """Return how far ``model(rotate(x))`` is from ``model(x)``; arguments as :func:`check_rotation_equivariant`.
+
+    With labelled inputs, ``min_accuracy`` / ``max_accuracy_drop`` judge the top-1 accuracy under the
+    rotations, as for :func:`~pytest_equivariance.check_shift_invariant`."""
     return _rotation_check(**locals(), equivariant=False)
 
 
@@ -130,9 +139,15 @@ def _rotation_check(
     group: Any = None,
     input_fields: Any = None,
     output_fields: Any = None,
+    limit: Any = None,
+    progress: Any = True,
+    min_accuracy: Any = None,
+    max_accuracy_drop: Any = None,
     equivariant: bool,
 ) -> CheckResult:
     from pytest_equivariance.check.groups import FIELD_TYPES
+    stream_options = {"limit": limit, "progress": progress, "min_accuracy": min_accuracy,
+                      "max_accuracy_drop": max_accuracy_drop}
 
     model = library_model(model)
     library = getattr(model, FIELD_TYPES, None)  # (in_type, out_type) of an escnn / e2cnn module
@@ -142,7 +157,7 @@ def _rotation_check(
             inputs=inputs, input_shape=input_shape, angles=angles, angle=angle, trials=trials, mode=mode,
             dims=dims, atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
             batch_size=batch_size, localize=localize, grid=grid, margin=margin, min_psnr=min_psnr,
-            measure=measure, equivariant=equivariant,
+            measure=measure, equivariant=equivariant, stream_options=stream_options,
         )
     mode = "exact" if mode is None else mode
     if not isinstance(mode, str) or mode not in transforms.ROTATION_MODES:
@@ -173,7 +188,7 @@ def _rotation_check(
         kind="rotation_equivariant" if equivariant else "rotation_invariant", equivariant=equivariant,
         model=model, inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
-        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr,
+        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, **stream_options,
     )
     check_measures(min_psnr=min_psnr, measure=measure)
     if measure == "lie":
@@ -207,7 +222,7 @@ def group_check(
     *, model: Any, library: Any, group: Any, input_fields: Any, output_fields: Any, inputs: Any, input_shape: Any,
     angles: Any, angle: Any, trials: Any, mode: Any, dims: Any, atol: Any, rtol: Any, min_consistency: Any,
     seed: Any, device: Any, batch_size: Any, localize: Any, grid: Any, margin: Any, min_psnr: Any, measure: Any,
-    equivariant: bool,
+    equivariant: bool, stream_options: dict[str, Any],
 ) -> CheckResult:
     """A rotation check over the elements of a group, acting on fields (check.groups)."""
     from pytest_equivariance.check import groups
@@ -262,6 +277,7 @@ def group_check(
         atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
         localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, group=chosen,
         max_rel_l2=GROUP_REL_L2 if mode == "interp" and atol is None and rtol is None and min_psnr is None else None,
+        **stream_options,
     )
     if library is not None and inputs is None and input_shape is None:
         spec.input_shape = (DEFAULT_BATCH, library[0].size, *GROUP_SPATIAL)

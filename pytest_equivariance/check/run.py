@@ -6,16 +6,15 @@ Both hand each finished result to :data:`RESULT_LISTENERS`.
 
 from __future__ import annotations
 
-import itertools
 import math
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from pytest_equivariance import guards
-from pytest_equivariance.check import fingerprint, metrics, runner, transforms
+from pytest_equivariance.check import distributed, fingerprint, metrics, progress, runner, transforms
+from pytest_equivariance.check.canvas import Canvas
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.spec import (
-    DEFAULT_MAX_SHIFT,
-    INTERP_EXPONENT,
     INTERP_MARGIN,
     CheckSpec,
     DrawContext,
@@ -25,7 +24,8 @@ from pytest_equivariance.check.spec import (
     setting_up,
     usage_error,
 )
-from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError
+from pytest_equivariance.check.stream import Pair, Plan, Slot, stream
+from pytest_equivariance.errors import EquivarianceUsageError
 
 if TYPE_CHECKING:
     import torch
@@ -36,16 +36,28 @@ if TYPE_CHECKING:
 RESULT_LISTENERS: list[Callable[[CheckResult], None]] = []
 
 
-_REFERENCE = "reference"  # job key of the untransformed input
+def run_check(
+    spec: CheckSpec,
+    build: Callable[[DrawContext], list[transforms.Transform]],
+    *,
+    plane: bool = False,
+) -> CheckResult:
+    """Run a check of finite transforms over its inputs — one tensor, or a stream of batches — and return its result.
 
-
-def run_check(spec: CheckSpec, build: Callable[[DrawContext], list[transforms.Transform]], *, plane: bool = False) -> CheckResult:
-    model, dev, dtype, seed, shape = setting_up(spec)
+    ``build`` draws the transforms once the reference outputs of the first batch are known; the
+    same transforms act on every batch, unless ``spec.protocol`` plans the pairs itself.
+    """
+    setting = setting_up(spec)
+    model, dev, dtype, seed, shape, source = (setting.model, setting.device, setting.dtype, setting.seed,
+                                              setting.shape, setting.source)
     dims = resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
     notes: list[str] = []
-
-    x, model_shape = source_tensor(spec, shape, dims, dtype, dev, seed, notes)
-    identity = _identity(spec, dims)
+    canvas = Canvas(spec, shape, dims, dtype, dev, given=source is not None, notes=notes)
+    model_shape = canvas.model_shape
+    first = source.first() if source is not None else None
+    x0 = canvas.frame(first.images) if first is not None else canvas.generated(seed)
+    identity = _identity(spec, dims, canvas)
+    _require_labels(spec, first)
 
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
     atol = atol_default if spec.atol is None else float(spec.atol)
@@ -53,19 +65,19 @@ def run_check(spec: CheckSpec, build: Callable[[DrawContext], list[transforms.Tr
 
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
-        ref_input = identity.reference(x) if identity is not None else x
+        ref_input = identity.reference(x0) if identity is not None else x0
         if spec.batch_size:
             chunk = runner.ChunkSize(spec.batch_size)
         else:
             chunk = runner.ChunkSize(runner.first_guess(ref_input, dev), measure=True, device=dev)
-        # Equivariance needs the output grid before it can draw shifts, so the reference goes through
-        # the model first; for invariance it shares the first chunk with the transformed copies.
+        # Equivariance needs the output grid before it can draw shifts, so the first batch's reference
+        # goes through the model first; for invariance it shares the first chunk with the moved copies.
         ref_leaves: runner.Leaves | None = None
         strides: dict[str, tuple[int, ...]] = {}
         lattice = None
         if spec.equivariant:
-            ((_, ref_leaves),) = runner.run_batches(model, [(_REFERENCE, ref_input)], chunk)
-            _accept_reference(spec, ref_leaves)
+            ((_, ref_leaves),) = runner.run_batches(model, [("reference", ref_input)], chunk)
+            _accept(spec, ref_leaves, "the reference input")
             strides, lattice = _strides(spec, ref_leaves, model_shape, dims)
             if lattice is not None:
                 step = str(lattice[0]) if len(set(lattice)) == 1 else str(lattice)
@@ -78,34 +90,50 @@ def run_check(spec: CheckSpec, build: Callable[[DrawContext], list[transforms.Tr
                 notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
 
         ctx = DrawContext(model_shape, dims, lattice, seed, ref_leaves)
-        transform_list = build(ctx)
-        if not transform_list:  # a check of nothing must not pass
-            raise usage_error(
-                f"{entry_name(spec.kind)} has no transform to check with these arguments; pass at least "
-                f"one shift or angle (shifts=, angles=), or a max_shift and trials of at least 1."
-            )
+        if spec.protocol is not None:
+            plan = spec.protocol.plan(canvas.source_shape, model_shape, dims, seed)
+            notes.append(spec.protocol.note)
+        else:
+            transform_list = build(ctx)
+            if not transform_list:  # a check of nothing must not pass
+                raise usage_error(
+                    f"{entry_name(spec.kind)} has no transform to check with these arguments; pass at least "
+                    f"one shift or angle (shifts=, angles=), or a max_shift and trials of at least 1."
+                )
+            plan = Plan.fixed(transform_list)
+        first_pairs: list[Pair] = []
+        plan = _remembering(plan, first_pairs)
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
-        trials: list[Trial] = []
-        agreements: list[tuple[bool, ...]] = []  # per trial, per image: did the top-1 class survive?
-        jobs = itertools.chain(
-            [(_REFERENCE, ref_input)] if ref_leaves is None else [],
-            ((i, t.on_input(x)) for i, t in enumerate(transform_list)),
-        )
-        for key, leaves in runner.run_batches(model, jobs, chunk):
-            if key == _REFERENCE:  # always first: it is the first job
-                ref_leaves = leaves
-                _accept_reference(spec, ref_leaves)
-                continue
-            t = transform_list[key]
-            _check_finite(leaves, f"the input under {t.label}")
-            assert ref_leaves is not None
-            trial, agreement = _trial(spec, t, leaves, ref_leaves, strides, out_margin, atol, rtol)
-            trials.append(trial)
-            if agreement is not None:
-                agreements.append(agreement)
-        batch_size = chunk.size
+        def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
+            return _compare(spec, pair, leaves, against, strides, out_margin, atol, rtol)
 
+        fingerprints = fingerprint.StreamFingerprint(whole=source is None or source.is_tensor)
+
+        def framed() -> Iterator[tuple[int, "Tensor", "Tensor | None"]]:
+            if source is None:
+                fingerprints.add(x0, None)
+                yield 0, x0, None
+                return
+            for p, one_pass in enumerate(source.passes(plan.passes)):
+                for batch in one_pass:
+                    x = x0 if p == 0 and batch.index == 0 else canvas.frame(batch.images)
+                    if p == 0:
+                        fingerprints.add(x, batch.labels)
+                    yield p, x, batch.labels
+
+        total = source.size_hint() if source is not None else x0.shape[0]
+        show = progress.wanted(spec.progress) and source is not None and not source.is_tensor
+        with progress.Tracker(total and total * plan.passes, entry_name(spec.kind), enabled=show) as tracker:
+            outcome = stream(
+                model, plan, framed(), chunk, compare,
+                reference=lambda x: identity.reference(x) if identity is not None else x,
+                accept=lambda leaves, what: _accept(spec, leaves, what),
+                first_reference=ref_leaves, advance=tracker.advance,
+            )
+        outcome.reduce()
+        trials = [_trial(spec, label, params, slot, atol, rtol) for (label, params), slot in zip(plan.slots, outcome.slots)]
+        tally = outcome.tally
         result = CheckResult(
             kind=spec.kind,
             passed=all(t.passed for t in trials),
@@ -122,27 +150,70 @@ def run_check(spec: CheckSpec, build: Callable[[DrawContext], list[transforms.Tr
             lattice=lattice,
             notes=notes,
             min_psnr=spec.min_psnr,
-            all_shift_consistency=_all_shift_consistency(agreements),
+            all_shift_consistency=tally.all_agree / tally.compared if tally.compared else None,
             weights_fingerprint=fingerprint.fingerprint_model(model),
-            inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
+            inputs_fingerprint=fingerprints.digest(),
             group=spec.group.name if spec.group is not None else None,
             fields=ctx.fields,
             max_rel_l2=spec.max_rel_l2,
+            images=int(tally.images // plan.passes) if source is not None else None,
+            accuracy=tally.clean_correct / tally.labelled if tally.labelled and outcome.has_reference else None,
+            worst_case_accuracy=tally.all_correct / tally.labelled if tally.labelled else None,
+            min_accuracy=spec.min_accuracy,
+            max_accuracy_drop=spec.max_accuracy_drop,
+            protocol=spec.protocol.name if spec.protocol is not None else None,
         )
-        if spec.min_consistency is not None:  # the mean over trials decides, not each trial
-            mean = result.consistency
-            result.passed = mean is not None and mean >= spec.min_consistency
+        _classifier_verdict(spec, result)
         if spec.kind.startswith("rotation"):
             result.angle_errors = [
                 (float(tr.params.get("angle", 90 * tr.params.get("k", 0))), tr.max_abs)
                 for tr in trials
                 if ("angle" in tr.params or "k" in tr.params) and not tr.params.get("flip")
             ] or None
-        worst = _worst_transform(result, transform_list)
-        _attach_extras(spec, result, model, x, worst, dims, dev, batch_size, out_margin)
+        worst = _worst_transform(result, first_pairs)
+        _attach_extras(spec, result, model, x0, worst, dims, dev, chunk.size, out_margin)
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
+
+
+def _remembering(plan: Plan, first_pairs: list[Pair]) -> Plan:
+    """Return ``plan``, keeping the pairs it gives the first batch of the first pass in ``first_pairs``
+    (the profile is measured on that batch, under the worst trial's transform)."""
+
+    def pairs(p: int, number: int) -> list[Pair]:
+        out = plan.pairs(p, number)
+        if p == 0 and number == 0:
+            first_pairs[:] = out
+        return out
+
+    return replace(plan, pairs=pairs)
+
+
+def _require_labels(spec: CheckSpec, first: Any) -> None:
+    """Refuse accuracy criteria when the inputs carry no labels."""
+    for name in ("min_accuracy", "max_accuracy_drop"):
+        if getattr(spec, name) is not None and (first is None or first.labels is None):
+            raise usage_error(
+                f"{name} judges accuracy, which needs labels; pass inputs that yield (images, labels) "
+                f"batches, e.g. a DataLoader over labelled images, or drop {name}."
+            )
+
+
+def _classifier_verdict(spec: CheckSpec, result: CheckResult) -> None:
+    """Let the classifier criteria decide the verdict when any is given (every one must hold)."""
+    verdicts = []
+    if spec.min_consistency is not None:  # the mean over trials decides, not each trial
+        mean = result.consistency
+        verdicts.append(mean is not None and mean >= spec.min_consistency)
+    moved = result.transformed_accuracy
+    if spec.min_accuracy is not None:
+        verdicts.append(moved is not None and moved >= spec.min_accuracy)
+    if spec.max_accuracy_drop is not None:
+        clean = result.accuracy
+        verdicts.append(moved is not None and clean is not None and clean - moved <= spec.max_accuracy_drop)
+    if verdicts:
+        result.passed = all(verdicts)
 
 
 def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:
@@ -150,17 +221,20 @@ def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:
 
     A trial passes when ``max |L f(x)| <= atol + rtol * max |J_f(x)·G x|``: the derivative of the
     output along the generator is the natural scale, so the dtype's tolerances apply as they do to
-    finite transforms. Invariance checks take the invariant form (outputs are not moved back).
+    finite transforms. Invariance checks take the invariant form (outputs are not moved back). A
+    stream's batches are differentiated one at a time and their figures combined exactly.
     """
     from pytest_equivariance.check import lie
 
-    model, dev, dtype, seed, shape = setting_up(spec)
+    setting = setting_up(spec)
+    model, dev, dtype, seed, shape, source = (setting.model, setting.device, setting.dtype, setting.seed,
+                                              setting.shape, setting.source)
     if len(shape) != 4:
         raise usage_error(
             f"measure='lie' acts on images of shape (N, C, H, W), got inputs of shape {tuple(shape)}; pass "
             f"images, or measure='error' for other inputs."
         )
-    dims = resolve_dims(spec.dims, len(shape), plane=True)
+    dims = resolve_dims(spec.dims, len(shape), plane=False)
     if dims != (-2, -1):
         raise usage_error(
             f"measure='lie' differentiates along the image plane (dims (-2, -1)), not dims {dims}; drop dims= "
@@ -168,126 +242,80 @@ def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:
         )
     notes: list[str] = [f"measured by Lie derivatives ({', '.join(generators)}; spectral, per pixel and per radian)"]
     spec.mode = "circular" if spec.mode in transforms.SHIFT_MODES else spec.mode
-    x, _ = source_tensor(spec, shape, dims, dtype, dev, seed, notes)
+    canvas = Canvas(spec, shape, dims, dtype, dev, given=source is not None, notes=notes)
     atol_default, rtol_default = metrics.default_tolerances(dtype)
     atol = atol_default if spec.atol is None else float(spec.atol)
     rtol = rtol_default if spec.rtol is None else float(spec.rtol)
     output = "auto" if spec.equivariant else "invariant"
-    derivatives, pushforwards = lie.lie_derivative_and_pushforward(
-        model, x, list(generators), output=output, batch_size=spec.batch_size, device=dev)
+    fingerprints = fingerprint.StreamFingerprint(whole=source is None or source.is_tensor)
+    # Per generator: max |L|, max |J G x|, sum |L|, sum L², sum (J G x)², elements.
+    totals = {name: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0] for name in generators}
+    images = 0
+    for x in _framed_batches(canvas, source, seed):
+        fingerprints.add(x, None)
+        images += x.shape[0]
+        derivatives, pushforwards = lie.lie_derivative_and_pushforward(
+            model, x, list(generators), output=output, batch_size=spec.batch_size, device=dev)
+        for name in generators:
+            values = [v.double() for v in lie.leaves(derivatives[name])]
+            scales = [v.double() for v in lie.leaves(pushforwards[name])]
+            t = totals[name]
+            t[0] = max([t[0]] + [float(v.abs().max()) for v in values if v.numel()])
+            t[1] = max([t[1]] + [float(v.abs().max()) for v in scales if v.numel()])
+            t[2] += sum(float(v.abs().sum()) for v in values)
+            t[3] += sum(float(v.pow(2).sum()) for v in values)
+            t[4] += sum(float(v.pow(2).sum()) for v in scales)
+            t[5] += sum(v.numel() for v in values)
     trials = []
     for name in generators:
-        values = [v.double() for v in lie.leaves(derivatives[name])]
-        scales = [v.double() for v in lie.leaves(pushforwards[name])]
-        largest = max(float(v.abs().max()) for v in values if v.numel())
-        scale = max(float(v.abs().max()) for v in scales if v.numel())
-        count = sum(v.numel() for v in values) or 1
-        norm = math.sqrt(sum(float(v.pow(2).sum()) for v in values))
-        scale_norm = math.sqrt(sum(float(v.pow(2).sum()) for v in scales))
+        (sums, maxima) = distributed.reduce(totals[name][2:], totals[name][:2])
+        largest, scale = maxima
+        abs_sum, norm2, scale2, count = sums
         trials.append(Trial(
             transform=f"Lie derivative {name}", params={"generator": name}, max_abs=largest,
-            mean_abs=sum(float(v.abs().sum()) for v in values) / count,
-            rel_l2=norm / scale_norm if scale_norm > 0 else 0.0, cosine=0.0,
+            mean_abs=abs_sum / (count or 1),
+            rel_l2=math.sqrt(norm2) / math.sqrt(scale2) if scale2 > 0 else 0.0, cosine=0.0,
             passed=largest <= atol + rtol * scale,
         ))
     result = CheckResult(
         kind=spec.kind, passed=all(t.passed for t in trials), trials=trials, atol=atol, rtol=rtol, seed=seed,
         device=str(dev), dtype=dtype_name(dtype), mode=spec.mode, dims=dims, input_shape=tuple(shape),
         notes=notes, measure="lie", weights_fingerprint=fingerprint.fingerprint_model(model),
-        inputs_fingerprint=fingerprint.fingerprint_tensors([("inputs", x)]),
+        inputs_fingerprint=fingerprints.digest(),
+        images=int(distributed.reduce([images], [])[0][0]) if source is not None else None,
     )
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
 
 
-def source_tensor(
-    spec: CheckSpec,
-    shape: tuple[int, ...],
-    dims: tuple[int, ...],
-    dtype: "torch.dtype",
-    dev: "torch.device",
-    seed: int,
-    notes: list[str],
-) -> tuple["Tensor", tuple[int, ...]]:
-    """Return the tensor the transforms act on and the shape of what the model sees.
-
-    That is the inputs (given, or natural images from ``seed``), a canvas ``max_shift`` pixels larger
-    on each side in crop mode, or the inputs masked to their inscribed disk in interp mode.
-    """
-    if spec.mode == "crop":
-        margin = spec.max_shift or DEFAULT_MAX_SHIFT
-        spec.max_shift = margin
-        if spec.inputs is not None:
-            small = [d for d in dims if shape[d] - 2 * margin < 1]
-            if small:
-                raise InputShapeError(
-                    f"In crop mode the inputs are the canvas, and {tuple(shape)} leaves no crop after "
-                    f"{margin} pixels on each side; pass larger inputs or a smaller max_shift."
-                )
-            source_shape = shape
-        else:
-            source_shape = tuple(s + 2 * margin if i - len(shape) in dims else s for i, s in enumerate(shape))
-        model_shape = tuple(s - 2 * margin if i - len(shape) in dims else s for i, s in enumerate(source_shape))
-        notes.append(
-            f"crop mode: the model saw {'x'.join(map(str, model_shape[2:]))} crops of a "
-            f"{'x'.join(map(str, source_shape[2:]))} canvas"
-        )
-    else:
-        source_shape = model_shape = shape
-
-    if spec.inputs is not None:
-        x = spec.inputs.detach()
-        if x.is_floating_point() and x.dtype != dtype:
-            notes.append(f"inputs cast from {dtype_name(x.dtype)} to the model's {dtype_name(dtype)}")
-        x = x.to(device=dev, dtype=dtype if x.is_floating_point() else x.dtype)
-    else:
-        from pytest_equivariance.inputs import natural_images
-
-        if spec.mode == "crop":
-            what = (f"mode='crop' with max_shift={spec.max_shift} (a {'x'.join(map(str, source_shape[2:]))} "
-                    f"canvas for {'x'.join(map(str, model_shape[2:]))} crops)")
-            remedy = "pass a smaller max_shift, or a smaller input_shape"
-        else:
-            what, remedy = f"input_shape={tuple(shape)}", "pass a smaller input_shape"
-        guards.require_fits(source_shape, dtype, dev, what, remedy)
-        # Resampling blurs what it rotates; smoother (1/f²) images keep that error well below what a
-        # model that is not rotation-equivariant shows.
-        exponent = INTERP_EXPONENT if spec.mode == "interp" else 1.0
-        x = natural_images(source_shape, seed=seed, dtype=dtype, device=dev, exponent=exponent)
-    if spec.mode == "interp" and spec.group is not None:
-        x = x * transforms.soft_disk(x.shape, dims, dtype=x.dtype, device=x.device)
-        notes.append(
-            "group elements off the pixel grid are resampled band-limitedly; inputs tapered to the "
-            "inscribed disk, outputs compared inside it"
-            + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images")
-        )
-        if spec.max_rel_l2 is not None:
-            notes.append(
-                f"judged by the relative L2 error inside the disk (<= {spec.max_rel_l2:g}), as resampled "
-                f"filters are equivariant only up to their discretisation; pass atol=/rtol= to judge "
-                f"every element"
-            )
-    elif spec.mode == "interp":
-        x = x * transforms.disk_mask(x.shape, dims, dtype=x.dtype, device=x.device)
-        notes.append(
-            "interp mode: inputs masked to the inscribed disk; outputs compared inside it"
-            + ("" if spec.inputs is not None else f", on 1/f^{INTERP_EXPONENT:g} images that resample smoothly")
-        )
-    return x, tuple(model_shape)
+def _framed_batches(canvas: Canvas, source: Any, seed: int) -> Iterator["Tensor"]:
+    """Yield each batch of ``source`` framed by ``canvas`` (generated images when there is no source)."""
+    if source is None:
+        yield canvas.generated(seed)
+        return
+    for batch in source:
+        yield canvas.frame(batch.images)
 
 
-def _accept_reference(spec: CheckSpec, ref_leaves: runner.Leaves) -> None:
-    """Reject reference outputs a check cannot use: NaN/inf, or no class scores for min_consistency."""
-    _check_finite(ref_leaves, "the reference input")
-    if spec.min_consistency is not None and not any(metrics.is_classifier_output(t) for _, t in ref_leaves):
+def _accept(spec: CheckSpec, leaves: runner.Leaves, what: str) -> None:
+    """Reject outputs a check cannot use: NaN/inf, or no class scores when a classifier figure decides."""
+    _check_finite(leaves, what)
+    wanted = [name for name in ("min_consistency", "min_accuracy", "max_accuracy_drop") if getattr(spec, name) is not None]
+    if (wanted or spec.protocol is not None) and not any(metrics.is_classifier_output(t) for _, t in leaves):
+        cause = wanted[0] if wanted else f"protocol={spec.protocol.name!r}"
         raise usage_error(
-            "min_consistency needs classifier outputs of shape (batch, classes), which this model does "
-            "not return; drop min_consistency to compare outputs with atol/rtol."
+            f"{cause} needs classifier outputs of shape (batch, classes), which this model does not return; "
+            f"return class scores, or drop {cause.split('=')[0]} to compare outputs with atol/rtol."
         )
 
 
-def _identity(spec: CheckSpec, dims: tuple[int, ...]) -> transforms.Transform | None:
+def _identity(spec: CheckSpec, dims: tuple[int, ...], canvas: Canvas) -> transforms.Transform | None:
+    """The transform that gives the untransformed input the model sees: the centre crop in crop modes."""
+    if spec.protocol is not None and spec.protocol.crops:
+        crop = tuple(canvas.model_shape[d] for d in dims)
+        centre = tuple((canvas.source_shape[d] - k) // 2 for d, k in zip(dims, crop))
+        return transforms.crop_at(centre, crop, dims)
     if spec.mode in transforms.SHIFT_MODES:
         canvas = (spec.max_shift,) * len(dims) if spec.mode == "crop" else None
         return transforms.shift((0,) * len(dims), dims, spec.mode, canvas)
@@ -384,27 +412,28 @@ def _margin(
     return margin
 
 
-def _trial(
+def _compare(
     spec: CheckSpec,
-    t: transforms.Transform,
+    pair: Pair,
     leaves: runner.Leaves,
-    ref_leaves: runner.Leaves,
+    against: runner.Leaves,
     strides: dict[str, tuple[int, ...]],
     margin: int,
     atol: float,
     rtol: float,
-) -> tuple[Trial, tuple[bool, ...] | None]:
-    """Return the trial's figures, and per image whether its top-1 class survived (classifiers)."""
-    if [p for p, _ in leaves] != [p for p, _ in ref_leaves]:
+) -> list[tuple[str, metrics.Sums, "Tensor | None"]]:
+    """Return each output leaf's statistics for one pair, and per image whether its top-1 class survived."""
+    t = pair.b
+    if [p for p, _ in leaves] != [p for p, _ in against]:
         raise usage_error(
             f"The model's output structure changed under {t.label}; return the same structure for every input."
         )
-    comparisons = []
-    for (path, a), (_, b) in zip(leaves, ref_leaves):
+    out = []
+    for (path, a), (_, b) in zip(leaves, against):
         mask = None
-        if spec.kind == "custom":
+        if pair.a is None and spec.kind == "custom":
             b = t.on_output(b)
-        elif path in strides:
+        elif pair.a is None and path in strides:  # moved with the input: equivariance
             b = t.on_output(b, strides[path], path)
             mask = t.mask(tuple(b.shape), strides[path], margin, device=b.device)
             if mask is not None and not bool(mask.any()):
@@ -417,27 +446,41 @@ def _trial(
                 f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
                 f"was expected; make the output transform match the model, or check invariance."
             )
-        comparisons.append(
-            metrics.compare(
-                a, b, atol=atol, rtol=rtol, mask=mask, leaf=path,
-                classifier=not spec.equivariant, min_consistency=spec.min_consistency,
-            )
-        )
+        sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
+        out.append((path, sums, agreement))
+    return out
+
+
+def _trial(
+    spec: CheckSpec,
+    label: str,
+    params: dict[str, Any],
+    slot: Slot,
+    atol: float,
+    rtol: float,
+) -> Trial:
+    """Return one trial's figures from its slot's statistics (all batches, all processes)."""
+    comparisons = [
+        sums.comparison(leaf=path, atol=atol, rtol=rtol, min_consistency=spec.min_consistency)
+        for path, sums in slot.leaves.items()
+    ]
     judged = comparisons
     if spec.min_consistency is not None:
         judged = [c for c in comparisons if c.consistency is not None] or comparisons
     w = metrics.worst(judged, by_consistency=spec.min_consistency is not None)
-    params = {k: list(v) if isinstance(v, tuple) else v for k, v in t.params.items()}
     passed = all(c.passed for c in judged)
     psnr = min((c.psnr for c in comparisons if c.psnr is not None), default=None)
     if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it
         passed = psnr is not None and psnr >= spec.min_psnr
     elif spec.max_rel_l2 is not None:
         passed = all(c.rel_l2 <= spec.max_rel_l2 for c in judged)
-    agreement = next((c.agreement for c in judged if c.agreement is not None), None)
-    trial = Trial(
-        transform=t.label,
-        params=params,
+    accuracy = slot.correct / slot.labelled if slot.labelled else None
+    if spec.min_accuracy is not None:
+        passed = accuracy is not None and accuracy >= spec.min_accuracy and (
+            spec.min_consistency is None or passed)
+    return Trial(
+        transform=label,
+        params={k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
         max_abs=w.max_abs,
         mean_abs=w.mean_abs,
         rel_l2=w.rel_l2,
@@ -447,22 +490,18 @@ def _trial(
         consistency=w.consistency,
         prob_change=w.prob_change,
         psnr=psnr,
+        accuracy=accuracy,
     )
-    return trial, agreement
 
 
-def _all_shift_consistency(agreements: list[tuple[bool, ...]]) -> float | None:
-    """The fraction of images whose top-1 class is the same under every trial's transform."""
-    if not agreements or len({len(a) for a in agreements}) != 1:
-        return None
-    kept = [all(trial[i] for trial in agreements) for i in range(len(agreements[0]))]
-    return sum(kept) / len(kept) if kept else None
-
-
-def _worst_transform(result: CheckResult, transform_list: list[transforms.Transform]) -> transforms.Transform | None:
-    """The transform of ``result.worst``, the trial the reports lead with (trials follow transform_list)."""
+def _worst_transform(result: CheckResult, first_pairs: list[Pair]) -> transforms.Transform | None:
+    """The transform of ``result.worst`` on the first batch, which the profile is measured under
+    (None when that trial compares two moved inputs, as some protocols do)."""
     worst = result.worst
-    return next(t for trial, t in zip(result.trials, transform_list) if trial is worst) if worst else None
+    if worst is None:
+        return None
+    slot = next(i for i, trial in enumerate(result.trials) if trial is worst)
+    return next((pair.b for pair in first_pairs if pair.slot == slot and pair.a is None), None)
 
 
 def _attach_extras(

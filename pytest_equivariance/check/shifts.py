@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from pytest_equivariance.check import arguments, transforms
 from pytest_equivariance.check.result import CheckResult
@@ -25,10 +25,12 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
+    from pytest_equivariance.check.protocols import Protocol
+
 
 def check_shift_equivariant(
     model: "nn.Module",
-    inputs: "Tensor | None" = None,
+    inputs: "Tensor | Iterable[Any] | None" = None,
     *,
     input_shape: Sequence[int] | None = None,
     max_shift: int | None = None,
@@ -49,6 +51,8 @@ def check_shift_equivariant(
     subpixel: bool = False,
     min_psnr: float | None = None,
     measure: str = "error",
+    limit: int | None = None,
+    progress: bool = True,
 ) -> CheckResult:
     """Return how far ``model(shift(x))`` is from ``shift(model(x))`` over seeded random shifts.
 
@@ -72,7 +76,7 @@ def check_shift_equivariant(
 
 def check_shift_invariant(
     model: "nn.Module",
-    inputs: "Tensor | None" = None,
+    inputs: "Tensor | Iterable[Any] | None" = None,
     *,
     input_shape: Sequence[int] | None = None,
     max_shift: int | None = None,
@@ -93,6 +97,11 @@ def check_shift_invariant(
     subpixel: bool = False,
     min_psnr: float | None = None,
     measure: str = "error",
+    limit: int | None = None,
+    progress: bool = True,
+    min_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
+    protocol: "str | Protocol | None" = None,
 ) -> CheckResult:
     """Return how far ``model(shift(x))`` is from ``model(x)`` over seeded random shifts.
 
@@ -126,6 +135,11 @@ def _shift_check(
     subpixel: Any = False,
     min_psnr: Any = None,
     measure: Any = "error",
+    limit: Any = None,
+    progress: Any = True,
+    min_accuracy: Any = None,
+    max_accuracy_drop: Any = None,
+    protocol: Any = None,
     equivariant: bool,
 ) -> CheckResult:
     model = library_model(model)  # translations act on escnn / e2cnn fields' grids only
@@ -144,8 +158,14 @@ def _shift_check(
         inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
         localize=localize, grid=grid, mode=mode, margin=margin, max_shift=max_shift,
-        min_psnr=min_psnr,
+        min_psnr=min_psnr, limit=limit, progress=progress, min_accuracy=min_accuracy,
+        max_accuracy_drop=max_accuracy_drop,
     )
+    if protocol is not None:
+        from pytest_equivariance.check.protocols import protocol_check
+
+        return protocol_check(spec, protocol, shifts=shifts, shift=shift, max_shift=max_shift, trials=trials,
+                              subpixel=subpixel, measure=measure, mode=mode)
     explicit = None if shift is None and shifts is None else ([shift] if shift is not None else list(shifts))
     n_trials = trials or DEFAULT_TRIALS
     entries = [v for e in (explicit or []) for v in (e if isinstance(e, (tuple, list)) else [e])]
@@ -176,8 +196,10 @@ def _shift_check(
             name = "shift" if shift is not None else "shifts"
             deltas = [_as_shift(v, nd, name) for v in explicit]
             for delta in deltas:
+                # A sub-pixel shift is band-limited: it moves a coarser output by fractions of its pixels.
+                subpixel_entry = any(isinstance(d, float) for d in delta)
                 off = [(d, k) for d, k in zip(delta, lattice) if isinstance(d, int) and d % k]
-                if off:
+                if off and not subpixel_entry:
                     raise usage_error(
                         f"{name} entry {delta} does not map onto the output grid, which is {lattice} times "
                         f"coarser than the input along dims {ctx.dims}; pass shifts that are multiples of "

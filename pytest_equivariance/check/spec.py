@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance import guards
-from pytest_equivariance.check import arguments, runner
+from pytest_equivariance.check import arguments, batches, runner
 from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError, shown
 
 if TYPE_CHECKING:
@@ -66,6 +66,11 @@ class CheckSpec:
     min_psnr: float | None = None
     group: Any = None  # check.groups.Group of a group check
     max_rel_l2: float | None = None  # when set, the verdict: rel_l2 of every trial at most this
+    limit: int | None = None  # at most this many images of a stream
+    progress: bool = True  # a progress bar on a terminal's stderr for long streams
+    protocol: Any = None  # check.protocols.Protocol of an evaluation protocol
+    min_accuracy: float | None = None  # verdict: mean top-1 accuracy under the transforms at least this
+    max_accuracy_drop: float | None = None  # verdict: clean accuracy minus that at most this
 
 
 @dataclass
@@ -97,30 +102,32 @@ def validate_common(spec: CheckSpec) -> None:
 
     entry = entry_name(spec.kind)
     guards.require_module(spec.model, entry)
-    if spec.inputs is not None and spec.input_shape is not None:
+    if spec.inputs is not None and spec.input_shape is not None and spec.protocol is None:
         raise usage_error("Both inputs and input_shape were given; pass only one of them.")
     guards.require_materialised(spec.model, entry)
-    if spec.inputs is not None:
+    if spec.inputs is not None and not batches.is_stream(spec.inputs):
         guards.require_tensor(spec.inputs, "inputs", entry)
-    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin"):
+    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin", "limit",
+                 "progress", "min_accuracy", "max_accuracy_drop"):
         value = getattr(spec, name)
         if value is None:  # None means "the default" for every one of these
             continue
         expected = arguments.expected_value(name, value, "shift")
         if expected is not None:
             raise usage_error(f"{name}={shown(value)} is not accepted; pass {expected}.")
-    if spec.min_consistency is not None and spec.equivariant:
-        raise usage_error(
-            "min_consistency judges classifiers' top-1 agreement, which only invariance checks measure; "
-            "use check_shift_invariant / check_rotation_invariant, or drop min_consistency."
-        )
+    for name in ("min_consistency", "min_accuracy", "max_accuracy_drop"):
+        if getattr(spec, name) is not None and spec.equivariant:
+            raise usage_error(
+                f"{name} judges classifiers' top-1 predictions, which only invariance checks measure; "
+                f"use check_shift_invariant / check_rotation_invariant, or drop {name}."
+            )
 
 
-def input_shape_of(spec: CheckSpec) -> tuple[int, ...]:
+def input_shape_of(spec: CheckSpec, source: "batches.Batches | None" = None) -> tuple[int, ...]:
     from pytest_equivariance.inputs import CHECK_SPATIAL, infer_input_shape
 
-    if spec.inputs is not None:
-        return tuple(spec.inputs.shape)
+    if source is not None:
+        return tuple(source.first().images.shape)
     if spec.input_shape is not None:
         return guards.require_shape(spec.input_shape, "input_shape", entry_name(spec.kind))
     from pytest_equivariance.check.groups import FIELD_TYPES
@@ -180,18 +187,37 @@ def check_measures(**values: Any) -> None:
             raise usage_error(f"{name}={shown(value)} is not accepted; pass {expected}.")
 
 
-def setting_up(spec: CheckSpec) -> tuple[Any, "torch.device", "torch.dtype", int, tuple[int, ...]]:
-    """Validate a check's common arguments; return its model, device, dtype, seed and input shape."""
+@dataclass
+class Setting:
+    """A check's validated model, device, dtype, seed, input shape, and its inputs as batches (None:
+    generated images)."""
+
+    model: Any
+    device: "torch.device"
+    dtype: "torch.dtype"
+    seed: int
+    shape: tuple[int, ...]
+    source: "batches.Batches | None"
+
+
+def setting_up(spec: CheckSpec) -> Setting:
+    """Validate a check's common arguments; return what it runs with (the first batch is read here)."""
     import torch
 
     validate_common(spec)
     model = spec.model
     dev = runner.resolve_device(spec.device, model)
+    source = None
+    if spec.inputs is not None:
+        source = batches.as_batches(spec.inputs, entry_name(spec.kind), limit=spec.limit)
+    elif spec.limit is not None:
+        raise usage_error("limit= caps the images of inputs, but no inputs were given; pass inputs= or drop limit.")
+    first = source.first().images if source is not None else None
     dtype = runner.model_dtype(model) or (
-        spec.inputs.dtype if spec.inputs is not None and spec.inputs.is_floating_point() else torch.get_default_dtype()
+        first.dtype if first is not None and first.is_floating_point() else torch.get_default_dtype()
     )
     seed = 0 if spec.seed is None else spec.seed
-    return model, dev, dtype, seed, input_shape_of(spec)
+    return Setting(model, dev, dtype, seed, input_shape_of(spec, source), source)
 
 
 def library_model(model: Any) -> Any:

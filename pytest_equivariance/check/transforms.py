@@ -48,7 +48,7 @@ class Transform:
     """
 
     label: str
-    family: str  # "shift" | "rot90" | "flip" | "angle" | "group" | "custom"
+    family: str  # "shift" | "crop" | "rot90" | "flip" | "angle" | "group" | "custom"
     params: dict[str, Any] = field(hash=False)
     dims: tuple[int, ...] = ()
     mode: str = "custom"  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
@@ -70,6 +70,8 @@ class Transform:
         The identity for every mode except ``crop`` (the central crop of the canvas) and ``interp``
         (the image masked to its inscribed disk, so that corners do not count on either side).
         """
+        if self.family == "crop":  # a window at an offset: the one it names
+            return self.on_input(x)
         if self.mode == "crop":
             return _crop(x, self.dims, self.canvas, (0,) * len(self.dims))
         if self.mode == "interp" and self.family != "group":  # group checks taper their inputs once
@@ -92,6 +94,10 @@ class Transform:
                     x = fourier_shift(x, rest, self.dims)
                 return _crop(x, self.dims, self.canvas, whole)
             return _shift_zero(x, shift, self.dims)
+        if family == "crop":
+            for dim, start, size in zip(self.dims, p["offset"], p["size"]):
+                x = x.narrow(dim, start, size)
+            return x
         if family == "rot90":
             return torch.rot90(x, p["k"], self.dims)
         if family == "flip":
@@ -118,6 +124,8 @@ class Transform:
         family, p = self.family, self.params
         if family == "shift":
             return fourier_shift(y, output_shift(p["shift"], stride), self.dims)
+        if family == "crop":
+            raise ValueError("a crop at an offset has no counterpart on the output; it is for invariance only")
         if family == "rot90":
             return torch.rot90(y, p["k"], self.dims)
         if family == "flip":
@@ -190,6 +198,22 @@ def shift(
     )
 
 
+def crop_at(offset: tuple[int, ...], size: tuple[int, ...], dims: tuple[int, ...]) -> Transform:
+    """Return the window of ``size`` pixels at ``offset`` (its first pixel) along ``dims`` of a larger image.
+
+    Zhang's and Azulay & Weiss's protocols compare crops of one canvas at two offsets; a crop has no
+    action on the output, so it serves invariance only.
+    """
+    offset, size = tuple(int(o) for o in offset), tuple(int(s) for s in size)
+    return Transform(
+        label=f"crop at {offset if len(offset) > 1 else offset[0]}",
+        family="crop",
+        params={"offset": offset, "size": size},
+        dims=tuple(dims),
+        mode="crop",
+    )
+
+
 def rot90(k: int, dims: tuple[int, int] = (-2, -1)) -> Transform:
     """Return the rotation by ``k`` quarter turns in the plane ``dims`` (counter-clockwise, as torch.rot90)."""
     return Transform(label=f"rot90 ×{k % 4}", family="rot90", params={"k": k % 4}, dims=tuple(dims), mode="exact")
@@ -250,16 +274,22 @@ def custom(
 def output_shift(delta: tuple[float, ...], stride: tuple[int, ...] | None) -> tuple[float, ...]:
     """Return the shift in output pixels for ``delta`` input pixels on a grid ``stride`` times coarser.
 
-    An integer shift must be a multiple of the stride (the lattice); a sub-pixel one acts on the
-    output's own grid as ``delta / stride`` output pixels, fractional too.
+    A whole-pixel shift must be a multiple of the stride (the lattice). A sub-pixel shift (any
+    fractional entry) is band-limited, so it acts on the output's own grid as ``delta / stride``
+    output pixels along every dim, its whole-pixel entries included: ``(1, 0.5)`` at stride 2 is
+    ``(0.5, 0.25)``.
     """
     if stride is None:
         return tuple(delta)
+    subpixel = any(not float(d).is_integer() for d in delta)
     out: list[float] = []
     for d, k in zip(delta, stride):
-        if isinstance(d, int) and d % k:
+        if d % k == 0:
+            out.append(int(d) // k)
+        elif subpixel:
+            out.append(d / k)
+        else:
             raise ValueError(f"shift {d} is not a multiple of the output stride {k}")
-        out.append(d // k if isinstance(d, int) else d / k)
     return tuple(out)
 
 

@@ -1,17 +1,26 @@
 """Robustness baselines: the committed figures of every check, and how a run compares with them.
 
 A baseline file stores, for each check a test ran, the figures of :meth:`CheckResult.figures`
-(``worst_error`` and ``mean_error``, smaller is better; ``consistency``, larger is better). A later
-run compares its own figures with them; a figure that got worse by more than the allowed change is a
-*robustness regression*, even when the check's own tolerance still passes.
+(``worst_error`` and ``mean_error``, smaller is better; ``consistency``, ``psnr`` and, with labelled
+inputs, ``accuracy``, ``transformed_accuracy`` and ``worst_case_accuracy``, larger is better), and how
+many images each proportion came from (``samples``). A later run compares its own figures with them;
+a figure that got worse by more than the allowed change is a *robustness regression*, even when the
+check's own tolerance still passes.
 
 The regression rule, for a baseline figure ``b`` and a new figure ``n`` (see :func:`classify`)::
 
     worsening = n - b            (errors: larger is worse)
-              = b - n            (consistency: smaller is worse)
-    allowed   = max(tol * |b|, floor)
+              = b - n            (consistency, PSNR, accuracies: smaller is worse)
+    allowed   = max(tol * |b|, floor, noise)
     regression  if worsening >  allowed
     improvement if worsening < -allowed
+
+``noise`` is zero except for proportions over a data set whose sample sizes both sides recorded:
+there it is two standard errors of the difference of the two proportions,
+``2 * sqrt(b(1-b)/n_b + n(1-n)/n_n)`` (:func:`.entries.sampling_noise`), so a figure measured on a
+finite sample regresses only when the change exceeds both the tolerance and what sampling explains.
+Such proportions estimate the model's behaviour on the data's distribution, so they are compared
+even when the weights or the sample changed (fingerprints below).
 
 ``tol`` is the relative tolerance (default :data:`DEFAULT_REGRESSION_TOL`); ``floor`` an absolute
 change below which error figures are numerical noise (default per dtype, :data:`NOISE_FLOOR`), so an
@@ -266,10 +275,16 @@ def _entry_from_json(item: Any) -> BaselineEntry:
     weights, inputs = item.get("weights"), item.get("inputs")
     if not all(v is None or isinstance(v, str) for v in (weights, inputs)):
         raise TypeError("the weights and inputs fingerprints must be strings")
+    samples = item.get("samples", {})
+    if not isinstance(samples, dict) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in samples.values()
+    ):
+        raise TypeError("samples must map figures to numbers of images")
     return BaselineEntry(
         BaselineKey(test, index, kind, device, dtype),
         {str(name): _number(value) for name, value in figures.items()},
         seed,
         weights,
         inputs,
+        {str(name): n for name, n in samples.items()},
     )

@@ -21,6 +21,7 @@ from pytest_equivariance.gates.entries import (
     entry_json,
     key_json,
     noise_floor,
+    sampling_noise,
 )
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class FigureChange:
     now: float
     tol: float  # the relative tolerance that applied
     floor: float  # the absolute floor that applied
+    noise: float = 0.0  # the change sampling alone explains (proportions over a data set), which applied too
 
     @property
     def change(self) -> float:
@@ -109,7 +111,7 @@ class Comparison:
 
         def change(c: FigureChange) -> dict[str, Any]:
             return {**key_json(c.key), "figure": c.figure, "baseline": c.baseline, "now": c.now,
-                    "change": c.change, "tol": c.tol, "floor": c.floor}
+                    "change": c.change, "tol": c.tol, "floor": c.floor, "noise": c.noise}
 
         def fingerprint_change(c: FingerprintChange) -> dict[str, Any]:
             return {**key_json(c.key), "weights_changed": c.weights_changed, "inputs_changed": c.inputs_changed,
@@ -132,11 +134,12 @@ class Comparison:
 # --------------------------------------------------------------------------- comparing
 
 
-def classify(figure: str, baseline: float, now: float, *, tol: float, floor: float) -> str:
+def classify(figure: str, baseline: float, now: float, *, tol: float, floor: float, noise: float = 0.0) -> str:
     """Return ``"regression"``, ``"improvement"`` or ``"same"`` for one figure (rule: module doc).
 
     A figure that became NaN is a regression; one that stopped being NaN an improvement. PSNRs are
-    compared capped at :data:`PSNR_CEILING`.
+    compared capped at :data:`PSNR_CEILING`. ``noise`` is the change sampling alone explains (for
+    proportions over a data set, :func:`.entries.sampling_noise`): a change must exceed it too.
     """
     if figure == "psnr":
         baseline, now = min(baseline, PSNR_CEILING), min(now, PSNR_CEILING)
@@ -149,7 +152,7 @@ def classify(figure: str, baseline: float, now: float, *, tol: float, floor: flo
     worsening = (baseline - now) if figure in LARGER_IS_BETTER else (now - baseline)
     if math.isinf(baseline):  # inf -> finite is better, finite -> inf worse; nothing is "within tol" of inf
         return "regression" if worsening > 0 else "improvement"
-    allowed = max(tol * abs(baseline), 0.0 if figure in LARGER_IS_BETTER else floor)
+    allowed = max(tol * abs(baseline), 0.0 if figure in LARGER_IS_BETTER else floor, noise)
     if worsening > allowed:
         return "regression"
     if worsening < -allowed:
@@ -191,18 +194,27 @@ def compare(
         check_tol = test_tols.get(entry.key.test_id, tol)
         check_floor = noise_floor(entry.key.dtype) if floor is None else floor
         moved: dict[str, list[FigureChange]] = {"regression": [], "improvement": []}
+        sampled: dict[str, list[FigureChange]] = {"regression": [], "improvement": []}
         for figure in sorted(set(old.figures) & set(entry.figures)):
             b, n = float(old.figures[figure]), float(entry.figures[figure])
-            verdict = classify(figure, b, n, tol=check_tol, floor=check_floor)
+            noise = sampling_noise(figure, b, n, old.samples.get(figure), entry.samples.get(figure))
+            verdict = classify(figure, b, n, tol=check_tol, floor=check_floor, noise=noise)
             if verdict != "same":
-                moved[verdict].append(FigureChange(entry.key, figure, b, n, check_tol, check_floor))
+                # A proportion over a data set estimates the model's behaviour on the distribution, so
+                # it is judged, noise allowed for, whatever the fingerprints say (a retrained model,
+                # another sample of the data); the other figures only mean something on the same ones.
+                (sampled if noise > 0 else moved)[verdict].append(
+                    FigureChange(entry.key, figure, b, n, check_tol, check_floor, noise))
+        out.regressions.extend(sampled["regression"])
+        out.improvements.extend(sampled["improvement"])
         if _fingerprints_differ(old, entry):
             changes = tuple(moved["regression"] + moved["improvement"])
             out.fingerprint_changes.append(FingerprintChange(entry.key, old, entry, changes))
             continue
         out.regressions.extend(moved["regression"])
         out.improvements.extend(moved["improvement"])
-        out.unchanged += not (moved["regression"] or moved["improvement"])
+        out.unchanged += not (moved["regression"] or moved["improvement"] or sampled["regression"]
+                              or sampled["improvement"])
     for key, old in sorted(baseline.entries.items()):
         if key in produced:
             continue

@@ -21,10 +21,15 @@ BASELINE_FORMAT = "pytest-equivariance-baseline"
 #: Default relative tolerance: a figure may get 10% worse before it is a regression.
 DEFAULT_REGRESSION_TOL = 0.1
 #: Figures where a larger value is better; all others are errors (smaller is better).
-LARGER_IS_BETTER = frozenset({"consistency", "psnr"})
+LARGER_IS_BETTER = frozenset({"consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy"})
 #: PSNRs above this many dB are all "identical up to rounding": compared as equal (an exact model's
 #: PSNR moves between 120 dB and infinity with the summation order).
 PSNR_CEILING = 100.0
+#: Figures that are proportions of images (consistency, accuracies): their sampling noise counts.
+PROPORTIONS = frozenset({"consistency", "accuracy", "transformed_accuracy", "worst_case_accuracy"})
+#: A proportion regresses only beyond this many standard errors of the difference of two figures
+#: (two: a two-sided test at about 5%), besides the tolerance.
+SAMPLING_Z = 2.0
 #: Absolute change of an error figure that is numerical noise, by dtype (about 100 ulp of 1.0).
 NOISE_FLOOR: dict[str, float] = {
     "float64": 1e-12,
@@ -61,6 +66,7 @@ class BaselineEntry:
     seed: int | None = None
     weights: str | None = None  # fingerprint of the model's state dict
     inputs: str | None = None  # fingerprint of the check's inputs
+    samples: Mapping[str, int] = field(default_factory=dict)  # images behind each proportion figure
 
 
 @dataclass
@@ -99,6 +105,20 @@ def dtype_name(dtype: str) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def sampling_noise(figure: str, baseline: float, now: float, n_baseline: int | None, n_now: int | None) -> float:
+    """Return the change of a proportion that sampling alone explains: ``SAMPLING_Z`` standard errors.
+
+    For proportions ``p1`` over ``n1`` images and ``p2`` over ``n2``, the standard error of their
+    difference is ``sqrt(p1(1-p1)/n1 + p2(1-p2)/n2)``. Zero for other figures, or without both sizes.
+    """
+    if figure not in PROPORTIONS or not n_baseline or not n_now:
+        return 0.0
+    if not all(0.0 <= p <= 1.0 for p in (baseline, now)):
+        return 0.0
+    variance = baseline * (1 - baseline) / n_baseline + now * (1 - now) / n_now
+    return SAMPLING_Z * math.sqrt(variance)
+
+
 def noise_floor(dtype: str) -> float:
     """Return the default absolute noise floor for error figures of ``dtype``."""
     return NOISE_FLOOR.get(dtype_name(dtype), DEFAULT_NOISE_FLOOR)
@@ -118,7 +138,7 @@ def entries_from_results(results: Iterable["CheckResult"]) -> list[BaselineEntry
         seen[test_id] = index + 1
         key = BaselineKey(test_id, index, check_kind(result), device_kind(result.device), dtype_name(result.dtype))
         entries.append(BaselineEntry(key, dict(result.figures()), result.seed, result.weights_fingerprint,
-                                     result.inputs_fingerprint))
+                                     result.inputs_fingerprint, dict(result.samples())))
     return entries
 
 
@@ -194,4 +214,6 @@ def entry_json(entry: BaselineEntry) -> dict[str, Any]:
         data["weights"] = entry.weights
     if entry.inputs is not None:
         data["inputs"] = entry.inputs
+    if entry.samples:
+        data["samples"] = {name: int(n) for name, n in sorted(entry.samples.items())}
     return data

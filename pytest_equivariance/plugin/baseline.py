@@ -133,6 +133,14 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def writes_files(config: pytest.Config) -> bool:
+    """Whether this process writes the run's files: not an xdist worker, and rank 0 of a
+    ``torch.distributed`` run (every rank holds the whole set's figures; one writes them)."""
+    from pytest_equivariance.check.distributed import is_main_process
+
+    return not _is_worker(config) and is_main_process()
+
+
 def _setting(config: pytest.Config, dest: str) -> tuple[Any, Path]:
     """Return an option's value (else its ini value) and the directory relative paths start from.
 
@@ -298,6 +306,8 @@ class CIGate:
             self.test_tols[report.nodeid] = float(tol)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not writes_files(self.config):
+            return
         results = collected_results(self.config)
         entries = _baseline.entries_from_results(results)
         if self.baseline_path is not None:

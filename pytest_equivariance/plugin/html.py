@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_equivariance.plugin.baseline import _is_worker, _path_setting
+from pytest_equivariance.plugin.baseline import writes_files, _path_setting
 
 OPTION_HTML = "--equiv-html"
 INI_HTML = "equiv_html"
@@ -52,7 +52,7 @@ def report_path(config: pytest.Config) -> Path | None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     path = report_path(config)
-    if path is None or _is_worker(config):
+    if path is None or not writes_files(config):
         return
     from pytest_equivariance.plugin.session import collected_results
     from pytest_equivariance.report.html import write_html

@@ -20,7 +20,7 @@ MARKERS: dict[str, tuple[str, bool]] = {
 
 _COMMON_KEYWORDS = (
     "input_shape", "trials", "mode", "dims", "atol", "rtol", "seed", "device", "batch_size",
-    "localize", "grid", "margin", "min_psnr", "measure",
+    "localize", "grid", "margin", "min_psnr", "measure", "limit", "progress",
 )  # fmt: skip
 
 
@@ -33,9 +33,14 @@ _FAMILY_KEYWORDS = {
 #: Every keyword a marker accepts, in the order the docs list them.
 MARKER_KEYWORDS = (
     "input_shape", "max_shift", "shifts", "shift", "subpixel", "trials", "mode", "angles", "angle", "dims",
-    "group", "input_fields", "output_fields", "atol", "rtol", "min_consistency", "min_psnr", "measure", "seed",
-    "device", "batch_size", "localize", "grid", "margin",
+    "group", "input_fields", "output_fields", "atol", "rtol", "min_consistency", "min_accuracy",
+    "max_accuracy_drop", "protocol", "min_psnr", "measure", "seed", "device", "batch_size", "localize", "grid",
+    "margin", "limit", "progress",
 )  # fmt: skip
+
+#: Keywords only invariance markers take (classifier figures), and those only shift_invariant takes.
+_INVARIANT_KEYWORDS = ("min_consistency", "min_accuracy", "max_accuracy_drop")
+_SHIFT_INVARIANT_KEYWORDS = ("protocol",)
 
 
 _MARKER_DOCS = {
@@ -49,7 +54,9 @@ _MARKER_DOCS = {
 def allowed_keywords(marker: str) -> tuple[str, ...]:
     """Return the keyword arguments marker ``marker`` accepts."""
     family, invariant = MARKERS[marker]
-    extra = ("min_consistency",) if invariant else ()
+    extra = _INVARIANT_KEYWORDS if invariant else ()
+    if marker == "shift_invariant":
+        extra += _SHIFT_INVARIANT_KEYWORDS
     return tuple(k for k in MARKER_KEYWORDS if k in _COMMON_KEYWORDS + _FAMILY_KEYWORDS[family] + extra)
 
 
@@ -65,8 +72,10 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
     for name, value in marker.kwargs.items():
         if name not in allowed:
             hint = ""
-            if name == "min_consistency":
-                hint = " (min_consistency applies to invariance checks only)"
+            if name in _INVARIANT_KEYWORDS:
+                hint = f" ({name} applies to invariance checks only)"
+            elif name in _SHIFT_INVARIANT_KEYWORDS:
+                hint = f" ({name} applies to shift_invariant only)"
             elif name in MARKER_KEYWORDS:
                 hint = " (it belongs to the other family of markers)"
             return (

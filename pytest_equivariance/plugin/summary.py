@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_equivariance.plugin.baseline import _GATE_PLUGIN, _is_worker
+from pytest_equivariance.plugin.baseline import _GATE_PLUGIN, writes_files
 
 OPTION = "--equiv-no-github-summary"
 INI = "equiv_github_summary"
@@ -31,7 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)  # after the baseline gate has compared and the HTML report is written
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if _is_worker(config) or config.getoption("equiv_no_github_summary", False) or not config.getini(INI):
+    if not writes_files(config) or config.getoption("equiv_no_github_summary", False) or not config.getini(INI):
         return
     from pytest_equivariance.plugin.session import collected_results
     from pytest_equivariance.report.step_summary import append_summary, checks_markdown, summary_path

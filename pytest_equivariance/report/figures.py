@@ -138,6 +138,68 @@ def count_above(grid: "ShiftGrid", threshold: float) -> int:
     return sum(1 for row in grid.errors for v in row if not v <= threshold)
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One classifier figure as the reports show it: what, its value, and the limit that judged it."""
+
+    name: str
+    value: str
+    limit: str = ""
+
+
+def classifier_figures(result: "CheckResult") -> list[Figure]:
+    """Return the figures of a classifier over a data set: images, protocol, accuracies, consistency.
+
+    Empty when the check measured none (not a classifier, no labels, one batch of noise).
+    """
+    out = []
+    if result.protocol:
+        out.append(Figure("protocol", result.protocol))
+    if result.images and (result.consistency is not None or result.accuracy is not None
+                          or result.transformed_accuracy is not None):
+        out.append(Figure("images", f"{result.images:,}"))
+    if result.accuracy is not None:
+        out.append(Figure("accuracy (untransformed)", percent(result.accuracy)))
+    moved = result.transformed_accuracy
+    if moved is not None:
+        limits = []
+        if result.min_accuracy is not None:
+            limits.append(f"min_accuracy={percent(result.min_accuracy)}")
+        if result.max_accuracy_drop is not None:
+            limits.append(f"max_accuracy_drop={percent(result.max_accuracy_drop)}")
+        out.append(Figure("accuracy under the transforms (mean)", percent(moved), ", ".join(limits)))
+    if result.worst_case_accuracy is not None:
+        out.append(Figure("accuracy under every transform", percent(result.worst_case_accuracy)))
+    if result.consistency is not None:
+        limit = f"min_consistency={percent(result.min_consistency)}" if result.min_consistency is not None else ""
+        out.append(Figure("top-1 consistency (mean)", percent(result.consistency), limit))
+    if result.prob_change is not None:
+        out.append(Figure("mean |Δp(top class)|", f"{result.prob_change:.4g}"))
+    if result.all_shift_consistency is not None:
+        out.append(Figure("consistent under every transform", percent(result.all_shift_consistency)))
+    return out
+
+
+def classifier_verdict(result: "CheckResult") -> str | None:
+    """Return the classifier criterion that failed a check (``"top-1 accuracy 81.0% < ..."``), or None."""
+    if result.min_consistency is not None and result.consistency is not None \
+            and result.consistency < result.min_consistency:
+        return f"top-1 consistency {percent(result.consistency)} < min_consistency {percent(result.min_consistency)}"
+    moved, clean = result.transformed_accuracy, result.accuracy
+    if result.min_accuracy is not None and moved is not None and moved < result.min_accuracy:
+        return f"accuracy under the transforms {percent(moved)} < min_accuracy {percent(result.min_accuracy)}"
+    if result.max_accuracy_drop is not None and moved is not None and clean is not None \
+            and clean - moved > result.max_accuracy_drop:
+        return (f"accuracy drops {percent(clean - moved)} ({percent(clean)} -> {percent(moved)}) > "
+                f"max_accuracy_drop {percent(result.max_accuracy_drop)}")
+    return None
+
+
+def percent(value: float) -> str:
+    """A fraction as a percentage with one decimal: ``0.912 -> 91.2%``."""
+    return f"{value:.1%}"
+
+
 def title_of(result: "CheckResult", index: int) -> str:
     """Return the name a report shows for a result: its test id, or its kind and position."""
     return result.test_id or f"{result.kind} #{index}"

@@ -21,6 +21,7 @@ from pytest_equivariance.report.colormap import (
 )
 from pytest_equivariance.report.figures import (
     angle_series,
+    classifier_figures,
     count_above,
     reproduce_hint,
     shift_series,
@@ -397,15 +398,9 @@ def _facts(r: "CheckResult") -> str:
         facts.append(("inputs fingerprint", r.inputs_fingerprint))
     if r.lattice is not None:
         facts.append(("lattice", "×".join(str(s) for s in r.lattice)))
-    if r.consistency is not None:
-        facts.append(("consistency", _percent(r.consistency)
-                      + (f" (min {_percent(r.min_consistency)})" if r.min_consistency is not None else "")))
-    if r.prob_change is not None:
-        facts.append(("mean Δp(top class)", format_error(r.prob_change)))
+    facts.extend((f.name, f.value + (f" ({f.limit})" if f.limit else "")) for f in classifier_figures(r))
     if r.psnr is not None:
         facts.append(("PSNR (worst)", _db(r.psnr) + (f" (min {_db(r.min_psnr)})" if r.min_psnr is not None else "")))
-    if r.all_shift_consistency is not None:
-        facts.append(("consistent under every transform", _percent(r.all_shift_consistency)))
     if r.measure != "error":
         facts.append(("measure", r.measure))
     body = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)

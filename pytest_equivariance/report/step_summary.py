@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_equivariance.report.colormap import format_error
+from pytest_equivariance.report.figures import classifier_figures
 
 if TYPE_CHECKING:
     from pytest_equivariance.gates.baseline import Comparison
@@ -47,15 +48,21 @@ def checks_markdown(
     lines = ["## Equivariance checks", "",
              f"{len(results)} check{'s' if len(results) != 1 else ''}, {failed} failed.", ""]
     rows = []
+    # A column for classifiers measured on the user's images (accuracies, protocol, image count).
+    classifiers = any(r.images and classifier_figures(r) for r in results)
     for r in results:
         worst = r.worst
-        rows.append([
+        row = [
             f"`{r.test_id or '-'}`", r.kind, format_error(r.worst_error),
             f"atol {format_error(r.atol)}, rtol {format_error(r.rtol)}",
-            worst.transform if worst is not None else "-", "yes" if r.passed else "**no**",
-        ])
+            worst.transform if worst is not None else "-",
+        ]
+        if classifiers:
+            row.append("; ".join(f"{f.name} {f.value}" for f in classifier_figures(r)) or "-")
+        rows.append(row + ["yes" if r.passed else "**no**"])
     if rows:
-        lines += _table(["test", "check", "worst", "tolerance", "worst transform", "passed"], rows)
+        head = ["test", "check", "worst", "tolerance", "worst transform"] + (["classifier"] if classifiers else [])
+        lines += _table(head + ["passed"], rows)
     if comparison is not None:
         from pytest_equivariance.report.regressions import format_change, summary_line
 

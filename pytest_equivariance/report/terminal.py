@@ -20,6 +20,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from pytest_equivariance.report.figures import classifier_figures, classifier_verdict
 from pytest_equivariance.report.heatmap import result_figure
 from pytest_equivariance.report.text import WORST_TRIALS, num, worst_trials
 from pytest_equivariance.report.profile import profile_renderable
@@ -69,8 +70,9 @@ def headline(result: "CheckResult") -> str:
     if worst is None:
         return f"{result.kind} failed: no trials ran (seed {result.seed})"
     where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
-    if result.min_consistency is not None and result.consistency is not None:
-        figure = f"top-1 consistency {result.consistency:.1%} < min_consistency {result.min_consistency:.1%}"
+    classifier = classifier_verdict(result)
+    if classifier is not None:
+        figure = classifier
     elif result.min_psnr is not None and worst.psnr is not None:
         figure = f"PSNR {worst.psnr:.1f} dB < min_psnr {result.min_psnr:g} dB"
     elif result.max_rel_l2 is not None:
@@ -113,8 +115,9 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
     table.add_column("worst trial", justify="right")
     table.add_column("limit")
     limit = f"{_tol(result.atol)} + {_tol(result.rtol)}·|reference|"
-    if result.min_consistency is not None:
-        limit = "(min_consistency decides)"
+    deciding = [n for n in ("min_consistency", "min_accuracy", "max_accuracy_drop") if getattr(result, n) is not None]
+    if deciding:
+        limit = f"({', '.join(deciding)} decides)"
     elif result.min_psnr is not None:
         limit = "(min_psnr decides)"
     table.add_row("max_abs", num(worst.max_abs), limit)
@@ -129,14 +132,27 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
     if worst.psnr is not None:
         against = f"min_psnr={result.min_psnr:g} dB" if result.min_psnr is not None else ""
         table.add_row("PSNR", "∞ dB" if worst.psnr == math.inf else f"{worst.psnr:.1f} dB", against)
-    if result.all_shift_consistency is not None:
-        table.add_row("consistent under every transform", f"{result.all_shift_consistency:.1%}", "")
+    return table
+
+
+def _classifier_table(result: "CheckResult") -> Table | None:
+    """The classifier's figures over all trials and images (accuracy, consistency), or None."""
+    figures = classifier_figures(result)
+    if not figures:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("over all trials")
+    table.add_column("", justify="right")
+    table.add_column("limit")
+    for figure in figures:
+        table.add_row(figure.name, figure.value, figure.limit)
     return table
 
 
 def _trials_table(result: "CheckResult") -> Table:
     trials = worst_trials(result)
     with_consistency = any(t.consistency is not None for t in trials)
+    with_accuracy = any(t.accuracy is not None for t in trials)
     with_leaf = any(t.leaf for t in trials)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("transform")
@@ -146,6 +162,8 @@ def _trials_table(result: "CheckResult") -> Table:
         table.add_column(name, justify="right")
     if with_consistency:
         table.add_column("consistency", justify="right")
+    if with_accuracy:
+        table.add_column("accuracy", justify="right")
     table.add_column("")
     for trial in trials:
         row = [trial.transform]
@@ -154,6 +172,8 @@ def _trials_table(result: "CheckResult") -> Table:
         row += [num(trial.max_abs), num(trial.mean_abs), num(trial.rel_l2)]
         if with_consistency:
             row.append("-" if trial.consistency is None else f"{trial.consistency:.1%}")
+        if with_accuracy:
+            row.append("-" if trial.accuracy is None else f"{trial.accuracy:.1%}")
         row.append(Text("ok", style="green") if trial.passed else Text("FAIL", style="bold red"))
         table.add_row(*row)
     return table
@@ -182,6 +202,9 @@ def failure_report(result: "CheckResult", *, reproduce: bool = True) -> Renderab
         where = worst.transform + (f" at output{worst.leaf}" if worst.leaf else "")
         parts.append(Text.assemble("worst transform: ", (where, "bold")))
         parts.append(_figures_table(result, worst))
+        classifier = _classifier_table(result)
+        if classifier is not None:
+            parts.append(classifier)
         failed = sum(not t.passed for t in result.trials)
         shown = min(WORST_TRIALS, len(result.trials))
         parts.append(Text(f"worst {shown} of {len(result.trials)} trials ({failed} failed):"))
@@ -249,15 +272,20 @@ def _common_file(tests: Iterable[str]) -> str | None:
 
 #: The figure columns of the summary: header, justification, fixed width.
 _SUMMARY_COLUMNS = (("worst", "right", 9), ("atol/rtol", "left", 11), ("top-1", "right", 6), ("passed", "left", 8))
+#: The column added when some check's inputs carried labels: accuracy under the transforms.
+_ACCURACY_COLUMN = ("acc", "right", 6)
 
 
-def _summary_grid(show_header: bool) -> Table:
+def _summary_grid(show_header: bool, accuracy: bool = False) -> Table:
     # Every block of the summary is a table of the same fixed-width figure columns that expands to
     # the console width, so the blocks line up while each test id gets a full line of its own.
     table = Table(box=box.SIMPLE_HEAD, show_header=show_header, show_edge=False,
                   pad_edge=False, expand=True)
     table.add_column("test / check (mode)", ratio=1, overflow="fold")
-    for header, justify, width in _SUMMARY_COLUMNS:
+    columns = list(_SUMMARY_COLUMNS)
+    if accuracy:
+        columns.insert(3, _ACCURACY_COLUMN)
+    for header, justify, width in columns:
         table.add_column(header, justify=justify, width=width, no_wrap=True)
     return table
 
@@ -268,7 +296,8 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
     Each test id takes a full line, its checks (kind and mode) the rows below it, so the table reads
     well at 80 columns; when every check is in one file, the file goes to the title. More than
     ``MERGE_REPEATS`` checks of one kind and mode in one test share a row with their count and the
-    worst of them. ``outcomes`` maps node ids to the test's outcome, so a failing check reads
+    worst of them. When some inputs carried labels, an ``acc`` column gives the top-1 accuracy under
+    the transforms (the lowest of a merged row). ``outcomes`` maps node ids to the test's outcome, so a failing check reads
     "xfail" in an xfailed test and "expected" in a test that passed (it asserted the failure).
     """
     outcomes = outcomes or {}
@@ -278,17 +307,19 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
     expected = sum(not r.passed and _expected(r, outcomes) for r in results)
     title = f"{len(results)} equivariance checks, {failed} failed"
     title += (f" ({expected} expected)" if expected else "") + (f", in {common}" if common else "")
-    parts: list[RenderableType] = [Text(title, style="bold"), _summary_grid(show_header=True)]
+    labelled = any(r.transformed_accuracy is not None for r in results)
+    parts: list[RenderableType] = [Text(title, style="bold"), _summary_grid(True, labelled)]
     block: Table | None = None
     previous_test = None
     for test, kind, mode, group in rows:
         if test != previous_test:
             parts.append(Text(test.partition("::")[2] if common else test, style="bold", overflow="fold"))
-            block = _summary_grid(show_header=False)
+            block = _summary_grid(False, labelled)
             parts.append(block)
             previous_test = test
         worst = max(group, key=lambda r: r.worst_error)
         consistencies = [r.consistency for r in group if r.consistency is not None]
+        accuracies = [r.transformed_accuracy for r in group if r.transformed_accuracy is not None]
         passed = all(r.passed for r in group)
         check = Text(f"  {kind}" + (f" ×{len(group)}" if len(group) > 1 else ""))
         check.append(f" ({mode})", style="dim")
@@ -299,13 +330,12 @@ def summary_table(results: Sequence["CheckResult"], outcomes: Mapping[str, str] 
             verdict = Text("expected", style="yellow")  # the test asserted this failure
         if worst.min_consistency is not None:
             tolerance = f"top-1≥{worst.min_consistency:.0%}"
+        elif worst.min_accuracy is not None:
+            tolerance = f"acc≥{worst.min_accuracy:.0%}"
         else:
             tolerance = f"{_tol(worst.atol)}/{_tol(worst.rtol)}"
-        block.add_row(
-            check,
-            num(worst.worst_error),
-            tolerance,
-            "-" if not consistencies else f"{min(consistencies):.1%}",
-            verdict,
-        )
+        figures = [num(worst.worst_error), tolerance, "-" if not consistencies else f"{min(consistencies):.1%}"]
+        if labelled:
+            figures.append("-" if not accuracies else f"{min(accuracies):.1%}")
+        block.add_row(check, *figures, verdict)
     return Group(*parts)

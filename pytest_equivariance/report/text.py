@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_equivariance.report.colormap import format_error
+from pytest_equivariance.report.figures import classifier_figures
 
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult, Profile, Trial
@@ -44,8 +45,15 @@ def headline(result: "CheckResult") -> str:
 
 def tolerance(result: "CheckResult") -> str:
     """Return the pass rule as the report states it."""
+    rules = []
     if result.min_consistency is not None:
-        return f"mean top-1 consistency >= {num(result.min_consistency)}"
+        rules.append(f"mean top-1 consistency >= {num(result.min_consistency)}")
+    if result.min_accuracy is not None:
+        rules.append(f"mean accuracy under the transforms >= {num(result.min_accuracy)}")
+    if result.max_accuracy_drop is not None:
+        rules.append(f"accuracy drop under the transforms <= {num(result.max_accuracy_drop)}")
+    if rules:
+        return " and ".join(rules)
     if result.max_rel_l2 is not None:
         return f"relative L2 error <= {num(result.max_rel_l2)} inside the disk"
     return f"|a - b| <= {num(result.atol)} + {num(result.rtol)}·|b|"
@@ -74,11 +82,10 @@ def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
                 f"top-class probability change {num(worst.prob_change)}"
             )
         lines.append(f"  tolerance: {tolerance(result)}")
-    if result.consistency is not None:
-        lines.append(
-            f"over all trials: top-1 consistency {num(result.consistency)}, "
-            f"mean top-class probability change {num(result.prob_change)}"
-        )
+    figures = classifier_figures(result)
+    if figures:
+        lines.append("over all trials: " + ", ".join(
+            f"{f.name} {f.value}" + (f" ({f.limit})" if f.limit else "") for f in figures))
     if len(result.trials) > 1 and shown:
         lines.append(f"worst {len(shown)} of {len(result.trials)} trials:")
         lines.extend("  " + row for row in _table(shown))

@@ -84,6 +84,21 @@ def test_explicit_fractional_shifts_and_strided_outputs():
                                        localize=False).passed
 
 
+def test_drawn_sub_pixel_shifts_act_on_a_strided_output_as_fractions_of_its_pixels():
+    # A drawn shift such as (dy=-3, dx=0.25) has a whole-pixel entry off the stride-2 lattice: being
+    # band-limited, it moves the output by (-1.5, 0.125) output pixels, which the ideal decimator does.
+    ideal = check_shift_equivariant(_LowPassDecimate(), input_shape=SHAPE, subpixel=True, localize=False)
+    assert ideal.passed and ideal.lattice == (2, 2), ideal.worst
+    odd = check_shift_equivariant(_LowPassDecimate(), input_shape=SHAPE, shifts=[(1, 0.5), (-3, 0.25)], localize=False)
+    assert odd.passed, odd.worst
+    # A strided conv aliases: figures, not a crash.
+    strided = check_shift_equivariant(_circular(False, stride=2), input_shape=SHAPE, subpixel=True, localize=False)
+    assert not strided.passed and strided.worst_error > 0.1 and strided.lattice == (2, 2)
+    # Whole-pixel shifts off the lattice are still refused: they cannot commute with a strided output.
+    with pytest.raises(EquivarianceUsageError, match="does not map onto the output grid"):
+        check_shift_equivariant(_LowPassDecimate(), input_shape=SHAPE, shifts=[(1, 0)])
+
+
 def test_sub_pixel_shifts_need_a_mode_that_can_make_them():
     with pytest.raises(EquivarianceUsageError, match="Sub-pixel shifts need mode='circular'"):
         check_shift_equivariant(_circular(False), input_shape=SHAPE, shifts=[(0, 0.5)], mode="zero")

@@ -87,8 +87,11 @@ def test_inputs_and_input_shape_together():
 
 
 def test_inputs_that_are_not_a_tensor():
-    with pytest.raises(EquivarianceUsageError, match="check_shift_equivariant needs inputs as a tensor, got list"):
+    # A list is a list of batches: its first batch is named, and what it should have been.
+    with pytest.raises(EquivarianceUsageError, match=r"needs the images of batch 0 of the inputs as a tensor, got float"):
         check_shift_equivariant(circular_net(), [[1.0]])
+    with pytest.raises(EquivarianceUsageError, match="needs inputs as a tensor or an iterable of batches, got a str"):
+        check_shift_equivariant(circular_net(), "images.pt")
 
 
 def test_inputs_without_spatial_dims():

@@ -14,14 +14,18 @@ def test_example_suite_is_green_and_shows_what_the_plugin_catches(pytester: pyte
     for path in EXAMPLES.glob("*.py"):
         shutil.copy(path, pytester.path / path.name)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--color=no", "-rx")
-    result.assert_outcomes(passed=9, xfailed=1)
+    result.assert_outcomes(passed=12, xfailed=1)
     result.stdout.fnmatch_lines(
         [
             "equivariance: seed=0 device=cpu",
             "*= equivariance summary =*",
-            "13 equivariance checks, 4 failed (4 expected), in test_models.py",
-            "test_aliasing_cnn_is_not_shift_invariant",
-            "  shift_invariant (circular)*xfail",
+            "17 equivariance checks, 6 failed (6 expected)",
+            "test_models.py::test_aliasing_cnn_is_not_shift_invariant",
+            "  shift_invariant*xfail",
+            "test_trained.py::test_trained_cnn_keeps_most_predictions",
+            "  shift_invariant (crop)*top-1≥70%*yes",
+            "test_trained.py::test_antialiased_cnn_keeps_more_predictions",
+            "  shift_invariant (crop)*top-1≥80%*yes",
             "XFAIL test_models.py::test_aliasing_cnn_is_not_shift_invariant - stride-2 max pooling aliases*",
         ]
     )

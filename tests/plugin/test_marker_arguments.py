@@ -95,6 +95,7 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
         "dims": (-2, -1), "atol": 1e-4, "rtol": 0, "min_consistency": 0.9, "seed": 7, "device": "cuda:1",
         "batch_size": 16, "localize": None, "grid": True, "margin": 2, "subpixel": True, "min_psnr": 40,
         "measure": "lie", "group": "D4", "input_fields": "scalar", "output_fields": ["vector", "sign"],
+        "limit": 100, "progress": False, "protocol": "zhang2019", "min_accuracy": 0.9, "max_accuracy_drop": 0.05,
     }  # fmt: skip
     for name in allowed_keywords(marker):
         mark = getattr(pytest.mark, marker)(**{name: valid[name]}).mark
@@ -105,7 +106,8 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
 REJECTED_BY_THE_API = [
     ("max_shift", 0), ("max_shift", (2, 3)), ("trials", 0), ("atol", -1.0), ("rtol", float("inf")),
     ("min_consistency", 1.5), ("seed", -1), ("batch_size", 0), ("localize", "yes"), ("margin", -1),
-    ("subpixel", "yes"), ("min_psnr", float("nan")), ("measure", "psnr"),
+    ("subpixel", "yes"), ("min_psnr", float("nan")), ("measure", "psnr"), ("limit", 0), ("progress", "no"),
+    ("protocol", "zhang"), ("min_accuracy", 1.5), ("max_accuracy_drop", -0.1),
 ]  # fmt: skip
 
 
