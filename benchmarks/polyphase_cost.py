@@ -1,9 +1,9 @@
 """Polyphase sampling against blur: shift error under circular / crop / zero shifts, and the cost.
 
 For each model this prints, for the plain model, ``antialias(model)`` (BlurPool, filter 3) and
-``antialias(model, method="polyphase")``: the worst relative L2 change of the output over seeded
-integer shifts (``check_shift_invariant(..., mode=...).worst_error`` with the check's default
-measure), and the time of one forward pass of a batch, as a ratio to the plain model and, for
+``antialias(model, method="polyphase")``: the largest absolute change of the output over seeded
+integer shifts (``check_shift_invariant(..., mode=...).worst_error``: the largest ``max_abs`` of any
+trial), and the time of one forward pass of a batch, as a ratio to the plain model and, for
 polyphase, to blur. Models:
 
 * ``circular CNN @32``: circular 3x3 convs, a strided max pool, a strided 3x3 conv, a strided 1x1
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     models = {"circular CNN @32": (CircularNet, 32), "resnet18 circular @64": (circular_resnet18, 64)}
-    print(f"device {device}, batch {args.batch}, seed {args.seed}; worst relative change under shifts "
+    print(f"device {device}, batch {args.batch}, seed {args.seed}; largest absolute change under shifts "
           f"(max_shift 8, 32 trials, 4 images), forward time (fastest of {args.rounds})")
     header = f"{'model':24} {'fix':10} {'circular':>10} {'crop':>10} {'zero':>10} {'ms':>9} {'x plain':>8} {'x blur':>7}"
     print(header)
