@@ -177,7 +177,14 @@ def marks(root: Path = ROOT) -> Iterator[tuple[Path, int, str, str]]:
     for path in documents(root):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             for match in MARK.finditer(line):
-                yield path, number, match["name"], match["value"]
+                if not _in_code(match):
+                    yield path, number, match["name"], match["value"]
+
+
+def _in_code(match: re.Match[str]) -> bool:
+    """Whether the mark stands in a code span (an example of the syntax, shown as text)."""
+    line_start = match.string.rfind("\n", 0, match.start()) + 1
+    return match.string.count("`", line_start, match.start()) % 2 == 1
 
 
 def chosen(every: bool, names: list[str] | None = None) -> list[Source]:
@@ -224,7 +231,7 @@ def write(root: Path = ROOT, sources: list[Source] | None = None, out: Any = sys
 
         def replace(match: re.Match[str]) -> str:
             new = fresh.get(match["name"])
-            if new is None or new[1].agree(match["value"], new[0]):
+            if new is None or _in_code(match) or new[1].agree(match["value"], new[0]):
                 return match.group(0)
             line = text.count("\n", 0, match.start()) + 1
             written.append(f"{_where(path, line, root)}: {match['name']} {match['value']} -> {new[0]}")

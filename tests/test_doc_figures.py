@@ -4,9 +4,7 @@ and fails, naming the file, line and command, when a marked figure is edited by 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,18 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("doc_figures", ROOT / "scripts" / "doc_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["doc_figures"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def script():
+def script(load_script):
     """The script with its fast sources measured once for every test here (each measures in seconds)."""
-    module = load_script()
+    module = load_script("doc_figures")
     fast = []
     for source in module.chosen(False):
         measured = source.measure()
@@ -80,6 +70,13 @@ def test_a_figure_within_its_tolerance_is_the_same_figure(script, docs):
     assert script.check(docs) == []
     path.write_text(text.replace(f"{mark}{value:.2f}", f"{mark}{value * 1.1:.2f}"), encoding="utf-8")
     assert len(script.check(docs)) == 1
+
+
+def test_a_mark_in_a_code_span_is_an_example_not_a_figure(script, docs):
+    path = docs / "docs" / "metrics.md"
+    path.write_text(path.read_text(encoding="utf-8") + "\nmark it: `<!-- figure: nowhere.x -->1.0<!-- /figure -->`\n",
+                    encoding="utf-8")
+    assert script.check(docs) == []
 
 
 def test_a_marked_name_no_source_produces_fails_the_check(script, docs):
