@@ -6,7 +6,7 @@
 The demo is ``examples/report_demo.py`` (docs/reports.md shows it), run as the docs say:
 ``pytest examples/report_demo.py --equiv-html report.html``. The page is normalised before it is
 hashed and photographed — the title's project folder reads ``pytest-equivariance`` wherever the
-checkout lives, and float noise below 1e-5 (an exact model's rounding, which differs between CPUs)
+checkout lives, paths are relative to it, and float noise below 1e-5 (an exact model's rounding, which differs between CPUs)
 reads 0 — so the hash changes exactly when the report would look different.
 ``tests/reports/test_report_screenshot.py`` recomputes it and fails, pointing here, when the report
 changed since the picture was taken. Needs Chromium for the picture (not for ``--hash``).
@@ -45,9 +45,9 @@ def demo_report(directory: Path) -> str:
 
 
 def normalise(page: str) -> str:
-    """Return ``page`` with the checkout's folder name and float rounding noise made machine-independent."""
+    """Return ``page`` with the checkout's location and float rounding noise made machine-independent."""
     page = page.replace(f"Equivariance report · {ROOT.name}<", f"Equivariance report · {PROJECT}<")
-    return NOISE.sub("0", page)
+    return NOISE.sub("0", page.replace(f"{ROOT}/", ""))
 
 
 def digest(page: str) -> str:
