@@ -1,6 +1,7 @@
 """What does linting a very large model cost against importing torch? Targets: <= 1.6 GB, <= 2.5x.
 
-``equiv-lint torchvision.models:vit_h_14`` (632M parameters) against a bare
+``equiv-lint --no-cache torchvision.models:vit_h_14`` (632M parameters; uncached, so every run
+lints afresh) against a bare
 ``python -c "import torch, torchvision"``, each a fresh subprocess: wall-clock seconds and peak
 resident memory (the child's ``ru_maxrss``). A linter that initialised the weights would hold
 2.5 GB of random numbers it never reads.
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bare = [sys.executable, "-c", IMPORT]
     lint = [sys.executable, "-m", "pytest_equivariance.cli", f"torchvision.models:{args.model}",
-            "--format", "json", "--exit-zero"]
+            "--format", "json", "--exit-zero", "--no-cache"]
     bare_wall, bare_rss = best(bare, args.repeat)
     lint_wall, lint_rss = best(lint, args.repeat)
     print(f"model:                      {args.model}   (best of {args.repeat})")

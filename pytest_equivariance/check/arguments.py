@@ -138,13 +138,16 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
         if value is not None and not isinstance(value, bool):
             return "True (always), False (never) or None (on failure)"
     elif name == "group":
-        from pytest_equivariance.check.groups import MAX_ORDER, parse_group
+        from pytest_equivariance.check.groups import MAX_ORDER, TRIVIAL_REMEDY, is_trivial, parse_group
         from pytest_equivariance.errors import EquivarianceUsageError
 
+        if is_trivial(value):
+            return f"a group with more than the identity to check ('C1' has nothing else): {TRIVIAL_REMEDY}"
         try:
             parse_group(value)
         except EquivarianceUsageError:
-            return f"a group: 'C<N>' or 'D<N>' with 1 <= N <= {MAX_ORDER} (e.g. 'C4', 'D8'), 'SO2' or 'O2'"
+            return (f"a group: 'C<N>' with 2 <= N <= {MAX_ORDER} or 'D<N>' with 1 <= N <= {MAX_ORDER} (e.g. 'C4', "
+                    f"'D8'), 'SO2' or 'O2'")
     elif name in ("grid", "progress"):
         if not isinstance(value, bool):
             return "True or False"

@@ -101,6 +101,18 @@ class Group:
 
 #: The largest N of C<N> and D<N>: each element is one trial (check.arguments.MAX_TRIALS).
 MAX_ORDER = 10_000
+#: The smallest N of each finite kind: C1 is the trivial group (no element but the identity to
+#: check); D1 is one flip.
+MIN_ORDER = {"C": 2, "D": 1}
+#: What to do instead of group='C1', for the API's error and the markers' (check.arguments).
+TRIVIAL_REMEDY = ("drop group= (pass angles= to choose the rotations) or name a group with rotations, "
+                  "e.g. 'C4'")
+
+
+def is_trivial(value: Any) -> bool:
+    """Whether ``value`` names the trivial group, C1, which has nothing to check."""
+    match = _GROUP.match(value.strip().upper().replace("(", "").replace(")", "")) if isinstance(value, str) else None
+    return bool(match) and match.group(1) == "C" and int(match.group(2)) == 1
 
 
 def parse_group(value: Any) -> Group:
@@ -110,13 +122,16 @@ def parse_group(value: Any) -> Group:
     text = value.strip().upper().replace("(", "").replace(")", "") if isinstance(value, str) else None
     if text in ("SO2", "O2"):
         return Group(text)
+    if is_trivial(value):
+        raise _usage(f"group={shown(value)} is the trivial group: its one element is the identity, so there is "
+                     f"nothing to check; {TRIVIAL_REMEDY}.")
     match = _GROUP.match(text or "")
-    if match and 1 <= int(match.group(2)) <= MAX_ORDER:
+    if match and MIN_ORDER[match.group(1)] <= int(match.group(2)) <= MAX_ORDER:
         return Group(match.group(1), int(match.group(2)))
     if match:
         raise _usage(
-            f"group={shown(value)} has {match.group(2)} rotations; pass N between 1 and {MAX_ORDER} (every element "
-            f"is one trial), or 'SO2' / 'O2' for a sweep of the continuous group."
+            f"group={shown(value)} has {match.group(2)} rotations; pass N between {MIN_ORDER[match.group(1)]} and "
+            f"{MAX_ORDER} (every element is one trial), or 'SO2' / 'O2' for a sweep of the continuous group."
         )
     raise _usage(
         f"Unknown group {shown(value)}; use 'C<N>' (N rotations, e.g. 'C4'), 'D<N>' (rotations and "

@@ -231,7 +231,7 @@ def _finding_line(finding: Finding, fallback: tuple[str | None, int | None] | No
     line.append(" ")
     line.append(f"[{finding.severity.value}]", style=SEVERITY_STYLE[finding.severity])
     line.append(" ")
-    if finding.qualname and finding.qualname not in finding.message:
+    if finding.qualname:  # always: it is what per-module-ignores match; functional calls have none
         line.append(f"{finding.qualname}: ", style="cyan")
     line.append(finding.message)
     if finding.calls > 1:

@@ -192,6 +192,14 @@ def test_text_info_only_says_below_fail_level():
     assert "none at or above the fail level (warning)" in text_of([report])
 
 
+@pytest.mark.parametrize("qualname", ["sub", "a", "pool"])
+def test_text_names_the_module_even_when_the_message_contains_its_name(qualname):
+    # The qualname is what per-module-ignores match: a line that dropped it would hide the glob to write.
+    message = "nn.AvgPool2d(kernel_size=2, stride=2) subsamples by 2 with a box filter (pool)"
+    report = ModelReport(target="m.py::A", findings=[Finding("EQ003", Severity.WARNING, message, qualname, "AvgPool2d")])
+    assert f"EQ003 [warning] {qualname}: {message}" in text_of([report])
+
+
 def test_text_colours_by_severity_unless_no_color(reports, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     buffer = io.StringIO()

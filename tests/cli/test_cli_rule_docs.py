@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from pytest_equivariance.lint.rules import RULES
@@ -10,15 +9,8 @@ from pytest_equivariance.lint.rules import RULES
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("gen_rule_docs", ROOT / "scripts" / "gen_rule_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_committed_rule_pages_match_the_rule_table():
-    generator = load_generator()
+def test_committed_rule_pages_match_the_rule_table(load_script):
+    generator = load_script("gen_rule_docs")
     stale = generator.stale_pages(ROOT / "docs" / "rules")
     assert stale == [], f"run python scripts/gen_rule_docs.py to update {stale}"
 
@@ -30,8 +22,8 @@ def test_every_rule_has_a_page_and_an_index_row():
         assert f"[{code}]({code}.md)" in index
 
 
-def test_generator_writes_and_detects_stale_pages(tmp_path):
-    generator = load_generator()
+def test_generator_writes_and_detects_stale_pages(tmp_path, load_script):
+    generator = load_script("gen_rule_docs")
     assert set(generator.write_pages(tmp_path)) == {f"{c}.md" for c in RULES} | {"README.md"}
     assert generator.stale_pages(tmp_path) == []
     (tmp_path / "EQ001.md").write_text("edited by hand\n")

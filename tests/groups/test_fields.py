@@ -102,6 +102,8 @@ def test_reports_name_the_group_fields_and_worst_element() -> None:
         (dict(group="C4", output_fields="regular"), r"6 output channels cannot hold regular fields of C4 \(4 channels each\)"),
         (dict(group="C4", output_fields="spinor"), r"Unknown field 'spinor' in the output fields; use one of scalar, regular, vector, irrep\(k\), sign\."),
         (dict(group="C5x"), r"Unknown group 'C5x'; use 'C<N>'"),
+        (dict(group="C1"), r"group='C1' is the trivial group: its one element is the identity, so there is nothing "
+                           r"to check; drop group= \(pass angles= to choose the rotations\)"),
         (dict(group="SO2", output_fields="regular"), r"regular fields need a finite group, and SO2 is continuous"),
         (dict(group="C4", output_fields="sign"), r"sign fields change sign under reflections, which C4 does not have"),
         (dict(group="C4", output_fields=["vector", "vector"]), r"take 4 channels but the output has 6"),

@@ -15,6 +15,11 @@ def test_group_c0():
     return circular_net()
 
 
+@pytest.mark.rotation_equivariant(group="C1")
+def test_group_c1():
+    return circular_net()
+
+
 @pytest.mark.shift_equivariant
 def test_returns_42():
     return 42
@@ -43,7 +48,7 @@ def test_through_the_fixture(equivariance):
 def test_each_usage_error_is_said_once_without_a_chained_traceback(inner):
     inner.write(BAD_TESTS)
     result = inner.run("-p", "no:randomly", "-rN")  # no short summary: its lines are as wide as the terminal
-    result.assert_outcomes(failed=5, errors=1)
+    result.assert_outcomes(failed=5, errors=2)
     out = result.stdout.str()
     assert "During handling of the above exception" not in out
     assert "The above exception was the direct cause" not in out
@@ -60,7 +65,14 @@ def test_each_usage_error_is_said_once_without_a_chained_traceback(inner):
     ("group_c0", {"errors": 1}, [
         "*ERROR at setup of test_group_c0*",
         "@pytest.mark.rotation_equivariant on test_inner.py::test_group_c0 got group='C0'; pass a group: "
-        "'C<N>' or 'D<N>' with 1 <= N <= 10000 (e.g. 'C4', 'D8'), 'SO2' or 'O2'.",
+        "'C<N>' with 2 <= N <= 10000 or 'D<N>' with 1 <= N <= 10000 (e.g. 'C4', 'D8'), 'SO2' or 'O2'.",
+    ]),
+    # The trivial group passes no set-up: it has nothing to check, whatever the model.
+    ("group_c1", {"errors": 1}, [
+        "*ERROR at setup of test_group_c1*",
+        "@pytest.mark.rotation_equivariant on test_inner.py::test_group_c1 got group='C1'; pass a group with more "
+        "than the identity to check ('C1' has nothing else): drop group= (pass angles= to choose the rotations) "
+        "or name a group with rotations, e.g. 'C4'.",
     ]),
     # Through the fixture, the error is shown at the test's own line.
     ("fixture", {"failed": 1}, [
@@ -68,7 +80,7 @@ def test_each_usage_error_is_said_once_without_a_chained_traceback(inner):
         "*equivariance.assert_shift_equivariant(circular_net(), input_shape=(2, 5, 16, 16))",
         "E   pytest_equivariance.errors.EquivarianceUsageError: The model rejected inputs of shape (N, 5, 16, 16)*",
     ]),
-], ids=["marker argument", "fixture"])
+], ids=["marker argument", "trivial group", "fixture"])
 def test_where_a_usage_error_is_reported(inner, selected, outcomes, lines):
     inner.write(BAD_TESTS)
     result = inner.run("-p", "no:randomly", "-k", selected)

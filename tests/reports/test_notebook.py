@@ -77,3 +77,12 @@ def test_rich_consoles_print_the_terminal_reports() -> None:
     assert "FAILED shift_invariant (circular)" in text and "worst transform: shift (dy=+0, dx=+1)" in text
     assert "EQ001 [error] features.2" in text
     assert "largest share of the equivariance error: features.2" in text
+
+
+def test_the_notebook_picture_was_taken_of_todays_output(executed, load_script) -> None:
+    script = load_script("notebook_screenshot")
+    stored = (EXAMPLES.parent / "docs" / "img" / "notebook.png.sha256").read_text(encoding="utf-8").split()[0]
+    assert script.digest(script.cell_page(executed)) == stored, (
+        "the notebook's check cell renders differently since docs/img/notebook.png was taken; run "
+        "python scripts/notebook_screenshot.py docs/img/notebook.png and commit the picture and its hash"
+    )
