@@ -11,7 +11,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from pytest_equivariance.check import transforms
+from pytest_equivariance.check import geometry, transforms
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.check.run import run_check, run_lie_check
 from pytest_equivariance.check.spec import (
@@ -146,18 +146,28 @@ def _rotation_check(
     equivariant: bool,
 ) -> CheckResult:
     from pytest_equivariance.check.groups import FIELD_TYPES
-    stream_options = {"limit": limit, "progress": progress, "min_accuracy": min_accuracy,
+    # Options both paths (angles, or a group's elements) hand to the spec as they are.
+    shared_options = {"limit": limit, "progress": progress, "min_accuracy": min_accuracy,
                       "max_accuracy_drop": max_accuracy_drop}
 
     model = library_model(model)
     library = getattr(model, FIELD_TYPES, None)  # (in_type, out_type) of an escnn / e2cnn module
+    output_fields, located = geometry.split(output_fields)  # coordinates move on their own (check.geometry)
+    if located is not None and not equivariant:
+        raise usage_error(
+            "An invariant check's output must not change at all, so output_fields do not apply; drop "
+            "output_fields, or use check_rotation_equivariant."
+        )
+    if located is not None and measure == "lie":
+        raise usage_error("measure='lie' differentiates image-shaped outputs; use measure='error' for points and boxes.")
+    shared_options["output_geometry"] = located
     if library is not None or group is not None or input_fields is not None or output_fields is not None:
         return group_check(
             model=model, library=library, group=group, input_fields=input_fields, output_fields=output_fields,
             inputs=inputs, input_shape=input_shape, angles=angles, angle=angle, trials=trials, mode=mode,
             dims=dims, atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device,
             batch_size=batch_size, localize=localize, grid=grid, margin=margin, min_psnr=min_psnr,
-            measure=measure, equivariant=equivariant, stream_options=stream_options,
+            measure=measure, equivariant=equivariant, shared_options=shared_options,
         )
     mode = "exact" if mode is None else mode
     if not isinstance(mode, str) or mode not in transforms.ROTATION_MODES:
@@ -188,7 +198,7 @@ def _rotation_check(
         kind="rotation_equivariant" if equivariant else "rotation_invariant", equivariant=equivariant,
         model=model, inputs=inputs, input_shape=input_shape, dims=dims, atol=atol, rtol=rtol,
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
-        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, **stream_options,
+        localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, **shared_options,
     )
     check_measures(min_psnr=min_psnr, measure=measure)
     if measure == "lie":
@@ -222,7 +232,7 @@ def group_check(
     *, model: Any, library: Any, group: Any, input_fields: Any, output_fields: Any, inputs: Any, input_shape: Any,
     angles: Any, angle: Any, trials: Any, mode: Any, dims: Any, atol: Any, rtol: Any, min_consistency: Any,
     seed: Any, device: Any, batch_size: Any, localize: Any, grid: Any, margin: Any, min_psnr: Any, measure: Any,
-    equivariant: bool, stream_options: dict[str, Any],
+    equivariant: bool, shared_options: dict[str, Any],
 ) -> CheckResult:
     """A rotation check over the elements of a group, acting on fields (check.groups)."""
     from pytest_equivariance.check import groups
@@ -277,7 +287,7 @@ def group_check(
         atol=atol, rtol=rtol, min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
         localize=localize, grid=grid, mode=mode, margin=margin, min_psnr=min_psnr, group=chosen,
         max_rel_l2=GROUP_REL_L2 if mode == "interp" and atol is None and rtol is None and min_psnr is None else None,
-        **stream_options,
+        **shared_options,
     )
     if library is not None and inputs is None and input_shape is None:
         spec.input_shape = (DEFAULT_BATCH, library[0].size, *GROUP_SPATIAL)

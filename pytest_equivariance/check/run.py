@@ -7,11 +7,11 @@ Both hand each finished result to :data:`RESULT_LISTENERS`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from pytest_equivariance.check import distributed, fingerprint, metrics, progress, runner, transforms
+from pytest_equivariance.check import distributed, fingerprint, geometry, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.spec import (
@@ -75,24 +75,34 @@ def run_check(
         ref_leaves: runner.Leaves | None = None
         strides: dict[str, tuple[int, ...]] = {}
         lattice = None
+        located: dict[str, geometry.Geometry] = {}
         if spec.equivariant:
             ((_, ref_leaves),) = runner.run_batches(model, [("reference", ref_input)], chunk)
             _accept(spec, ref_leaves, "the reference input")
-            strides, lattice = _strides(spec, ref_leaves, model_shape, dims)
+            located = geometry.leaves(spec.output_geometry, ref_leaves, len(model_shape))
+            strides, lattice = _strides(spec, [(p, t) for p, t in ref_leaves if p not in located], model_shape, dims,
+                                        located)
             if lattice is not None:
                 step = str(lattice[0]) if len(set(lattice)) == 1 else str(lattice)
                 notes.append(
                     f"output is {step} times coarser than the input along dims {dims}; "
                     f"shifts drawn on the stride lattice (multiples of {step})"
                 )
-            flat = [p or "output" for p, t in ref_leaves if p not in strides]
-            if flat and strides:
+            flat = [p or "output" for p, t in ref_leaves if p not in strides and p not in located]
+            if flat and (strides or located):
                 notes.append(f"leaves without spatial dims ({', '.join(flat)}) compared as invariant")
+            for path, geo in located.items():
+                notes.append(f"output{path} moved as {geo.describe()} (x, y in input pixels; docs/geometry.md)")
 
         ctx = DrawContext(model_shape, dims, lattice, seed, ref_leaves)
         if spec.protocol is not None:
             plan = spec.protocol.plan(canvas.source_shape, model_shape, dims, seed)
             notes.append(spec.protocol.note)
+            if not plan.reference and spec.max_accuracy_drop is not None:
+                raise usage_error(
+                    f"protocol={spec.protocol.name!r} compares two moved copies and has no untransformed accuracy "
+                    f"to drop from; use min_accuracy= (the accuracy under its shifts) instead of max_accuracy_drop=."
+                )
         else:
             transform_list = build(ctx)
             if not transform_list:  # a check of nothing must not pass
@@ -105,8 +115,11 @@ def run_check(
         plan = _remembering(plan, first_pairs)
         out_margin = _margin(spec, model, ref_input, dims, strides, notes)
 
+        frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
+        moves = _LeafMoves(strides, located, frame, out_margin)
+
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
-            return _compare(spec, pair, leaves, against, strides, out_margin, atol, rtol)
+            return _compare(spec, pair, leaves, against, moves, atol, rtol)
 
         fingerprints = fingerprint.StreamFingerprint(whole=source is None or source.is_tensor)
 
@@ -335,7 +348,8 @@ def _check_finite(leaves: runner.Leaves, what: str) -> None:
 
 
 def _strides(
-    spec: CheckSpec, leaves: runner.Leaves, model_shape: tuple[int, ...], dims: tuple[int, ...]
+    spec: CheckSpec, leaves: runner.Leaves, model_shape: tuple[int, ...], dims: tuple[int, ...],
+    located: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...] | None]:
     """Return each spatial output leaf's stride per dim and their common lattice.
 
@@ -371,6 +385,8 @@ def _strides(
                     f"to keep sizes, or pass mode='crop' or mode='zero'."
                 )
         strides[path] = tuple(stride)
+    if not strides and located:  # coordinates only: they move in input pixels, on no lattice
+        return {}, None
     if not strides:
         raise usage_error(
             f"The model's output has no spatial dims to shift or rotate (shapes "
@@ -403,7 +419,7 @@ def _margin(
     if radii is None:
         notes.append("the receptive field could not be measured; no border margin applied (pass margin=)")
         return 0
-    coarsest = [max(s[i] for s in strides.values()) for i in range(len(dims))]
+    coarsest = [max((s[i] for s in strides.values()), default=1) for i in range(len(dims))]
     margin = max(math.ceil(r / k) + (1 if k > 1 else 0) for r, k in zip(radii, coarsest))
     notes.append(
         f"compared outputs at least {margin} pixels from the border (the measured receptive-field radius; "
@@ -417,8 +433,7 @@ def _compare(
     pair: Pair,
     leaves: runner.Leaves,
     against: runner.Leaves,
-    strides: dict[str, tuple[int, ...]],
-    margin: int,
+    moves: "_LeafMoves",
     atol: float,
     rtol: float,
 ) -> list[tuple[str, metrics.Sums, "Tensor | None"]]:
@@ -433,14 +448,8 @@ def _compare(
         mask = None
         if pair.a is None and spec.kind == "custom":
             b = t.on_output(b)
-        elif pair.a is None and path in strides:  # moved with the input: equivariance
-            b = t.on_output(b, strides[path], path)
-            mask = t.mask(tuple(b.shape), strides[path], margin, device=b.device)
-            if mask is not None and not bool(mask.any()):
-                raise usage_error(
-                    f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
-                    f"{margin} pixels; pass a larger input_shape, a smaller max_shift, margin=, or mode='circular'."
-                )
+        elif pair.a is None:  # equivariance: the leaf moves with the input as its kind says
+            b, mask = moves.move(t, path, a, b)
         if a.shape != b.shape:
             raise usage_error(
                 f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
@@ -449,6 +458,33 @@ def _compare(
         sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
         out.append((path, sums, agreement))
     return out
+
+
+@dataclass
+class _LeafMoves:
+    """How each output leaf moves with the input: grid maps by their stride, coordinates as geometry."""
+
+    strides: dict[str, tuple[int, ...]]
+    located: dict[str, "geometry.Geometry"]
+    frame: tuple[int, int]  # the model input's (W, H): where coordinates live
+    margin: int
+
+    def move(self, t: Any, path: str, a: "Tensor", b: "Tensor") -> tuple["Tensor", "Tensor | None"]:
+        """Return ``g·b`` for leaf ``path`` and the mask of what to compare (None: everything)."""
+        if path in self.located:
+            geo = self.located[path]
+            moved = geometry.move(geo, t, b, self.frame)
+            return geometry.align(geo, t, a, moved, self.frame), geometry.mask(geo, t, moved, self.frame)
+        if path not in self.strides:
+            return b, None  # no grid and no coordinates: compared as invariant
+        b = t.on_output(b, self.strides[path], path)
+        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device)
+        if mask is not None and not bool(mask.any()):
+            raise usage_error(
+                f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
+                f"{self.margin} pixels; pass a larger input_shape, a smaller max_shift, margin=, or mode='circular'."
+            )
+        return b, mask
 
 
 def _trial(

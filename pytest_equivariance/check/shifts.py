@@ -6,7 +6,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from pytest_equivariance.check import arguments, transforms
+from pytest_equivariance.check import arguments, geometry, transforms
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.check.run import run_check, run_lie_check
 from pytest_equivariance.check.spec import (
@@ -53,6 +53,7 @@ def check_shift_equivariant(
     measure: str = "error",
     limit: int | None = None,
     progress: bool = True,
+    output_fields: Any = None,
 ) -> CheckResult:
     """Return how far ``model(shift(x))`` is from ``shift(model(x))`` over seeded random shifts.
 
@@ -70,6 +71,9 @@ def check_shift_equivariant(
     PSNR decide each trial (StyleGAN3's EQ-T). ``measure="lie"`` checks Lie derivatives instead of
     finite shifts: one trial per generator (``translate_x``, ``translate_y``), passing when
     ``max |L f(x)| <= atol + rtol * max |J_f(x) G x|`` (docs/metrics.md).
+
+    ``output_fields=points()`` or ``boxes()`` (or a dict of them by output leaf) says that an output
+    holds coordinates in input pixels, which a shift moves by adding it (docs/geometry.md).
     """
     return _shift_check(**locals(), equivariant=True)
 
@@ -140,9 +144,16 @@ def _shift_check(
     min_accuracy: Any = None,
     max_accuracy_drop: Any = None,
     protocol: Any = None,
+    output_fields: Any = None,
     equivariant: bool,
 ) -> CheckResult:
     model = library_model(model)  # translations act on escnn / e2cnn fields' grids only
+    fields, located = geometry.split(output_fields)
+    if fields is not None:
+        raise usage_error(
+            f"output_fields={shown(output_fields)} is not a geometric field; shifts move channels as they are, "
+            f"so pass points() or boxes() (or a dict of them by output leaf), or drop output_fields."
+        )
     if mode not in transforms.SHIFT_MODES:
         raise usage_error(f"mode={shown(mode)} is not a shift mode; pass one of {', '.join(map(repr, transforms.SHIFT_MODES))}.")
     if max_shift is not None and (expected := arguments.expected_value("max_shift", max_shift, "shift")):
@@ -159,8 +170,10 @@ def _shift_check(
         min_consistency=min_consistency, seed=seed, device=device, batch_size=batch_size,
         localize=localize, grid=grid, mode=mode, margin=margin, max_shift=max_shift,
         min_psnr=min_psnr, limit=limit, progress=progress, min_accuracy=min_accuracy,
-        max_accuracy_drop=max_accuracy_drop,
+        max_accuracy_drop=max_accuracy_drop, output_geometry=located,
     )
+    if located is not None and measure == "lie":
+        raise usage_error("measure='lie' differentiates image-shaped outputs; use measure='error' for points and boxes.")
     if protocol is not None:
         from pytest_equivariance.check.protocols import protocol_check
 

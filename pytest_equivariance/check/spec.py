@@ -69,6 +69,7 @@ class CheckSpec:
     limit: int | None = None  # at most this many images of a stream
     progress: bool = True  # a progress bar on a terminal's stderr for long streams
     protocol: Any = None  # check.protocols.Protocol of an evaluation protocol
+    output_geometry: Any = None  # check.geometry: Points / Boxes, or a dict of them by output leaf
     min_accuracy: float | None = None  # verdict: mean top-1 accuracy under the transforms at least this
     max_accuracy_drop: float | None = None  # verdict: clean accuracy minus that at most this
 

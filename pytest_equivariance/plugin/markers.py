@@ -41,6 +41,8 @@ MARKER_KEYWORDS = (
 #: Keywords only invariance markers take (classifier figures), and those only shift_invariant takes.
 _INVARIANT_KEYWORDS = ("min_consistency", "min_accuracy", "max_accuracy_drop")
 _SHIFT_INVARIANT_KEYWORDS = ("protocol",)
+#: Keywords of shift_equivariant beyond its family's: geometric outputs (points, boxes) move with a shift.
+_SHIFT_EQUIVARIANT_KEYWORDS = ("output_fields",)
 
 
 _MARKER_DOCS = {
@@ -57,6 +59,8 @@ def allowed_keywords(marker: str) -> tuple[str, ...]:
     extra = _INVARIANT_KEYWORDS if invariant else ()
     if marker == "shift_invariant":
         extra += _SHIFT_INVARIANT_KEYWORDS
+    if marker == "shift_equivariant":
+        extra += _SHIFT_EQUIVARIANT_KEYWORDS
     return tuple(k for k in MARKER_KEYWORDS if k in _COMMON_KEYWORDS + _FAMILY_KEYWORDS[family] + extra)
 
 
@@ -76,6 +80,8 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
                 hint = f" ({name} applies to invariance checks only)"
             elif name in _SHIFT_INVARIANT_KEYWORDS:
                 hint = f" ({name} applies to shift_invariant only)"
+            elif name in _SHIFT_EQUIVARIANT_KEYWORDS and marker.name.startswith("shift"):
+                hint = f" ({name} applies to equivariance checks only)"
             elif name in MARKER_KEYWORDS:
                 hint = " (it belongs to the other family of markers)"
             return (

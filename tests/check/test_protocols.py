@@ -143,3 +143,10 @@ def test_a_tensor_is_a_one_batch_loader(model):
     as_loader = check_shift_invariant(model, DataLoader(TensorDataset(images), batch_size=32),
                                       protocol=protocols.chaman2021(max_shift=8))
     assert as_tensor.consistency == as_loader.consistency
+
+
+def test_a_protocol_without_an_untransformed_image_refuses_an_accuracy_drop(model):
+    with pytest.raises(EquivarianceUsageError, match="protocol='zhang2019' compares two moved copies and has no "
+                                                     "untransformed accuracy"):
+        check_shift_invariant(model, validation(20, CROP + 4, batch_size=10), protocol="zhang2019",
+                              input_shape=(1, 1, CROP, CROP), max_accuracy_drop=0.05)

@@ -14,6 +14,7 @@ from pytest_equivariance.check import distributed
 from pytest_equivariance.plugin.baseline import writes_files
 
 DATA = """
+import torch
 from torch import nn
 
 from pytest_equivariance.inputs import natural_images
