@@ -112,6 +112,16 @@ def test_the_collector_reads_fences_and_reasons():
     assert [b.id for b in blocks][0] == "README.md:3"
 
 
+def test_every_not_run_comment_stands_before_a_python_block():
+    stray = []
+    for path in DOC_FILES:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines[:-1], start=1):
+            if NOT_RUN.match(line) and lines[number].strip() != "```python":
+                stray.append(f"{path.relative_to(ROOT).as_posix()}:{number}")
+    assert not stray, "not-run comments that mark no python block: " + ", ".join(stray)
+
+
 def test_every_reason_is_a_sentence():
     unclear = [block.id for block in BLOCKS if block.reason is not None and len(block.reason) < 10]
     assert not unclear, "blocks marked not run without a reason: " + ", ".join(unclear)
