@@ -25,10 +25,12 @@ def infer_input_shape(
 
     Without ``spatial``, a model that says its input size is taken at its word
     (:func:`declared_input_shape`: timm's ``pretrained_cfg["input_size"]``, a Hugging Face
-    ``config.image_size`` and ``num_channels``). Otherwise channels come from the first ``ConvNd`` /
-    ``ConvTransposeNd`` / ``AntialiasedConvNd`` (``in_channels``) or ``Linear`` (``in_features``,
-    giving a 2-d shape) in definition order, and the spatial size from ``spatial`` (default
-    :data:`LINT_SPATIAL`). Raises :class:`InputShapeError` when no such layer exists.
+    ``config.image_size`` and ``num_channels``, or the size its layers fix). With ``spatial``, only a
+    size the layers fix is taken (:func:`implied_input_shape`). Otherwise channels come from the first
+    ``ConvNd`` / ``ConvTransposeNd`` / ``AntialiasedConvNd`` (``in_channels``) or ``Linear``
+    (``in_features``, giving a 2-d shape) in definition order, or from the weight of the first
+    functional convolution (``F.conv2d(x, self.weight)``), and the spatial size from ``spatial``
+    (default :data:`LINT_SPATIAL`). Raises :class:`InputShapeError` when there is none of these.
     """
     from torch import nn
 
@@ -36,8 +38,10 @@ def infer_input_shape(
 
     if spatial is None:
         declared = declared_input_shape(model, batch)
-        if declared is not None:
-            return declared
+    else:
+        declared = implied_input_shape(model, batch, spatial)
+    if declared is not None:
+        return declared
     sizes = LINT_SPATIAL if spatial is None else spatial
     for module in model.modules():
         if isinstance(module, _AntialiasedConvNd):  # a conv with a blur before it, as fixes write
@@ -49,6 +53,9 @@ def infer_input_shape(
             return (batch, module.in_channels, *sizes[ndim])
         if isinstance(module, nn.Linear):
             return (batch, module.in_features)
+    weight = _functional_conv_weight(model)
+    if weight is not None:
+        return (batch, weight[1], *sizes[len(weight) - 2])
     name = type(model).__name__
     raise InputShapeError(
         f"Cannot infer an input shape for {name} because it has no conv or linear layer to read "
@@ -57,12 +64,18 @@ def infer_input_shape(
 
 
 def declared_input_shape(model: "nn.Module", batch: int = 1) -> tuple[int, ...] | None:
-    """Return the ``(batch, channels, height, width)`` the model says it takes, or None.
+    """Return the ``(batch, channels, *spatial)`` the model says it takes, or None.
 
     timm models carry ``pretrained_cfg`` (or ``default_cfg``) with ``input_size = (C, H, W)``;
     Hugging Face vision models a ``config`` with ``image_size`` (an int or ``(H, W)``) and
     ``num_channels``. Fixed-size models (``*_384``, dinov2 at 518, maxvit at 512) reject any other size.
+    Other models may fix their size by their layers (:func:`implied_input_shape`).
     """
+    configured = _configured_input_shape(model, batch)
+    return configured if configured is not None else implied_input_shape(model, batch)
+
+
+def _configured_input_shape(model: "nn.Module", batch: int) -> tuple[int, ...] | None:
     for attribute in ("pretrained_cfg", "default_cfg"):
         cfg = getattr(model, attribute, None)
         size = cfg.get("input_size") if isinstance(cfg, dict) else None
@@ -77,6 +90,171 @@ def declared_input_shape(model: "nn.Module", batch: int = 1) -> tuple[int, ...] 
         return (batch, int(channels), int(image_size), int(image_size))
     if _positive_ints(image_size) and len(image_size) == 2:
         return (batch, int(channels), *(int(s) for s in image_size))
+    return None
+
+
+#: Largest input side searched for when a layer fixes the size of a later one.
+_MAX_SIDE = 4096
+
+
+def implied_input_shape(
+    model: "nn.Module", batch: int = 1, spatial: dict[int, tuple[int, ...]] | None = None
+) -> tuple[int, ...] | None:
+    """Return the ``(batch, channels, *spatial)`` the model's layers fix, or None where any size fits.
+
+    None too where the model takes the default size (``spatial``, default :data:`LINT_SPATIAL`) on
+    the meta device: definition order is not always the order data flows in (an auxiliary head
+    defined among the blocks), so what the layers seem to fix is taken only when the default fails.
+
+    Two layers fix the input size of a conv net, read in definition order from its first conv:
+
+    - a learned positional grid after a patch conv (kernel = stride = k > 1) with ``D`` output
+      channels: a parameter of shape ``(1, D, h, w)``, or ``(1, N, D)`` with ``N`` (less one class
+      token) ``= g**ndim`` tokens, fixes the patch conv's output to ``h x w`` (``g``-sided);
+    - the first ``Linear`` after the convs, when its ``in_features`` is the last conv's channels
+      times ``g**ndim`` with ``g > 1`` (a flatten of a ``g``-sided map; no adaptive pool between).
+
+    The input size is then the smallest one (nearest ``g`` times the strides) that the convs and
+    pools in between, with their kernels, strides, padding and dilation, take to that output size.
+    """
+    implied = _layers_input_shape(model, batch)
+    if implied is None:
+        return None
+    default = (batch, implied[1], *(LINT_SPATIAL if spatial is None else spatial)[len(implied) - 2])
+    return None if implied == default or _runs_on_meta(model, default) else implied
+
+
+def _runs_on_meta(model: "nn.Module", shape: tuple[int, ...]) -> bool:
+    """Return whether ``model`` takes an input of ``shape``, run on the meta device (no compute)."""
+    import torch
+
+    state = {name: value.to("meta") for name, value in (*model.named_parameters(), *model.named_buffers())}
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(model, state, (torch.empty(shape, device="meta"),))
+    except Exception:  # a size mismatch, or code that reads a meta tensor's value: not known to fit
+        return False
+    return True
+
+
+def _layers_input_shape(model: "nn.Module", batch: int) -> tuple[int, ...] | None:
+    from torch import nn
+
+    chain: list[nn.Module] = []
+    first = last = None
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd) and not isinstance(module, nn.modules.lazy.LazyModuleMixin):
+            if module.transposed:
+                return None  # an upsampling layer: the sizes before it are not read back here
+            first = first or module
+            last = module
+            chain.append(module)
+            grid = _positional_grid(model, module)
+            if grid is not None:
+                return _shape_through(first, chain, grid, batch)
+        elif isinstance(module, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
+            chain.append(module)
+        elif isinstance(module, (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
+            return None  # any size fits what follows
+        elif isinstance(module, nn.Linear):
+            if last is None:
+                return None
+            ndim = len(last.kernel_size)
+            side = _root(module.in_features // last.out_channels, ndim)
+            if module.in_features % last.out_channels or side is None or side < 2:
+                return None  # a per-token linear (channels last), not a flatten of the map
+            return _shape_through(first, chain, (side,) * ndim, batch)
+    return None
+
+
+def _positional_grid(model: "nn.Module", conv: "nn.Module") -> tuple[int, ...] | None:
+    """Return the token grid a learned positional embedding fixes after the patch conv ``conv``."""
+    ndim = len(conv.kernel_size)
+    if any(k != s or s < 2 for k, s in zip(conv.kernel_size, conv.stride)):
+        return None
+    width = conv.out_channels
+    for parameter in model.parameters():
+        shape = tuple(parameter.shape)
+        if len(shape) == ndim + 2 and shape[:2] == (1, width):
+            return shape[2:]
+        if len(shape) == 3 and shape[0] == 1 and shape[2] == width:
+            for tokens in (shape[1], shape[1] - 1):  # with or without a class token
+                side = _root(tokens, ndim)
+                if side is not None and side > 1:
+                    return (side,) * ndim
+    return None
+
+
+def _root(value: int, ndim: int) -> int | None:
+    """Return ``g`` with ``g**ndim == value``, or None."""
+    if value < 1:
+        return None
+    side = round(value ** (1 / ndim))
+    return next((g for g in (side - 1, side, side + 1) if g > 0 and g**ndim == value), None)
+
+
+def _shape_through(first: "nn.Module", chain: list["nn.Module"], out: tuple[int, ...],
+                   batch: int) -> tuple[int, ...] | None:
+    """Return the input shape that ``chain`` (convs and pools, in order) takes to spatial size ``out``."""
+    spatial = []
+    for axis, target in enumerate(out):
+        strides = 1
+        for layer in chain:
+            strides *= _at(layer.stride, axis)
+        guess = target * strides
+        sides = sorted(range(1, _MAX_SIDE + 1), key=lambda n: (abs(n - guess), n))
+        side = next((n for n in sides if _size_through(chain, n, axis) == target), None)
+        if side is None:
+            return None
+        spatial.append(side)
+    return (batch, first.in_channels, *spatial)
+
+
+def _size_through(chain: list["nn.Module"], n: int, axis: int) -> int | None:
+    """Return the size along ``axis`` after ``chain`` of an input of size ``n``, or None if it vanishes."""
+    import math
+
+    for layer in chain:
+        padding = getattr(layer, "padding", 0)
+        if padding == "same":
+            continue
+        padding = 0 if padding == "valid" else _at(padding, axis)
+        kernel, stride = _at(layer.kernel_size, axis), _at(layer.stride, axis)
+        dilation = _at(getattr(layer, "dilation", 1), axis)
+        span = n + 2 * padding - dilation * (kernel - 1) - 1
+        n = (math.ceil if getattr(layer, "ceil_mode", False) else math.floor)(span / stride) + 1
+        if n < 1:
+            return None
+    return n
+
+
+def _at(value: int | tuple[int, ...], axis: int) -> int:
+    return value[axis] if isinstance(value, tuple) else value
+
+
+def _functional_conv_weight(model: "nn.Module") -> tuple[int, ...] | None:
+    """Return the shape of the parameter the first functional convolution of ``model`` uses as weight.
+
+    Read off a ``torch.fx`` trace (``F.conv2d(x, self.weight)``, ``torch.conv1d``, ...); None when
+    the model does not trace or uses no parameter so.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    convs = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # any model code may fail to trace; then nothing is read
+        return None
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in convs:
+            weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+            if isinstance(weight, torch.fx.Node) and weight.op == "get_attr":
+                try:
+                    shape = tuple(model.get_parameter(str(weight.target)).shape)
+                except AttributeError:
+                    return None
+                return shape if 3 <= len(shape) <= 5 else None
     return None
 
 

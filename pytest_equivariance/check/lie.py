@@ -32,8 +32,9 @@ Each generator has one local definition per method:
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.errors import EquivarianceUsageError, shown
@@ -351,6 +352,21 @@ def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
     return [p for p, _, _ in leaves_seen], derivative, pushforward
 
 
+@contextlib.contextmanager
+def quiet_vmap_fallback() -> Iterator[None]:
+    """Silence vmap's "performance drop" warning inside the block, and only that warning.
+
+    vmap warns each time an op has no batching rule and it loops over the batch instead; the
+    figures are the same, the user can do nothing about it, and one warning per op and check would
+    bury the report.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+        yield
+
+
 @functools.lru_cache(maxsize=1)
 def load_forward_ad() -> None:
     """Load torch's forward-mode AD decompositions once, without the warning torch prints for them.
@@ -386,7 +402,8 @@ def _jvps(f: Callable[["Tensor"], tuple["Tensor", ...]], x: "Tensor",
 
     if len(tangents) > 1:
         try:
-            primal, stacked = vmap(push)(torch.stack(tangents))
+            with quiet_vmap_fallback():
+                primal, stacked = vmap(push)(torch.stack(tangents))
             return tuple(p[0] for p in primal), [tuple(leaf[i] for leaf in stacked) for i in range(len(tangents))]
         except RuntimeError:
             pass  # an op without a batching rule (in-place ops on unbatched tensors): one pass each

@@ -350,11 +350,12 @@ class _FxWalk:
         import torch
         from torch.func import jvp, vmap
 
-        from pytest_equivariance.check.lie import load_forward_ad
+        from pytest_equivariance.check.lie import load_forward_ad, quiet_vmap_fallback
 
         load_forward_ad()
         try:
-            primal, pushed = vmap(lambda *ts: jvp(fn, tuple(live), ts))(*tangents)
+            with quiet_vmap_fallback():
+                primal, pushed = vmap(lambda *ts: jvp(fn, tuple(live), ts))(*tangents)
             return tuple(p[0] for p in primal), pushed  # the primal does not vary over rows
         except _Structured:
             raise

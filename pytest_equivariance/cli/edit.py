@@ -108,11 +108,14 @@ def _fix(args: argparse.Namespace, run: "Run", targets: list[tuple[str, Path | N
         after = run
     fixed = [e for e in edits if e.status == autofix.FIXED and e.finding.file is not None
              and Path(e.finding.file).resolve() in written]
+    remaining = sum(len(r.findings) for r in after.reports)
+    if not (fixed or remaining or after.failed or skipped_files or args.verbose):
+        return EXIT_CLEAN  # nothing to fix and nothing found: a clean pre-commit run says nothing
     for report in after.reports:
         render_model(console, report, location=after.locations.get(report.target), verbose=args.verbose)
     _print_unfixed(console, [e for e in edits if e.status != autofix.FIXED])
+    _print_rewritten_lines(console, run, after, [e.finding for e in fixed])
     render_summary(console, after.reports, fail_level=run.config.fail_level)
-    remaining = sum(len(r.findings) for r in after.reports)
     n = len(_unique([e.finding for e in fixed]))
     console.print(f"Fixed {n} finding{'s' if n != 1 else ''} ({remaining} remaining).", highlight=False)
     if after.failed:
@@ -189,6 +192,31 @@ def _regression(before: "Run", after: "Run", edits: list[Any], written: set[Path
         if signature.outputs is not None and now.outputs is not None and now.outputs != signature.outputs:
             return f"the output shape of {target} changed from {signature.outputs} to {now.outputs}"
     return None
+
+
+def _print_rewritten_lines(console: "Console", before: "Run", after: "Run", fixed: list["Finding"]) -> None:
+    """Say what became of each other finding on a line the fix rewrote: still reported, or not.
+
+    A rewrite replaces the whole call, so a finding beside the fixed one (EQ011's even kernel next
+    to EQ001's strided pool) may be gone with it, or stay; either way the user is told.
+    """
+    from rich.text import Text
+
+    from pytest_equivariance.lint.loader import display_path
+
+    def site(f: "Finding") -> tuple[str, int | None]:
+        return (str(Path(f.file).resolve()) if f.file else "", f.line)
+
+    rewritten = {site(f) for f in fixed}
+    done = {(f.code, f.qualname, f.file, f.line) for f in fixed}
+    now = {(r.target, f.code, f.qualname) for r in after.reports for f in r.findings}
+    for report in before.reports:
+        for f in _unique(report.findings):
+            if site(f) not in rewritten or (f.code, f.qualname, f.file, f.line) in done:
+                continue
+            fate = "still reported" if (report.target, f.code, f.qualname) in now else "no longer reported"
+            console.print(Text(f"  {fate}: {display_path(f.file)}:{f.line}: {f.code} {f.qualname or f.op} "
+                               f"(its line was rewritten by the fix)", style="yellow"), highlight=False)
 
 
 def _print_unfixed(console: "Console", edits: list[Any]) -> None:

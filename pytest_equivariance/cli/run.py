@@ -42,37 +42,40 @@ class Run:
     cache: "LintCache | None" = None
     #: While a target is linted for the cache: the source files its imports read.
     files: set[str] | None = None
+    #: While a target is linted for the cache: what each file or module it names gave, by its text.
+    units: dict[str, Any] | None = None
+    #: While a target is linted again after a partial hit: what the last lint of each file or module
+    #: gave, so that only the models that failed are built again.
+    memo: dict[str, Any] | None = None
 
     def lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
         """Load one target, lint each model it names, and return the new reports (errors included).
 
         A directory stands for the Python files below it; those that define no model are skipped.
-        Answered from the cache when nothing the last lint of the target read has changed; ``--fix``
+        Answered from the cache when nothing the last lint of the target read has changed, model by
+        model: a model that failed is linted again, the others are answered from the cache. ``--fix``
         always lints (it needs the models).
         """
         key = self._cache_key(text, root) if self.cache is not None and self.signatures is None else None
         if key is None or self.cache is None:
             return self._lint_target(text, root)
         hit = self.cache.lookup(key)
-        if hit is not None:
-            return self._replay(hit, text)
+        if hit is not None and all(unit["clean"] for unit in hit.result["units"].values()):
+            return self._replay(hit.result["units"], text)
         from pytest_equivariance.lint.cache import loaded_module_files
 
-        start, failed, skipped = len(self.reports), len(self.failed), len(self.skipped)
-        self.files = set()
+        self.files, self.units = set(hit.files if hit is not None else ()), {}
+        self.memo = hit.result["units"] if hit is not None else None
         try:
             reports = self._lint_target(text, root)
         finally:
-            files, self.files = self.files, None
-        if len(self.failed) == failed:  # a failure is linted again next time, not remembered
+            files, units = self.files, self.units
+            self.files = self.units = self.memo = None
+        # A model that failed is linted again next time, not remembered; the rest of its file is.
+        if any(unit["clean"] or unit["models"] for unit in units.values()):
             if self.config.path is not None:
                 files.add(str(self.config.path.resolve()))
-            result = {
-                "reports": [r.to_json() for r in reports],
-                "skipped": self.skipped[skipped:],
-                "locations": {r.target: self.locations.get(r.target) for r in self.reports[start:]},
-            }
-            self.cache.store(key, files | set(loaded_module_files()), result)
+            self.cache.store(key, files | set(loaded_module_files()), {"units": units})
         return reports
 
     def _cache_key(self, text: str, root: Path | None) -> dict[str, Any] | None:
@@ -94,19 +97,37 @@ class Run:
             "factories": config.factories, "exclude": config.exclude,
         })
 
-    def _replay(self, hit: dict[str, Any], text: str) -> list[ModelReport]:
+    def _replay(self, units: dict[str, Any], text: str) -> list[ModelReport]:
         """Add a cached result's reports, locations and skip notes, as the lint would have."""
-        reports = [ModelReport.from_json(r) for r in hit["reports"]]
-        for name, location in hit["locations"].items():
-            if location is not None:
-                self.locations[name] = (location[0], location[1])
-        for note in hit["skipped"]:
-            self._skip(note)
+        start = len(self.reports)
+        for unit in units.values():
+            self._replay_outcome(unit)
         if self.verbose:
             print(f"{PROG}: {text}: answered from the cache in {self.cache.directory if self.cache else ''}",
                   file=self.stderr)
-        self.reports.extend(reports)
-        return reports
+        return self.reports[start:]
+
+    def _replay_outcome(self, outcome: dict[str, Any]) -> None:
+        """Add the reports, locations and skip notes of one cached file, module or model."""
+        for name, location in outcome["locations"].items():
+            if location is not None:
+                self.locations[name] = (location[0], location[1])
+        for note in outcome["skipped"]:
+            self._skip(note)
+        self.reports.extend(ModelReport.from_json(r) for r in outcome["reports"])
+
+    def _outcome(self, start: tuple[int, int, int]) -> dict[str, Any]:
+        """Return what was added since ``start`` (reports, skipped, failed), as it is cached."""
+        reports = self.reports[start[0]:]
+        return {
+            "clean": len(self.failed) == start[2],
+            "reports": [r.to_json() for r in reports],
+            "skipped": self.skipped[start[1]:],
+            "locations": {r.target: self.locations.get(r.target) for r in reports},
+        }
+
+    def _mark(self) -> tuple[int, int, int]:
+        return len(self.reports), len(self.skipped), len(self.failed)
 
     def _lint_target(self, text: str, root: Path | None = None) -> list[ModelReport]:
         from pytest_equivariance.lint.loader import Target, display_path, parse_target, python_files
@@ -125,6 +146,27 @@ class Run:
         return self.reports[start:]
 
     def _lint(self, target: "Target", *, allow_no_model: bool) -> None:
+        """Lint one file or module target, answering what it can from ``memo``; record it in ``units``."""
+        cached = self.memo.get(target.text) if self.memo is not None else None
+        if cached is not None and cached["clean"]:
+            self._replay_outcome(cached)
+            if self.units is not None:
+                self.units[target.text] = cached
+            return
+        start, models = self._mark(), ({} if self.units is not None else None)
+        self._load(target, allow_no_model=allow_no_model, cached=cached["models"] if cached else {},
+                   models=models)
+        if self.units is not None:
+            outcome = self._outcome(start)
+            outcome["models"] = {} if outcome["clean"] else models  # a clean file is replayed whole
+            self.units[target.text] = outcome
+
+    def _load(self, target: "Target", *, allow_no_model: bool, cached: dict[str, Any],
+              models: dict[str, Any] | None) -> None:
+        """Import a target and lint its models; those in ``cached`` are answered from it.
+
+        ``models``, where given, receives what each model that did not fail gave.
+        """
         from pytest_equivariance.lint.loader import (
             NoModelFoundError,
             display_path,
@@ -151,7 +193,18 @@ class Run:
                     self._skip(f"{target.text}: {reason}")
                 before, skipped = (len(self.reports), len(self.skipped))
                 for source in loaded.sources:
-                    self._lint_source(source, explicit=explicit)
+                    outcome = cached.get(source.target)
+                    if outcome is not None:
+                        self._replay_outcome(outcome)
+                        if self.verbose:
+                            print(f"{PROG}: {source.target}: answered from the cache", file=self.stderr)
+                    else:
+                        start = self._mark()
+                        self._lint_source(source, explicit=explicit)
+                        if models is not None:
+                            outcome = self._outcome(start)
+                    if models is not None and outcome["clean"]:
+                        models[source.target] = outcome
                 if not explicit and len(self.reports) == before:
                     # Everything found was passed over: as if nothing had been found.
                     reasons = "; ".join(self.skipped[skipped:])

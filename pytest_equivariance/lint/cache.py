@@ -16,8 +16,9 @@ A lookup reads the entry and checks every file: the user's files (outside site-p
 again each time, installed ones are hashed only when their size or time changed. Any doubt is a
 miss: an unreadable, truncated or foreign entry, a file gone or different, a version changed. A miss
 lints and rewrites the entry atomically (write to a temporary file, then rename). Nothing here
-imports torch, so a hit costs reading a few files. Only targets that linted without an error are
-stored; ``--fix`` always lints afresh (it needs the models themselves).
+imports torch, so a hit costs reading a few files. What a target's models gave is stored model by
+model; a model that failed to load or lint is not, and is linted again by the next run while the
+others are answered from the entry. ``--fix`` always lints afresh (it needs the models themselves).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import site
 import sys
 import sysconfig
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -38,7 +40,7 @@ from pytest_equivariance._version import __version__
 #: The directory name, next to the settings file (or in the working directory).
 CACHE_DIR = ".equiv_lint_cache"
 #: The format of an entry; an entry of another format is a miss.
-FORMAT = 2
+FORMAT = 3
 
 
 def cache_key(parts: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +54,14 @@ def cache_key(parts: dict[str, Any]) -> dict[str, Any]:
         "sys_path": list(sys.path),
         **parts,
     }
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A stored result, and the files it was made from (each unchanged since)."""
+
+    result: dict[str, Any]
+    files: list[str]
 
 
 class LintCache:
@@ -68,7 +78,7 @@ class LintCache:
         text = json.dumps(key, sort_keys=True, default=str)
         return self.directory / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
 
-    def lookup(self, key: dict[str, Any]) -> dict[str, Any] | None:
+    def lookup(self, key: dict[str, Any]) -> Hit | None:
         """Return the result stored under ``key`` if every file and version it depends on is unchanged."""
         try:
             entry = json.loads(self.path_for(key).read_text(encoding="utf-8"))
@@ -81,7 +91,7 @@ class LintCache:
                     self._versions[name] = _version(name)
                 if self._versions[name] != version:
                     return None
-            return entry["result"]
+            return Hit(entry["result"], [record[0] for record in entry["files"]])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # absent, truncated or not ours: lint again and replace it
 

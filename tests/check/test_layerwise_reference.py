@@ -49,6 +49,10 @@ def _build(source: str) -> nn.Module:
 
 
 @pytest.mark.parametrize("source", ["torchvision", "timm"])
+# The reference registers non-full backward hooks (register_backward_hook), whose grad_input its
+# estimator reads; a full hook passes other gradients, so the port keeps them and torch's
+# deprecation warning about them is silenced here, for this test only.
+@pytest.mark.filterwarnings("ignore:Using a non-full backward hook when the forward contains multiple:FutureWarning")
 def test_ranking_agrees_with_the_reference_estimator(source: str) -> None:
     import layerwise_reference as reference
 

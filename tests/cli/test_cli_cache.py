@@ -155,6 +155,59 @@ def test_a_failed_target_is_not_remembered(project, write, run):
     assert entries(project) == []
 
 
+TWO_MODELS = '''
+from pathlib import Path
+
+from torch import nn
+
+
+def built(name):
+    with open(Path(__file__).with_name("builds.txt"), "a") as fh:
+        fh.write(name + "\\n")
+
+
+class Good(nn.Module):
+    def __init__(self):
+        super().__init__()
+        built("Good")
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+class Bad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        built("Bad")
+        raise RuntimeError("no weights here")
+'''
+
+
+def test_a_model_that_lints_is_remembered_beside_one_that_fails_to_build(project, write, run):
+    write("two.py", TWO_MODELS)
+    first = run("two.py", *SHAPE, "--format", "json")
+    good, bad = json.loads(first.out)["models"]
+    assert (good["target"], bad["target"]) == ("two.py::Good", "two.py::Bad") and good["findings"] and bad["errors"]
+    assert first.code == 2 and len(entries(project)) == 1
+    builds_before = (project / "builds.txt").read_text().splitlines()
+
+    second = run("two.py", *SHAPE, "--format", "json", "--verbose")
+    assert second.out == first.out and second.code == 2
+    assert "two.py::Good: answered from the cache" in second.err
+    builds_after = (project / "builds.txt").read_text().splitlines()[len(builds_before):]
+    assert "Good" not in builds_after and "Bad" in builds_after  # only the failing model is built again
+
+    # Once the failing model builds, the whole file is answered from the cache, without importing it.
+    fixed = 'self.conv = nn.Conv2d(3, 8, 3)\n\n    def forward(self, x):\n        return self.conv(x)'
+    write("two.py", TWO_MODELS.replace('raise RuntimeError("no weights here")', fixed))
+    assert run("two.py", *SHAPE).code == 1
+    count = builds(project)
+    third = run("two.py", *SHAPE, "--verbose")
+    assert "two.py: answered from the cache" in third.err and builds(project) == count
+
+
 def test_an_unusable_cache_directory_costs_only_the_cache(project, model, run):
     (project / CACHE_DIR).write_text("a file where the directory should be\n")  # unwritable, even as root
     for _ in range(2):

@@ -319,3 +319,35 @@ def test_a_file_that_is_not_utf8_is_reported_not_rewritten(project, run):
     result = run("latin.py", *SHAPE, "--fix")
     assert result.code == 1 and path.read_bytes() == text.encode("latin-1")
     assert "EQ002 conv: the file is not UTF-8, which the rewrite needs; edit it by hand" in result.out
+
+
+EVEN_POOL = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular")
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+'''
+
+
+def test_fix_says_what_became_of_the_other_findings_on_a_rewritten_line(write, run):
+    write("net.py", EVEN_POOL)
+    before = run("net.py", *SHAPE)
+    assert "EQ001" in before.out and "EQ011" in before.out  # the strided pool, and its even kernel
+    result = run("net.py", *SHAPE, "--fix")
+    assert result.code == 0, result.out + result.err
+    assert "no longer reported: net.py:8: EQ011 pool (its line was rewritten by the fix)" in result.out
+    assert "Fixed 1 finding (0 remaining)." in result.out
+
+
+def test_a_clean_fix_run_prints_nothing(write, run):
+    write("net.py", EVEN_POOL.replace("nn.MaxPool2d(2)", "nn.Identity()"))
+    result = run("net.py", *SHAPE, "--fix", "--allow-no-model")
+    assert (result.code, result.out, result.err) == (0, "", "")
+    assert "All clean" in run("net.py", *SHAPE, "--fix", "--verbose").out  # still there when asked for

@@ -411,12 +411,16 @@ def test_torchvision_factories_as_module_targets(project, run):
 def test_pre_commit_hook_definitions():
     yaml = pytest.importorskip("yaml")
     root = Path(__file__).resolve().parents[2]
-    hook, fix = yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())
-    assert (hook["id"], fix["id"]) == ("equiv-lint", "equiv-lint-fix")
-    for h in (hook, fix):
-        assert h["language"] == "python" and h["types"] == ["python"] and h["require_serial"]
+    hooks = {h["id"]: h for h in yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())}
+    # The hooks that run in the user's environment first, then the isolated ones (docs/cli.md#pre-commit).
+    assert list(hooks) == ["equiv-lint-system", "equiv-lint-fix-system", "equiv-lint", "equiv-lint-fix"]
+    for id_, h in hooks.items():
+        assert h["language"] == ("system" if id_.endswith("-system") else "python")
+        assert h["types"] == ["python"] and h["require_serial"]
         command, *flags = h["entry"].split()
         assert command == "equiv-lint"
         args = build_parser().parse_args([*flags, "models/net.py"])  # the flags exist
         assert args.allow_no_model and args.targets == ["models/net.py"]
-        assert args.fix == (h is fix)
+        assert args.fix == id_.startswith("equiv-lint-fix")
+    assert hooks["equiv-lint-system"]["entry"] == hooks["equiv-lint"]["entry"]
+    assert hooks["equiv-lint-fix-system"]["entry"] == hooks["equiv-lint-fix"]["entry"]
