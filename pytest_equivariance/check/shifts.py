@@ -149,7 +149,8 @@ def _shift_check(
 ) -> CheckResult:
     model = library_model(model)  # translations act on escnn / e2cnn fields' grids only
     fields, located = geometry.split(output_fields)
-    if fields is not None:
+    names = list(fields.values()) if isinstance(fields, dict) else [fields]
+    if fields is not None and any(name != "scalar" for name in names):  # scalar maps move as they are
         raise usage_error(
             f"output_fields={shown(output_fields)} is not a geometric field; shifts move channels as they are, "
             f"so pass points() or boxes() (or a dict of them by output leaf), or drop output_fields."

@@ -160,3 +160,23 @@ def test_wrong_declarations_get_one_sentence():
         boxes("xy")
     with pytest.raises(EquivarianceUsageError, match="not a geometric field"):
         check_shift_equivariant(model, input_shape=SHAPE, output_fields="vector")
+
+
+class BoxesAndHeatmap(nn.Module):
+    """A dict output: boxes, and the heatmap they came from (an image-shaped map)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boxes = BoxAround("xyxy")
+
+    def forward(self, x):
+        return {"boxes": self.boxes(x), "heatmap": self.boxes.points.conv(x)}
+
+
+def test_a_dict_output_moves_its_boxes_as_boxes_and_its_map_as_a_grid():
+    result = check_shift_equivariant(BoxesAndHeatmap(), input_shape=SHAPE,
+                                     output_fields={"boxes": boxes(), "heatmap": "scalar"})
+    assert result.passed, result.worst
+    assert "output['boxes'] moved as boxes(xyxy) (x, y in input pixels; docs/geometry.md)" in result.notes
+    with pytest.raises(EquivarianceUsageError, match="output_fields names the output 'scores'"):
+        check_shift_equivariant(BoxesAndHeatmap(), input_shape=SHAPE, output_fields={"scores": points()})
