@@ -13,7 +13,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def test_example_suite_is_green_and_shows_what_the_plugin_catches(pytester: pytest.Pytester):
     for path in EXAMPLES.glob("*.py"):
         shutil.copy(path, pytester.path / path.name)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--color=no", "-rx")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark", "--color=no", "-rx"
+    )
     result.assert_outcomes(passed=12, xfailed=1)
     result.stdout.fnmatch_lines(
         [
