@@ -41,7 +41,20 @@ class Tiny(nn.Module):
         return self.conv(x).mean((-2, -1))
 
 
+class TinyMap(nn.Module):
+    """A 1x1 convolution: its output is a map on the input's grid, exactly shift- and rotation-equivariant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
 MODEL = Tiny().eval()
+MAP = TinyMap().eval()  # for the equivariance checks, which need spatial outputs to compare
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
 #: Values no argument should choke on: wrong types, wrong signs, sizes too large, odd tensors.
@@ -63,7 +76,7 @@ BAD = st.one_of(
 #: entry -> (the call with ``**override`` applied, the keywords it takes, what a result may be)
 ENTRIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[type, ...]]] = {
     "check_shift_equivariant": (
-        lambda **kw: pe.check_shift_equivariant(**{"model": MODEL, "input_shape": (1, 3, 8, 8), "trials": 2, **kw}),
+        lambda **kw: pe.check_shift_equivariant(**{"model": MAP, "input_shape": (1, 3, 8, 8), "trials": 2, **kw}),
         ("model", "inputs", "input_shape", "max_shift", "shifts", "shift", "trials", "mode", "dims", "atol", "rtol",
          "seed", "device", "batch_size", "localize", "grid", "margin", "subpixel", "min_psnr", "measure"),
         (CheckResult,),
@@ -75,14 +88,14 @@ ENTRIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[type, ...]]]
         (CheckResult,),
     ),
     "check_rotation_equivariant": (
-        lambda **kw: pe.check_rotation_equivariant(**{"model": MODEL, "input_shape": (1, 3, 8, 8), **kw}),
+        lambda **kw: pe.check_rotation_equivariant(**{"model": MAP, "input_shape": (1, 3, 8, 8), **kw}),
         ("model", "inputs", "input_shape", "angles", "angle", "trials", "mode", "dims", "atol", "rtol", "seed",
          "device", "batch_size", "localize", "margin", "min_psnr", "measure", "group", "input_fields",
          "output_fields"),
         (CheckResult,),
     ),
     "check_equivariant": (
-        lambda **kw: pe.check_equivariant(**{"model": MODEL, "input_shape": (1, 3, 8, 8),
+        lambda **kw: pe.check_equivariant(**{"model": MAP, "input_shape": (1, 3, 8, 8),
                                              "transforms": [(lambda x: x.flip(-1), lambda y: y.flip(-1))], **kw}),
         ("model", "inputs", "transforms", "input_shape", "atol", "rtol", "seed", "batch_size", "trials"),
         (CheckResult,),
@@ -114,6 +127,19 @@ ENTRIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[type, ...]]]
         (nn.Module,),
     ),
 }
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_entry_returns_a_result_when_nothing_is_corrupted(entry):
+    # The fuzz below counts a usage error as a pass: that means something only if the call it
+    # corrupts is valid, so the uncorrupted call must return a result (and a check must pass).
+    call, _, results = ENTRIES[entry]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run, "RESULT_LISTENERS", [])
+        out = call()
+    assert isinstance(out, results), f"{entry}() returned {type(out).__name__}"
+    if isinstance(out, CheckResult):
+        assert out.passed and out.trials, f"{entry}() failed on a model built to pass it"
 
 
 def _call(entry: str, keyword: str, value: Any) -> None:

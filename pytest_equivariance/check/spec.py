@@ -102,7 +102,7 @@ def validate_common(spec: CheckSpec) -> None:
     guards.require_materialised(spec.model, entry)
     if spec.inputs is not None:
         guards.require_tensor(spec.inputs, "inputs", entry)
-    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin"):
+    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin", "grid"):
         value = getattr(spec, name)
         if value is None:  # None means "the default" for every one of these
             continue
