@@ -137,9 +137,6 @@ def test_plain_and_rich_reports_lead_with_the_same_trial():
 
 
 def test_assert_lint_clean_lists_findings():
-    lint_module = pytest.importorskip("pytest_equivariance.lint")
-    if not hasattr(lint_module, "lint"):
-        pytest.skip("the static linter is not available")
     with pytest.raises(AssertionError, match="EQ001"):
         assertions.assert_lint_clean(pooled_classifier(aliasing=True), (1, 3, 16, 16))
     assertions.assert_lint_clean(circular_net(), (1, 3, 16, 16))

@@ -260,7 +260,6 @@ def test_result_round_trips_through_json():
 
 
 def test_failing_check_is_localized_by_default_and_not_when_told():
-    pytest.importorskip("pytest_equivariance.check.localize")
     model = pooled_classifier(aliasing=True)
     failed = check_shift_invariant(model, input_shape=(2, 3, 16, 16), shifts=[(0, 1)])
     assert not failed.passed
