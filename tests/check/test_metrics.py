@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from pytest_equivariance.check.metrics import TOLERANCES, compare, default_tolerances, worst
+from pytest_equivariance.check.metrics import (
+    INTERP_TOLERANCE,
+    TOLERANCES,
+    compare,
+    default_tolerances,
+    is_classifier_output,
+    psnr,
+    worst,
+)
 
 
 def test_figures_on_a_known_difference():
@@ -37,6 +45,15 @@ def test_mask_excludes_elements():
     assert c.passed and c.max_abs == 0.0
 
 
+def test_mean_abs_averages_over_the_masked_elements_only():
+    b = torch.zeros(1, 1, 2, 2)
+    a = torch.tensor([[1.0, 3.0], [100.0, 5.0]]).view(1, 1, 2, 2)
+    mask = torch.tensor([[True, True], [False, False]]).view(1, 1, 2, 2)
+    c = compare(a, b, atol=0.0, rtol=0.0, mask=mask)
+    assert c.max_abs == 3.0 and c.mean_abs == 2.0  # (1 + 3) / 2: the masked-out 100 and 5 count nowhere
+    assert compare(a, b, atol=0.0, rtol=0.0).mean_abs == 27.25  # unmasked: (1 + 3 + 100 + 5) / 4
+
+
 def test_tolerances_loosen_with_precision():
     order = ["float64", "float32", "float16", "bfloat16"]
     atols = [TOLERANCES[k][0] for k in order]
@@ -45,6 +62,30 @@ def test_tolerances_loosen_with_precision():
     assert default_tolerances(torch.float64) == TOLERANCES["float64"]
     assert default_tolerances("torch.float16") == TOLERANCES["float16"]
     assert default_tolerances(torch.float32, "interp")[0] > TOLERANCES["float32"][0]
+    # interp raises each tolerance to its floor, never lowers one; unknown dtypes get float32's.
+    assert default_tolerances(torch.float32, "interp") == INTERP_TOLERANCE == (0.05, 0.05)
+    assert default_tolerances(torch.float64, "interp") == INTERP_TOLERANCE
+    assert default_tolerances("int8") == TOLERANCES["float32"]
+
+
+def test_psnr_of_known_errors():
+    assert psnr(1.0, 1, 10.0) == 20.0  # 10·log10(10² / 1)
+    assert psnr(4.0, 1, 2.0) == 0.0  # MSE 4 = peak²
+    assert psnr(1.0, 1, 2.0) == pytest.approx(10 * math.log10(4))
+    assert psnr(4.0, 4, 2.0) == pytest.approx(10 * math.log10(4))  # MSE is the mean over count
+    assert psnr(1.0, 0, 2.0) == pytest.approx(10 * math.log10(4))  # no element counted: one
+    assert psnr(0.0, 5, 2.0) == math.inf  # identical outputs
+    assert psnr(1.0, 1, 0.0) == -math.inf  # a constant reference: no range to measure against
+
+
+def test_class_scores_are_batch_by_classes_of_floats():
+    assert is_classifier_output(torch.zeros(1, 3))  # one image, three classes
+    assert is_classifier_output(torch.zeros(4, 2))
+    assert not is_classifier_output(torch.zeros(4, 1))  # one score is not a choice of class
+    assert not is_classifier_output(torch.zeros(4, 3, 2))
+    assert not is_classifier_output(torch.zeros(4, 3, dtype=torch.long))
+    scores = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert compare(scores.flip(1), scores, atol=0, rtol=0).consistency is None  # only when asked: classifier=True
 
 
 def test_classifier_consistency_and_probability_change():
