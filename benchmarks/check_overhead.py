@@ -25,7 +25,11 @@ import subprocess
 import sys
 import time
 
+from _target import at_most, exit_code  # this directory is on sys.path when run as a script
+
 TRIALS = 32
+#: The check may cost at most this much more than the bare batched forward pass.
+TARGET = 1.15
 
 
 def build(args: argparse.Namespace):
@@ -163,7 +167,7 @@ def measure_memory(args: argparse.Namespace, batch_size: int | None) -> float:
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
@@ -175,7 +179,7 @@ def main() -> None:
 
     if args.child_batch_size is not None:
         print(json.dumps(measure_memory_child(args)))
-        return
+        return 0
 
     figures = measure_time(args)
     print(f"resnet18 (weights=None), input 1x3x{args.size}x{args.size}, {TRIALS} shifts, "
@@ -187,7 +191,7 @@ def main() -> None:
               f"check_shift_invariant ({TRIALS} shifts) {check * 1000:8.1f} ms, ratio {check / bare:.3f}x")
     paired = statistics.median(c / b for b, c in zip(figures["bare"], figures["check"]))
     print(f"  median of the paired ratios (each check against the bare pass just before it): {paired:.3f}x")
-    print("  target: ratio <= 1.15x")
+    at_most("check / bare forward (median paired ratio)", paired, TARGET)
     print(f"  (check verdict: passed={figures['passed']}, worst error {figures['worst_error']:.3g})")
     one_chunk = measure_memory(args, None)
     chunked = measure_memory(args, args.chunk)
@@ -197,7 +201,8 @@ def main() -> None:
     print(f"peak memory of the check ({what}):")
     print(f"  one chunk (batch_size automatic): {one_chunk:8.1f} MiB")
     print(f"  chunked (batch_size={args.chunk}):          {chunked:8.1f} MiB")
+    return exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

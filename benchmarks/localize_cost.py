@@ -25,7 +25,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from _target import at_most, exit_code  # this directory is on sys.path when run as a script
 from pytest_equivariance.check.api import check_shift_invariant
+
+#: The finite-transform profile (what quarter turns and flips get) may cost this much of the plain check.
+TARGET = 2.5
 
 
 def small_cnn() -> nn.Module:
@@ -90,7 +94,7 @@ def parts(model: nn.Module, shape: tuple[int, ...], device: str, rounds: int) ->
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
@@ -129,7 +133,9 @@ def main() -> None:
             f"{finite * 1e3:>6.1f}ms {finite / plain:>5.2f}x   "
             f"{split['graph'] * 1e3:>5.1f}ms {split['passes'] * 1e3:>5.1f}ms {split['rules'] * 1e3:>5.1f}ms"
         )
+        at_most(f"{name} finite-transform profile / plain check", finite / plain, TARGET)
+    return exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,9 @@
-"""Fixtures every test directory shares."""
+"""Fixtures every test directory shares, and the suite's own settings.
+
+The one summary line for the GPU tier (the only tests allowed to skip), and ``load_script`` for the
+tests of the scripts that write the docs. Being the top conftest, it also puts ``tests/`` on
+``sys.path``, so any test can import ``optional`` (``require`` for optional dependencies).
+"""
 
 from __future__ import annotations
 
@@ -26,3 +31,13 @@ def load_script(name: str) -> ModuleType:
 def load_script_fixture():
     """:func:`load_script`, for tests of the scripts that write the docs."""
     return load_script
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say, in one line, how many GPU tests were skipped (the GPU tier needs CUDA), when any were."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "gpu" in getattr(r, "keywords", {})]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} GPU test{'s' if len(skipped) != 1 else ''} skipped: no CUDA device here "
+            f"(the gpu tier, -m gpu, runs where torch.cuda.is_available())"
+        )

@@ -10,14 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from optional import require
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pytest_equivariance"
 #: The longest a module of the package may be, in lines.
 MAX_MODULE_LINES = 600
 
-pytest.importorskip("importlinter", reason="import-linter is a test dependency: pip install -e '.[test]'")
+require("importlinter")
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

@@ -108,7 +108,7 @@ def validate_common(spec: CheckSpec) -> None:
     guards.require_materialised(spec.model, entry)
     if spec.inputs is not None and not batches.is_stream(spec.inputs):
         guards.require_tensor(spec.inputs, "inputs", entry)
-    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin", "limit",
+    for name in ("atol", "rtol", "min_consistency", "seed", "batch_size", "localize", "margin", "grid", "limit",
                  "progress", "min_accuracy", "max_accuracy_drop"):
         value = getattr(spec, name)
         if value is None:  # None means "the default" for every one of these

@@ -94,8 +94,8 @@ def _main(argv: Sequence[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
     try:
         write_atomic(output, page)
     except (OSError, ValueError) as exc:
-        print(f"{PROG}: error: cannot write {output} ({exc.strerror or exc}); pass a writable path with -o.",
-              file=stderr)
+        reason = getattr(exc, "strerror", None) or exc  # a ValueError (a path with no name) has no strerror
+        print(f"{PROG}: error: cannot write {output} ({reason}); pass a writable path with -o.", file=stderr)
         return EXIT_ERROR
     print(f"{PROG}: wrote {output}", file=stdout)
     return code

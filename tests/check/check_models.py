@@ -139,3 +139,40 @@ def dropout_classifier() -> nn.Module:
             nn.Linear(8, 4),
         )
     )
+
+
+class CornerClassifier(nn.Module):
+    """Two classes decided by the sign of the top-left pixel: class 0 when it is positive, else class 1."""
+
+    def forward(self, x):
+        corner = x[:, 0, 0, 0]
+        return torch.stack([corner, -corner], dim=1)
+
+
+#: Shifts (H, W) for ``corner_images``: each brings a different pixel into the top-left corner.
+CORNER_SHIFTS = [(0, 1), (1, 0)]
+
+
+def corner_images() -> torch.Tensor:
+    """Four 1x4x4 images whose top-1 class under ``CornerClassifier`` survives a known set of shifts.
+
+    A shift by (0, 1) moves content toward +W, so the corner then shows pixel (0, 3); a shift by
+    (1, 0) shows pixel (3, 0). Every other pixel is positive, so the reference class is 0 and an
+    image keeps it exactly under the shifts whose incoming pixel is positive:
+
+    ====== ======= ======= =========================
+    image  (0, 3)  (3, 0)  class kept under
+    ====== ======= ======= =========================
+    0      +       +       both shifts
+    1      +       -       (0, 1) only
+    2      +       -       (0, 1) only
+    3      -       -       neither
+    ====== ======= ======= =========================
+
+    So the shift by (0, 1) keeps three images in four (consistency 0.75), the shift by (1, 0) one
+    in four (0.25), their mean is 0.5, and one image in four survives both (three survive either).
+    """
+    x = torch.ones(4, 1, 4, 4)
+    x[3, 0, 0, 3] = -1.0
+    x[1:, 0, 3, 0] = -1.0
+    return x

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from optional import require
 from pytest_equivariance import attribute
 from pytest_equivariance.inputs import natural_images
 from pytest_equivariance.seeding import seeded
@@ -42,9 +43,9 @@ def test_spearman_of_a_known_ranking() -> None:
 
 def _build(source: str) -> nn.Module:
     if source == "timm":
-        timm = pytest.importorskip("timm")
+        timm = require("timm")
         return timm.create_model("resnet18", pretrained=False)
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     return torchvision.models.resnet18(weights=None)
 
 

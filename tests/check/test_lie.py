@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import lie_reference as reference
+from optional import require
 from pytest_equivariance import lie_derivative
 from pytest_equivariance.check.lie import GENERATORS, spectral_generator
 from pytest_equivariance.check.resample import fourier_shift
@@ -16,8 +17,8 @@ from pytest_equivariance.check.transforms import disk_mask, rotate
 from pytest_equivariance.errors import EquivarianceUsageError
 from pytest_equivariance.inputs import natural_images
 
-timm = pytest.importorskip("timm")
-torchvision = pytest.importorskip("torchvision")
+timm = require("timm")
+torchvision = require("torchvision")
 
 
 @pytest.fixture

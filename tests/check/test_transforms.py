@@ -85,7 +85,13 @@ def test_interp_transform_masks_its_reference_and_compares_the_disk():
     x = torch.ones(1, 1, 10, 10)
     g = T.rotation(30)
     assert g.reference(x)[0, 0, 0, 0] == 0
-    assert g.mask((1, 1, 10, 10)).dtype == torch.bool
+    mask = g.mask((1, 1, 10, 10))
+    assert mask.dtype == torch.bool and mask.shape == (1, 1, 10, 10)
+    # Pixel centres sit at i - 4.5; the inscribed disk keeps y**2 + x**2 <= 5**2. Row 0 (y**2 = 20.25)
+    # keeps |x| <= 2.2, four pixels; rows 1-2 keep |x| <= 3.6 and 4.3, eight; rows 3-6 keep all ten.
+    corner, edge, full = [0, 0, 0, 1, 1, 1, 1, 0, 0, 0], [0] + [1] * 8 + [0], [1] * 10
+    expected = [corner, edge, edge, full, full, full, full, edge, edge, corner]
+    assert mask[0, 0].int().tolist() == expected
 
 
 def test_custom_transform_uses_the_given_functions():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from optional import require
 from pytest_equivariance.check.api import check_shift_equivariant, check_shift_invariant
 
-torchvision = pytest.importorskip("torchvision")
+torchvision = require("torchvision")
 pytestmark = pytest.mark.zoo
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import stat
 
-import pytest
 import torch
 
+from optional import require
 from pytest_equivariance.cli import edit as cli_fix
 from pytest_equivariance.fix import source as autofix
 
@@ -285,7 +285,7 @@ def test_a_call_the_cst_cannot_map_is_reported_not_guessed(write, run):
 
 
 def test_layers_in_installed_libraries_are_never_edited(run, project):
-    pytest.importorskip("torchvision")
+    require("torchvision")
     import torchvision
 
     source = open(torchvision.models.resnet.__file__, "rb").read()

@@ -18,18 +18,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from optional import missing, require
 
-yaml = pytest.importorskip("yaml")
+yaml = require("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / ".pre-commit-hooks.yaml"
 PRE_COMMIT = shutil.which("pre-commit")
 GIT = shutil.which("git")
-
-pytestmark = [
-    pytest.mark.skipif(PRE_COMMIT is None, reason="the pre-commit tool is not installed"),
-    pytest.mark.skipif(GIT is None, reason="git is not installed"),
-]
+if PRE_COMMIT is None:
+    missing("pre-commit")
+if GIT is None:
+    missing("git")
 
 BLOCKS = """
 import torch.nn as nn

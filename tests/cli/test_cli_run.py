@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from optional import require
 from pytest_equivariance import __version__
 from pytest_equivariance.cli import build_parser
 from pytest_equivariance.lint.rules import RULES
@@ -409,7 +410,7 @@ def test_torchvision_factories_as_module_targets(project, run):
 
 
 def test_pre_commit_hook_definitions():
-    yaml = pytest.importorskip("yaml")
+    yaml = require("yaml")
     root = Path(__file__).resolve().parents[2]
     hooks = {h["id"]: h for h in yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())}
     # The hooks that run in the user's environment first, then the isolated ones (docs/cli.md#pre-commit).

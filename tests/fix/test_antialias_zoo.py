@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from optional import require
 from pytest_equivariance.fix import antialias
 from pytest_equivariance.inputs import natural_images
 from pytest_equivariance.lint import lint
 
-torchvision = pytest.importorskip("torchvision")
+torchvision = require("torchvision")
 
 pytestmark = pytest.mark.zoo
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from optional import require
 from pytest_equivariance import check_shift_invariant
 from pytest_equivariance.errors import EquivarianceUsageError
 from pytest_equivariance.fix import (
@@ -284,7 +285,7 @@ def test_sharing_lasts_one_forward_and_survives_a_copy() -> None:
 
 
 def test_torchvision_resnet18_with_circular_convs_is_exactly_invariant() -> None:
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10)
     for module in model.modules():

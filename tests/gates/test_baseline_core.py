@@ -84,6 +84,48 @@ def test_classify_tolerance_and_floor_are_what_decide():
     assert bl.classify("consistency", 1.0, 0.999, tol=0.0, floor=1.0) == "regression"  # no floor on consistency
 
 
+def test_classify_at_exactly_the_allowed_change_is_the_same():
+    # The rule is strict: a change of exactly tol * |baseline| is neither a regression nor an improvement.
+    assert bl.classify("worst_error", 1.0, 1.5, tol=0.5, floor=0) == "same"
+    assert bl.classify("worst_error", 1.0, 0.5, tol=0.5, floor=0) == "same"
+    assert bl.classify("worst_error", 1.0, 1.5000001, tol=0.5, floor=0) == "regression"
+    assert bl.classify("worst_error", 1.0, 0.4999999, tol=0.5, floor=0) == "improvement"
+
+
+def test_classify_caps_psnr_at_the_ceiling_on_both_sides():
+    above = bl.PSNR_CEILING + 20
+    assert bl.classify("psnr", math.inf, above, tol=0.0, floor=0) == "same"  # both "identical"
+    assert bl.classify("psnr", above, math.inf, tol=0.0, floor=0) == "same"
+    assert bl.classify("psnr", math.inf, bl.PSNR_CEILING - 20, tol=0.1, floor=0) == "regression"
+    # Other figures are not capped: an error of 120 is worse than one of 101.
+    assert bl.classify("worst_error", 101.0, above, tol=0.0, floor=0) == "regression"
+
+
+@pytest.mark.parametrize(
+    ("base", "now", "expected"),
+    [
+        (0.1, 0.2, 1.0),
+        (0.2, 0.1, -0.5),
+        (0.1, 0.1, 0.0),
+        (0.0, 0.5, math.inf),  # from zero: infinitely worse, not a division by zero
+        (0.0, -0.5, -math.inf),
+        (math.inf, 1.0, -math.inf),
+        (0.0, math.nan, math.nan),
+        (math.nan, 1.0, math.nan),
+        (1.0, math.nan, math.nan),
+    ],
+)
+def test_figure_change_is_relative_to_the_baseline(base, now, expected):
+    key = BaselineKey("t", 0, "shift_invariant", "cpu", "float32")
+    change = bl.FigureChange(key, "worst_error", base, now, 0.1, 1e-5).change
+    assert change == expected or (math.isnan(change) and math.isnan(expected)), change
+
+
+def test_a_changed_fingerprint_fails_a_comparison_only_when_strict():
+    assert not bl.Comparison(fingerprint_changes=[object()]).failed  # not strict by default
+    assert bl.Comparison(fingerprint_changes=[object()], strict_weights=True).failed
+
+
 def test_noise_floor_follows_dtype():
     assert bl.noise_floor("float64") < bl.noise_floor("float32") < bl.noise_floor("float16")
     assert bl.noise_floor("torch.float32") == bl.noise_floor("float32")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from optional import require
 from pytest_equivariance.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ OPTION = re.compile(r"--equiv-[a-z-]+")
 
 @pytest.fixture(scope="module")
 def yaml():
-    return pytest.importorskip("yaml")
+    return require("yaml")
 
 
 @pytest.fixture

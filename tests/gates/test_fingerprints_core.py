@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from pytest_equivariance.gates import baseline as bl  # noqa: E402
 from pytest_equivariance.gates.baseline import Baseline, BaselineEntry, BaselineKey  # noqa: E402

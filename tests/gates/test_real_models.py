@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 # Load torch and the check modules once, here: pytester forgets what an in-process run imported,
 # and torch refuses to register its operator libraries twice.

@@ -1,4 +1,7 @@
-"""escnn and e2cnn models pass when passed directly; the same architectures as plain convolutions fail."""
+"""escnn models pass when passed directly; the same architectures as plain convolutions fail.
+
+e2cnn's models are in test_e2cnn.py, so they need e2cnn only.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from optional import require
 import pytest_equivariance as pe
 from pytest_equivariance.check import groups
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.seeding import seeded
 
-escnn = pytest.importorskip("escnn", reason="escnn needs a Fortran compiler for py3nj: see .ci/run")
+escnn = require("escnn")
 from escnn import gspaces  # noqa: E402
 from escnn import nn as enn  # noqa: E402
 
@@ -109,20 +113,6 @@ def test_shift_checks_accept_escnn_modules() -> None:
         model = enn.R2Conv(t_in, t_out, 5, padding=2, padding_mode="circular").eval()
     result = pe.check_shift_equivariant(model, input_shape=(2, 1, 32, 32))
     assert result.passed
-
-
-@pytest.mark.filterwarnings("ignore:indexing with dtype torch.uint8:UserWarning", "ignore::DeprecationWarning")  # inside e2cnn
-def test_e2cnn_modules() -> None:
-    e2cnn = pytest.importorskip("e2cnn")
-    for gspace, name in ((e2cnn.gspaces.Rot2dOnR2(8), "C8"), (e2cnn.gspaces.FlipRot2dOnR2(4), "D4")):
-        with seeded(0):
-            t_in = e2cnn.nn.FieldType(gspace, [gspace.trivial_repr])
-            t_h = e2cnn.nn.FieldType(gspace, 2 * [gspace.regular_repr])
-            model = e2cnn.nn.SequentialModule(
-                e2cnn.nn.R2Conv(t_in, t_h, 5, padding=2), e2cnn.nn.ReLU(t_h), e2cnn.nn.R2Conv(t_h, t_h, 5, padding=2)
-            ).eval()
-        result = pe.check_rotation_equivariant(model)
-        assert result.passed and result.group == name
 
 
 def test_an_escnn_module_given_the_wrong_channels_is_a_usage_error() -> None:

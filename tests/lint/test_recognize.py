@@ -46,7 +46,8 @@ def test_library_blurpools_are_recognised_by_class():
 
 
 def test_this_projects_blurpools_are_recognised():
-    blurpool = pytest.importorskip("pytest_equivariance.layers.blurpool")
+    from pytest_equivariance.layers import blurpool
+
     for layer in (blurpool.BlurPool1d(), blurpool.BlurPool2d(stride=2), blurpool.MaxBlurPool3d()):
         assert is_antialiased_downsampler(layer)
 

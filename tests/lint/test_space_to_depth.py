@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optional import require
 from pytest_equivariance import BlurPool2d
 from pytest_equivariance.lint import lint
 
@@ -284,7 +285,7 @@ def test_reshapes_that_do_not_subsample_are_not_flagged(model, shape):
 
 
 def _timm_model(name: str) -> nn.Module:
-    timm = pytest.importorskip("timm")
+    timm = require("timm")
     with torch.device("meta"):
         return timm.create_model(name, pretrained=False)
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optional import require
 import pytest_equivariance as pe
 from pytest_equivariance.check import tangent_walk
 from pytest_equivariance.check.attribution import attribute, lie_terms
@@ -91,7 +92,7 @@ def test_terms_add_up_to_the_lie_derivative(build, generator: str, method: str) 
 
 
 def test_terms_add_up_for_resnet18() -> None:
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     model = _model(lambda: torchvision.models.resnet18(num_classes=10)).double()
     x = images(dtype=torch.float64)
     terms = lie_terms(model, x, "translate_x")
@@ -217,10 +218,10 @@ def test_antialiased_resnet18_failing_a_circular_shift_check_names_a_strided_lay
     from pytest_equivariance.fix import antialias
 
     if source == "timm":
-        timm = pytest.importorskip("timm")
+        timm = require("timm")
         build = lambda: timm.create_model("resnet18", pretrained=False)  # noqa: E731
     else:
-        torchvision = pytest.importorskip("torchvision")
+        torchvision = require("torchvision")
         build = torchvision.models.resnet18
     model = antialias(_model(build))
     result = pe.check_shift_invariant(model, input_shape=(4, 3, 64, 64), mode="circular")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optional import require
 from pytest_equivariance.check import transforms as T
 from pytest_equivariance.check.localize import first_break, localize, noise_floor
 from pytest_equivariance.check.result import CheckResult, LayerError
@@ -259,7 +260,7 @@ def test_profile_survives_the_json_round_trip(images: torch.Tensor) -> None:
 
 
 def _resnet18(padding_mode: str = "zeros") -> nn.Module:
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require("torchvision")
     model = torchvision.models.resnet18(weights=None).eval()
     for module in model.modules():
         if isinstance(module, nn.Conv2d):

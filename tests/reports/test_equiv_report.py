@@ -62,11 +62,12 @@ def test_merged_page_holds_both_runs_and_marks_disagreements(two_runs, tmp_path,
 
 @pytest.mark.browser
 def test_merged_page_in_a_browser(two_runs, tmp_path, capsys) -> None:
+    from optional import missing
     from test_browser import find_chromium
 
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no Chromium binary found")
+        missing("Chromium")
     out = tmp_path / "report.html"
     assert run(*map(str, two_runs), "-o", str(out), capsys=capsys)[0] == 0
     dom = chromium(binary, tmp_path / "profile", "--dump-dom", out.as_uri()).stdout

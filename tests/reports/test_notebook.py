@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+from optional import require
+
+nbformat = require("nbformat")
+nbclient = require("nbclient")
+require("ipykernel")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

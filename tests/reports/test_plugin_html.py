@@ -16,6 +16,7 @@ import hypothesis.internal.observability  # noqa: F401  isort: skip
 pytest_plugins = ("pytester",)
 
 INNER_TESTS = '''
+from optional import require
 from pytest_equivariance.check.result import CheckResult, ShiftGrid, Trial
 from pytest_equivariance.plugin import record_result
 
@@ -124,7 +125,7 @@ def test_unwritable_path_is_reported_not_raised(project: pytest.Pytester) -> Non
 
 
 def test_under_xdist_the_controller_writes_once_with_all_results(project: pytest.Pytester) -> None:
-    pytest.importorskip("xdist")
+    require("xdist")
     # Three fresh processes: leave out the unrelated hypothesis plugin to keep start-up short.
     result = project.runpytest_subprocess(
         *QUIET, "-n", "2", "-p", "no:hypothesispytest", "--equiv-html", "report.html"

@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 
+from optional import require
 from pytest_equivariance import antialias, check_shift_invariant, lint_model
 from pytest_equivariance.cli import main
 from pytest_equivariance.lint.empty import build_empty
@@ -25,11 +26,11 @@ TIMM_SAMPLE, TIMM_SEED = 100, 0
 
 
 def _transformers():
-    return pytest.importorskip("transformers")
+    return require("transformers")
 
 
 def _timm():
-    return pytest.importorskip("timm")
+    return require("timm")
 
 
 def hf_vision_backbones():

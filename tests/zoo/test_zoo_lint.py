@@ -15,9 +15,10 @@ from typing import Iterator
 import pytest
 import torch
 
+from optional import require
 from pytest_equivariance.lint import lint_model
 
-torchvision = pytest.importorskip("torchvision")
+torchvision = require("torchvision")
 models = torchvision.models
 
 pytestmark = pytest.mark.zoo
@@ -173,7 +174,7 @@ TIMM = {
 
 @pytest.mark.parametrize("name", sorted(TIMM))
 def test_timm_models(name):
-    timm = pytest.importorskip("timm")
+    timm = require("timm")
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False)
     report = lint_model(model, (1, 3, 224, 224))
@@ -205,7 +206,7 @@ def test_exact_counts_with_empty_weights(name):
 @pytest.mark.parametrize("name", sorted(TIMM))
 def test_timm_counts_with_empty_weights(name):
     # resnetblur50's frozen BlurPool2d filters are read by value: they must stay real.
-    timm = pytest.importorskip("timm")
+    timm = require("timm")
     model = _empty(lambda: timm.create_model(name, pretrained=False))
     assert counts(lint_model(model, (1, 3, 224, 224))) == TIMM[name]
 
