@@ -66,12 +66,26 @@ def lint_model(
     )
     from pytest_equivariance.lint.graph import build_graph
 
+    from pytest_equivariance import forms
+
+    model = forms.runnable(model)
     require_module(model, "lint_model")
+    form = forms.form_of(model)
     require_example(example_input_or_shape, "example_input_or_shape", "lint_model")
     require_flag(respect_suppressions, "respect_suppressions", "lint_model")
     rules = select_rules(select, ignore)
     validate_per_module_ignores({} if per_module_ignores is None else per_module_ignores)
     report = ModelReport(target=target)
+    if form == forms.EXPORTED:  # like a TorchScript module: said in the report, not raised
+        report.trace, report.coverage = "none", 0.0
+        report.errors.append(
+            "An exported program is an ATen graph, which the linter cannot read yet; lint the eager model it was "
+            "exported from (its findings carry the source's file:line)."
+        )
+        return report
+    if form == forms.COMPILED:  # the graph is read from the module torch.compile wrapped
+        model = forms.original(model)
+        report.notes.append("compiled model: linted through its original module (_orig_mod)")
     example = example_input_or_shape
     if example is None:
         try:
