@@ -100,7 +100,7 @@ def note(model: Any, *, figures: bool = True) -> str | None:
         return "compiled model: differentiated through its original module (_orig_mod), as forward-mode AD runs eagerly"
     if form == EXPORTED:
         return ("exported model: run as exported, in the mode it was exported in (an exported module has no "
-                "train/eval); no per-layer profile (lint or localize the eager model for one)")
+                "train/eval); no per-layer profile (localize the eager model for one)")
     if form == SCRIPTED:
         return "TorchScript model: run as scripted; no per-layer profile (localize the eager model for one)"
     return None

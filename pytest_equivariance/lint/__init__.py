@@ -76,24 +76,22 @@ def lint_model(
     rules = select_rules(select, ignore)
     validate_per_module_ignores({} if per_module_ignores is None else per_module_ignores)
     report = ModelReport(target=target)
-    if form == forms.EXPORTED:  # like a TorchScript module: said in the report, not raised
-        report.trace, report.coverage = "none", 0.0
-        report.errors.append(
-            "An exported program is an ATen graph, which the linter cannot read yet; lint the eager model it was "
-            "exported from (its findings carry the source's file:line)."
-        )
-        return report
     if form == forms.COMPILED:  # the graph is read from the module torch.compile wrapped
         model = forms.original(model)
         report.notes.append("compiled model: linted through its original module (_orig_mod)")
     example = example_input_or_shape
-    if example is None:
+    if example is None and form != forms.EXPORTED:  # an exported graph knows its shapes
         try:
             example = infer_input_shape(model)
         except InputShapeError as exc:
             report.errors.append(str(exc))
             example = None
-    graph = build_graph(model, example)
+    if form == forms.EXPORTED:  # an ATen graph already: read, not traced
+        from pytest_equivariance.lint.exported import build_exported_graph
+
+        graph = build_exported_graph(model)
+    else:
+        graph = build_graph(model, example)
     report.trace = graph.mode
     report.coverage = round(graph.coverage, 4)
     if graph.input_shapes:
