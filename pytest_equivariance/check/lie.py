@@ -220,7 +220,8 @@ def lie_derivative_and_pushforward(
 
     # Forward-mode AD runs eagerly: a compiled model is differentiated through its original module.
     model = guards.shipped_module(model, "lie_derivative")
-    model = forms.original(model) or model
+    eager = forms.original(model)
+    model = eager if eager is not None else model
     if batches.is_stream(inputs):  # one batch at a time; the per-image values are concatenated
         parts = [
             lie_derivative_and_pushforward(model, batch.images, generator, method=method, output=output,

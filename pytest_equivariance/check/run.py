@@ -117,7 +117,7 @@ def run_check(
             plan = Plan.fixed(transform_list)
         first_pairs: list[Pair] = []
         plan = _remembering(plan, first_pairs)
-        out_margin = _margin(spec, eager or runs, ref_input, dims, strides, notes)
+        out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
         frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
         moves = _LeafMoves(strides, located, frame, out_margin)
@@ -168,7 +168,7 @@ def run_check(
             notes=notes,
             min_psnr=spec.min_psnr,
             all_shift_consistency=tally.all_agree / tally.compared if tally.compared else None,
-            weights_fingerprint=fingerprint.fingerprint_model(eager or model),
+            weights_fingerprint=fingerprint.fingerprint_model(eager if eager is not None else model),
             inputs_fingerprint=fingerprints.digest(),
             group=spec.group.name if spec.group is not None else None,
             fields=ctx.fields,
@@ -578,8 +578,9 @@ def _attach_extras(
             result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
     if spec.grid and spec.kind.startswith("shift"):
         try:
+            grid_model = eager if eager is not None else model
             result.grid = shift_grid(
-                eager if eager is not None else model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
+                grid_model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
                 batch_size=batch_size, lattice=result.lattice,
                 canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin,
             )
