@@ -265,7 +265,7 @@ def widest_activation(model: "nn.Module") -> Iterator[list[int]]:
 def activation_bytes_per_image(model: "nn.Module", x: "Tensor") -> tuple[Leaves, int]:
     """Return the output leaves for ``x`` and the bytes of the largest single activation per image."""
     with widest_activation(model) as holder:
-        leaves = forward(model, x)
+        leaves = forward(shipped(model), x)
     largest = max([holder[0], x.numel() * x.element_size()] + [t.numel() * t.element_size() for _, t in leaves])
     n = max(x.shape[0], 1) if x.dim() else 1
     return leaves, max(1, largest // n)
