@@ -14,10 +14,12 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pytest_equivariance import forms
 from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError, shown
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 
 def require_module(model: Any, entry: str) -> None:
@@ -34,6 +36,20 @@ def require_module(model: Any, entry: str) -> None:
             f"{entry} got {type(model).__name__} as its model, not a torch.nn.Module; pass the model instance "
             f"(call the factory first)."
         )
+
+
+def shipped_module(model: Any, entry: str) -> "nn.Module":
+    """Return the module that runs ``model`` (an ``ExportedProgram``'s ``.module()``), raising unless it is
+    one; compiled, exported and scripted models are told apart by :mod:`pytest_equivariance.forms`."""
+    model = forms.runnable(model)
+    require_module(model, entry)
+    return model
+
+
+def eager_module(model: Any, entry: str) -> "nn.Module":
+    """Return the eager module ``entry`` hooks or differentiates: a compiled model's original module;
+    raise in one sentence for an exported or scripted model, which keeps none."""
+    return forms.eager(shipped_module(model, entry), entry)
 
 
 def require_materialised(model: Any, entry: str) -> None:

@@ -100,6 +100,7 @@ def _attribute(model: "nn.Module", inputs: "Tensor", generator: str | Sequence[s
     """:func:`attribute`, with layers of ``exact_families`` (linter op families) never the culprit."""
     from pytest_equivariance.check import batches, lie, runner
 
+    model = guards.eager_module(model, "attribute")  # hooks run on a compiled model's original module
     stream = batches.as_batches(inputs, "attribute") if batches.is_stream(inputs) else None
     first = stream.first().images if stream is not None else inputs
     names = lie._check_arguments(model, first, generator, method, output, batch_size, entry="attribute")
@@ -142,6 +143,7 @@ def lie_terms(
 
     from pytest_equivariance.check import lie, runner
 
+    model = guards.eager_module(model, "lie_terms")
     names = lie._check_arguments(model, inputs, generator, method, output, None, entry="lie_terms")
     guards.require_flag(circular_padding, "circular_padding", "lie_terms")
     if len(names) != 1:

@@ -93,7 +93,7 @@ def shift_grid(
         }
         jobs = ((key, g.on_input(x)) for key, g in shifts.items())
         errors: dict[tuple[int, int], float] = {}
-        for key, leaves in runner.run_batches(model, jobs, chunk):
+        for key, leaves in runner.run_batches(runner.shipped(model), jobs, chunk):
             errors[key] = _max_error(shifts[key], leaves, reference, strides, margin)
     return ShiftGrid(
         offsets_y=offsets[0],

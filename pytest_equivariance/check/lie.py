@@ -215,8 +215,13 @@ def lie_derivative_and_pushforward(
     """
     import torch
 
+    from pytest_equivariance import forms, guards
     from pytest_equivariance.check import batches, runner
 
+    # Forward-mode AD runs eagerly: a compiled model is differentiated through its original module.
+    model = guards.shipped_module(model, "lie_derivative")
+    eager = forms.original(model)
+    model = eager if eager is not None else model
     if batches.is_stream(inputs):  # one batch at a time; the per-image values are concatenated
         parts = [
             lie_derivative_and_pushforward(model, batch.images, generator, method=method, output=output,

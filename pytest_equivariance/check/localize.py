@@ -97,7 +97,7 @@ def localize(
             f"localize needs the inputs as one tensor of shape (batch, channels, *spatial), got {got}; "
             f"pass the batch the check ran on."
         )
-    guards.require_module(model, "localize")
+    model = guards.eager_module(model, "localize")  # hooks run on a compiled model's original module
     guards.require_materialised(model, "localize")
     guards.require_tensor(inputs, "inputs", "localize")
     from pytest_equivariance.check.transforms import Transform

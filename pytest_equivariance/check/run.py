@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_equivariance import forms
 from pytest_equivariance.check import distributed, fingerprint, geometry, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
 from pytest_equivariance.check.result import CheckResult, Trial
@@ -51,7 +52,9 @@ def run_check(
     model, dev, dtype, seed, shape, source = (setting.model, setting.device, setting.dtype, setting.seed,
                                               setting.shape, setting.source)
     dims = resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
-    notes: list[str] = []
+    notes: list[str] = list(setting.notes)
+    eager = setting.eager  # hooks and the profile run here; the figures come from the model as shipped
+    runs = runner.shipped(model)
     canvas = Canvas(spec, shape, dims, dtype, dev, given=source is not None, notes=notes)
     model_shape = canvas.model_shape
     first = source.first() if source is not None else None
@@ -69,7 +72,8 @@ def run_check(
         if spec.batch_size:
             chunk = runner.ChunkSize(spec.batch_size)
         else:
-            chunk = runner.ChunkSize(runner.first_guess(ref_input, dev), measure=True, device=dev)
+            # Activations are measured with hooks, which only an eager model runs without recompiling.
+            chunk = runner.ChunkSize(runner.first_guess(ref_input, dev), measure=eager is model, device=dev)
         # Equivariance needs the output grid before it can draw shifts, so the first batch's reference
         # goes through the model first; for invariance it shares the first chunk with the moved copies.
         ref_leaves: runner.Leaves | None = None
@@ -77,7 +81,7 @@ def run_check(
         lattice = None
         located: dict[str, geometry.Geometry] = {}
         if spec.equivariant:
-            ((_, ref_leaves),) = runner.run_batches(model, [("reference", ref_input)], chunk)
+            ((_, ref_leaves),) = runner.run_batches(runs, [("reference", ref_input)], chunk)
             _accept(spec, ref_leaves, "the reference input")
             located = geometry.leaves(spec.output_geometry, ref_leaves, len(model_shape))
             strides, lattice = _strides(spec, [(p, t) for p, t in ref_leaves if p not in located], model_shape, dims,
@@ -113,7 +117,7 @@ def run_check(
             plan = Plan.fixed(transform_list)
         first_pairs: list[Pair] = []
         plan = _remembering(plan, first_pairs)
-        out_margin = _margin(spec, model, ref_input, dims, strides, notes)
+        out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
         frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
         moves = _LeafMoves(strides, located, frame, out_margin)
@@ -139,7 +143,7 @@ def run_check(
         show = progress.wanted(spec.progress) and source is not None and not source.is_tensor
         with progress.Tracker(total and total * plan.passes, entry_name(spec.kind), enabled=show) as tracker:
             outcome = stream(
-                model, plan, framed(), chunk, compare,
+                runs, plan, framed(), chunk, compare,
                 reference=lambda x: identity.reference(x) if identity is not None else x,
                 accept=lambda leaves, what: _accept(spec, leaves, what),
                 first_reference=ref_leaves, advance=tracker.advance,
@@ -164,7 +168,7 @@ def run_check(
             notes=notes,
             min_psnr=spec.min_psnr,
             all_shift_consistency=tally.all_agree / tally.compared if tally.compared else None,
-            weights_fingerprint=fingerprint.fingerprint_model(model),
+            weights_fingerprint=fingerprint.fingerprint_model(eager if eager is not None else model),
             inputs_fingerprint=fingerprints.digest(),
             group=spec.group.name if spec.group is not None else None,
             fields=ctx.fields,
@@ -184,7 +188,7 @@ def run_check(
                 if ("angle" in tr.params or "k" in tr.params) and not tr.params.get("flip")
             ] or None
         worst = _worst_transform(result, first_pairs)
-        _attach_extras(spec, result, model, x0, worst, dims, dev, chunk.size, out_margin)
+        _attach_extras(spec, result, eager, model, x0, worst, dims, dev, chunk.size, out_margin)
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
@@ -242,6 +246,8 @@ def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:
     setting = setting_up(spec)
     model, dev, dtype, seed, shape, source = (setting.model, setting.device, setting.dtype, setting.seed,
                                               setting.shape, setting.source)
+    # Forward-mode AD runs eagerly: a compiled model is differentiated through its original module.
+    model = setting.eager if setting.eager is not None else model
     if len(shape) != 4:
         raise usage_error(
             f"measure='lie' acts on images of shape (N, C, H, W), got inputs of shape {tuple(shape)}; pass "
@@ -253,7 +259,8 @@ def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:
             f"measure='lie' differentiates along the image plane (dims (-2, -1)), not dims {dims}; drop dims= "
             f"or use measure='error'."
         )
-    notes: list[str] = [f"measured by Lie derivatives ({', '.join(generators)}; spectral, per pixel and per radian)"]
+    notes: list[str] = [note for note in [forms.note(setting.model, figures=False)] if note] + [
+        f"measured by Lie derivatives ({', '.join(generators)}; spectral, per pixel and per radian)"]
     spec.mode = "circular" if spec.mode in transforms.SHIFT_MODES else spec.mode
     canvas = Canvas(spec, shape, dims, dtype, dev, given=source is not None, notes=notes)
     atol_default, rtol_default = metrics.default_tolerances(dtype)
@@ -543,6 +550,7 @@ def _worst_transform(result: CheckResult, first_pairs: list[Pair]) -> transforms
 def _attach_extras(
     spec: CheckSpec,
     result: CheckResult,
+    eager: Any,
     model: Any,
     x: "Tensor",
     worst: transforms.Transform | None,
@@ -551,16 +559,17 @@ def _attach_extras(
     batch_size: int,
     out_margin: int,
 ) -> None:
-    """Fill result.profile (per-layer localisation) and result.grid when asked for."""
+    """Fill result.profile (per-layer localisation, on the ``eager`` module; none without one) and
+    result.grid (on ``eager`` too: it measures activations with hooks) when asked for."""
     # Imported here: both build on this module's transforms and runner, and most checks need neither.
     from pytest_equivariance.check.attribution import explain
     from pytest_equivariance.check.grid import shift_grid
 
     want_profile = spec.localize is True or (spec.localize is None and not result.passed)
-    if want_profile and worst is not None:
+    if want_profile and worst is not None and eager is not None:
         try:
             result.profile = explain(
-                model, x, worst, equivariant=spec.equivariant, passed=result.passed, device=dev,
+                eager, x, worst, equivariant=spec.equivariant, passed=result.passed, device=dev,
                 batch_size=batch_size,
             )
         except EquivarianceUsageError as exc:
@@ -569,8 +578,9 @@ def _attach_extras(
             result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
     if spec.grid and spec.kind.startswith("shift"):
         try:
+            grid_model = eager if eager is not None else model
             result.grid = shift_grid(
-                model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
+                grid_model, x, dims=dims, mode=spec.mode, equivariant=spec.equivariant, device=dev,
                 batch_size=batch_size, lattice=result.lattice,
                 canvas=spec.max_shift if spec.mode == "crop" else None, margin=out_margin,
             )

@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
 
+from pytest_equivariance import forms
 from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
@@ -111,13 +112,15 @@ def prepared(model: "nn.Module", device: "torch.device", dtype: "torch.dtype") -
     import torch
 
     notes: list[str] = []
-    training = {name: m.training for name, m in model.named_modules()}
+    modes = forms.has_modes(model)  # an exported module keeps the mode it was exported in
+    training = {name: m.training for name, m in model.named_modules()} if modes else {}
     if any(training.values()):
         notes.append("model was in train mode; checked in eval mode (dropout off, batch-norm running statistics) and restored")
     original_device = model_device(model)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
-        model.eval()
+        if modes:
+            model.eval()
         if original_device != device and any(True for _ in _tensors(model)):
             model.to(device)
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -127,8 +130,53 @@ def prepared(model: "nn.Module", device: "torch.device", dtype: "torch.dtype") -
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         if original_device != device and any(True for _ in _tensors(model)):
             model.to(original_device)
-        for name, m in model.named_modules():
-            m.training = training.get(name, m.training)
+        if modes:
+            for name, m in model.named_modules():
+                m.training = training.get(name, m.training)
+
+
+class InPieces:
+    """Call a module that accepts only batches of ``batch`` images on batches of any size.
+
+    An exported module keeps the batch size it was exported with; a check's chunks are cut into
+    pieces of that size (the last one padded with copies of its first image, dropped from the
+    output), and the pieces' outputs are joined back along the batch.
+    """
+
+    def __init__(self, module: "nn.Module", batch: int) -> None:
+        self.module, self.batch = module, batch
+
+    def __call__(self, x: "Tensor") -> Any:
+        import torch
+
+        outputs = []
+        for start in range(0, x.shape[0], self.batch):
+            piece = x[start:start + self.batch]
+            short = self.batch - piece.shape[0]
+            if short:
+                piece = torch.cat([piece, piece[:1].expand(short, *piece.shape[1:])])
+            outputs.append((self.module(piece), self.batch - short))
+        return _joined(outputs)
+
+
+def shipped(model: "nn.Module") -> Any:
+    """Return what a check calls for its figures: the model, or an exported one cut to its fixed batch."""
+    batch = forms.fixed_batch(model)
+    return InPieces(model, batch) if batch is not None else model
+
+
+def _joined(outputs: list[tuple[Any, int]]) -> Any:
+    import torch
+
+    first = outputs[0][0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat([out[:keep] for out, keep in outputs])
+    if isinstance(first, dict):
+        return {k: _joined([(out[k], keep) for out, keep in outputs]) for k in first}
+    if isinstance(first, (tuple, list)):
+        parts = [_joined([(out[i], keep) for out, keep in outputs]) for i in range(len(first))]
+        return type(first)(*parts) if hasattr(first, "_fields") else type(first)(parts)
+    return first
 
 
 def flatten_output(output: Any, path: str = "") -> Leaves:
@@ -217,7 +265,7 @@ def widest_activation(model: "nn.Module") -> Iterator[list[int]]:
 def activation_bytes_per_image(model: "nn.Module", x: "Tensor") -> tuple[Leaves, int]:
     """Return the output leaves for ``x`` and the bytes of the largest single activation per image."""
     with widest_activation(model) as holder:
-        leaves = forward(model, x)
+        leaves = forward(shipped(model), x)
     largest = max([holder[0], x.numel() * x.element_size()] + [t.numel() * t.element_size() for _, t in leaves])
     n = max(x.shape[0], 1) if x.dim() else 1
     return leaves, max(1, largest // n)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_equivariance import guards
+from pytest_equivariance import forms, guards
 from pytest_equivariance.check import arguments, batches, runner
 from pytest_equivariance.errors import EquivarianceUsageError, InputShapeError, shown
 
@@ -102,7 +102,7 @@ def dtype_name(dtype: Any) -> str:
 def validate_common(spec: CheckSpec) -> None:
 
     entry = entry_name(spec.kind)
-    guards.require_module(spec.model, entry)
+    spec.model = guards.shipped_module(spec.model, entry)
     if spec.inputs is not None and spec.input_shape is not None and spec.protocol is None:
         raise usage_error("Both inputs and input_shape were given; pass only one of them.")
     guards.require_materialised(spec.model, entry)
@@ -133,6 +133,9 @@ def input_shape_of(spec: CheckSpec, source: "batches.Batches | None" = None) -> 
         return guards.require_shape(spec.input_shape, "input_shape", entry_name(spec.kind))
     from pytest_equivariance.check.groups import FIELD_TYPES
 
+    exported = forms.exported_shape(spec.model)
+    if exported is not None:  # an exported module accepts the shape it was exported with
+        return exported
     field_types = getattr(spec.model, FIELD_TYPES, None)
     if field_types is not None:  # an escnn / e2cnn module: its in_type says the channels
         return (DEFAULT_BATCH, field_types[0].size, *CHECK_SPATIAL[2])
@@ -199,6 +202,8 @@ class Setting:
     seed: int
     shape: tuple[int, ...]
     source: "batches.Batches | None"
+    eager: Any = None  # the module hooks and profiles run on (a compiled model's original); None: none
+    notes: list[str] = field(default_factory=list)  # what the model's form changes (forms.note)
 
 
 def setting_up(spec: CheckSpec) -> Setting:
@@ -218,7 +223,9 @@ def setting_up(spec: CheckSpec) -> Setting:
         first.dtype if first is not None and first.is_floating_point() else torch.get_default_dtype()
     )
     seed = 0 if spec.seed is None else spec.seed
-    return Setting(model, dev, dtype, seed, input_shape_of(spec, source), source)
+    note = forms.note(model)
+    return Setting(model, dev, dtype, seed, input_shape_of(spec, source), source, eager=forms.original(model),
+                   notes=[note] if note else [])
 
 
 def library_model(model: Any) -> Any:

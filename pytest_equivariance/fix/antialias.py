@@ -33,7 +33,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from pytest_equivariance import guards
+from pytest_equivariance import forms, guards
 from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class AntialiasReport:
     skipped: list[Skipped] = field(default_factory=list)
     trace: str = "fx"  # the linter's trace mode for the model
     lint_errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the model's form changed (a compiled model)
 
     @property
     def changed_qualnames(self) -> list[str]:
@@ -119,6 +120,7 @@ class AntialiasReport:
             "skipped": [asdict(s) for s in self.skipped],
             "trace": self.trace,
             "lint_errors": list(self.lint_errors),
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
@@ -128,6 +130,7 @@ class AntialiasReport:
         for s in self.skipped:
             where = f" ({s.location})" if s.location else ""
             lines.append(f"  skipped {s.code} {s.qualname or '<model>'} {s.op}{where}: {s.reason}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -184,6 +187,10 @@ def antialias(
             is repeated.
         criterion: polyphase only: ``"l2"`` (default), ``"l1"`` or ``"max"``.
 
+    A compiled model (``torch.compile``) is rewritten through its original module and the eager
+    result is returned (compile it again); an exported or TorchScript model has no layers to swap
+    and is refused in one sentence: antialias the eager model it was made from.
+
     Returns:
         The fixed model, with ``.antialias_report`` (an :class:`AntialiasReport`) listing each
         change and each finding left alone (skip globs, functional calls with file:line, layers
@@ -198,7 +205,10 @@ def antialias(
 
     from pytest_equivariance.layers.filters import check_blur_arguments
 
-    guards.require_module(model, "antialias")
+    # A compiled model is rewritten through its original module; an exported or scripted one has
+    # no layers to swap and is refused in one sentence.
+    compiled = forms.form_of(model) == forms.COMPILED
+    model = guards.eager_module(model, "antialias")
     if not isinstance(method, str) or method not in METHODS:
         raise EquivarianceUsageError(
             f"Unknown antialias method {shown(method)}; use 'blur' (BlurPool) or 'polyphase' (adaptive polyphase "
@@ -228,6 +238,11 @@ def antialias(
     lint_report = lint_model(model, example_input, select=list(CODES))
     work = model if inplace else _copy(model)
     report = AntialiasReport(trace=lint_report.trace, lint_errors=list(lint_report.errors))
+    if compiled:
+        report.notes.append(
+            "compiled model: its original module (_orig_mod) was antialiased and is returned eager; "
+            "compile the result again, e.g. torch.compile(fixed)"
+        )
     if method == "polyphase":
         circular = padding_mode == "circular" if padding_mode else _pads_circularly(model)
         build = functools.partial(_polyphase_replacement, blur=filter_size, criterion=criterion, circular=circular)

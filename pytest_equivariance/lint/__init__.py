@@ -66,20 +66,32 @@ def lint_model(
     )
     from pytest_equivariance.lint.graph import build_graph
 
+    from pytest_equivariance import forms
+
+    model = forms.runnable(model)
     require_module(model, "lint_model")
+    form = forms.form_of(model)
     require_example(example_input_or_shape, "example_input_or_shape", "lint_model")
     require_flag(respect_suppressions, "respect_suppressions", "lint_model")
     rules = select_rules(select, ignore)
     validate_per_module_ignores({} if per_module_ignores is None else per_module_ignores)
     report = ModelReport(target=target)
+    if form == forms.COMPILED:  # the graph is read from the module torch.compile wrapped
+        model = forms.original(model)
+        report.notes.append("compiled model: linted through its original module (_orig_mod)")
     example = example_input_or_shape
-    if example is None:
+    if example is None and form != forms.EXPORTED:  # an exported graph knows its shapes
         try:
             example = infer_input_shape(model)
         except InputShapeError as exc:
             report.errors.append(str(exc))
             example = None
-    graph = build_graph(model, example)
+    if form == forms.EXPORTED:  # an ATen graph already: read, not traced
+        from pytest_equivariance.lint.exported import build_exported_graph
+
+        graph = build_exported_graph(model)
+    else:
+        graph = build_graph(model, example)
     report.trace = graph.mode
     report.coverage = round(graph.coverage, 4)
     if graph.input_shapes:

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pytest_equivariance import forms
 from pytest_equivariance.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ModelSource:
             ) from exc
         except Exception as exc:
             raise _build_error(self, name, exc) from exc
+        model = forms.runnable(model)  # an ExportedProgram: lint_model says what it can read of it
         if not isinstance(model, nn.Module):
             raise ModelLoadError(
                 f"{self.target}: {name}() returned a {type(model).__name__}, not an nn.Module; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import re
 import sys
 from typing import Any, Callable
 
@@ -63,10 +64,45 @@ def function_table() -> dict[Any, tuple[str, int | None, str]]:
         for name, family in plain.items():
             ndim = 2 if family == "pixel_unshuffle" else None
             add(getattr(namespace, name, None), family, ndim, prefix + name)
+    for name, (family, ndim) in aten_ops().items():  # an exported model's ATen graph (lint.exported)
+        try:
+            packet = getattr(torch.ops.aten, name)
+        except (AttributeError, RuntimeError):  # an op this torch does not have
+            continue
+        for overload in packet.overloads():
+            add(getattr(packet, overload), family, ndim, "Tensor.__getitem__" if name == "slice" else f"aten.{name}")
     add(operator.getitem, "getitem", None, "Tensor.__getitem__")
     add(operator.add, "add", None, "operator.add")
     add(operator.iadd, "add", None, "operator.iadd")
     return table
+
+
+#: ATen ops that keep F.*'s signature, per spatial rank: name pattern -> family.
+_ATEN_PER_NDIM = {
+    "max_pool{}d": "max_pool", "max_pool{}d_with_indices": "max_pool", "avg_pool{}d": "avg_pool",
+    "conv{}d": "conv", "conv_transpose{}d": "conv_transpose", "adaptive_avg_pool{}d": "adaptive_avg_pool",
+    "adaptive_max_pool{}d": "adaptive_max_pool",
+}
+#: ATen resampling ops -> (interpolation mode, antialias); lint.exported reads their arguments.
+ATEN_RESAMPLING = {
+    "upsample_nearest1d": ("nearest", False), "upsample_nearest2d": ("nearest", False),
+    "upsample_nearest3d": ("nearest", False), "_upsample_nearest_exact2d": ("nearest-exact", False),
+    "upsample_linear1d": ("linear", False), "upsample_bilinear2d": ("bilinear", False),
+    "upsample_trilinear3d": ("trilinear", False), "upsample_bicubic2d": ("bicubic", False),
+    "_upsample_bilinear2d_aa": ("bilinear", True), "_upsample_bicubic2d_aa": ("bicubic", True),
+}
+
+
+def aten_ops() -> dict[str, tuple[str, int | None]]:
+    """Map ATen op names (``max_pool2d``, ``convolution``, ``slice``) to ``(family, ndim)``."""
+    ops: dict[str, tuple[str, int | None]] = {
+        pattern.format(n): (family, n) for pattern, family in _ATEN_PER_NDIM.items() for n in (1, 2, 3)}
+    ops.update({name: ("interpolate", int(re.search(r"(\d)d", name).group(1))) for name in ATEN_RESAMPLING})
+    ops.update({"convolution": ("conv", None), "slice": ("getitem", None), "pixel_unshuffle": ("pixel_unshuffle", 2),
+                "linear": ("linear", None), "pad": ("pad", None), "flatten": ("flatten", None),
+                "relu": ("activation", None), "relu_": ("activation", None), "add": ("add", None),
+                "cat": ("cat", None), "batch_norm": ("norm", None)})
+    return ops
 
 
 METHOD_FAMILIES = {
