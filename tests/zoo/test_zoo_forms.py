@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import pytest_equivariance as pe
+from optional import require
 
-torchvision = pytest.importorskip("torchvision")
+torchvision = require("torchvision")
 pytestmark = pytest.mark.zoo
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
