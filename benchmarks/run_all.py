@@ -35,6 +35,7 @@ BENCHMARKS = {
     "attribution_cost.py": True,
     "group_cost.py": True,
     "polyphase_cost.py": True,
+    "stream_overhead.py": True,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 
 import pytest
+from optional import require
 
 # hypothesis's pytest plugin imports hypothesis at the end of every run; pytester drops modules an
 # inner run imported, so without this import each in-process run would pay for it again.
@@ -16,7 +17,6 @@ import hypothesis.internal.observability  # noqa: F401  isort: skip
 pytest_plugins = ("pytester",)
 
 INNER_TESTS = '''
-from optional import require
 from pytest_equivariance.check.result import CheckResult, ShiftGrid, Trial
 from pytest_equivariance.plugin import record_result
 
