@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 #: Output leaves: ``(path, tensor)`` pairs, the path as a report prints it ("", "['logits']", "[0]", ".boxes").
 Leaves = list[tuple[str, "Tensor"]]
 
-#: Memory a check may use for activations when ``batch_size`` is not given, in bytes.
-CPU_BUDGET = 2 << 30
+#: Memory a check may use for activations when ``batch_size`` is not given, in bytes. On a CPU a
+#: forward pass of hundreds of images is slower per image than one of tens (its activations leave
+#: the caches), so the budget is small: a streamed resnet18 check at 64x64 costs 1.06x a bare loop
+#: of 32-image batches with it, 1.6x with 2 GiB (benchmarks/stream_overhead.py).
+CPU_BUDGET = 128 << 20
 #: On CUDA: this fraction of the free device memory.
 CUDA_BUDGET_FRACTION = 0.25
 #: Peak memory of a forward pass per image, as a multiple of its largest activation: the input and
