@@ -125,6 +125,8 @@ class Batches:
                     f"{self.entry} got inputs that yielded no batch ({_described(self.source)}); pass a loader "
                     f"or iterable with at least one batch of images."
                 )
+            if self.limit is not None and self._first.images.shape[0] > self.limit:
+                self._first = _head(self._first, self.limit)  # what the first pass will check
         return self._first
 
     def passes(self, count: int) -> Iterator[Iterator[Batch]]:
@@ -142,12 +144,12 @@ class Batches:
             first = self.first()
             rest = self._rest
         else:
-            if iter(self.source) is self.source:  # an iterator: a second pass would see nothing
+            rest = self._iterator()
+            if rest is self.source:  # an iterator: a second pass would see nothing
                 raise EquivarianceUsageError(
                     f"{self.entry} reads its inputs {p + 1} times but got a one-shot "
                     f"{type(self.source).__name__}; pass a DataLoader, a list of batches or a tensor."
                 )
-            rest = self._iterator()
             first = self._next(rest, 0)
             if first is None:
                 return

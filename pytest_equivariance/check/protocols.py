@@ -153,7 +153,7 @@ def azulay2019(*, positions: int = 8) -> Protocol:
                  for start in starts]
         return Plan(slots, lambda p, b: pairs)
 
-    return Protocol("azulay2019", "one-pixel diagonal shifts of the crop at 8 positions", "consistency",
+    return Protocol("azulay2019", f"one-pixel diagonal shifts of the crop at {positions} positions", "consistency",
                     crops=True, planner=planner, options={"positions": positions} if positions != 8 else {})
 
 

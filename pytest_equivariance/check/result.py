@@ -142,8 +142,9 @@ class CheckResult:
     group: str | None = None  # a group check's group ("C8", "D4", "SO2"), check.groups
     fields: dict[str, str] | None = None  # "input" / "output<leaf>" -> how the group acts on its channels
     max_rel_l2: float | None = None  # when set, the verdict: every trial's rel_l2 at most this
-    # How many of the given images the figures came from (all batches, all processes); None for
-    # generated inputs, which are the same every run for a seed and so carry no sampling noise.
+    # How many images of a data set (a stream of batches) the figures came from, all batches and
+    # processes; None for generated inputs and one given tensor, the same images every run, which
+    # carry no sampling noise.
     images: int | None = None
     accuracy: float | None = None  # top-1 accuracy on the untransformed inputs, when they carry labels
     worst_case_accuracy: float | None = None  # images classified right under the reference and every transform

@@ -173,7 +173,7 @@ def run_check(
             group=spec.group.name if spec.group is not None else None,
             fields=ctx.fields,
             max_rel_l2=spec.max_rel_l2,
-            images=int(tally.images // plan.passes) if source is not None else None,
+            images=int(tally.images // plan.passes) if _sampled(source) else None,
             accuracy=tally.clean_correct / tally.labelled if tally.labelled and outcome.has_reference else None,
             worst_case_accuracy=tally.all_correct / tally.labelled if tally.labelled else None,
             min_accuracy=spec.min_accuracy,
@@ -302,7 +302,7 @@ def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:
         device=str(dev), dtype=dtype_name(dtype), mode=spec.mode, dims=dims, input_shape=tuple(shape),
         notes=notes, measure="lie", weights_fingerprint=fingerprint.fingerprint_model(model),
         inputs_fingerprint=fingerprints.digest(),
-        images=int(distributed.reduce([images], [])[0][0]) if source is not None else None,
+        images=int(distributed.reduce([images], [])[0][0]) if _sampled(source) else None,
     )
     for listener in list(RESULT_LISTENERS):
         listener(result)
@@ -465,6 +465,12 @@ def _compare(
         sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
         out.append((path, sums, agreement))
     return out
+
+
+def _sampled(source: Any) -> bool:
+    """Whether the figures are a sample of a data set (a stream of batches), which carries sampling
+    noise; generated inputs and one given tensor are the same images every run."""
+    return source is not None and not source.is_tensor
 
 
 @dataclass
