@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
-def _usage(message: str) -> EquivarianceUsageError:
-    return EquivarianceUsageError(message)
-
-
 @dataclass(frozen=True)
 class Points:
     """Coordinates ``(..., K, 2)`` (x, y) in input pixels; ``flip_pairs`` swap under reflections."""
@@ -59,14 +55,14 @@ class Points:
 
     def validate(self, leaf: "Tensor", where: str) -> None:
         if leaf.dim() < 1 or leaf.shape[-1] != 2:
-            raise _usage(
+            raise EquivarianceUsageError(
                 f"The {where} is declared as points but has shape {tuple(leaf.shape)}; points need a last dim "
                 f"of 2 (x, y), so declare it as another field or return (..., 2) coordinates."
             )
         count = leaf.shape[-2] if leaf.dim() >= 2 else 1
         for pair in self.flip_pairs:
             if any(not 0 <= i < count for i in pair):
-                raise _usage(
+                raise EquivarianceUsageError(
                     f"flip_pairs entry {pair} names a keypoint outside the {where}'s {count}; pass indices "
                     f"from 0 to {count - 1}."
                 )
@@ -101,7 +97,7 @@ class Boxes:
 
     def validate(self, leaf: "Tensor", where: str) -> None:
         if leaf.dim() < 1 or leaf.shape[-1] != 4:
-            raise _usage(
+            raise EquivarianceUsageError(
                 f"The {where} is declared as boxes but has shape {tuple(leaf.shape)}; boxes need a last dim of "
                 f"4 ({self.format}), so declare it as another field or return (..., 4) boxes."
             )
@@ -145,7 +141,7 @@ def points(flip_pairs: Sequence[Sequence[int]] = ()) -> Points:
     for pair in flip_pairs:
         if not (isinstance(pair, Sequence) and len(pair) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
                                                                        for i in pair)):
-            raise _usage(f"flip_pairs entry {shown(pair)} is not a pair of keypoint indices; pass e.g. [(1, 2), (3, 4)].")
+            raise EquivarianceUsageError(f"flip_pairs entry {shown(pair)} is not a pair of keypoint indices; pass e.g. [(1, 2), (3, 4)].")
         pairs.append((int(pair[0]), int(pair[1])))
     return Points(tuple(pairs))
 
@@ -153,7 +149,7 @@ def points(flip_pairs: Sequence[Sequence[int]] = ()) -> Points:
 def boxes(format: str = "xyxy") -> Boxes:
     """Declare an output leaf as ``(..., 4)`` boxes in input pixels, in ``format`` (``"xyxy"``, ``"xywh"``, ``"cxcywh"``)."""
     if format not in BOX_FORMATS:
-        raise _usage(f"boxes(format={shown(format)}) is not a box format; pass one of {', '.join(BOX_FORMATS)}.")
+        raise EquivarianceUsageError(f"boxes(format={shown(format)}) is not a box format; pass one of {', '.join(BOX_FORMATS)}.")
     return Boxes(format)
 
 
@@ -181,21 +177,21 @@ def leaves(geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: in
     One :class:`Points` / :class:`Boxes` applies to every leaf that is not an image-shaped map; a dict
     names leaves as ``output_fields`` dicts do.
     """
-    from pytest_equivariance.check.groups import _check_leaf_keys, _names_leaf
+    from pytest_equivariance.check.groups import check_leaf_keys, names_leaf
 
     if geometry is None:
         return {}
     out: dict[str, Geometry] = {}
     if isinstance(geometry, Mapping):
-        _check_leaf_keys(geometry, [path for path, _ in outputs])
+        check_leaf_keys(geometry, [path for path, _ in outputs])
         for path, leaf in outputs:
             for key, value in geometry.items():
-                if _names_leaf(key, path):
+                if names_leaf(key, path):
                     out[path] = value
     else:
         out = {path: geometry for path, leaf in outputs if leaf.dim() != grid_ndim}
         if not out:
-            raise _usage(
+            raise EquivarianceUsageError(
                 f"output_fields={geometry.describe()} names no output: every output is an image-shaped map; "
                 f"return the coordinates, or key output_fields by the leaf that holds them."
             )
@@ -212,12 +208,12 @@ def leaves(geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: in
 def refuse_transform(geometry: Geometry, transform: "Transform") -> None:
     """Raise when ``transform`` has no exact action on ``geometry`` (a box under 30°, a custom pair)."""
     if transform.family == "custom":
-        raise _usage(
+        raise EquivarianceUsageError(
             f"A custom transform does not say how it moves {geometry.name}; check them with the built-in "
             f"shifts and rotations, or return image-shaped outputs."
         )
     if isinstance(geometry, Boxes) and _angle(transform) % 90:
-        raise _usage(
+        raise EquivarianceUsageError(
             f"A box rotated by {_angle(transform):g} degrees is not a box; check boxes under shifts, flips and "
             f"quarter turns (angles that are multiples of 90), or declare the corners as points."
         )
@@ -235,7 +231,7 @@ def move(geometry: Geometry, transform: "Transform", y: "Tensor", frame: tuple[i
     """Return ``g·y``: the coordinates ``y`` moved as ``transform`` moves an image of ``frame`` (W, H)."""
     refuse_transform(geometry, transform)
     if any(d not in (-2, -1) for d in transform.dims):
-        raise _usage(
+        raise EquivarianceUsageError(
             f"{geometry.name} are (x, y) coordinates on the image plane, but the check moves dims "
             f"{transform.dims}; check them on dims=(-2, -1)."
         )
@@ -272,8 +268,7 @@ def _move_xy(transform: "Transform", xy: "Tensor", frame: tuple[int, int]) -> tu
     theta = math.radians(angle)
     c, s = math.cos(theta), math.sin(theta)
     u, v = x - w / 2, yy - h / 2
-    quarter = round(angle / 90.0) % 2 == 1 and math.isclose(angle % 90.0, 0.0, abs_tol=1e-9)
-    w2, h2 = (h, w) if quarter else (w, h)  # a quarter turn swaps the frame's sides
+    w2, h2 = _turned_frame(angle, frame)
     # Counter-clockwise as displayed, rows growing downwards (check.transforms.rotate's convention).
     return torch.stack((c * u + s * v + w2 / 2, -s * u + c * v + h2 / 2), -1), reflected
 
@@ -281,8 +276,12 @@ def _move_xy(transform: "Transform", xy: "Tensor", frame: tuple[int, int]) -> tu
 def moved_frame(transform: "Transform", frame: tuple[int, int]) -> tuple[int, int]:
     """The (W, H) of the image after ``transform``: quarter turns swap the sides."""
     angle = _angle(transform) if transform.family != "rot90" else 90.0 * transform.params["k"]
-    odd_quarter = math.isclose(angle % 180.0, 90.0, abs_tol=1e-9)
-    return (frame[1], frame[0]) if odd_quarter else frame
+    return _turned_frame(angle, frame)
+
+
+def _turned_frame(angle: float, frame: tuple[int, int]) -> tuple[int, int]:
+    """The (W, H) after a rotation by ``angle`` degrees: an odd number of quarter turns swaps them."""
+    return (frame[1], frame[0]) if math.isclose(angle % 180.0, 90.0, abs_tol=1e-9) else frame
 
 
 def mask(geometry: Geometry, transform: "Transform", moved: "Tensor", frame: tuple[int, int]) -> "Tensor | None":

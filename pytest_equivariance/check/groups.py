@@ -377,7 +377,7 @@ def layouts(
         fin = Fields(group, library=library[0], description=describe_field_type(library[0]))
         out_fields = Fields(group, library=library[1], description=describe_field_type(library[1]))
         return fin, {path: out_fields for path, _ in outputs}
-    _check_leaf_keys(output_fields, [path for path, _ in outputs])
+    check_leaf_keys(output_fields, [path for path, _ in outputs])
     nd = len(input_shape)
     fin = parse_fields("scalar" if input_fields is None else input_fields, group, input_shape[1], where="input", ndim=nd)
     outs = {}
@@ -450,22 +450,22 @@ def leaf_fields(value: Any, path: str) -> Any:
     if not isinstance(value, Mapping):
         return value
     for key, fields in value.items():
-        if _names_leaf(key, path):
+        if names_leaf(key, path):
             return fields
     return "scalar"
 
 
-def _names_leaf(key: Any, path: str) -> bool:
+def names_leaf(key: Any, path: str) -> bool:
     """Whether a key of an ``output_fields`` dict names output leaf ``path``."""
     return path in (str(key), f"[{key!r}]", f"[{key}]", f".{key}")
 
 
-def _check_leaf_keys(output_fields: Any, paths: Sequence[str]) -> None:
+def check_leaf_keys(output_fields: Any, paths: Sequence[str]) -> None:
     """Raise for a key of an ``output_fields`` dict that names no output leaf: it would be ignored."""
     if not isinstance(output_fields, Mapping):
         return
     for key in output_fields:
-        if not any(_names_leaf(key, path) for path in paths):
+        if not any(names_leaf(key, path) for path in paths):
             outputs = ", ".join(p for p in paths if p) or "a single tensor, with no keys"
             raise _usage(
                 f"output_fields names the output {shown(key)}, but the model's outputs are {outputs}; key "

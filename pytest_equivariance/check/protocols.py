@@ -44,7 +44,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_equivariance.check.arguments import PROTOCOL_NAMES
 from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
@@ -73,10 +72,8 @@ class Protocol:
 
     name: str
     title: str  # one line: what is compared
-    figure: str  # the CheckResult attribute of its headline figure
     crops: bool
     planner: Callable[[Frame], "Plan"] = field(repr=False, compare=False)
-    passes: int = 1
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -97,11 +94,6 @@ class Protocol:
 
         return self.planner(Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims,
                                   np.random.RandomState(seed + world()[0])))
-
-    def headline(self, result: "CheckResult") -> float | None:
-        """Return the protocol's own figure off a result (for reports)."""
-        value = getattr(result, self.figure)
-        return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,8 +120,8 @@ def zhang2019(*, passes: int = 5) -> Protocol:
         slots = [(f"pass {p + 1}: two random crops per batch", {"pass": p + 1}) for p in range(passes)]
         return Plan(slots, pairs, passes=passes, reference=False)
 
-    return Protocol("zhang2019", "two random crops of each canvas, offsets shared by a batch", "consistency",
-                    crops=True, planner=planner, passes=passes, options={"passes": passes} if passes != 5 else {})
+    return Protocol("zhang2019", "two random crops of each canvas, offsets shared by a batch",
+                    crops=True, planner=planner, options={"passes": passes} if passes != 5 else {})
 
 
 def azulay2019(*, positions: int = 8) -> Protocol:
@@ -153,7 +145,7 @@ def azulay2019(*, positions: int = 8) -> Protocol:
                  for start in starts]
         return Plan(slots, lambda p, b: pairs)
 
-    return Protocol("azulay2019", f"one-pixel diagonal shifts of the crop at {positions} positions", "consistency",
+    return Protocol("azulay2019", f"one-pixel diagonal shifts of the crop at {positions} positions",
                     crops=True, planner=planner, options={"positions": positions} if positions != 8 else {})
 
 
@@ -172,7 +164,7 @@ def chaman2021(*, max_shift: int = 32) -> Protocol:
 
         return Plan([("two random circular shifts per batch", {})], pairs)
 
-    return Protocol("chaman2021", "two random circular shifts of each image, shared by a batch", "consistency",
+    return Protocol("chaman2021", "two random circular shifts of each image, shared by a batch",
                     crops=False, planner=planner, options={"max_shift": max_shift} if max_shift != 32 else {})
 
 
@@ -197,7 +189,7 @@ def michaeli2023(*, max_shift: int = 32, half_pixel: bool = True) -> Protocol:
     if not half_pixel:
         options["half_pixel"] = False
     what = "every circular shift" + (" and half-pixel shift" if half_pixel else "")
-    return Protocol("michaeli2023", f"correct unshifted and under {what} of a grid", "worst_case_accuracy",
+    return Protocol("michaeli2023", f"correct unshifted and under {what} of a grid",
                     crops=False, planner=planner, options=options)
 
 

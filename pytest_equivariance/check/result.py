@@ -208,6 +208,27 @@ class CheckResult:
         values = [t.prob_change for t in self.trials if t.prob_change is not None]
         return sum(values) / len(values) if values else None
 
+    def classifier_failure(self) -> str | None:
+        """Return the classifier criterion this result misses, as a report states it, or None.
+
+        The criteria are ``min_consistency`` (the mean over trials), ``min_accuracy`` (accuracy under
+        the transforms) and ``max_accuracy_drop``; a criterion whose figure was not measured is missed.
+        """
+        moved, clean = self.transformed_accuracy, self.accuracy
+        if self.min_consistency is not None and (self.consistency is None or self.consistency < self.min_consistency):
+            now = "not measured" if self.consistency is None else f"{self.consistency:.1%}"
+            return f"top-1 consistency {now} < min_consistency {self.min_consistency:.1%}"
+        if self.min_accuracy is not None and (moved is None or moved < self.min_accuracy):
+            now = "not measured" if moved is None else f"{moved:.1%}"
+            return f"accuracy under the transforms {now} < min_accuracy {self.min_accuracy:.1%}"
+        if self.max_accuracy_drop is not None:
+            if moved is None or clean is None:
+                return f"accuracy drop not measured > max_accuracy_drop {self.max_accuracy_drop:.1%}"
+            if clean - moved > self.max_accuracy_drop:
+                return (f"accuracy drops {clean - moved:.1%} ({clean:.1%} -> {moved:.1%}) > "
+                        f"max_accuracy_drop {self.max_accuracy_drop:.1%}")
+        return None
+
     @property
     def transformed_accuracy(self) -> float | None:
         """Mean top-1 accuracy over the trials' transforms, or None without labels."""

@@ -219,18 +219,8 @@ def _require_labels(spec: CheckSpec, first: Any) -> None:
 
 def _classifier_verdict(spec: CheckSpec, result: CheckResult) -> None:
     """Let the classifier criteria decide the verdict when any is given (every one must hold)."""
-    verdicts = []
-    if spec.min_consistency is not None:  # the mean over trials decides, not each trial
-        mean = result.consistency
-        verdicts.append(mean is not None and mean >= spec.min_consistency)
-    moved = result.transformed_accuracy
-    if spec.min_accuracy is not None:
-        verdicts.append(moved is not None and moved >= spec.min_accuracy)
-    if spec.max_accuracy_drop is not None:
-        clean = result.accuracy
-        verdicts.append(moved is not None and clean is not None and clean - moved <= spec.max_accuracy_drop)
-    if verdicts:
-        result.passed = all(verdicts)
+    if any(v is not None for v in (spec.min_consistency, spec.min_accuracy, spec.max_accuracy_drop)):
+        result.passed = result.classifier_failure() is None
 
 
 def run_lie_check(spec: CheckSpec, generators: tuple[str, ...]) -> CheckResult:

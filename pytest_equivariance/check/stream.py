@@ -207,6 +207,7 @@ class _BatchState:
         self.agree: "Tensor | None" = None  # per image: top-1 class kept under every pair so far
         self.correct: "Tensor | None" = None  # per image: classified right on every input so far
         self.clean: "Tensor | None" = None  # per image: classified right on the reference input
+        self._checked = False  # whether the labels were checked against the model's classes
 
     def take_reference(self, leaves: runner.Leaves, tally: Tally, accept: Callable[[runner.Leaves, str], None]) -> None:
         accept(leaves, "the reference input")
@@ -220,14 +221,19 @@ class _BatchState:
         scores = next((t for _, t in leaves if metrics.is_classifier_output(t)), None)
         if scores is None:
             return None
-        labels = self.labels.to(scores.device)
+        if self.labels.device != scores.device:  # moved and checked once per batch, not per pair
+            self.labels = self.labels.to(scores.device)
+        labels = self.labels
         classes = scores.shape[1]
-        if bool((labels < 0).any()) or bool((labels >= classes).any()):
-            bad = int(labels[(labels < 0) | (labels >= classes)][0])
-            raise EquivarianceUsageError(
-                f"A label of the inputs is {bad}, but the model scores {classes} classes (0 to {classes - 1}); "
-                f"yield labels that index the model's classes."
-            )
+        if not self._checked:
+            outside = (labels < 0) | (labels >= classes)
+            if bool(outside.any()):
+                bad = int(labels[outside][0])
+                raise EquivarianceUsageError(
+                    f"A label of the inputs is {bad}, but the model scores {classes} classes (0 to {classes - 1}); "
+                    f"yield labels that index the model's classes."
+                )
+            self._checked = True
         hits = metrics.top1(scores) == labels
         self.correct = hits if self.correct is None else self.correct & hits
         return hits

@@ -182,17 +182,7 @@ def classifier_figures(result: "CheckResult") -> list[Figure]:
 
 def classifier_verdict(result: "CheckResult") -> str | None:
     """Return the classifier criterion that failed a check (``"top-1 accuracy 81.0% < ..."``), or None."""
-    if result.min_consistency is not None and result.consistency is not None \
-            and result.consistency < result.min_consistency:
-        return f"top-1 consistency {percent(result.consistency)} < min_consistency {percent(result.min_consistency)}"
-    moved, clean = result.transformed_accuracy, result.accuracy
-    if result.min_accuracy is not None and moved is not None and moved < result.min_accuracy:
-        return f"accuracy under the transforms {percent(moved)} < min_accuracy {percent(result.min_accuracy)}"
-    if result.max_accuracy_drop is not None and moved is not None and clean is not None \
-            and clean - moved > result.max_accuracy_drop:
-        return (f"accuracy drops {percent(clean - moved)} ({percent(clean)} -> {percent(moved)}) > "
-                f"max_accuracy_drop {percent(result.max_accuracy_drop)}")
-    return None
+    return result.classifier_failure()
 
 
 def percent(value: float) -> str:
