@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_equivariance import forms
-from pytest_equivariance.check import distributed, fingerprint, geometry, metrics, progress, runner, transforms
+from pytest_equivariance.check import detections, distributed, fingerprint, geometry, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
+from pytest_equivariance.check.moves import LeafMoves
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.spec import (
     INTERP_MARGIN,
@@ -54,7 +55,7 @@ def run_check(
     dims = resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
     notes: list[str] = list(setting.notes)
     eager = setting.eager  # hooks and the profile run here; the figures come from the model as shipped
-    runs = runner.shipped(model)
+    runs = detections.packed(runner.shipped(model), spec.output_geometry)  # sets of detections: one tensor
     canvas = Canvas(spec, shape, dims, dtype, dev, given=source is not None, notes=notes)
     model_shape = canvas.model_shape
     first = source.first() if source is not None else None
@@ -120,7 +121,7 @@ def run_check(
         out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
         frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
-        moves = _LeafMoves(strides, located, frame, out_margin)
+        moves = LeafMoves(strides, located, frame, out_margin)
 
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
             return _compare(spec, pair, leaves, against, moves, atol, rtol)
@@ -150,6 +151,7 @@ def run_check(
             )
         outcome.reduce()
         trials = [_trial(spec, label, params, slot, atol, rtol) for (label, params), slot in zip(plan.slots, outcome.slots)]
+        detections.require_compared(trials)
         tally = outcome.tally
         result = CheckResult(
             kind=spec.kind,
@@ -188,7 +190,7 @@ def run_check(
                 if ("angle" in tr.params or "k" in tr.params) and not tr.params.get("flip")
             ] or None
         worst = _worst_transform(result, first_pairs)
-        _attach_extras(spec, result, eager, model, x0, worst, dims, dev, chunk.size, out_margin)
+        _attach_extras(spec, result, eager, model, x0, worst, dims, dev, chunk.size, out_margin, set(located))
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
@@ -430,7 +432,7 @@ def _compare(
     pair: Pair,
     leaves: runner.Leaves,
     against: runner.Leaves,
-    moves: "_LeafMoves",
+    moves: "LeafMoves",
     atol: float,
     rtol: float,
 ) -> list[tuple[str, metrics.Sums, "Tensor | None"]]:
@@ -452,6 +454,9 @@ def _compare(
                 f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
                 f"was expected; make the output transform match the model, or check invariance."
             )
+        if pair.a is None and path in moves.matched:  # detection sets: matched, then measured
+            out.append((path, moves.match(t, path, a, b, atol, rtol), None))
+            continue
         sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
         out.append((path, sums, agreement))
     return out
@@ -461,33 +466,6 @@ def _sampled(source: Any) -> bool:
     """Whether the figures are a sample of a data set (a stream of batches), which carries sampling
     noise; generated inputs and one given tensor are the same images every run."""
     return source is not None and not source.is_tensor
-
-
-@dataclass
-class _LeafMoves:
-    """How each output leaf moves with the input: grid maps by their stride, coordinates as geometry."""
-
-    strides: dict[str, tuple[int, ...]]
-    located: dict[str, "geometry.Geometry"]
-    frame: tuple[int, int]  # the model input's (W, H): where coordinates live
-    margin: int
-
-    def move(self, t: Any, path: str, a: "Tensor", b: "Tensor") -> tuple["Tensor", "Tensor | None"]:
-        """Return ``g·b`` for leaf ``path`` and the mask of what to compare (None: everything)."""
-        if path in self.located:
-            geo = self.located[path]
-            moved = geometry.move(geo, t, b, self.frame)
-            return geometry.align(geo, t, a, moved, self.frame), geometry.mask(geo, t, moved, self.frame)
-        if path not in self.strides:
-            return b, None  # no grid and no coordinates: compared as invariant
-        b = t.on_output(b, self.strides[path], path)
-        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device)
-        if mask is not None and not bool(mask.any()):
-            raise usage_error(
-                f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
-                f"{self.margin} pixels; pass a larger input_shape, a smaller max_shift, margin=, or mode='circular'."
-            )
-        return b, mask
 
 
 def _trial(
@@ -514,6 +492,7 @@ def _trial(
     elif spec.max_rel_l2 is not None:
         passed = all(c.rel_l2 <= spec.max_rel_l2 for c in judged)
     accuracy = slot.correct / slot.labelled if slot.labelled else None
+    sets = w.sets
     if spec.min_accuracy is not None:
         passed = accuracy is not None and accuracy >= spec.min_accuracy and (
             spec.min_consistency is None or passed)
@@ -530,6 +509,12 @@ def _trial(
         prob_change=w.prob_change,
         psnr=psnr,
         accuracy=accuracy,
+        matched=sets.matched if sets else None,
+        appeared=sets.appeared if sets else None,
+        vanished=sets.vanished if sets else None,
+        mean_iou=sets.mean_iou if sets else None,
+        min_iou=sets.min_iou if sets else None,
+        score_change=sets.score_change if sets else None,
     )
 
 
@@ -554,6 +539,7 @@ def _attach_extras(
     dev: "torch.device",
     batch_size: int,
     out_margin: int,
+    coordinates: "set[str] | frozenset[str]" = frozenset(),
 ) -> None:
     """Fill result.profile (per-layer localisation, on the ``eager`` module; none without one) and
     result.grid (on ``eager`` too: it measures activations with hooks) when asked for."""
@@ -562,6 +548,12 @@ def _attach_extras(
     from pytest_equivariance.check.grid import shift_grid
 
     want_profile = spec.localize is True or (spec.localize is None and not result.passed)
+    if want_profile and result.worst is not None and result.worst.leaf in coordinates:
+        want_profile = False
+        result.notes.append(
+            "per-layer localisation skipped: the output is coordinates (points, boxes or detections), which no "
+            "layer holds; localize the heatmap or feature map they are read from (localize(model.backbone, x, ...))"
+        )
     if want_profile and worst is not None and eager is not None:
         try:
             result.profile = explain(
