@@ -208,7 +208,10 @@ class Detections:
             cost = torch.where(allowed, -score, torch.full_like(score, float(min(nf, ne) + 1)))
             if "points" in layout and "boxes" not in layout:
                 cost = torch.where(allowed, score, cost)  # a distance: smaller is better
-            pairs = [(i, j) for i, j in linear_sum_assignment(cost) if bool(allowed[i, j])]
+            if bool((allowed.sum(0) <= 1).all() and (allowed.sum(1) <= 1).all()):
+                pairs = [tuple(p) for p in allowed.nonzero().tolist()]  # no two pairings compete: nothing to solve
+            else:
+                pairs = [(i, j) for i, j in linear_sum_assignment(cost) if bool(allowed[i, j])]
         sums.matched = float(len(pairs))
         sums.appeared, sums.vanished = float(nf - len(pairs)), float(ne - len(pairs))
         unmatched = max(sums.appeared, sums.vanished)
@@ -376,6 +379,16 @@ def detections(
     return Detections(boxes, labels, scores, points, format, pairs, float(min_iou), float(match_distance),
                       None if max_displacement is None else float(max_displacement),
                       None if max_score_change is None else float(max_score_change), max_unmatched, max_detections)
+
+
+def refuse_sets(entry: str, output: Any) -> None:
+    """Refuse to differentiate a detector's per-image sets: they have no derivative (nor a per-layer profile)."""
+    if isinstance(output, (list, tuple)) and output and all(isinstance(item, Mapping) for item in output):
+        raise EquivarianceUsageError(
+            f"{entry}() differentiates tensor outputs, but the model returns a set of detections per image "
+            f"({len(output)} dicts), which has no derivative; pass the backbone or the heatmap head the detections "
+            f"are read from (e.g. {entry}(model.backbone, ...))."
+        )
 
 
 def require_compared(trials: Sequence[Any]) -> None:

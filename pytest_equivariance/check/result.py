@@ -116,7 +116,7 @@ class ShiftGrid:
     offsets_y: list[int]
     offsets_x: list[int]
     errors: list[list[float]]  # errors[i][j] for shift (offsets_y[i], offsets_x[j])
-    figure: str = "max_abs"
+    figure: str = "max_abs"  # or "displacement": pixels moved beyond the shift, of coordinate outputs
 
 
 @dataclass

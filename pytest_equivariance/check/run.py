@@ -15,7 +15,7 @@ from pytest_equivariance import forms
 from pytest_equivariance.check import detections, distributed, fingerprint, geometry, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
 from pytest_equivariance.check.moves import LeafMoves
-from pytest_equivariance.check.result import CheckResult, Trial
+from pytest_equivariance.check.result import CheckResult, ShiftGrid, Trial
 from pytest_equivariance.check.spec import (
     INTERP_MARGIN,
     CheckSpec,
@@ -43,6 +43,7 @@ def run_check(
     build: Callable[[DrawContext], list[transforms.Transform]],
     *,
     plane: bool = False,
+    announce: bool = True,
 ) -> CheckResult:
     """Run a check of finite transforms over its inputs — one tensor, or a stream of batches — and return its result.
 
@@ -191,9 +192,30 @@ def run_check(
             ] or None
         worst = _worst_transform(result, first_pairs)
         _attach_extras(spec, result, eager, model, x0, worst, dims, dev, chunk.size, out_margin, set(located))
-    for listener in list(RESULT_LISTENERS):
+    if spec.grid and spec.kind.startswith("shift") and located and len(dims) == 2:
+        result.grid = _coordinate_grid(spec, dims, model_shape)
+    for listener in list(RESULT_LISTENERS) if announce else ():
         listener(result)
     return result
+
+
+#: Shifts per side of the displacement grid of coordinate outputs (as check.grid's window).
+COORDINATE_GRID_WINDOW = 32
+
+
+def _coordinate_grid(spec: CheckSpec, dims: tuple[int, ...], model_shape: tuple[int, ...]) -> ShiftGrid:
+    """The displacement (px) of coordinate outputs for every shift of the window: the same check, rerun
+    over all of them (check.grid measures image-shaped outputs only)."""
+    canvas = (spec.max_shift,) * 2 if spec.mode == "crop" else None
+    reach = [spec.max_shift + 1 if canvas else model_shape[d] for d in dims]
+    offsets = [list(range(min(COORDINATE_GRID_WINDOW, n))) for n in reach]
+    every = [(dy, dx) for dy in offsets[0] for dx in offsets[1]]
+    quiet = replace(spec, grid=False, localize=False, progress=False)
+    rerun = run_check(quiet, lambda ctx: [transforms.shift(d, ctx.dims, spec.mode, canvas) for d in every],
+                      announce=False)
+    errors = {tuple(t.params["shift"]): t.max_abs for t in rerun.trials}
+    return ShiftGrid(offsets[0], offsets[1], [[errors[(dy, dx)] for dx in offsets[1]] for dy in offsets[0]],
+                     figure="displacement")
 
 
 def _remembering(plan: Plan, first_pairs: list[Pair]) -> Plan:
@@ -564,7 +586,7 @@ def _attach_extras(
             result.notes.append(f"per-layer localisation skipped: {exc}")
         except Exception as exc:  # the check's verdict stands even if the profile cannot be made
             result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
-    if spec.grid and spec.kind.startswith("shift"):
+    if spec.grid and spec.kind.startswith("shift") and not coordinates:  # coordinates: run_check's own grid
         try:
             grid_model = eager if eager is not None else model
             result.grid = shift_grid(

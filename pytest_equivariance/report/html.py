@@ -503,7 +503,8 @@ def _grid_caption(r: "CheckResult") -> str:
     n = sum(len(row) for row in grid.errors)
     above = count_above(grid, r.atol)
     worst = worst_shift(grid)
-    text = f"{grid.figure} error for each of {n} shifts; {above} above atol {format_error(r.atol)}."
+    what = "displacement of the coordinates (px)" if grid.figure == "displacement" else f"{grid.figure} error"
+    text = f"{what} for each of {n} shifts; {above} above atol {format_error(r.atol)}."
     if worst is not None:
         text += f" Worst: dy={worst[0]}, dx={worst[1]} ({format_error(worst[2])})."
     return text

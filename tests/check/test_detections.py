@@ -10,6 +10,7 @@ odd shift moves the boxes by one pixel more or less than the image — the figur
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytest_equivariance import (
+    CheckResult,
     EquivarianceUsageError,
     check_rotation_equivariant,
     check_shift_equivariant,
@@ -144,6 +146,20 @@ def test_reports_carry_the_matching_figures():
     assert "per-layer localisation skipped: the output is coordinates" in text
     html = render_html([result])
     assert "<th class=\"num\">matched</th>" in html and "min IoU" in html
+    carried = CheckResult.from_json(json.loads(json.dumps(result.to_json())))  # xdist workers, --equiv-json
+    assert carried.trials == result.trials and carried.trials[0].appeared == result.trials[0].appeared > 0
+
+
+def test_the_grid_maps_the_displacement_of_every_shift():
+    small = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    result = check_shift_equivariant(HeatmapDetector(pool=True), inputs=small, mode="circular",
+                                     output_fields=detections(max_unmatched=100), shifts=[(0, 1)], grid=True)
+    grid = result.grid
+    assert grid.figure == "displacement" and grid.offsets_y == grid.offsets_x == list(range(16))
+    for dy, row in zip(grid.offsets_y, grid.errors):
+        for dx, error in zip(grid.offsets_x, row):
+            assert (error == 0) == (dy % 2 == 0 and dx % 2 == 0), (dy, dx, error)  # the coarse grid's lattice
+    assert "displacement of the coordinates (px) for each of 256 shifts; 192 above atol" in render_html([result])
 
 
 class Raw(nn.Module):
@@ -193,6 +209,16 @@ def test_wrong_declarations_get_one_sentence(kwargs, message):
     with pytest.raises(EquivarianceUsageError, match=None) as info:
         detections(**kwargs)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("entry", ["attribute", "lie_derivative"])
+def test_derivatives_of_detection_sets_are_refused_in_one_sentence(entry):
+    import pytest_equivariance
+
+    with pytest.raises(EquivarianceUsageError, match=f"{entry}\\(\\) differentiates tensor outputs, but the model "
+                                                     "returns a set of detections per image") as info:
+        getattr(pytest_equivariance, entry)(HeatmapDetector(), X, "translate_x")
+    assert f"{entry}(model.backbone, ...)" in str(info.value)
 
 
 def test_a_rotation_by_thirty_degrees_of_boxes_is_refused():
