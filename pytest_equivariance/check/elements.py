@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 #: The E(3) groups a check draws from: their printed name, whether they hold improper elements
 #: (inversions) and translations.
 E3_GROUPS: dict[str, tuple[str, bool, bool]] = {
-    "SO3": ("SO(3)", False, False),
-    "O3": ("O(3)", True, False),
-    "SE3": ("SE(3)", False, True),
     "E3": ("E(3)", True, True),
+    "SE3": ("SE(3)", False, True),
+    "O3": ("O(3)", True, False),
+    "SO3": ("SO(3)", False, False),
 }
 
 #: What a permutation check permutes.

@@ -103,6 +103,8 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
                 hint = f" ({name} applies to shift_invariant only)"
             elif name in _SHIFT_EQUIVARIANT_KEYWORDS and marker.name.startswith("shift"):
                 hint = f" ({name} applies to equivariance checks only)"
+            elif name == "output_fields" and marker.name in _CLOUD_MARKER_KEYWORDS:
+                hint = " (an invariance check compares its outputs unchanged)"
             elif name in MARKER_KEYWORDS:
                 hint = " (it belongs to the other family of markers)"
             return (
