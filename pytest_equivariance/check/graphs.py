@@ -78,7 +78,7 @@ class GraphInputs:
                 "The inputs hold no tensor; pass the model's positions and features (a tuple, a mapping or a PyG Data)."
             )
         for name, key in (("positions", positions), ("edge_index", edge_index)):
-            if key is not None and key not in tensors:
+            if key is not None and (not isinstance(key, (str, int)) or key not in tensors):
                 raise EquivarianceUsageError(
                     f"{name}={shown(key)} names no tensor of the inputs (their keys: "
                     f"{', '.join(map(repr, tensors))}); name one of those."

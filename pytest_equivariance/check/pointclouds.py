@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance import guards
 from pytest_equivariance.check import metrics, runner
+from pytest_equivariance.check.arguments import expected_value
 from pytest_equivariance.check.elements import E3_GROUPS, PERMUTED, EuclideanElements, Permutations
 from pytest_equivariance.check.graphs import GraphInputs
 from pytest_equivariance.check.irreps import INVARIANT, POINTS, Field
@@ -150,24 +151,37 @@ def check_permutation_invariant(
 
 
 def _setting(kind: str, model: Any, inputs: Any, trials: Any, seed: Any, device: Any, batch_size: Any,
-             positions: Any, edge_index: Any, edge_attrs: Any) -> tuple[Any, GraphInputs, int, int, Any]:
-    """The checks' shared set-up: the model, the inputs read as a graph on the device, trials and seed."""
+             positions: Any, edge_index: Any, edge_attrs: Any, **checked: Any) -> tuple[Any, GraphInputs, int, int, Any]:
+    """The checks' shared set-up: the model, the inputs read as a graph on the device, trials and seed.
+
+    ``checked`` are further keywords whose values :func:`.arguments.expected_value` judges (atol, rtol, localize).
+    """
     entry = f"check_{kind}"
     model = guards.shipped_module(model, entry)
     guards.require_materialised(model, entry)
     check_trials(trials)
+    for name, value in {"trials": trials, "seed": seed, "batch_size": batch_size, **checked}.items():
+        expected = None if value is None else expected_value(name, value, "cloud")
+        if expected is not None:
+            raise EquivarianceUsageError(f"{entry} got {name}={shown(value)}; pass {expected}.")
+    if not isinstance(edge_attrs, (str, int, tuple, list)):
+        raise EquivarianceUsageError(f"{entry} got edge_attrs={shown(edge_attrs)}; pass a tuple of input keys.")
     if inputs is None:
         raise EquivarianceUsageError(
             f"{entry} needs the model's inputs; pass positions, a tuple of the model's arguments, a mapping "
             f"or a PyG Data."
         )
-    for name, value in (("seed", seed), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (name != "seed")):
-            raise EquivarianceUsageError(f"{entry} got {name}={shown(value)}; pass a positive integer or None.")
     dev = runner.resolve_device(device, model)
     if isinstance(edge_attrs, (str, int)):
         edge_attrs = (edge_attrs,)
     graph = GraphInputs.read(inputs, positions=positions, edge_index=edge_index, edge_attrs=edge_attrs)
+    for key, t in graph.tensors.items():
+        if t.is_meta:
+            raise EquivarianceUsageError(
+                f"{entry} got {graph.where(key)} on the meta device, which holds no values to compare; pass tensors "
+                f"on a real device.")
+    if graph.nodes == 0:
+        raise EquivarianceUsageError(f"{entry} got a graph of no nodes; pass at least one point.")
     if any(t.device != dev for t in graph.tensors.values()):
         moved = inputs.to(dev) if graph.form == "pyg" else graph.build({k: t.to(dev) for k, t in graph.tensors.items()})
         graph = GraphInputs.read(moved, positions=positions, edge_index=graph.edge_index, edge_attrs=edge_attrs)
@@ -179,10 +193,10 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
         seed: Any, atol: Any, rtol: Any, device: Any, batch_size: Any, localize: Any, positions: Any,
         edge_index: Any, edge_attrs: Any) -> CheckResult:
     entry = f"check_{kind}"
-    if group not in E3_GROUPS:
+    if not isinstance(group, str) or group not in E3_GROUPS:
         raise EquivarianceUsageError(f"{entry} got group={shown(group)}; pass one of {', '.join(E3_GROUPS)}.")
     model, graph, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
-                                              edge_index, edge_attrs)
+                                              edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
     fields_in = _input_fields(graph, input_fields, entry)
     with runner.prepared(model, dev, _dtype(graph, model)):
         reference = _forward(model, graph.original, "the inputs")
@@ -202,10 +216,10 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
                   device: Any, batch_size: Any, localize: Any, positions: Any, edge_index: Any,
                   edge_attrs: Any) -> CheckResult:
     entry = f"check_{kind}"
-    if permute not in PERMUTED:
+    if not isinstance(permute, str) or permute not in PERMUTED:
         raise EquivarianceUsageError(f"{entry} got permute={shown(permute)}; pass 'nodes' or 'edges'.")
     model, graph, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
-                                              edge_index, edge_attrs)
+                                              edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
     if permute == "edges" and graph.edge_index is None:
         raise EquivarianceUsageError(
             f"{entry}(permute='edges') found no edge_index among the inputs; name it with edge_index=, or "
