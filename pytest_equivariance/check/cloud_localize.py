@@ -34,8 +34,11 @@ if TYPE_CHECKING:
 
 
 def localize_cloud(model: "nn.Module", graph: GraphInputs, elements: "EuclideanElements | Permutations",
-                   index: int, *, device: Any = None) -> Profile:
-    """Return the per-layer profile of ``model`` under element ``index`` of ``elements`` on ``graph``."""
+                   index: int, *, device: Any = None, grad: bool = False) -> Profile:
+    """Return the per-layer profile of ``model`` under element ``index`` of ``elements`` on ``graph``.
+
+    ``grad`` runs the model with autograd on (a model that differentiates inside its forward).
+    """
     import torch
 
     model = guards.eager_module(model, "localize")
@@ -52,7 +55,7 @@ def localize_cloud(model: "nn.Module", graph: GraphInputs, elements: "EuclideanE
     if not watched:
         raise EquivarianceUsageError("the model has no submodules to profile; split it into modules to localise.")
     dev = runner.resolve_device(device, model)
-    with runner.prepared(model, dev, _float_dtype(graph)), torch.inference_mode():
+    with runner.prepared(model, dev, _float_dtype(graph)), torch.enable_grad() if grad else torch.inference_mode():
         first = _record(model, watched, graph.original)
         second = _record(model, watched, moved)
     layers = []

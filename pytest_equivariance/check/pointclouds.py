@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance import guards
@@ -199,7 +200,7 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
                                               edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
     fields_in = _input_fields(graph, input_fields, entry)
     with runner.prepared(model, dev, _dtype(graph, model)):
-        reference = _forward(model, graph.original, "the inputs")
+        caller, reference = _Caller.first(model, graph.original)
     fields_out = _output_fields(output_fields, reference, entry)
     points = [graph.tensors[k] for k, f in fields_in.items() if f.kind == POINTS]
     # Translations as large as the cloud, so that float32 rounding is judged at the scale the model sees.
@@ -207,9 +208,8 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
     elements = EuclideanElements.draw(group, count, seed, scale, fields_in, fields_out)
     fields = {f"input{_path(graph, k)}": str(f) for k, f in fields_in.items()}
     fields.update({f"output{path}": str(f) for path, f in fields_out.items()})
-    return _run(kind, model, graph, elements, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
-                batch_size=batch_size, localize=localize, group=E3_GROUPS[group][0].replace("(", "").replace(")", ""),
-                fields=fields)
+    return _run(kind, caller, graph, elements, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
+                batch_size=batch_size, localize=localize, group=group, fields=fields)
 
 
 def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: Any, seed: Any, atol: Any, rtol: Any,
@@ -226,7 +226,7 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
             f"permute='nodes'."
         )
     with runner.prepared(model, dev, _dtype(graph, model)):
-        reference = _forward(model, graph.original, "the inputs")
+        caller, reference = _Caller.first(model, graph.original)
     roles = {}
     if kind == "permutation_equivariant":
         for path, t in reference:
@@ -234,21 +234,22 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
             roles[path] = "node" if first == graph.nodes else ("edge" if first == graph.edges else "graph")
     elements = Permutations.draw(permute, graph, count, seed, roles)
     fields = {f"output{path}": f"per {role}" for path, role in roles.items()}
-    return _run(kind, model, graph, elements, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
+    return _run(kind, caller, graph, elements, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
                 batch_size=batch_size, localize=localize, group=f"S_{permute}", fields=fields or None)
 
 
-def _run(kind: str, model: Any, graph: GraphInputs, elements: Any, reference: runner.Leaves, *, atol: Any,
+def _run(kind: str, caller: "_Caller", graph: GraphInputs, elements: Any, reference: runner.Leaves, *, atol: Any,
          rtol: Any, seed: int, dev: Any, batch_size: Any, localize: Any, group: str,
          fields: dict[str, str] | None) -> CheckResult:
     """Run every element through the model (in unions where it can), compare, and return the result."""
+    model = caller.model
     dtype = _dtype(graph, model)
     atol_default, rtol_default = metrics.default_tolerances(dtype, "cloud")
     atol = atol_default if atol is None else float(atol)
     rtol = rtol_default if rtol is None else float(rtol)
     count = len(elements.labels)
     per_pass = batch_size or max(1, min(count, UNION_NODES // max(graph.nodes, 1)))
-    notes: list[str] = []
+    notes: list[str] = [caller.note] if caller.note else []
     trials: list[Trial] = []
     worst_by_leaf: dict[str, tuple[float, float, str]] = {}
     united = graph.can_unite
@@ -263,12 +264,12 @@ def _run(kind: str, model: Any, graph: GraphInputs, elements: Any, reference: ru
             n = rows.stop - rows.start
             outputs = None
             if united:
-                outputs, why = _united_outputs(model, graph, copies, n, reference, atol, rtol, first=start == 0)
+                outputs, why = _united_outputs(caller, graph, copies, n, reference, atol, rtol, first=start == 0)
                 if outputs is None:
                     united = False
                     notes.append(f"ran element by element: {why}")
             if outputs is None:
-                outputs = [_forward(model, graph.copy(copies, i), elements.labels[rows.start + i]) for i in range(n)]
+                outputs = [caller(graph.copy(copies, i), elements.labels[rows.start + i]) for i in range(n)]
             expected = {path: elements.on_output(path, t, rows) for path, t in reference}
             for i, leaves in enumerate(outputs):
                 label = elements.labels[rows.start + i]
@@ -289,13 +290,13 @@ def _run(kind: str, model: Any, graph: GraphInputs, elements: Any, reference: ru
     )
     want_profile = localize is True or (localize is None and not result.passed)
     if want_profile:
-        _attach_profile(result, model, graph, elements, dev)
+        _attach_profile(result, caller, graph, elements, dev)
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
 
 
-def _united_outputs(model: Any, graph: GraphInputs, copies: dict[Any, "Tensor"], n: int,
+def _united_outputs(caller: "_Caller", graph: GraphInputs, copies: dict[Any, "Tensor"], n: int,
                     reference: runner.Leaves, atol: float, rtol: float, *, first: bool
                     ) -> tuple[list[runner.Leaves] | None, str]:
     """Run ``n`` copies (and, on the first pass, the untransformed graph before them) as one union.
@@ -309,7 +310,7 @@ def _united_outputs(model: Any, graph: GraphInputs, copies: dict[Any, "Tensor"],
         copies = {k: torch.cat([graph.tensors[k][None].to(v.dtype), v]) for k, v in copies.items()}
     total = n + lead
     try:
-        leaves = _forward(model, graph.unite(copies, total), f"a union of {total} copies of the graph")
+        leaves = caller(graph.unite(copies, total), f"a union of {total} copies of the graph")
     except EquivarianceUsageError as exc:  # said again, copy by copy, if the model rejects one graph too
         return None, str(exc).split(";")[0].replace("The model rejected", "the model rejected")
     if [p for p, _ in leaves] != [p for p, _ in reference]:
@@ -348,7 +349,7 @@ def _trial(label: str, params: dict[str, Any], leaves: runner.Leaves, expected: 
                  cosine=w.cosine, passed=all(c.passed for c in comparisons), leaf=w.leaf, psnr=w.psnr)
 
 
-def _attach_profile(result: CheckResult, model: Any, graph: GraphInputs, elements: Any, dev: Any) -> None:
+def _attach_profile(result: CheckResult, caller: "_Caller", graph: GraphInputs, elements: Any, dev: Any) -> None:
     """Fill ``result.profile`` under the worst element (the per-layer check of :mod:`.cloud_localize`)."""
     from pytest_equivariance.check.cloud_localize import localize_cloud
 
@@ -357,7 +358,7 @@ def _attach_profile(result: CheckResult, model: Any, graph: GraphInputs, element
         return
     index = result.trials.index(worst)
     try:
-        result.profile = localize_cloud(model, graph, elements, index, device=dev)
+        result.profile = localize_cloud(caller.model, graph, elements, index, device=dev, grad=caller.grad)
         if not result.passed and result.profile.culprit is None:
             result.profile.notes.append(
                 "no module breaks equivariance by its own irreps_out or by norms; check how the outputs are "
@@ -368,12 +369,39 @@ def _attach_profile(result: CheckResult, model: Any, graph: GraphInputs, element
         result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
 
 
-def _forward(model: Any, inputs: Any, what: str) -> runner.Leaves:
-    """The model's output leaves on ``inputs``, under ``torch.inference_mode()``; refusals said as usage errors."""
+@dataclass
+class _Caller:
+    """Calls the model as a check does: under ``torch.inference_mode()``, or with autograd on for a model
+    that differentiates inside its forward (forces as the gradient of an energy), found on the first call."""
+
+    model: Any
+    grad: bool = False
+    note: str = ""
+
+    @classmethod
+    def first(cls, model: Any, inputs: Any) -> "tuple[_Caller, runner.Leaves]":
+        """Return the caller that runs ``model``, and its output leaves on ``inputs``."""
+        caller = cls(model)
+        try:
+            return caller, caller(inputs, "the inputs")
+        except EquivarianceUsageError as refused:
+            caller = cls(model, grad=True, note="ran with autograd on: the model differentiates inside its forward")
+            try:
+                return caller, caller(inputs, "the inputs")
+            except EquivarianceUsageError:
+                raise refused from None
+
+    def __call__(self, inputs: Any, what: str) -> runner.Leaves:
+        return _forward(self.model, inputs, what, grad=self.grad)
+
+
+def _forward(model: Any, inputs: Any, what: str, *, grad: bool = False) -> runner.Leaves:
+    """The model's output leaves on ``inputs``, under ``torch.inference_mode()`` (autograd on with ``grad``);
+    refusals said as usage errors."""
     import torch
 
     try:
-        with torch.inference_mode():
+        with torch.enable_grad() if grad else torch.inference_mode():
             output = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
     except EquivarianceUsageError:
         raise
@@ -383,8 +411,8 @@ def _forward(model: Any, inputs: Any, what: str) -> runner.Leaves:
             f"The model rejected {what} ({type(exc).__name__}: {message}); pass inputs the model accepts, and "
             f"declare which are positions and features with input_fields=."
         ) from exc
-    leaves = runner.flatten_output(output.to_dict() if hasattr(output, "to_dict") and not isinstance(
-        output, torch.Tensor) else output)
+    leaves = [(path, t.detach()) for path, t in runner.flatten_output(
+        output.to_dict() if hasattr(output, "to_dict") and not isinstance(output, torch.Tensor) else output)]
     if not leaves:
         raise EquivarianceUsageError(
             f"The model returned {type(output).__name__}, which holds no tensor to compare; return a tensor, or a "

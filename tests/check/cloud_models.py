@@ -119,3 +119,18 @@ class Energy(nn.Module):
     def forward(self, pos):
         d = torch.cdist(pos, pos)
         return torch.exp(-d).sum()
+
+
+class Forces(nn.Module):
+    """Forces as minus the gradient of a pair energy, by autograd inside the forward (as force fields do):
+    E(3)-equivariant vectors; ``tilt`` adds a fixed field along x, which breaks rotations."""
+
+    def __init__(self, tilt: float = 0.0) -> None:
+        super().__init__()
+        self.tilt = tilt
+
+    def forward(self, pos):
+        pos = pos.detach().requires_grad_(True)
+        energy = torch.exp(-torch.pdist(pos)).sum() + self.tilt * pos[:, 0].sum()
+        (gradient,) = torch.autograd.grad(energy, pos)
+        return -gradient

@@ -73,6 +73,17 @@ def test_invariance_twin_and_a_scalar_output_run_element_by_element():
     assert not check_e3_invariant(coordinate_mlp(), pos, trials=4).passed
 
 
+def test_a_model_that_differentiates_inside_its_forward_runs_with_autograd():
+    from cloud_models import Forces
+
+    pos, _, _ = graph()
+    result = check_e3_equivariant(Forces(), pos.double(), output_fields="vectors", trials=8)
+    assert result.passed and result.worst_error < 1e-12
+    assert any(note.startswith("ran with autograd on") for note in result.notes)
+    broken = check_e3_equivariant(Forces(tilt=1.0), pos.double(), output_fields="vectors", trials=8)
+    assert not broken.passed and broken.worst_error > 0.1
+
+
 def test_a_model_that_mixes_copies_is_checked_element_by_element():
     pos, _, _ = graph()
     result = check_e3_equivariant(Centred(), pos, output_fields="vectors", group="O3", trials=6)
