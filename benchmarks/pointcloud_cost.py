@@ -32,28 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "check"))
 #: Ours may cost this much of e3nn's loop over the same number of elements.
 TARGET = 0.5
 ELEMENTS = 64
-IRREPS_IN, IRREPS_OUT = "4x0e + 2x1o", "4x0e + 2x1o + 1x2e"
-
-
-def tensor_product_net(device: str) -> torch.nn.Module:
-    from e3nn import o3
-
-    class Convolution(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.irreps_sh = o3.Irreps.spherical_harmonics(2)
-            self.tp = o3.FullyConnectedTensorProduct(IRREPS_IN, self.irreps_sh, IRREPS_OUT)
-
-        def forward(self, pos, x, edge_index):
-            src, dst = edge_index
-            sh = o3.spherical_harmonics(self.irreps_sh, pos[src] - pos[dst], normalize=True,
-                                        normalization="component")
-            message = self.tp(x[src], sh)
-            out = torch.zeros(x.shape[0], message.shape[1], dtype=message.dtype, device=message.device)
-            return out.index_add_(0, dst, message)
-
-    torch.manual_seed(0)
-    return Convolution().to(device)
 
 
 def median_time(run: Callable[[], object], rounds: int, clock: Callable[[], float]) -> float:
@@ -76,15 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.wall else time.process_time
-    from cloud_models import egnn, graph
+    from cloud_models import TP_IRREPS_IN, TP_IRREPS_OUT, egnn, graph, tensor_product_net
     from e3nn.util.test import equivariance_error
 
     pos, h, edges = (t.to(args.device) for t in graph(nodes=args.nodes))
     x = torch.randn(args.nodes, 10, device=args.device)
     cases = {
-        "e3nn tensor product": (tensor_product_net(args.device), (pos, x, edges),
-                                ("points", IRREPS_IN, None), IRREPS_OUT, ["cartesian_points", IRREPS_IN, None],
-                                [IRREPS_OUT]),
+        "e3nn tensor product": (tensor_product_net().to(args.device), (pos, x, edges),
+                                ("points", TP_IRREPS_IN, None), TP_IRREPS_OUT,
+                                ["cartesian_points", TP_IRREPS_IN, None], [TP_IRREPS_OUT]),
         "EGNN layer": (egnn().to(args.device), (pos, h, edges), ("points", "4x0e", None), ("points", "4x0e"),
                        ["cartesian_points", "4x0e", None], ["cartesian_points", "4x0e"]),
     }

@@ -36,7 +36,7 @@ class EGNNLayer(nn.Module):
         d = pos[i] - pos[j]
         m = self.message(torch.cat([h[i], h[j], (d * d).sum(-1, keepdim=True)], -1))
         moved = pos + torch.zeros_like(pos).index_add_(0, i, d * self.weight(m))
-        aggregated = torch.zeros(h.shape[0], m.shape[1], dtype=h.dtype).index_add_(0, i, m)
+        aggregated = torch.zeros(h.shape[0], m.shape[1], dtype=h.dtype, device=h.device).index_add_(0, i, m)
         return moved, self.update(torch.cat([h, aggregated], -1))
 
 
@@ -134,3 +134,29 @@ class Forces(nn.Module):
         energy = torch.exp(-torch.pdist(pos)).sum() + self.tilt * pos[:, 0].sum()
         (gradient,) = torch.autograd.grad(energy, pos)
         return -gradient
+
+
+#: The irreps of the tensor-product convolution's node features and outputs.
+TP_IRREPS_IN, TP_IRREPS_OUT = "4x0e + 2x1o", "4x0e + 2x1o + 1x2e"
+
+
+def tensor_product_net() -> nn.Module:
+    """An e3nn convolution: messages are a tensor product of the sender's features (``TP_IRREPS_IN``)
+    with the edge's spherical harmonics up to l = 2, summed at the receiver (``TP_IRREPS_OUT``)."""
+    from e3nn import o3
+
+    class Convolution(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.irreps_sh = o3.Irreps.spherical_harmonics(2)
+            self.tp = o3.FullyConnectedTensorProduct(TP_IRREPS_IN, self.irreps_sh, TP_IRREPS_OUT)
+
+        def forward(self, pos, x, edge_index):
+            src, dst = edge_index
+            sh = o3.spherical_harmonics(self.irreps_sh, pos[src] - pos[dst], normalize=True,
+                                        normalization="component")
+            message = self.tp(x[src], sh)
+            out = torch.zeros(x.shape[0], message.shape[1], dtype=message.dtype, device=message.device)
+            return out.index_add_(0, dst, message)
+
+    return _seeded(Convolution)

@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cloud_models import egnn, graph
+from cloud_models import TP_IRREPS_IN, TP_IRREPS_OUT, egnn, graph, tensor_product_net
 from optional import require
 
 from pytest_equivariance import check_e3_equivariant, check_permutation_equivariant, check_permutation_invariant
 from pytest_equivariance.check import so3
 
-IRREPS_IN, IRREPS_OUT = "4x0e + 2x1o", "4x0e + 2x1o + 1x2e"
+IRREPS_IN, IRREPS_OUT = TP_IRREPS_IN, TP_IRREPS_OUT
 
 
 def _tensor_product_net():
-    o3 = require("e3nn.o3")
-
-    class Convolution(torch.nn.Module):
-        """Messages: a tensor product of the sender's features with the edge's spherical harmonics."""
-
-        def __init__(self):
-            super().__init__()
-            self.irreps_sh = o3.Irreps.spherical_harmonics(2)
-            self.tp = o3.FullyConnectedTensorProduct(IRREPS_IN, self.irreps_sh, IRREPS_OUT)
-
-        def forward(self, pos, x, edge_index):
-            src, dst = edge_index
-            sh = o3.spherical_harmonics(self.irreps_sh, pos[src] - pos[dst], normalize=True,
-                                        normalization="component")
-            message = self.tp(x[src], sh)
-            return torch.zeros(x.shape[0], message.shape[1], dtype=message.dtype).index_add_(0, dst, message)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return Convolution()
+    require("e3nn")
+    return tensor_product_net()
 
 
 def _inputs(nodes=6):
