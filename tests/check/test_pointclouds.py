@@ -167,11 +167,16 @@ def test_assert_twins_raise_with_the_report():
 
 
 def test_a_result_round_trips_and_renders():
+    from pytest_equivariance.report.figures import reproduce_hint
+    from pytest_equivariance.report.html import check_card
     from pytest_equivariance.report.text import format_result
 
     pos, _, _ = graph()
-    result = check_e3_equivariant(coordinate_mlp(), pos, output_fields="points", trials=4)
-    again = CheckResult.from_json(result.to_json())
-    assert again == result
+    result = check_e3_equivariant(coordinate_mlp(), pos, output_fields="points", trials=4, seed=5)
+    assert CheckResult.from_json(result.to_json()) == result
     text = format_result(result)
-    assert result.worst.transform in text and "0" in text
+    assert result.worst.transform in text and "output (points): worst max_abs" in text
+    api_result = CheckResult.from_json({**result.to_json(), "reproduce": None})  # as outside pytest
+    assert reproduce_hint(api_result) == "check_e3_equivariant(model, inputs, seed=5)"
+    card = check_card(result)
+    assert result.worst.transform in card and "Linear" in card  # the worst element and the profile's culprit
