@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance import guards
-from pytest_equivariance.check import metrics, runner
+from pytest_equivariance.check import fingerprint, metrics, runner
 from pytest_equivariance.check.arguments import expected_value
 from pytest_equivariance.check.elements import E3_GROUPS, PERMUTED, EuclideanElements, Permutations
 from pytest_equivariance.check.graphs import GraphInputs
@@ -286,7 +286,8 @@ def _run(kind: str, caller: "_Caller", graph: GraphInputs, elements: Any, refere
     result = CheckResult(
         kind=kind, passed=all(t.passed for t in trials), trials=trials, atol=atol, rtol=rtol, seed=seed,
         device=str(dev), dtype=dtype_name(dtype), mode="exact", dims=(), input_shape=shape, notes=notes,
-        group=group, fields=fields,
+        group=group, fields=fields, weights_fingerprint=fingerprint.fingerprint_model(model),
+        inputs_fingerprint=fingerprint.fingerprint_tensors((str(k), t) for k, t in graph.tensors.items()),
     )
     want_profile = localize is True or (localize is None and not result.passed)
     if want_profile:
