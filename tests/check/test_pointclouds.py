@@ -180,3 +180,16 @@ def test_a_result_round_trips_and_renders():
     assert reproduce_hint(api_result) == "check_e3_equivariant(model, inputs, seed=5)"
     card = check_card(result)
     assert result.worst.transform in card and "Linear" in card  # the worst element and the profile's culprit
+
+
+@pytest.mark.parametrize(("group", "improper", "translated"), [
+    ("E3", True, True), ("SE3", False, True), ("O3", True, False), ("SO3", False, False),
+])
+def test_each_group_draws_what_it_names(group, improper, translated):
+    pos, _, _ = graph()
+    result = check_e3_invariant(torch.nn.Identity(), pos, group=group, trials=12, localize=False)
+    dets = {t.params["det"] for t in result.trials}
+    assert dets == ({1, -1} if improper else {1})
+    moved = [any(v != 0 for v in t.params["translation"]) for t in result.trials]
+    assert all(moved) if translated else not any(moved)
+    assert result.group == group and result.trials[0].transform.startswith(group[:-1] + "(3) #")

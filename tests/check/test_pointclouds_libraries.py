@@ -29,6 +29,9 @@ def test_e3nn_network_passes_with_its_irreps_and_a_wrong_parity_fails():
     result = check_e3_equivariant(net, inputs, input_fields=("points", IRREPS_IN, None), output_fields=IRREPS_OUT,
                                   trials=16)
     assert result.passed and result.worst_error < 1e-4
+    o3 = require("e3nn.o3")  # e3nn's own Irreps objects declare as well as strings
+    assert check_e3_equivariant(net, inputs, input_fields=("points", o3.Irreps(IRREPS_IN), None),
+                                output_fields=o3.Irreps(IRREPS_OUT), trials=2).passed
     wrong = check_e3_equivariant(net, inputs, input_fields=("points", IRREPS_IN, None),
                                  output_fields="4x0e + 2x1e + 1x2e", trials=16, localize=True)
     assert not wrong.passed
