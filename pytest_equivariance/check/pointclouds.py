@@ -436,6 +436,11 @@ def _path(graph: GraphInputs, key: Any) -> str:
     return "" if graph.form == "tensor" else (f".{key}" if graph.form == "pyg" else f"[{key!r}]")
 
 
+def _single(declared: Any) -> bool:
+    """Whether ``declared`` is one declaration (e3nn's ``Irreps`` is a tuple, but declares one tensor)."""
+    return not isinstance(declared, (Mapping, tuple, list)) or type(declared).__name__ in ("Irreps", "Irrep")
+
+
 def _input_fields(graph: GraphInputs, declared: Any, entry: str) -> dict[Any, Field]:
     """Each transformed input's field, checked against its tensor."""
     if declared is None:
@@ -448,9 +453,9 @@ def _input_fields(graph: GraphInputs, declared: Any, entry: str) -> dict[Any, Fi
                 f"{entry} cannot tell which inputs are positions and which are features; pass input_fields=, "
                 f"e.g. ('points', '8x0e', None) for model(pos, x, edge_index) or {{'pos': 'points', 'x': '8x0e'}}."
             )
-    elif graph.form == "tensor" and not isinstance(declared, (Mapping, tuple, list)):
+    elif graph.form == "tensor" and _single(declared):
         declared = {0: declared}
-    elif isinstance(declared, (tuple, list)):
+    elif isinstance(declared, (tuple, list)) and not _single(declared):
         if graph.form != "tuple" or len(declared) != len(graph.original):
             size = len(graph.original) if graph.form == "tuple" else 1
             raise EquivarianceUsageError(
@@ -484,7 +489,7 @@ def _output_fields(declared: Any, leaves: runner.Leaves, entry: str) -> dict[str
     paths = [p for p, _ in leaves]
     if isinstance(declared, Mapping):
         named = {f"[{k!r}]": v for k, v in declared.items()}
-    elif isinstance(declared, (tuple, list)):
+    elif isinstance(declared, (tuple, list)) and not _single(declared):
         named = {f"[{i}]": v for i, v in enumerate(declared)}
     elif len(leaves) == 1:
         named = {paths[0]: declared}
