@@ -22,6 +22,10 @@ CHECK_FUNCTIONS = {
     "rotation_equivariant": "check_rotation_equivariant",
     "rotation_invariant": "check_rotation_invariant",
     "custom": "check_equivariant",
+    "e3_equivariant": "check_e3_equivariant",
+    "e3_invariant": "check_e3_invariant",
+    "permutation_equivariant": "check_permutation_equivariant",
+    "permutation_invariant": "check_permutation_invariant",
 }
 
 

@@ -96,7 +96,10 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
         "batch_size": 16, "localize": None, "grid": True, "margin": 2, "subpixel": True, "min_psnr": 40,
         "measure": "lie", "group": "D4", "input_fields": "scalar", "output_fields": ["vector", "sign"],
         "limit": 100, "progress": False, "protocol": "zhang2019", "min_accuracy": 0.9, "max_accuracy_drop": 0.05,
+        "permute": "edges", "positions": "pos", "edge_index": "edge_index", "edge_attrs": ("edge_attr",),
     }  # fmt: skip
+    if marker.startswith("e3_"):  # point clouds: E(3) groups and irreps
+        valid.update(group="SO3", input_fields=("points", "8x0e", None), output_fields="1x1o")
     for name in allowed_keywords(marker):
         mark = getattr(pytest.mark, marker)(**{name: valid[name]}).mark
         assert marker_usage_error(mark, "t.py::test") is None, name
