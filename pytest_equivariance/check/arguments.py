@@ -11,10 +11,10 @@ import numbers
 import re
 from typing import Any
 
-from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SHIFT_MODES
+from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SCALE_MODES, SHIFT_MODES
 
 #: Check family -> the modes it accepts.
-MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES}
+MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES, "scale": SCALE_MODES}
 #: Device strings a check accepts ("auto" picks CUDA when available).
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
 #: Named flips ``angles`` may list beside angles in degrees.
@@ -33,6 +33,10 @@ def _is_flip(value: Any) -> bool:
 def is_real(value: Any) -> bool:
     """Whether ``value`` is a real number (bools are not)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _factor(value: Any) -> bool:
+    return is_real(value) and math.isfinite(value) and value > 0 and value != 1
 
 
 def int_tuple(value: Any) -> bool:
@@ -92,6 +96,19 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
     elif name == "subpixel":
         if not isinstance(value, bool):
             return "True (draw fractional shifts) or False"
+    elif name == "scale":
+        if not _factor(value):
+            return "a positive factor, e.g. scale=0.5 (half size) or scale=2"
+    elif name == "scales":
+        if not (isinstance(value, (tuple, list)) and value and all(_factor(v) for v in value)):
+            return "a non-empty list of positive factors, e.g. scales=[0.5, 2]"
+    elif name == "scale_range":
+        if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_factor(v) for v in value)
+                and value[0] < value[1]):
+            return "two positive factors (low, high) with low < high, e.g. scale_range=(0.5, 2.0)"
+    elif name == "max_channel_error":
+        if not (is_real(value) and value >= 0 and math.isfinite(value)):
+            return "a finite number >= 0, e.g. max_channel_error=1e-5"
     elif name == "min_psnr":
         if not (is_real(value) and math.isfinite(value)):
             return "a number of decibels, e.g. min_psnr=40"

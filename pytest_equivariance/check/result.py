@@ -40,6 +40,7 @@ class Trial:
     prob_change: float | None = None  # mean |Δ p(top class)| over the batch (Azulay & Weiss 2019)
     psnr: float | None = None  # dB: 10·log10(range² / MSE) of the worst leaf (StyleGAN3's EQ-T / EQ-R form)
     accuracy: float | None = None  # top-1 accuracy under this transform, when the inputs carry labels
+    channel_error: float | None = None  # mean per-channel ‖a − b‖² / (‖b‖² + 1e-6) (Rahman & Yeh 2023; scale checks)
 
 
 @dataclass(frozen=True)

@@ -358,9 +358,9 @@ def _strides(
     ndim = len(model_shape)
     strides: dict[str, tuple[int, ...]] = {}
     for path, t in leaves:
-        if t.dim() != ndim:
+        if t.dim() < ndim:  # extra axes before the spatial dims (scale or group channels) move with them
             continue
-        if spec.kind.startswith("rotation"):  # rotations act on any grid centred like the input's
+        if spec.kind.startswith(("rotation", "scale")):  # they act on any grid centred like the input's
             strides[path] = (1,) * len(dims)
             continue
         stride = []
@@ -389,7 +389,7 @@ def _strides(
             f"The model's output has no spatial dims to shift or rotate (shapes "
             f"{', '.join(str(tuple(t.shape)) for _, t in leaves)}); use the invariance check instead."
         )
-    if spec.kind.startswith("rotation"):
+    if spec.kind.startswith(("rotation", "scale")):
         return strides, None
     lattice = tuple(math.lcm(*(s[i] for s in strides.values())) for i in range(len(dims)))
     return strides, lattice if any(k > 1 for k in lattice) else None
@@ -407,7 +407,7 @@ def _margin(
     if spec.mode == "interp":
         # The disk's edge is itself resampled; outputs that see it differ by more than the interior.
         return INTERP_MARGIN if spec.margin is None else spec.margin
-    if not spec.equivariant or spec.mode not in ("crop", "zero"):
+    if not spec.equivariant or spec.mode not in ("crop", "zero", "antialias"):
         return spec.margin or 0
     if spec.margin is not None:
         notes.append(f"compared outputs at least {spec.margin} pixels from the border (margin={spec.margin})")
@@ -447,12 +447,14 @@ def _compare(
             b = t.on_output(b)
         elif pair.a is None:  # equivariance: the leaf moves with the input as its kind says
             b, mask = moves.move(t, path, a, b)
+            a = t.comparable(a) if path in moves.strides else a
         if a.shape != b.shape:
             raise usage_error(
                 f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
                 f"was expected; make the output transform match the model, or check invariance."
             )
-        sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
+        sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant,
+                                          spatial=len(t.dims) if spec.channel_figures else 0)
         out.append((path, sums, agreement))
     return out
 
@@ -481,7 +483,7 @@ class _LeafMoves:
         if path not in self.strides:
             return b, None  # no grid and no coordinates: compared as invariant
         b = t.on_output(b, self.strides[path], path)
-        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device)
+        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device, leaf=path)
         if mask is not None and not bool(mask.any()):
             raise usage_error(
                 f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
@@ -513,6 +515,9 @@ def _trial(
         passed = psnr is not None and psnr >= spec.min_psnr
     elif spec.max_rel_l2 is not None:
         passed = all(c.rel_l2 <= spec.max_rel_l2 for c in judged)
+    channel_error = max((c.channel_error for c in comparisons if c.channel_error is not None), default=None)
+    if spec.max_channel_error is not None and spec.min_psnr is None:
+        passed = channel_error is not None and channel_error <= spec.max_channel_error
     accuracy = slot.correct / slot.labelled if slot.labelled else None
     if spec.min_accuracy is not None:
         passed = accuracy is not None and accuracy >= spec.min_accuracy and (
@@ -530,6 +535,7 @@ def _trial(
         prob_change=w.prob_change,
         psnr=psnr,
         accuracy=accuracy,
+        channel_error=channel_error,
     )
 
 
