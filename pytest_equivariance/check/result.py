@@ -116,7 +116,8 @@ class ShiftGrid:
 class CheckResult:
     """The outcome of one equivariance or invariance check."""
 
-    kind: str  # "shift_equivariant" | "shift_invariant" | "rotation_equivariant" | "rotation_invariant" | "custom"
+    kind: str  # "shift_equivariant" | "shift_invariant" | "rotation_equivariant" | "rotation_invariant"
+    # | "scale_equivariant" | "scale_invariant" | "custom"
     passed: bool
     trials: list[Trial]
     atol: float

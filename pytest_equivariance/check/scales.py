@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: The factors a scale check applies when none are given: half and double size.
 DEFAULT_SCALES = (0.5, 2.0)
+#: The range ``trials`` factors are drawn from when no ``scale_range`` is given.
+DEFAULT_SCALE_RANGE = (0.5, 2.0)
 #: How many factors a check draws from ``scale_range`` when ``trials`` is not given.
 DEFAULT_SCALE_TRIALS = 4
 
@@ -56,7 +58,8 @@ def check_scale_equivariant(
 
     ``s`` magnifies: 2 doubles the image's size in pixels, 0.5 halves it (the ``scale`` Lie
     derivative's convention, ``s = e^t``). ``scale=`` checks one factor, ``scales=`` a list, and
-    ``scale_range=(lo, hi)`` draws ``trials`` factors log-uniformly from ``seed``; by default 0.5 and 2.
+    ``scale_range=(lo, hi)`` (or ``trials`` alone: from 0.5 to 2) draws ``trials`` factors log-uniformly
+    from ``seed``; by default 0.5 and 2.
     Every factor must map the input's and the outputs' sizes onto whole pixels (drawn ones are
     snapped to such factors).
 
@@ -127,8 +130,6 @@ def _scale_check(
             raise usage_error(f"{name}={shown(value)} is not accepted; pass {expected}.")
     check_trials(trials)
     check_measures(min_psnr=min_psnr, measure=measure)
-    if trials is not None and scale_range is None:
-        raise usage_error("trials= draws factors from scale_range, which was not given; pass scale_range=(lo, hi) too.")
     kind = "scale_equivariant" if equivariant else "scale_invariant"
     spec = CheckSpec(
         kind=kind, equivariant=equivariant, model=model, inputs=inputs, input_shape=input_shape, dims=dims,
@@ -157,8 +158,9 @@ def _scale_check(
         sizes = [ctx.input_shape[d] for d in ctx.dims] + [t.shape[d] for _, t in outputs for d in ctx.dims]
         if explicit is not None:
             factors = [float(v) for v in explicit]
-        elif scale_range is not None:
-            factors = draw_scales(random.Random(ctx.seed), scale_range, trials or DEFAULT_SCALE_TRIALS, math.gcd(*sizes))
+        elif scale_range is not None or trials is not None:
+            factors = draw_scales(random.Random(ctx.seed), scale_range or DEFAULT_SCALE_RANGE,
+                                  trials or DEFAULT_SCALE_TRIALS, math.gcd(*sizes))
         else:
             factors = list(DEFAULT_SCALES)
         for factor in factors:

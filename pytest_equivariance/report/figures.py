@@ -19,6 +19,8 @@ CHECK_FUNCTIONS = {
     "shift_invariant": "check_shift_invariant",
     "rotation_equivariant": "check_rotation_equivariant",
     "rotation_invariant": "check_rotation_invariant",
+    "scale_equivariant": "check_scale_equivariant",
+    "scale_invariant": "check_scale_invariant",
     "custom": "check_equivariant",
 }
 

@@ -22,6 +22,8 @@ _KIND_TITLES = {
     "shift_invariant": "shift invariance",
     "rotation_equivariant": "rotation equivariance",
     "rotation_invariant": "rotation invariance",
+    "scale_equivariant": "scale equivariance",
+    "scale_invariant": "scale invariance",
     "custom": "custom equivariance",
 }
 
