@@ -197,26 +197,6 @@ def scale_channels(n: int, *, axis: int = 2, base: float = 2.0) -> ScaleChannels
     return ScaleChannels(n, axis, float(base))
 
 
-def output_scale_fields(output_fields: Any, paths: Sequence[str]) -> dict[str, ScaleChannels]:
-    """Return the :class:`ScaleChannels` of each output leaf ``output_fields`` declares (none: scalar maps)."""
-    from pytest_equivariance.check.groups import check_leaf_keys, leaf_fields
-
-    if output_fields is None:
-        return {}
-    check_leaf_keys(output_fields, paths)
-    out = {}
-    for path in paths:
-        value = leaf_fields(output_fields, path) if isinstance(output_fields, Mapping) else output_fields
-        if isinstance(value, ScaleChannels):
-            out[path] = value
-        elif value != "scalar":
-            raise EquivarianceUsageError(
-                f"output_fields={shown(output_fields)} is not a scale field; rescaling moves scalar maps and "
-                f"scale channels, so pass 'scalar' or scale_channels(n, axis=...), or a dict of them by output leaf."
-            )
-    return out
-
-
 @dataclass(frozen=True)
 class Rescaling:
     """One rescaling as a check applies it: the factor, the resampler, and the output leaves' scale fields."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from pytest_equivariance.check import arguments, rescaling, transforms
+from pytest_equivariance.check.groups import check_leaf_keys, leaf_fields
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.check.run import run_check, run_lie_check
 from pytest_equivariance.check.spec import CheckSpec, DrawContext, check_measures, check_trials, usage_error
@@ -152,7 +154,7 @@ def _scale_check(
                 f"{len(ctx.dims)} (dims {ctx.dims}); pass dims=(-2, -1), or mode='fourier' for any dims."
             )
         outputs = [(p, t) for p, t in (ctx.outputs or []) if t.dim() >= len(ctx.input_shape)]
-        fields = rescaling.output_scale_fields(output_fields, [p for p, _ in ctx.outputs or []])
+        fields = output_scale_fields(output_fields, [p for p, _ in ctx.outputs or []])
         for path, f in fields.items():
             f.validate(dict(ctx.outputs or [])[path], f"output{path}", len(ctx.dims))
         sizes = [ctx.input_shape[d] for d in ctx.dims] + [t.shape[d] for _, t in outputs for d in ctx.dims]
@@ -181,6 +183,24 @@ def _scale_check(
         return [transforms.rescale(f, ctx.dims, mode, fields) for f in factors]
 
     return run_check(spec, build)
+
+
+def output_scale_fields(output_fields: Any, paths: Sequence[str]) -> dict[str, rescaling.ScaleChannels]:
+    """Return the :class:`~.rescaling.ScaleChannels` of each output leaf ``output_fields`` declares (none: scalar maps)."""
+    if output_fields is None:
+        return {}
+    check_leaf_keys(output_fields, paths)
+    out = {}
+    for path in paths:
+        value = leaf_fields(output_fields, path) if isinstance(output_fields, Mapping) else output_fields
+        if isinstance(value, rescaling.ScaleChannels):
+            out[path] = value
+        elif value != "scalar":
+            raise usage_error(
+                f"output_fields={shown(output_fields)} is not a scale field; rescaling moves scalar maps and "
+                f"scale channels, so pass 'scalar' or scale_channels(n, axis=...), or a dict of them by output leaf."
+            )
+    return out
 
 
 def draw_scales(rng: random.Random, scale_range: Sequence[float], trials: int, grid: int) -> list[float]:

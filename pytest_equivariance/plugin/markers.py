@@ -47,7 +47,7 @@ _SHIFT_INVARIANT_KEYWORDS = ("protocol",)
 #: Keywords of shift_equivariant beyond its family's: geometric outputs (points, boxes) move with a shift.
 _SHIFT_EQUIVARIANT_KEYWORDS = ("output_fields",)
 #: Keywords of scale_equivariant beyond its family's: scale channels, Rahman & Yeh's verdict, the border.
-_SCALE_EQUIVARIANT_KEYWORDS = ("output_fields", "max_channel_error")
+_SCALE_EQUIVARIANT_KEYWORDS = ("output_fields", "max_channel_error", "margin")
 
 
 _MARKER_DOCS = {
