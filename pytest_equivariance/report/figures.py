@@ -101,6 +101,13 @@ def shift_series(result: "CheckResult") -> list[AnglePoint]:
     return sorted(points, key=lambda p: (p.angle, -p.error))
 
 
+def scale_series(result: "CheckResult") -> list[AnglePoint]:
+    """Return the error at each rescaling factor, sorted by factor; empty for checks without rescalings."""
+    points = [AnglePoint(float(t.params["scale"]), t.max_abs, t.passed, unit="×")
+              for t in result.trials if "scale" in (t.params or {})]
+    return sorted(points, key=lambda p: p.angle)
+
+
 def reduce_grid(grid: "ShiftGrid", max_rows: int, max_cols: int) -> GridView:
     """Return ``grid`` reduced by block maxima to at most ``max_rows`` x ``max_cols`` cells.
 

@@ -24,6 +24,7 @@ from pytest_equivariance.report.figures import (
     classifier_figures,
     count_above,
     reproduce_hint,
+    scale_series,
     shift_series,
     title_of,
     worst_shift,
@@ -362,6 +363,11 @@ def _check_section(r: "CheckResult", index: int, *, label: str | None = None) ->
         figures.append(_figure(angle_svg(fractional, atol=r.atol, axis="sub-pixel shift length"),
                                "Largest error at each sub-pixel (band-limited) shift, by its length in "
                                "pixels; the dashed line is the tolerance."))
+    factors = scale_series(r)
+    if factors:
+        figures.append(_figure(angle_svg(factors, atol=r.atol, axis="scale factor"),
+                               "Largest error at each rescaling factor (a factor magnifies); the dashed line "
+                               "is the tolerance."))
     if figures:
         parts.append('<div class="figures">' + "".join(figures) + "</div>")
     if r.profile is not None and r.profile.layers:

@@ -231,7 +231,9 @@ def test_resnet18_scale_invariance_runs_on_cpu_and_reaches_the_reports():
     assert all(t.consistency is not None and t.prob_change is not None for t in result.trials)
     text = format_result(result)
     assert "scale invariance" in text and "scale ×" in text
-    assert "scale ×0.5" in render_html([result]) or "scale ×2" in render_html([result])
+    html = render_html([result])
+    assert "scale ×0.5" in html and "scale ×2" in html  # the trials table
+    assert "Largest error at each rescaling factor" in html and "0.5×" in html  # the figure by factor
     data = result.to_json()
     assert [t["params"]["scale"] for t in data["trials"]] == [0.5, 2.0]
 
