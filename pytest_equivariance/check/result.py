@@ -17,6 +17,7 @@ from typing import Any
 #: the others smaller.
 BASELINE_FIGURES = (
     "worst_error", "mean_error", "consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy",
+    "channel_error",
 )
 
 #: Figures that are proportions of images: a baseline records how many images each came from, and the
@@ -230,6 +231,12 @@ class CheckResult:
                 return (f"accuracy drops {clean - moved:.1%} ({clean:.1%} -> {moved:.1%}) > "
                         f"max_accuracy_drop {self.max_accuracy_drop:.1%}")
         return None
+
+    @property
+    def channel_error(self) -> float | None:
+        """The per-channel relative error summed over the trials (Rahman & Yeh sum it over scales), or None."""
+        values = [t.channel_error for t in self.trials if t.channel_error is not None]
+        return sum(values) if values else None
 
     @property
     def transformed_accuracy(self) -> float | None:

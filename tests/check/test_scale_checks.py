@@ -212,7 +212,8 @@ def test_summed_channel_error_equals_rahman_and_yeh_loop(mode):
         feature_net(), [(x, None)], list(resolutions), mode="ideal" if mode == "fourier" else "bilinear")
     result = check_scale_equivariant(feature_net(), x, scales=[r / 32 for r in resolutions[1:]], mode=mode, margin=0,
                                      localize=False)
-    ours = sum(t.channel_error for t in result.trials) / len(resolutions)
+    ours = result.channel_error / len(resolutions)  # their sum over scales, over all resolutions
+    assert result.channel_error == sum(t.channel_error for t in result.trials)
     assert float(theirs) > 1e-4  # a model that is not exactly equivariant: the figure is not trivially 0
     assert ours == pytest.approx(float(theirs), rel=1e-4)
 
@@ -236,6 +237,18 @@ def test_resnet18_scale_invariance_runs_on_cpu_and_reaches_the_reports():
     assert "Largest error at each rescaling factor" in html and "0.5×" in html  # the figure by factor
     data = result.to_json()
     assert [t["params"]["scale"] for t in data["trials"]] == [0.5, 2.0]
+    assert "consistency" in data["figures"] and "channel_error" not in data["figures"]  # invariance: no maps
+
+
+def test_scale_figures_reach_the_baseline_under_the_check_kind():
+    from pytest_equivariance.gates.entries import entries_from_results
+
+    result = check_scale_equivariant(relu_between(), input_shape=SHAPE, localize=False)
+    assert not result.passed
+    result.test_id = "t.py::test"
+    (entry,) = entries_from_results([result])
+    assert entry.key.kind == "scale_equivariant"
+    assert entry.figures["channel_error"] == pytest.approx(sum(t.channel_error for t in result.trials))
 
 
 # -- usage errors ---------------------------------------------------------------------------------
