@@ -67,7 +67,7 @@ MEASURES = ("error", "lie")
 def expected_value(name: str, value: Any, family: str) -> str | None:
     """Return what ``name=value`` should have been (a phrase after "pass"), or None when it is acceptable.
 
-    ``family`` is "shift" or "rotation": it decides which modes are valid.
+    ``family`` is "shift", "rotation" or "scale": it decides which modes are valid.
     """
     if name == "input_shape":
         if isinstance(value, str):

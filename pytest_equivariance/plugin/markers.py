@@ -9,7 +9,7 @@ from pytest_equivariance.check.arguments import expected_value, is_int, real_tup
 from pytest_equivariance.errors import shown
 
 
-#: Marker name -> the family of its check ("shift" or "rotation") and whether it is invariance.
+#: Marker name -> the family of its check ("shift", "rotation" or "scale") and whether it is invariance.
 MARKERS: dict[str, tuple[str, bool]] = {
     "shift_equivariant": ("shift", False),
     "shift_invariant": ("shift", True),
