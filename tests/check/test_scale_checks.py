@@ -7,6 +7,7 @@ makes harmonics that alias on the coarser grid.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -57,6 +58,33 @@ def test_pointwise_network_commutes_with_rescaling_by_two_and_a_half(mode):
     assert [t.transform for t in result.trials] == ["scale ×0.5", "scale ×2"]
     assert max(t.max_abs for t in result.trials) < 1e-5
     assert max(t.channel_error for t in result.trials) < 1e-10
+
+
+def test_the_antialias_border_margin_is_measured_and_the_ideal_resampler_needs_none():
+    interpolated = check_scale_equivariant(pointwise(), input_shape=SHAPE, mode="antialias", localize=False)
+    ideal = check_scale_equivariant(pointwise(), input_shape=SHAPE, localize=False)
+    assert any("from the border" in note for note in interpolated.notes)
+    assert not any("from the border" in note for note in ideal.notes)
+
+
+def test_volumes_rescale_along_three_dims():
+    result = check_scale_equivariant(seeded(lambda: nn.Conv3d(2, 3, 1)), input_shape=(1, 2, 8, 8, 8), localize=False)
+    assert result.passed and result.dims == (-3, -2, -1)
+
+
+def test_labelled_batches_of_a_loader_give_accuracy_and_consistency_under_rescaling():
+    images = smooth_images((8, 3, 32, 32), seed=2)
+    labels = torch.arange(8) % 4
+    loader = [(images[:4], labels[:4]), (images[4:], labels[4:])]
+    classifier = seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                              nn.Flatten(), nn.Linear(8, 4)))
+    result = check_scale_invariant(classifier, loader, scales=[0.5, 2], localize=False, progress=False)
+    assert result.images == 8 and result.accuracy is not None
+    assert all(t.accuracy is not None and t.consistency is not None for t in result.trials)
+    with torch.no_grad():
+        small = classifier(F.interpolate(images, size=(16, 16), mode="bilinear", antialias=True)).argmax(1)
+    antialiased = check_scale_invariant(classifier, loader, scale=0.5, mode="antialias", localize=False, progress=False)
+    assert antialiased.trials[0].accuracy == pytest.approx(float((small == labels).float().mean()))
 
 
 def test_global_average_is_invariant_to_ideal_rescaling():
@@ -245,8 +273,7 @@ def test_scale_figures_reach_the_baseline_under_the_check_kind():
 
     result = check_scale_equivariant(relu_between(), input_shape=SHAPE, localize=False)
     assert not result.passed
-    result.test_id = "t.py::test"
-    (entry,) = entries_from_results([result])
+    (entry,) = entries_from_results([dataclasses.replace(result, test_id="t.py::test")])
     assert entry.key.kind == "scale_equivariant"
     assert entry.figures["channel_error"] == pytest.approx(sum(t.channel_error for t in result.trials))
 
@@ -260,6 +287,7 @@ def test_scale_figures_reach_the_baseline_under_the_check_kind():
         ({"mode": "bilinear"}, "is not a resampler"),
         ({"scale": 0.3}, "is not a whole number of pixels"),
         ({"scale": -1}, "positive factor"),
+        ({"scales": [1, 2]}, "other than 1"),
         ({"scales": [0.5], "scale": 2}, "Both"),
         ({"scale_range": (2, 0.5)}, "low < high"),
         ({"scale": 0.75, "output_fields": scale_channels(2, axis=1)}, "not a whole number of steps"),
