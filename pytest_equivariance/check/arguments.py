@@ -35,8 +35,12 @@ def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+#: The largest rescaling factor a check applies: 16 times the size per axis is 256 times the pixels.
+MAX_SCALE = 16.0
+
+
 def _factor(value: Any) -> bool:
-    return is_real(value) and math.isfinite(value) and value > 0 and value != 1
+    return is_real(value) and math.isfinite(value) and 0 < value <= MAX_SCALE and value != 1
 
 
 def int_tuple(value: Any) -> bool:
@@ -98,14 +102,15 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
             return "True (draw fractional shifts) or False"
     elif name == "scale":
         if not _factor(value):
-            return "a positive factor other than 1 (the identity), e.g. scale=0.5 (half size) or scale=2"
+            return f"a positive factor other than 1 (the identity), at most {MAX_SCALE:g}, e.g. scale=0.5 or scale=2"
     elif name == "scales":
         if not (isinstance(value, (tuple, list)) and value and all(_factor(v) for v in value)):
-            return "a non-empty list of positive factors other than 1, e.g. scales=[0.5, 2]"
+            return f"a non-empty list of positive factors other than 1, at most {MAX_SCALE:g}, e.g. scales=[0.5, 2]"
     elif name == "scale_range":
         if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_factor(v) for v in value)
                 and value[0] < value[1]):
-            return "two positive factors other than 1 (low, high) with low < high, e.g. scale_range=(0.5, 2.0)"
+            return (f"two positive factors other than 1, at most {MAX_SCALE:g}, (low, high) with low < high, e.g. "
+                    f"scale_range=(0.5, 2.0)")
     elif name == "max_channel_error":
         if not (is_real(value) and value >= 0 and math.isfinite(value)):
             return "a finite number >= 0, e.g. max_channel_error=1e-5"

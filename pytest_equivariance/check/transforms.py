@@ -336,6 +336,7 @@ def _scale_mask(
         return None
     keep = torch.ones(shape, dtype=torch.bool, device=device)
     for dim, m in zip(dims, margins):
+        m = min(m, shape[dim])  # a margin wider than the map leaves nothing (the caller says so)
         index = torch.arange(shape[dim], device=device)
         view = [1] * len(shape)
         view[dim] = shape[dim]
