@@ -87,6 +87,16 @@ def test_labelled_batches_of_a_loader_give_accuracy_and_consistency_under_rescal
     assert antialiased.trials[0].accuracy == pytest.approx(float((small == labels).float().mean()))
 
 
+@pytest.mark.parametrize("mode", ["fourier", "antialias"])
+def test_the_profile_names_the_layer_where_scale_equivariance_breaks(mode):
+    relu = check_scale_equivariant(relu_between(), input_shape=SHAPE, mode=mode, scale=0.5, localize=True)
+    assert (relu.profile.culprit.qualname, relu.profile.culprit.op) == ("1", "nn.ReLU")
+    assert relu.profile.layers[0].error < relu.profile.layers[0].noise  # the 1x1 convolution before it is exact
+    kernel = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular"))
+    late = check_scale_equivariant(seeded(lambda: kernel), input_shape=SHAPE, mode=mode, scale=2, localize=True)
+    assert late.profile.culprit.qualname == "1"
+
+
 def test_global_average_is_invariant_to_ideal_rescaling():
     result = check_scale_invariant(GlobalAverage(pointwise()), input_shape=SHAPE, localize=False)
     assert result.passed and max(t.max_abs for t in result.trials) < 1e-5
