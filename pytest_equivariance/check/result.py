@@ -154,6 +154,7 @@ class CheckResult:
     min_accuracy: float | None = None  # when set, a verdict: transformed_accuracy at least this
     max_accuracy_drop: float | None = None  # when set, a verdict: accuracy - transformed_accuracy at most this
     protocol: str | None = None  # the evaluation protocol that planned the trials ("zhang2019", ...)
+    max_channel_error: float | None = None  # when set, the verdict: every trial's channel_error at most this
 
     def _repr_html_(self) -> str:
         """The check's card as HTML — verdict, figures, heatmap or angle plot, profile, seed — for notebooks."""
@@ -181,6 +182,8 @@ class CheckResult:
                 return min(rated, key=lambda t: t.consistency)
         if self.max_rel_l2 is not None:  # the relative L2 error decides
             return min(self.trials, key=lambda t: (t.passed, -t.rel_l2), default=None)
+        if self.max_channel_error is not None:  # Rahman & Yeh's per-channel error decides
+            return min(self.trials, key=lambda t: (t.passed, -(t.channel_error or 0.0)), default=None)
         return min(self.trials, key=lambda t: (t.passed, -t.max_abs), default=None)
 
     @property

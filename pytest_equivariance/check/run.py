@@ -179,6 +179,7 @@ def run_check(
             min_accuracy=spec.min_accuracy,
             max_accuracy_drop=spec.max_accuracy_drop,
             protocol=spec.protocol.name if spec.protocol is not None else None,
+            max_channel_error=spec.max_channel_error,
         )
         _classifier_verdict(spec, result)
         if spec.kind.startswith("rotation"):

@@ -58,6 +58,8 @@ def tolerance(result: "CheckResult") -> str:
         return " and ".join(rules)
     if result.max_rel_l2 is not None:
         return f"relative L2 error <= {num(result.max_rel_l2)} inside the disk"
+    if result.max_channel_error is not None:
+        return f"per-channel relative error (Rahman & Yeh) <= {num(result.max_channel_error)}"
     return f"|a - b| <= {num(result.atol)} + {num(result.rtol)}·|b|"
 
 
@@ -78,6 +80,8 @@ def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
             f"  max abs {num(worst.max_abs)}   mean abs {num(worst.mean_abs)}   "
             f"rel L2 {num(worst.rel_l2)}   cosine {num(worst.cosine)}"
         )
+        if worst.channel_error is not None:
+            lines.append(f"  per-channel error {num(worst.channel_error)}")
         if worst.consistency is not None:
             lines.append(
                 f"  top-1 consistency {num(worst.consistency)}   "

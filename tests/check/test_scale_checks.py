@@ -213,6 +213,13 @@ def test_scale_convolution_passes_with_its_scale_channels_declared():
     assert result.passed, [(t.transform, t.channel_error) for t in result.trials]
     assert max(t.channel_error for t in result.trials) < SESN_TOLERANCE
     assert result.fields == {"output": "scale_channels(3, axis=2, base=2)"}
+    undeclared = check_scale_equivariant(scale_conv(), x, max_channel_error=SESN_TOLERANCE, localize=False)
+    assert not undeclared.passed and undeclared.max_channel_error == SESN_TOLERANCE
+    from pytest_equivariance.report.terminal import headline
+    from pytest_equivariance.report.text import format_result
+
+    assert "per-channel error" in headline(undeclared) and "exceeds max_channel_error 1.0e-05" in headline(undeclared)
+    assert "per-channel relative error (Rahman & Yeh) <= " in format_result(undeclared)
 
 
 def test_scale_convolution_fails_without_the_declaration_and_a_plain_cnn_fails():

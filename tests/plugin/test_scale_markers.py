@@ -24,6 +24,10 @@ def test_scale_markers_and_fixture_twins_run_checks(inner) -> None:
         def test_pooled():
             return nn.Sequential(pointwise(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
+        @pytest.mark.scale_equivariant(input_shape=(1, 1, 16, 16), scale=2)
+        def test_kernel():
+            return nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")
+
         def test_fixture(equivariance):
             equivariance.assert_scale_equivariant(pointwise(), input_shape=(1, 1, 16, 16), scale=2, localize=False)
             result = equivariance.check_scale_equivariant(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"),
@@ -32,7 +36,9 @@ def test_scale_markers_and_fixture_twins_run_checks(inner) -> None:
         """
     )
     result = inner.run("--equiv-trials=3")  # the run's trials draw factors; explicit scales keep theirs
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*scale_equivariant failed under scale ×2: max_abs * exceeds atol=1e-05*",
+                                 "*equivariance report*"])
 
 
 @pytest.mark.parametrize(
