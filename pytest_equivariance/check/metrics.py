@@ -56,7 +56,22 @@ class Comparison:
     prob_change: float | None = None
     psnr: float | None = None  # dB over the compared region, the reference's range as the peak
     agreement: tuple[bool, ...] | None = None  # per image: same top-1 class (classifier outputs)
+    sets: "SetFigures | None" = None  # detection sets: what matching found (check.detections)
     channel_error: float | None = None  # mean over images of the mean per-channel ‖a − b‖² / (‖b‖² + ε)
+
+
+@dataclass(frozen=True)
+class SetFigures:
+    """What matching two collections of detection sets found (check.detections); coordinates' figures
+    are the comparison's ``max_abs`` / ``mean_abs``, in pixels."""
+
+    images: int
+    matched: int
+    appeared: int  # found on the moved image, with no partner in the moved reference
+    vanished: int  # in the moved reference, with no partner found
+    mean_iou: float | None  # over matched pairs (None: no boxes, or nothing matched)
+    min_iou: float | None
+    score_change: float | None  # max |Δscore| over matched pairs
 
 
 def psnr(diff_sq_sum: float, count: int, peak: float) -> float:
@@ -102,10 +117,18 @@ class Sums:
     prob_change_sum: float = 0.0  # sum |p_a(top_b) - p_b(top_b)|
     channel_images: float = 0.0  # images whose per-channel relative errors were measured
     channel_error_sum: float = 0.0  # sum over them of the mean per-channel ‖a − b‖² / (‖b‖² + ε)
+    # Detection sets (check.detections): images whose sets were matched, and what matching found.
+    sets: float = 0.0
+    matched: float = 0.0  # pairs matched (their coordinates are what count, abs_sum, ... measure)
+    appeared: float = 0.0  # detections on the moved image with no partner in the moved reference
+    vanished: float = 0.0  # moved reference detections with no partner
+    iou_sum: float = 0.0  # sum of the matched pairs' IoU
+    iou_min: float = math.inf
+    score_change: float = 0.0  # max |score_a - score_b| over matched pairs
 
     #: How each field combines: every field not named here is summed.
-    MAXIMA = ("max_abs", "excess", "ref_max")
-    MINIMA = ("ref_min",)
+    MAXIMA = ("max_abs", "excess", "ref_max", "score_change")
+    MINIMA = ("ref_min", "iou_min")
 
     def __iadd__(self, other: "Sums") -> "Sums":
         for name in FIELDS:
@@ -120,9 +143,11 @@ class Sums:
         return self
 
     def comparison(
-        self, *, leaf: str = "", atol: float, rtol: float, min_consistency: float | None = None
+        self, *, leaf: str = "", atol: float, rtol: float, min_consistency: float | None = None,
+        max_channel_error: float | None = None,
     ) -> "Comparison":
-        """Return the figures these statistics make (see :func:`compare`)."""
+        """Return the figures these statistics make (see :func:`compare`); ``max_channel_error``, when
+        given, judges the per-channel error of a map instead of the allclose rule."""
         count = self.count or 1
         rel_l2 = (math.sqrt(self.diff_sq) / math.sqrt(self.ref_sq) if self.ref_sq > 0
                   else (0.0 if self.diff_sq == 0 else math.inf))
@@ -140,11 +165,23 @@ class Sums:
             prob_change = self.prob_change_sum / self.images
             if min_consistency is not None:
                 passed = consistency >= min_consistency
+        sets = None
+        if self.sets:
+            has_iou = self.matched and self.iou_min != math.inf
+            sets = SetFigures(
+                int(self.sets), int(self.matched), int(self.appeared), int(self.vanished),
+                self.iou_sum / self.matched if has_iou else None, self.iou_min if has_iou else None,
+                self.score_change if self.matched else None,
+            )
+            excess = self.excess  # matching's verdict: displacement, score change and unmatched counts
+            passed = excess <= 1.0
+        channel_error = self.channel_error_sum / self.channel_images if self.channel_images else None
+        if max_channel_error is not None and channel_error is not None:  # Rahman & Yeh's figure decides
+            passed = channel_error <= max_channel_error
         return Comparison(
             leaf, self.max_abs, self.abs_sum / count, rel_l2,
             self.cosine_sum / self.rows if self.rows else 0.0, excess, passed, consistency, prob_change,
-            psnr(self.diff_sq, int(count), peak),
-            channel_error=self.channel_error_sum / self.channel_images if self.channel_images else None,
+            psnr(self.diff_sq, int(count), peak), sets=sets, channel_error=channel_error,
         )
 
 
