@@ -158,13 +158,22 @@ def _scale_check(
         for path, f in fields.items():
             f.validate(dict(ctx.outputs or [])[path], f"output{path}", len(ctx.dims))
         sizes = [ctx.input_shape[d] for d in ctx.dims] + [t.shape[d] for _, t in outputs for d in ctx.dims]
+        base = next(iter(fields.values())).base if fields else None
         if explicit is not None:
             factors = [float(v) for v in explicit]
+        elif base is not None:  # scale channels: whole steps of their base
+            factors = base_steps(base, scale_range or (1 / base, base), trials or DEFAULT_SCALE_TRIALS, sizes)
         elif scale_range is not None or trials is not None:
             factors = draw_scales(random.Random(ctx.seed), scale_range or DEFAULT_SCALE_RANGE,
                                   trials or DEFAULT_SCALE_TRIALS, math.gcd(*sizes))
         else:
             factors = list(DEFAULT_SCALES)
+        if not factors:
+            raise usage_error(
+                f"No factor in scale_range={shown(scale_range or DEFAULT_SCALE_RANGE)} maps sizes {sorted(set(sizes))} "
+                f"onto whole pixels{' in whole steps of the scale channels' if base else ''}; pass a wider "
+                f"scale_range, or scales= that do."
+            )
         for factor in factors:
             off = [n for n in sizes if rescaling.scaled_size(n, factor) is None]
             if off:
@@ -201,6 +210,18 @@ def output_scale_fields(output_fields: Any, paths: Sequence[str]) -> dict[str, r
                 f"scale channels, so pass 'scalar' or scale_channels(n, axis=...), or a dict of them by output leaf."
             )
     return out
+
+
+def base_steps(base: float, scale_range: Sequence[float], trials: int, sizes: Sequence[int]) -> list[float]:
+    """Return up to ``trials`` whole powers of ``base`` within ``scale_range`` that map ``sizes`` onto
+    whole pixels, the smallest steps first (one step down and up before two)."""
+    lo, hi = (float(v) for v in scale_range)
+    out = []
+    for k in sorted(range(-16, 17), key=lambda k: (abs(k), k)):
+        factor = round(base**k, 12)  # 0.5, not 0.49999999999999994, for two steps of √2
+        if k and lo - 1e-9 <= factor <= hi + 1e-9 and all(rescaling.scaled_size(n, factor) for n in sizes):
+            out.append(factor)
+    return out[:trials]
 
 
 def draw_scales(rng: random.Random, scale_range: Sequence[float], trials: int, grid: int) -> list[float]:

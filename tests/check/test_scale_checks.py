@@ -232,6 +232,17 @@ def test_scale_convolution_fails_without_the_declaration_and_a_plain_cnn_fails()
     assert not result.passed and min(t.channel_error for t in result.trials) > 1e3 * SESN_TOLERANCE
 
 
+def test_factors_of_scale_channels_are_whole_steps_of_their_base():
+    from pytest_equivariance.check.scales import base_steps
+
+    assert base_steps(2.0, (0.25, 4), 4, [64]) == [0.5, 2.0, 0.25, 4.0]  # one step each way first
+    assert base_steps(2.0, (0.25, 4), 4, [6]) == [0.5, 2.0, 4.0]  # a quarter of 6 pixels is no grid
+    assert base_steps(2 ** 0.5, (0.5, 2), 2, [64]) == [0.5, 2.0]  # one step of √2 is no grid for 64 pixels
+    x = smooth_images()
+    with pytest.raises(EquivarianceUsageError, match="No factor in scale_range"):
+        check_scale_equivariant(scale_conv(), x, output_fields=scale_channels(3, base=2), scale_range=(0.6, 1.5))
+
+
 def test_scale_channels_move_by_one_step_per_factor_of_the_base():
     field = scale_channels(3, axis=1, base=2)
     y = torch.arange(6.0).view(1, 6, 1, 1)  # two blocks of three scales
