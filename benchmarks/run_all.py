@@ -37,6 +37,7 @@ BENCHMARKS = {
     "polyphase_cost.py": True,
     "stream_overhead.py": True,
     "scale_cost.py": True,
+    "pointcloud_cost.py": True,
 }
 
 

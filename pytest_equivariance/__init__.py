@@ -84,6 +84,16 @@ _EXPORTS: dict[str, str] = {
     "antialias": "pytest_equivariance.fix.antialias",
     # errors
     "EquivarianceUsageError": "pytest_equivariance.errors",
+    # point clouds and graphs
+    "check_e3_equivariant": "pytest_equivariance.check.api",
+    "check_e3_invariant": "pytest_equivariance.check.api",
+    "check_permutation_equivariant": "pytest_equivariance.check.api",
+    "check_permutation_invariant": "pytest_equivariance.check.api",
+    "assert_e3_equivariant": "pytest_equivariance.assertions",
+    "assert_e3_invariant": "pytest_equivariance.assertions",
+    "assert_permutation_equivariant": "pytest_equivariance.assertions",
+    "assert_permutation_invariant": "pytest_equivariance.assertions",
+    "Irreps": "pytest_equivariance.check.irreps",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -174,3 +184,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from pytest_equivariance.lint import lint, lint_model
     from pytest_equivariance.lint.findings import Finding, ModelReport, Severity
+    from pytest_equivariance.assertions import (  # noqa: I001 - point clouds and graphs
+        assert_e3_equivariant,
+        assert_e3_invariant,
+        assert_permutation_equivariant,
+        assert_permutation_invariant,
+    )
+    from pytest_equivariance.check.api import (
+        check_e3_equivariant,
+        check_e3_invariant,
+        check_permutation_equivariant,
+        check_permutation_invariant,
+    )
+    from pytest_equivariance.check.irreps import Irreps

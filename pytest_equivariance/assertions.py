@@ -128,3 +128,30 @@ def assert_lint_clean(
             first = f.fix.strip().splitlines()[0]
             lines.append(f"      fix: {first}")
     raise AssertionError("\n".join(lines))
+
+
+def assert_e3_equivariant(model: "nn.Module", inputs: Any = None, **kwargs: Any) -> "CheckResult":
+    """Check ``model(g·x) == g·model(x)`` over E(3) elements; raise AssertionError with the report if not.
+
+    Keywords as :func:`pytest_equivariance.check.api.check_e3_equivariant` (``input_fields=``, ``output_fields=``).
+    """
+    __tracebackhide__ = True
+    return raise_for_result(api.check_e3_equivariant(model, inputs, **kwargs))
+
+
+def assert_e3_invariant(model: "nn.Module", inputs: Any = None, **kwargs: Any) -> "CheckResult":
+    """Check ``model(g·x) == model(x)`` over E(3) elements; raise AssertionError with the report if not."""
+    __tracebackhide__ = True
+    return raise_for_result(api.check_e3_invariant(model, inputs, **kwargs))
+
+
+def assert_permutation_equivariant(model: "nn.Module", inputs: Any = None, **kwargs: Any) -> "CheckResult":
+    """Check ``model(σ·x) == σ·model(x)`` over node (or edge) permutations; raise AssertionError if not."""
+    __tracebackhide__ = True
+    return raise_for_result(api.check_permutation_equivariant(model, inputs, **kwargs))
+
+
+def assert_permutation_invariant(model: "nn.Module", inputs: Any = None, **kwargs: Any) -> "CheckResult":
+    """Check ``model(σ·x) == model(x)`` over node (or edge) permutations; raise AssertionError if not."""
+    __tracebackhide__ = True
+    return raise_for_result(api.check_permutation_invariant(model, inputs, **kwargs))

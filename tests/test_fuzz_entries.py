@@ -57,6 +57,19 @@ MODEL = Tiny().eval()
 MAP = TinyMap().eval()  # for the equivariance checks, which need spatial outputs to compare
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
+
+class Neighbours(nn.Module):
+    """Positions moved towards their neighbours, features summed over them: E(3)- and permutation-equivariant."""
+
+    def forward(self, pos, h, edge_index):
+        src, dst = edge_index
+        moved = pos + torch.zeros_like(pos).index_add_(0, dst, 0.1 * (pos[src] - pos[dst]))
+        return moved, h + torch.zeros_like(h).index_add_(0, dst, h[src])
+
+
+CLOUD = (torch.randn(5, 3, generator=torch.Generator().manual_seed(0)), torch.randn(5, 2),
+         torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
+
 #: Values no argument should choke on: wrong types, wrong signs, sizes too large, odd tensors.
 ODD_OBJECTS = [
     object(), nn.Conv2d, Tiny, float("nan"), float("inf"), -0.5, 1e308, (), [], {}, "", "cuda:99", "mps", b"x",
@@ -114,6 +127,20 @@ ENTRIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[type, ...]]]
         lambda **kw: pe.check_equivariant(**{"model": MAP, "input_shape": (1, 3, 8, 8),
                                              "transforms": [(lambda x: x.flip(-1), lambda y: y.flip(-1))], **kw}),
         ("model", "inputs", "transforms", "input_shape", "atol", "rtol", "seed", "batch_size", "trials"),
+        (CheckResult,),
+    ),
+    "check_e3_equivariant": (
+        lambda **kw: pe.check_e3_equivariant(**{
+            "model": Neighbours(), "inputs": CLOUD, "input_fields": ("points", "2x0e", None),
+            "output_fields": ("points", "2x0e"), "trials": 2, **kw}),
+        ("model", "inputs", "input_fields", "output_fields", "group", "trials", "seed", "atol", "rtol", "device",
+         "batch_size", "localize", "positions", "edge_index", "edge_attrs"),
+        (CheckResult,),
+    ),
+    "check_permutation_equivariant": (
+        lambda **kw: pe.check_permutation_equivariant(**{"model": Neighbours(), "inputs": CLOUD, "trials": 2, **kw}),
+        ("model", "inputs", "permute", "trials", "seed", "atol", "rtol", "device", "batch_size", "localize",
+         "positions", "edge_index", "edge_attrs"),
         (CheckResult,),
     ),
     "lie_derivative": (

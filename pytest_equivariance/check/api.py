@@ -20,6 +20,12 @@ Example::
 
 from pytest_equivariance.check.custom import check_equivariant
 from pytest_equivariance.check.rotations import check_rotation_equivariant, check_rotation_invariant
+from pytest_equivariance.check.pointclouds import (
+    check_e3_equivariant,
+    check_e3_invariant,
+    check_permutation_equivariant,
+    check_permutation_invariant,
+)
 from pytest_equivariance.check.run import RESULT_LISTENERS
 from pytest_equivariance.check.scales import check_scale_equivariant, check_scale_invariant
 from pytest_equivariance.check.shifts import (
@@ -44,4 +50,8 @@ __all__ = [
     "check_shift_invariant",
     "draw_shifts",
     "draw_subpixel_shifts",
+    "check_e3_equivariant",
+    "check_e3_invariant",
+    "check_permutation_equivariant",
+    "check_permutation_invariant",
 ]

@@ -71,8 +71,13 @@ MEASURES = ("error", "lie")
 def expected_value(name: str, value: Any, family: str) -> str | None:
     """Return what ``name=value`` should have been (a phrase after "pass"), or None when it is acceptable.
 
-    ``family`` is "shift", "rotation" or "scale": it decides which modes are valid.
+    ``family`` is "shift", "rotation" or "scale": it decides which modes are valid ("cloud" and
+    "permutation" for point clouds and graphs, where ``group`` names an E(3) group).
     """
+    if family == "cloud" and name == "group":
+        return None if value in ("E3", "SE3", "O3", "SO3") else "one of 'E3', 'SE3', 'O3' or 'SO3'"
+    if name == "permute":
+        return None if value in ("nodes", "edges") else "'nodes' or 'edges'"
     if name == "input_shape":
         if isinstance(value, str):
             from pytest_equivariance.errors import InputShapeError

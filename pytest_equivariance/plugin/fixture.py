@@ -133,6 +133,47 @@ class EquivarianceFixture:
 
         assert_lint_clean(model, example_input_or_shape, select=select, ignore=ignore)
 
+    # Point clouds and graphs (check.pointclouds): inputs are the model's arguments, fields declared.
+    def check_e3_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of an E(3)-equivariance check: model(g·x) against g·model(x)."""
+        __tracebackhide__ = True
+        return self._check("e3_equivariant", model, inputs, kwargs)
+
+    def check_e3_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of an E(3)-invariance check: model(g·x) against model(x)."""
+        __tracebackhide__ = True
+        return self._check("e3_invariant", model, inputs, kwargs)
+
+    def check_permutation_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a permutation-equivariance check: model(σ·x) against σ·model(x)."""
+        __tracebackhide__ = True
+        return self._check("permutation_equivariant", model, inputs, kwargs)
+
+    def check_permutation_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a permutation-invariance check: model(σ·x) against model(x)."""
+        __tracebackhide__ = True
+        return self._check("permutation_invariant", model, inputs, kwargs)
+
+    def assert_e3_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check E(3) equivariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("e3_equivariant", model, inputs, kwargs)
+
+    def assert_e3_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check E(3) invariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("e3_invariant", model, inputs, kwargs)
+
+    def assert_permutation_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check permutation equivariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("permutation_equivariant", model, inputs, kwargs)
+
+    def assert_permutation_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check permutation invariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("permutation_invariant", model, inputs, kwargs)
+
 
 @pytest.fixture(scope="session")
 def equivariance(pytestconfig: pytest.Config) -> EquivarianceFixture:

@@ -17,6 +17,10 @@ MARKERS: dict[str, tuple[str, bool]] = {
     "rotation_invariant": ("rotation", True),
     "scale_equivariant": ("scale", False),
     "scale_invariant": ("scale", True),
+    "e3_equivariant": ("cloud", False),
+    "e3_invariant": ("cloud", True),
+    "permutation_equivariant": ("permutation", False),
+    "permutation_invariant": ("permutation", True),
 }
 
 
@@ -38,8 +42,19 @@ MARKER_KEYWORDS = (
     "input_shape", "max_shift", "shifts", "shift", "subpixel", "trials", "mode", "angles", "angle", "dims",
     "group", "input_fields", "output_fields", "atol", "rtol", "min_consistency", "min_accuracy",
     "max_accuracy_drop", "protocol", "min_psnr", "measure", "seed", "device", "batch_size", "localize", "grid",
-    "margin", "limit", "progress", "scales", "scale", "scale_range", "max_channel_error",
+    "margin", "limit", "progress", "scales", "scale", "scale_range", "max_channel_error", "permute", "positions",
+    "edge_index", "edge_attrs",
 )  # fmt: skip
+
+#: Point-cloud and graph markers take their own keywords (no grid: no input_shape, mode or dims).
+_CLOUD_KEYWORDS = ("trials", "atol", "rtol", "seed", "device", "batch_size", "localize", "positions", "edge_index",
+                   "edge_attrs")
+_CLOUD_MARKER_KEYWORDS = {
+    "e3_equivariant": ("group", "input_fields", "output_fields") + _CLOUD_KEYWORDS,
+    "e3_invariant": ("group", "input_fields") + _CLOUD_KEYWORDS,
+    "permutation_equivariant": ("permute",) + _CLOUD_KEYWORDS,
+    "permutation_invariant": ("permute",) + _CLOUD_KEYWORDS,
+}
 
 #: Keywords only invariance markers take (classifier figures), and those only shift_invariant takes.
 _INVARIANT_KEYWORDS = ("min_consistency", "min_accuracy", "max_accuracy_drop")
@@ -57,11 +72,17 @@ _MARKER_DOCS = {
     "rotation_invariant": "check that the test's model ignores rotations: model(rot(x)) == model(x)",
     "scale_equivariant": "check that the test's model commutes with rescaling: model(rescale(x)) == rescale(model(x))",
     "scale_invariant": "check that the test's model ignores rescaling: model(rescale(x)) == model(x)",
+    "e3_equivariant": "check that the test's point-cloud model commutes with E(3): model(g·x) == g·model(x)",
+    "e3_invariant": "check that the test's point-cloud model ignores E(3): model(g·x) == model(x)",
+    "permutation_equivariant": "check that the test's graph model commutes with node permutations",
+    "permutation_invariant": "check that the test's graph model ignores node permutations",
 }
 
 
 def allowed_keywords(marker: str) -> tuple[str, ...]:
     """Return the keyword arguments marker ``marker`` accepts."""
+    if marker in _CLOUD_MARKER_KEYWORDS:
+        return _CLOUD_MARKER_KEYWORDS[marker]
     family, invariant = MARKERS[marker]
     extra = _INVARIANT_KEYWORDS if invariant else ()
     if marker == "shift_invariant":
@@ -92,6 +113,8 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
                 hint = f" ({name} applies to shift_invariant only)"
             elif name in _SHIFT_EQUIVARIANT_KEYWORDS and marker.name.startswith("shift"):
                 hint = f" ({name} applies to equivariance checks only)"
+            elif name == "output_fields" and marker.name in _CLOUD_MARKER_KEYWORDS:
+                hint = " (an invariance check compares its outputs unchanged)"
             elif name in MARKER_KEYWORDS:
                 hint = " (it belongs to the other family of markers)"
             return (

@@ -24,6 +24,10 @@ CHECK_FUNCTIONS = {
     "scale_equivariant": "check_scale_equivariant",
     "scale_invariant": "check_scale_invariant",
     "custom": "check_equivariant",
+    "e3_equivariant": "check_e3_equivariant",
+    "e3_invariant": "check_e3_invariant",
+    "permutation_equivariant": "check_permutation_equivariant",
+    "permutation_invariant": "check_permutation_invariant",
 }
 
 
