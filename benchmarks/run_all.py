@@ -36,6 +36,7 @@ BENCHMARKS = {
     "group_cost.py": True,
     "polyphase_cost.py": True,
     "stream_overhead.py": True,
+    "scale_cost.py": True,
     "pointcloud_cost.py": True,
 }
 

@@ -27,6 +27,9 @@ _EXPORTS: dict[str, str] = {
     "check_rotation_equivariant": "pytest_equivariance.check.api",
     "check_rotation_invariant": "pytest_equivariance.check.api",
     "check_equivariant": "pytest_equivariance.check.api",
+    "check_scale_equivariant": "pytest_equivariance.check.api",
+    "check_scale_invariant": "pytest_equivariance.check.api",
+    "scale_channels": "pytest_equivariance.check.rescaling",
     "lie_derivative": "pytest_equivariance.check.lie",
     "attribute": "pytest_equivariance.check.attribution",
     "localize": "pytest_equivariance.check.localize",
@@ -41,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "assert_rotation_equivariant": "pytest_equivariance.assertions",
     "assert_rotation_invariant": "pytest_equivariance.assertions",
     "assert_equivariant": "pytest_equivariance.assertions",
+    "assert_scale_equivariant": "pytest_equivariance.assertions",
+    "assert_scale_invariant": "pytest_equivariance.assertions",
     "assert_lint_clean": "pytest_equivariance.assertions",
     # fixes
     "BlurPool1d": "pytest_equivariance.layers.blurpool",
@@ -114,6 +119,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         assert_lint_clean,
         assert_rotation_equivariant,
         assert_rotation_invariant,
+        assert_scale_equivariant,
+        assert_scale_invariant,
         assert_shift_equivariant,
         assert_shift_invariant,
     )
@@ -121,6 +128,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_equivariant,
         check_rotation_equivariant,
         check_rotation_invariant,
+        check_scale_equivariant,
+        check_scale_invariant,
         check_shift_equivariant,
         check_shift_invariant,
     )
@@ -130,6 +139,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_equivariance.check.geometry import boxes, points
     from pytest_equivariance.check.lie import lie_derivative
     from pytest_equivariance.check.localize import localize
+    from pytest_equivariance.check.rescaling import scale_channels
     from pytest_equivariance.check.result import CheckResult, LayerError, Profile, Trial
     from pytest_equivariance.errors import EquivarianceUsageError
     from pytest_equivariance.fix.antialias import antialias

@@ -73,6 +73,24 @@ def assert_rotation_invariant(model: "nn.Module", inputs: "Tensor | None" = None
     return raise_for_result(api.check_rotation_invariant(model, inputs, **kwargs))
 
 
+def assert_scale_equivariant(model: "nn.Module", inputs: "Tensor | None" = None, **kwargs: Any) -> "CheckResult":
+    """Check ``model(rescale(x)) == rescale(model(x))``; raise AssertionError with the report if not.
+
+    Keywords as :func:`pytest_equivariance.check.api.check_scale_equivariant` (``scale=`` for one factor).
+    """
+    __tracebackhide__ = True
+    return raise_for_result(api.check_scale_equivariant(model, inputs, **kwargs))
+
+
+def assert_scale_invariant(model: "nn.Module", inputs: "Tensor | None" = None, **kwargs: Any) -> "CheckResult":
+    """Check ``model(rescale(x)) == model(x)``; raise AssertionError with the report if not.
+
+    Keywords as :func:`pytest_equivariance.check.api.check_scale_invariant`.
+    """
+    __tracebackhide__ = True
+    return raise_for_result(api.check_scale_invariant(model, inputs, **kwargs))
+
+
 def assert_equivariant(
     model: "nn.Module", inputs: "Tensor | None" = None, transforms: Iterable[Any] = (), **kwargs: Any
 ) -> "CheckResult":

@@ -107,6 +107,22 @@ ENTRIES: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[type, ...]]]
          "output_fields"),
         (CheckResult,),
     ),
+    "check_scale_equivariant": (
+        lambda **kw: pe.check_scale_equivariant(**{"model": MAP, "input_shape": (1, 3, 8, 8), "localize": False, **kw}),
+        # What only scale checks take: the shared arguments are fuzzed through the other checks.
+        ("scales", "scale", "scale_range", "trials", "mode", "max_channel_error", "margin", "output_fields"),
+        (CheckResult,),
+    ),
+    "check_scale_invariant": (
+        lambda **kw: pe.check_scale_invariant(**{"model": MODEL, "input_shape": (1, 3, 8, 8), "localize": False, **kw}),
+        ("scales", "scale_range", "trials", "mode", "min_consistency"),
+        (CheckResult,),
+    ),
+    "scale_channels": (
+        lambda **kw: pe.scale_channels(**{"n": 3, **kw}),
+        ("n", "axis", "base"),
+        (object,),
+    ),
     "check_equivariant": (
         lambda **kw: pe.check_equivariant(**{"model": MAP, "input_shape": (1, 3, 8, 8),
                                              "transforms": [(lambda x: x.flip(-1), lambda y: y.flip(-1))], **kw}),

@@ -1,6 +1,6 @@
 """The dynamic checks a user calls, in one place: ``check_shift_equivariant`` and friends.
 
-Each lives with what it checks (:mod:`.shifts`, :mod:`.rotations`, :mod:`.custom`), and all share one
+Each lives with what it checks (:mod:`.shifts`, :mod:`.rotations`, :mod:`.scales`, :mod:`.custom`), and all share one
 argument spec (:mod:`.spec`) and one run loop (:mod:`.run`); each returns a :class:`CheckResult`.
 
 A check applies a set of transforms to a batch of inputs, puts every transformed copy through the
@@ -27,6 +27,7 @@ from pytest_equivariance.check.pointclouds import (
     check_permutation_invariant,
 )
 from pytest_equivariance.check.run import RESULT_LISTENERS
+from pytest_equivariance.check.scales import check_scale_equivariant, check_scale_invariant
 from pytest_equivariance.check.shifts import (
     check_shift_equivariant,
     check_shift_invariant,
@@ -43,6 +44,8 @@ __all__ = [
     "check_equivariant",
     "check_rotation_equivariant",
     "check_rotation_invariant",
+    "check_scale_equivariant",
+    "check_scale_invariant",
     "check_shift_equivariant",
     "check_shift_invariant",
     "draw_shifts",

@@ -11,10 +11,10 @@ import numbers
 import re
 from typing import Any
 
-from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SHIFT_MODES
+from pytest_equivariance.check.transforms import FLIP_NAMES, ROTATION_MODES, SCALE_MODES, SHIFT_MODES
 
 #: Check family -> the modes it accepts.
-MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES}
+MODES = {"shift": SHIFT_MODES, "rotation": ROTATION_MODES, "scale": SCALE_MODES}
 #: Device strings a check accepts ("auto" picks CUDA when available).
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
 #: Named flips ``angles`` may list beside angles in degrees.
@@ -33,6 +33,14 @@ def _is_flip(value: Any) -> bool:
 def is_real(value: Any) -> bool:
     """Whether ``value`` is a real number (bools are not)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+#: The largest rescaling factor a check applies: 16 times the size per axis is 256 times the pixels.
+MAX_SCALE = 16.0
+
+
+def _factor(value: Any) -> bool:
+    return is_real(value) and math.isfinite(value) and 0 < value <= MAX_SCALE and value != 1
 
 
 def int_tuple(value: Any) -> bool:
@@ -63,8 +71,8 @@ MEASURES = ("error", "lie")
 def expected_value(name: str, value: Any, family: str) -> str | None:
     """Return what ``name=value`` should have been (a phrase after "pass"), or None when it is acceptable.
 
-    ``family`` is "shift" or "rotation": it decides which modes are valid ("cloud" and "permutation"
-    for point clouds and graphs, where ``group`` names an E(3) group).
+    ``family`` is "shift", "rotation" or "scale": it decides which modes are valid ("cloud" and
+    "permutation" for point clouds and graphs, where ``group`` names an E(3) group).
     """
     if family == "cloud" and name == "group":
         return None if value in ("E3", "SE3", "O3", "SO3") else "one of 'E3', 'SE3', 'O3' or 'SO3'"
@@ -97,6 +105,20 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
     elif name == "subpixel":
         if not isinstance(value, bool):
             return "True (draw fractional shifts) or False"
+    elif name == "scale":
+        if not _factor(value):
+            return f"a positive factor other than 1 (the identity), at most {MAX_SCALE:g}, e.g. scale=0.5 or scale=2"
+    elif name == "scales":
+        if not (isinstance(value, (tuple, list)) and value and all(_factor(v) for v in value)):
+            return f"a non-empty list of positive factors other than 1, at most {MAX_SCALE:g}, e.g. scales=[0.5, 2]"
+    elif name == "scale_range":
+        if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_factor(v) for v in value)
+                and value[0] < value[1]):
+            return (f"two positive factors other than 1, at most {MAX_SCALE:g}, (low, high) with low < high, e.g. "
+                    f"scale_range=(0.5, 2.0)")
+    elif name == "max_channel_error":
+        if not (is_real(value) and value >= 0 and math.isfinite(value)):
+            return "a finite number >= 0, e.g. max_channel_error=1e-5"
     elif name == "min_psnr":
         if not (is_real(value) and math.isfinite(value)):
             return "a number of decibels, e.g. min_psnr=40"

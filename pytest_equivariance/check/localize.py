@@ -20,6 +20,10 @@ How a layer is measured depends on the group element (see ``docs/localize.md``):
 - rotations by interpolation: rotated feature maps compared on the inscribed disk. Interpolation
   error is never zero, so this measure is approximate: a layer is named only when its error exceeds
   :data:`RISE` times the largest error before it (and the input's own interpolation loss).
+- rescalings: each layer's map on ``x`` rescaled as the output is (its scale channels, if any, are
+  not known, so they are taken as scalar maps) against its map on the rescaled input, within the band
+  both grids hold: a fixed kernel (which has no scale) or a nonlinearity whose harmonics alias is
+  where the error rises first.
 - custom transforms have no defined action on intermediate feature maps and are not localised.
 
 Feature maps without spatial dims (after global pooling or flattening) must be invariant and are
@@ -364,6 +368,23 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
         if element.on_grid:
             return invariant_or(aligned_group), method, False, None
         return invariant_or(aligned_group), method + ", on the inscribed disk", True, group_baseline
+
+    if family == "scale":
+        rescaling = transform.element
+
+        def rescaled(a: "Tensor", b: "Tensor", sdims: tuple[int, ...]) -> "tuple[float, float] | None":
+            from pytest_equivariance.check.rescaling import scaled_size
+
+            sizes = [scaled_size(a.shape[d], rescaling.factor) for d in dims]
+            lead = len(dims)
+            if len(sdims) != lead or sizes != [b.shape[d] for d in dims] or a.shape[:-lead] != b.shape[:-lead]:
+                return None
+            moved = rescaling.on_output(a, dims, "")  # a layer's scale channels are not known: scalar maps
+            return direct_error(moved, rescaling.comparable(b, dims))
+
+        band = ", within the band both grids hold" if rescaling.resampler.exact else ""
+        method = f"relative difference of rescaled maps ({mode} resampling{band})"
+        return invariant_or(rescaled), method, False, None
 
     method = f"not localised: a {family} transform has no defined action on intermediate feature maps"
     return None, method, False, None

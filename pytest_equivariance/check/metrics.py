@@ -65,6 +65,7 @@ class Comparison:
     psnr: float | None = None  # dB over the compared region, the reference's range as the peak
     agreement: tuple[bool, ...] | None = None  # per image: same top-1 class (classifier outputs)
     sets: "SetFigures | None" = None  # detection sets: what matching found (check.detections)
+    channel_error: float | None = None  # mean over images of the mean per-channel ‖a − b‖² / (‖b‖² + ε)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class Sums:
     images: float = 0.0  # classifier outputs: images whose top-1 class was compared
     agree: float = 0.0  # ... whose top-1 class is the reference's
     prob_change_sum: float = 0.0  # sum |p_a(top_b) - p_b(top_b)|
+    channel_images: float = 0.0  # images whose per-channel relative errors were measured
+    channel_error_sum: float = 0.0  # sum over them of the mean per-channel ‖a − b‖² / (‖b‖² + ε)
     # Detection sets (check.detections): images whose sets were matched, and what matching found.
     sets: float = 0.0
     matched: float = 0.0  # pairs matched (their coordinates are what count, abs_sum, ... measure)
@@ -148,9 +151,11 @@ class Sums:
         return self
 
     def comparison(
-        self, *, leaf: str = "", atol: float, rtol: float, min_consistency: float | None = None
+        self, *, leaf: str = "", atol: float, rtol: float, min_consistency: float | None = None,
+        max_channel_error: float | None = None,
     ) -> "Comparison":
-        """Return the figures these statistics make (see :func:`compare`)."""
+        """Return the figures these statistics make (see :func:`compare`); ``max_channel_error``, when
+        given, judges the per-channel error of a map instead of the allclose rule."""
         count = self.count or 1
         rel_l2 = (math.sqrt(self.diff_sq) / math.sqrt(self.ref_sq) if self.ref_sq > 0
                   else (0.0 if self.diff_sq == 0 else math.inf))
@@ -178,10 +183,13 @@ class Sums:
             )
             excess = self.excess  # matching's verdict: displacement, score change and unmatched counts
             passed = excess <= 1.0
+        channel_error = self.channel_error_sum / self.channel_images if self.channel_images else None
+        if max_channel_error is not None and channel_error is not None:  # Rahman & Yeh's figure decides
+            passed = channel_error <= max_channel_error
         return Comparison(
             leaf, self.max_abs, self.abs_sum / count, rel_l2,
             self.cosine_sum / self.rows if self.rows else 0.0, excess, passed, consistency, prob_change,
-            psnr(self.diff_sq, int(count), peak), sets=sets,
+            psnr(self.diff_sq, int(count), peak), sets=sets, channel_error=channel_error,
         )
 
 
@@ -197,12 +205,15 @@ def measure(
     rtol: float,
     mask: "Tensor | None" = None,
     classifier: bool = False,
+    spatial: int = 0,
 ) -> tuple[Sums, "Tensor | None"]:
     """Return the statistics comparing ``a`` with the reference ``b`` over ``mask`` (None: everywhere).
 
     Computed in float64 whatever the dtype. With ``classifier`` (invariance of ``(batch, classes)``
     scores) the top-1 agreement and the top-class probability change are counted too, and the
-    second value is, per image, whether its top-1 class survived (None otherwise).
+    second value is, per image, whether its top-1 class survived (None otherwise). With ``spatial``
+    (the number of trailing spatial dims) the per-channel relative error is summed too
+    (:func:`channel_errors`).
     """
     import torch
 
@@ -231,6 +242,8 @@ def measure(
     sums.diff_sq = (diff * diff).sum().item()
     sums.ref_sq = (b64 * b64).sum().item()
     sums.rows, sums.cosine_sum = _cosine_distances(a64, b64)
+    if spatial and b64.dim() > spatial + 1:
+        sums.channel_images, sums.channel_error_sum = channel_errors(a64, b64, spatial, mask)
     agreement = None
     if classifier and is_classifier_output(b):
         top_b = b64.argmax(1)
@@ -240,6 +253,30 @@ def measure(
         sums.agree = agreement.sum().item()
         sums.prob_change_sum = (p_a.gather(1, top_b[:, None]) - p_b.gather(1, top_b[:, None])).abs().sum().item()
     return sums, agreement
+
+
+#: Added to each channel's squared norm before dividing by it, as Rahman & Yeh (NeurIPS 2023) do.
+CHANNEL_EPS = 1e-6
+
+
+def channel_errors(a: "Tensor", b: "Tensor", spatial: int, mask: "Tensor | None" = None) -> tuple[float, float]:
+    """Return the number of images and the sum over them of the mean per-channel relative squared error.
+
+    Each channel of each image (every index between the batch and the ``spatial`` trailing dims)
+    gives ``‖a − b‖² / (‖b‖² + 1e-6)`` over its map, Rahman & Yeh's figure; channels the mask leaves
+    out entirely do not count.
+    """
+    rows = a.shape[0]
+    fa, fb = a.reshape(rows, -1, *a.shape[a.dim() - spatial:]), b.reshape(rows, -1, *b.shape[b.dim() - spatial:])
+    flat_dims = tuple(range(2, 2 + spatial))
+    error = (fa - fb).pow(2).sum(flat_dims) / (fb.pow(2).sum(flat_dims) + CHANNEL_EPS)
+    if mask is None:
+        return float(rows), error.mean(1).sum().item()
+    kept = mask.expand(b.shape).reshape(fb.shape).any(dim=flat_dims[-1])
+    for _ in flat_dims[:-1]:
+        kept = kept.any(dim=-1)
+    counted = kept.sum(1).clamp_min(1)
+    return float(rows), ((error * kept).sum(1) / counted).sum().item()
 
 
 def compare(

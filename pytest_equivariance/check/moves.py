@@ -31,21 +31,22 @@ class LeafMoves:
         """Return the statistics of matching the sets ``a`` to the moved reference sets ``b``."""
         return self.located[path].measure(a, b, t, self.frame, atol=atol, rtol=rtol, margin=self.margin)
 
-    def move(self, t: Any, path: str, a: "Tensor", b: "Tensor") -> tuple["Tensor", "Tensor | None"]:
-        """Return ``g·b`` for leaf ``path`` and the mask of what to compare (None: everything)."""
+    def move(self, t: Any, path: str, a: "Tensor", b: "Tensor") -> tuple["Tensor", "Tensor", "Tensor | None"]:
+        """Return ``a`` as it is compared (:meth:`~.transforms.Transform.comparable`), ``g·b`` for leaf
+        ``path``, and the mask of what to compare (None: everything)."""
         if path in self.matched:
-            return self.located[path].move(t, b, self.frame), None
+            return a, self.located[path].move(t, b, self.frame), None
         if path in self.located:
             geo = self.located[path]
             moved = geometry.move(geo, t, b, self.frame)
-            return geometry.align(geo, t, a, moved, self.frame), geometry.mask(geo, t, moved, self.frame)
+            return a, geometry.align(geo, t, a, moved, self.frame), geometry.mask(geo, t, moved, self.frame)
         if path not in self.strides:
-            return b, None  # no grid and no coordinates: compared as invariant
+            return a, b, None  # no grid and no coordinates: compared as invariant
         b = t.on_output(b, self.strides[path], path)
-        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device)
+        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device, leaf=path)
         if mask is not None and not bool(mask.any()):
             raise usage_error(
                 f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
                 f"{self.margin} pixels; pass a larger input_shape, a smaller max_shift, margin=, or mode='circular'."
             )
-        return b, mask
+        return t.comparable(a), b, mask

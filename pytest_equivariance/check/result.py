@@ -17,6 +17,7 @@ from typing import Any
 #: the others smaller.
 BASELINE_FIGURES = (
     "worst_error", "mean_error", "consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy",
+    "channel_error",
 )
 
 #: Figures that are proportions of images: a baseline records how many images each came from, and the
@@ -48,6 +49,8 @@ class Trial:
     mean_iou: float | None = None  # over matched boxes
     min_iou: float | None = None
     score_change: float | None = None  # max |Δscore| over matched detections
+    # The worst leaf's mean per-channel ‖a − b‖² / (‖b‖² + 1e-6) (Rahman & Yeh 2023; scale checks).
+    channel_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ class ShiftGrid:
 class CheckResult:
     """The outcome of one equivariance or invariance check."""
 
-    kind: str  # "shift_equivariant" | "shift_invariant" | "rotation_equivariant" | "rotation_invariant" | "custom"
+    kind: str  # "shift_equivariant" | "shift_invariant" | "rotation_equivariant" | "rotation_invariant"
+    # | "scale_equivariant" | "scale_invariant" | "custom"
     passed: bool
     trials: list[Trial]
     atol: float
@@ -159,6 +163,7 @@ class CheckResult:
     min_accuracy: float | None = None  # when set, a verdict: transformed_accuracy at least this
     max_accuracy_drop: float | None = None  # when set, a verdict: accuracy - transformed_accuracy at most this
     protocol: str | None = None  # the evaluation protocol that planned the trials ("zhang2019", ...)
+    max_channel_error: float | None = None  # when set, the verdict: every trial's channel_error at most this
 
     def _repr_html_(self) -> str:
         """The check's card as HTML — verdict, figures, heatmap or angle plot, profile, seed — for notebooks."""
@@ -186,6 +191,8 @@ class CheckResult:
                 return min(rated, key=lambda t: t.consistency)
         if self.max_rel_l2 is not None:  # the relative L2 error decides
             return min(self.trials, key=lambda t: (t.passed, -t.rel_l2), default=None)
+        if self.max_channel_error is not None:  # Rahman & Yeh's per-channel error decides
+            return min(self.trials, key=lambda t: (t.passed, -(t.channel_error or 0.0)), default=None)
         return min(self.trials, key=lambda t: (t.passed, -t.max_abs), default=None)
 
     @property
@@ -236,6 +243,12 @@ class CheckResult:
                 return (f"accuracy drops {clean - moved:.1%} ({clean:.1%} -> {moved:.1%}) > "
                         f"max_accuracy_drop {self.max_accuracy_drop:.1%}")
         return None
+
+    @property
+    def channel_error(self) -> float | None:
+        """The per-channel relative error summed over the trials (Rahman & Yeh sum it over scales), or None."""
+        values = [t.channel_error for t in self.trials if t.channel_error is not None]
+        return sum(values) if values else None
 
     @property
     def transformed_accuracy(self) -> float | None:

@@ -180,7 +180,7 @@ def run_check(
             accuracy=tally.clean_correct / tally.labelled if tally.labelled and outcome.has_reference else None,
             worst_case_accuracy=tally.all_correct / tally.labelled if tally.labelled else None,
             min_accuracy=spec.min_accuracy,
-            max_accuracy_drop=spec.max_accuracy_drop,
+            max_accuracy_drop=spec.max_accuracy_drop, max_channel_error=spec.max_channel_error,
             protocol=spec.protocol.name if spec.protocol is not None else None,
         )
         _classifier_verdict(spec, result)
@@ -382,9 +382,9 @@ def _strides(
     ndim = len(model_shape)
     strides: dict[str, tuple[int, ...]] = {}
     for path, t in leaves:
-        if t.dim() != ndim:
+        if t.dim() < ndim:  # extra axes before the spatial dims (scale or group channels) move with them
             continue
-        if spec.kind.startswith("rotation"):  # rotations act on any grid centred like the input's
+        if spec.kind.startswith(("rotation", "scale")):  # they act on any grid centred like the input's
             strides[path] = (1,) * len(dims)
             continue
         stride = []
@@ -413,7 +413,7 @@ def _strides(
             f"The model's output has no spatial dims to shift or rotate (shapes "
             f"{', '.join(str(tuple(t.shape)) for _, t in leaves)}); use the invariance check instead."
         )
-    if spec.kind.startswith("rotation"):
+    if spec.kind.startswith(("rotation", "scale")):
         return strides, None
     lattice = tuple(math.lcm(*(s[i] for s in strides.values())) for i in range(len(dims)))
     return strides, lattice if any(k > 1 for k in lattice) else None
@@ -431,7 +431,7 @@ def _margin(
     if spec.mode == "interp":
         # The disk's edge is itself resampled; outputs that see it differ by more than the interior.
         return INTERP_MARGIN if spec.margin is None else spec.margin
-    if not spec.equivariant or spec.mode not in ("crop", "zero"):
+    if not spec.equivariant or spec.mode not in ("crop", "zero", "antialias"):
         return spec.margin or 0
     if spec.margin is not None:
         notes.append(f"compared outputs at least {spec.margin} pixels from the border (margin={spec.margin})")
@@ -470,7 +470,7 @@ def _compare(
         if pair.a is None and spec.kind == "custom":
             b = t.on_output(b)
         elif pair.a is None:  # equivariance: the leaf moves with the input as its kind says
-            b, mask = moves.move(t, path, a, b)
+            a, b, mask = moves.move(t, path, a, b)
         if a.shape != b.shape:
             raise usage_error(
                 f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
@@ -479,7 +479,8 @@ def _compare(
         if pair.a is None and path in moves.matched:  # detection sets: matched, then measured
             out.append((path, moves.match(t, path, a, b, atol, rtol), None))
             continue
-        sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
+        sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant,
+                                          spatial=len(t.dims) if spec.channel_figures else 0)
         out.append((path, sums, agreement))
     return out
 
@@ -499,10 +500,8 @@ def _trial(
     rtol: float,
 ) -> Trial:
     """Return one trial's figures from its slot's statistics (all batches, all processes)."""
-    comparisons = [
-        sums.comparison(leaf=path, atol=atol, rtol=rtol, min_consistency=spec.min_consistency)
-        for path, sums in slot.leaves.items()
-    ]
+    comparisons = [sums.comparison(leaf=path, atol=atol, rtol=rtol, min_consistency=spec.min_consistency,
+                                   max_channel_error=spec.max_channel_error) for path, sums in slot.leaves.items()]
     judged = comparisons
     if spec.min_consistency is not None:
         judged = [c for c in comparisons if c.consistency is not None] or comparisons
@@ -530,7 +529,7 @@ def _trial(
         consistency=w.consistency,
         prob_change=w.prob_change,
         psnr=psnr,
-        accuracy=accuracy,
+        accuracy=accuracy, channel_error=w.channel_error,
         matched=sets.matched if sets else None,
         appeared=sets.appeared if sets else None,
         vanished=sets.vanished if sets else None,

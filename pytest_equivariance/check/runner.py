@@ -358,6 +358,9 @@ def run_batches(
                     ]
 
     for key, x in jobs:
+        if pending and pending[0][1].shape[1:] != x.shape[1:]:  # inputs of another size (rescaled) run apart
+            yield from flush()
+            pending, count = [], 0
         n, start = x.shape[0], 0
         while start < n:
             take = min(max(1, chunk.size - count), n - start)

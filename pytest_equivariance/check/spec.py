@@ -72,6 +72,8 @@ class CheckSpec:
     output_geometry: Any = None  # check.geometry: Points / Boxes, or a dict of them by output leaf
     min_accuracy: float | None = None  # verdict: mean top-1 accuracy under the transforms at least this
     max_accuracy_drop: float | None = None  # verdict: clean accuracy minus that at most this
+    channel_figures: bool = False  # measure the per-channel relative error of spatial outputs (scale checks)
+    max_channel_error: float | None = None  # verdict: that error of every trial at most this
 
 
 @dataclass

@@ -17,6 +17,9 @@ negative indices (``(-2, -1)`` for images). Three ways to shift, because real mo
 Rotations by quarter turns and flips (``mode="exact"``) permute pixels exactly; rotations by other
 angles (``mode="interp"``) resample with bilinear interpolation, and only the disk inscribed in the
 image is compared, because the corners leave the frame.
+
+Rescalings (``family="scale"``, :func:`rescale`) change the size of what they act on; their
+resamplers and the scale-channel field are in :mod:`.rescaling`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 
 SHIFT_MODES = ("circular", "crop", "zero")
 ROTATION_MODES = ("exact", "interp")
+#: The resamplers of a rescaling (check.rescaling.RESAMPLERS).
+SCALE_MODES = ("fourier", "antialias")
 #: Flips a rotation check accepts by name beside angles, and the plane axis each mirrors (0: rows, 1: columns).
 FLIP_NAMES = {"hflip": 1, "vflip": 0}
 
@@ -48,7 +53,7 @@ class Transform:
     """
 
     label: str
-    family: str  # "shift" | "crop" | "rot90" | "flip" | "angle" | "group" | "custom"
+    family: str  # "shift" | "crop" | "rot90" | "flip" | "angle" | "group" | "scale" | "custom"
     params: dict[str, Any] = field(hash=False)
     dims: tuple[int, ...] = ()
     mode: str = "custom"  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
@@ -56,7 +61,8 @@ class Transform:
     canvas: tuple[int, ...] | None = None
     input_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
     output_fn: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
-    # family "group": the element (check.groups.Element) and how it acts on the input's channels and
+    # family "group": the element (check.groups.Element), family "scale": the check.rescaling.Rescaling;
+    # for a group element, how it acts on the input's channels and
     # on each output leaf's (``(tensor, leaf path) -> tensor``); None acts trivially.
     element: Any = field(default=None, compare=False, repr=False)
     fiber_in: Callable[["Tensor"], "Tensor"] | None = field(default=None, compare=False, repr=False)
@@ -107,6 +113,8 @@ class Transform:
         if family == "group":
             moved = self.element.spatial(self.reference(x), self.dims)
             return moved if self.fiber_in is None else self.fiber_in(moved)
+        if family == "scale":
+            return self.element.on_input(x, self.dims)
         if family == "custom":
             assert self.input_fn is not None
             return self.input_fn(x)
@@ -135,9 +143,16 @@ class Transform:
         if family == "group":
             moved = self.element.spatial(y, self.dims)
             return moved if self.fiber_out is None else self.fiber_out(moved, leaf)
+        if family == "scale":  # resized to the rescaled input's output grid, its scale channels moved
+            return self.element.on_output(y, self.dims, leaf)
         if family == "custom":
             return y if self.output_fn is None else self.output_fn(y)
         raise ValueError(f"unknown transform family {family!r}")
+
+    def comparable(self, a: "Tensor") -> "Tensor":
+        """Return the model's output on ``g·x`` as it is compared with ``g·y``: all of it, except under an
+        ideal rescaling, whose band is limited to what both grids hold (:mod:`.rescaling`)."""
+        return self.element.comparable(a, self.dims) if self.family == "scale" else a
 
     def mask(
         self,
@@ -145,12 +160,14 @@ class Transform:
         stride: tuple[int, ...] | None = None,
         margin: tuple[int, ...] | int = 0,
         device: Any = None,
+        leaf: str = "",
     ) -> "Tensor | None":
         """Return a boolean mask over ``shape`` of the output elements worth comparing, or None for all.
 
         Shifts in crop and zero modes exclude what was shifted in at the border, plus ``margin``
         output pixels at every border (the reach of the model's padding); rotations by interpolation
-        keep the inscribed disk, shrunk by ``margin``.
+        keep the inscribed disk, shrunk by ``margin``. Rescalings leave out ``margin`` pixels at every
+        border of the rescaled output, and the scale channels of leaf ``leaf`` that have no partner.
         """
         import torch
 
@@ -171,6 +188,8 @@ class Transform:
             return keep
         if self.family == "angle" or (self.family == "group" and self.mode == "interp"):
             return disk_mask(shape, self.dims, margin=max(margins, default=0), device=device) > 0.5
+        if self.family == "scale":
+            return _scale_mask(shape, self.dims, margins, self.element.kept(shape, leaf, device), device)
         return None
 
 
@@ -247,6 +266,20 @@ def group_element(
     )
 
 
+def rescale(factor: float, dims: tuple[int, ...], mode: str = "fourier", fields: Any = None) -> Transform:
+    """Return the rescaling that magnifies by ``factor`` along ``dims`` with the resampler ``mode``.
+
+    ``fields`` maps output leaves to their :class:`~.rescaling.ScaleChannels` (None: scalar maps).
+    """
+    from pytest_equivariance.check.rescaling import RESAMPLERS, Rescaling
+
+    factor = float(factor)
+    return Transform(
+        label=f"scale ×{factor:g}", family="scale", params={"scale": factor}, dims=tuple(dims), mode=mode,
+        element=Rescaling(factor, RESAMPLERS[mode], dict(fields or {})),
+    )
+
+
 def custom(
     input_fn: Callable[["Tensor"], "Tensor"],
     output_fn: Callable[["Tensor"], "Tensor"] | None,
@@ -291,6 +324,24 @@ def output_shift(delta: tuple[float, ...], stride: tuple[int, ...] | None) -> tu
         else:
             raise ValueError(f"shift {d} is not a multiple of the output stride {k}")
     return tuple(out)
+
+
+def _scale_mask(
+    shape: tuple[int, ...], dims: tuple[int, ...], margins: tuple[int, ...], channels: "Tensor | None", device: Any
+) -> "Tensor | None":
+    """The mask of a rescaled output: ``margins`` pixels off every border, and the scale ``channels`` kept."""
+    import torch
+
+    if not any(margins) and channels is None:
+        return None
+    keep = torch.ones(shape, dtype=torch.bool, device=device)
+    for dim, m in zip(dims, margins):
+        m = min(m, shape[dim])  # a margin wider than the map leaves nothing (the caller says so)
+        index = torch.arange(shape[dim], device=device)
+        view = [1] * len(shape)
+        view[dim] = shape[dim]
+        keep = keep & ((index >= m) & (index < shape[dim] - m)).view(view)
+    return keep if channels is None else keep & channels
 
 
 def _crop(x: "Tensor", dims: tuple[int, ...], canvas: tuple[int, ...] | None, delta: tuple[int, ...]) -> "Tensor":

@@ -6,9 +6,10 @@ hooks and fixtures that run them.
 
 What it adds to pytest:
 
-- markers ``shift_equivariant``, ``shift_invariant``, ``rotation_equivariant`` and
-  ``rotation_invariant``: the marked test returns a model (or ``(model, inputs)``), or requests a
-  fixture named ``model`` (and optionally ``equiv_inputs``), and the plugin checks it;
+- markers ``shift_equivariant``, ``shift_invariant``, ``rotation_equivariant``,
+  ``rotation_invariant``, ``scale_equivariant`` and ``scale_invariant``: the marked test returns a
+  model (or ``(model, inputs)``), or requests a fixture named ``model`` (and optionally
+  ``equiv_inputs``), and the plugin checks it;
 - the ``equivariance`` fixture, whose ``assert_*`` / ``check_*`` methods run checks inside a test;
 - options and ini keys ``equiv_device``, ``equiv_seed``, ``equiv_trials``, ``equiv_localize``;
 - a failure report for each failing check and a summary table of every check at the end of the run.

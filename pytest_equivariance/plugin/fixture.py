@@ -70,6 +70,16 @@ class EquivarianceFixture:
         __tracebackhide__ = True
         return self._check("rotation_invariant", model, inputs, kwargs)
 
+    def check_scale_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a scale-equivariance check: model(rescale(x)) against rescale(model(x))."""
+        __tracebackhide__ = True
+        return self._check("scale_equivariant", model, inputs, kwargs)
+
+    def check_scale_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Return the result of a scale-invariance check: model(rescale(x)) against model(x)."""
+        __tracebackhide__ = True
+        return self._check("scale_invariant", model, inputs, kwargs)
+
     def check_equivariant(
         self, model: Any, inputs: Any = None, *, transforms: Sequence[Any], **kwargs: Any
     ) -> "CheckResult":
@@ -96,6 +106,16 @@ class EquivarianceFixture:
         """Check rotation invariance; raise EquivarianceCheckFailed with the report when it fails."""
         __tracebackhide__ = True
         return self._assert("rotation_invariant", model, inputs, kwargs)
+
+    def assert_scale_equivariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check scale equivariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("scale_equivariant", model, inputs, kwargs)
+
+    def assert_scale_invariant(self, model: Any, inputs: Any = None, **kwargs: Any) -> "CheckResult":
+        """Check scale invariance; raise EquivarianceCheckFailed with the report when it fails."""
+        __tracebackhide__ = True
+        return self._assert("scale_invariant", model, inputs, kwargs)
 
     def assert_equivariant(
         self, model: Any, inputs: Any = None, *, transforms: Sequence[Any], **kwargs: Any

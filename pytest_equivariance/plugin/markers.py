@@ -9,12 +9,14 @@ from pytest_equivariance.check.arguments import expected_value, is_int, real_tup
 from pytest_equivariance.errors import shown
 
 
-#: Marker name -> the family of its check ("shift" or "rotation") and whether it is invariance.
+#: Marker name -> the family of its check ("shift", "rotation" or "scale") and whether it is invariance.
 MARKERS: dict[str, tuple[str, bool]] = {
     "shift_equivariant": ("shift", False),
     "shift_invariant": ("shift", True),
     "rotation_equivariant": ("rotation", False),
     "rotation_invariant": ("rotation", True),
+    "scale_equivariant": ("scale", False),
+    "scale_invariant": ("scale", True),
     "e3_equivariant": ("cloud", False),
     "e3_invariant": ("cloud", True),
     "permutation_equivariant": ("permutation", False),
@@ -31,6 +33,7 @@ _COMMON_KEYWORDS = (
 _FAMILY_KEYWORDS = {
     "shift": ("max_shift", "shifts", "shift", "subpixel"),
     "rotation": ("angles", "angle", "group", "input_fields", "output_fields"),
+    "scale": ("scales", "scale", "scale_range"),
 }
 
 
@@ -39,8 +42,8 @@ MARKER_KEYWORDS = (
     "input_shape", "max_shift", "shifts", "shift", "subpixel", "trials", "mode", "angles", "angle", "dims",
     "group", "input_fields", "output_fields", "atol", "rtol", "min_consistency", "min_accuracy",
     "max_accuracy_drop", "protocol", "min_psnr", "measure", "seed", "device", "batch_size", "localize", "grid",
-    "margin", "limit", "progress", "permute", "positions", "edge_index",
-    "edge_attrs",
+    "margin", "limit", "progress", "scales", "scale", "scale_range", "max_channel_error", "permute", "positions",
+    "edge_index", "edge_attrs",
 )  # fmt: skip
 
 #: Point-cloud and graph markers take their own keywords (no grid: no input_shape, mode or dims).
@@ -58,6 +61,8 @@ _INVARIANT_KEYWORDS = ("min_consistency", "min_accuracy", "max_accuracy_drop")
 _SHIFT_INVARIANT_KEYWORDS = ("protocol",)
 #: Keywords of shift_equivariant beyond its family's: geometric outputs (points, boxes) move with a shift.
 _SHIFT_EQUIVARIANT_KEYWORDS = ("output_fields",)
+#: Keywords of scale_equivariant beyond its family's: scale channels, Rahman & Yeh's verdict, the border.
+_SCALE_EQUIVARIANT_KEYWORDS = ("output_fields", "max_channel_error", "margin")
 
 
 _MARKER_DOCS = {
@@ -65,6 +70,8 @@ _MARKER_DOCS = {
     "shift_invariant": "check that the test's model ignores shifts: model(shift(x)) == model(x)",
     "rotation_equivariant": "check that the test's model commutes with rotations: model(rot(x)) == rot(model(x))",
     "rotation_invariant": "check that the test's model ignores rotations: model(rot(x)) == model(x)",
+    "scale_equivariant": "check that the test's model commutes with rescaling: model(rescale(x)) == rescale(model(x))",
+    "scale_invariant": "check that the test's model ignores rescaling: model(rescale(x)) == model(x)",
     "e3_equivariant": "check that the test's point-cloud model commutes with E(3): model(g·x) == g·model(x)",
     "e3_invariant": "check that the test's point-cloud model ignores E(3): model(g·x) == model(x)",
     "permutation_equivariant": "check that the test's graph model commutes with node permutations",
@@ -82,7 +89,10 @@ def allowed_keywords(marker: str) -> tuple[str, ...]:
         extra += _SHIFT_INVARIANT_KEYWORDS
     if marker == "shift_equivariant":
         extra += _SHIFT_EQUIVARIANT_KEYWORDS
-    return tuple(k for k in MARKER_KEYWORDS if k in _COMMON_KEYWORDS + _FAMILY_KEYWORDS[family] + extra)
+    if marker == "scale_equivariant":
+        extra += _SCALE_EQUIVARIANT_KEYWORDS
+    common = _COMMON_KEYWORDS if family != "scale" else tuple(k for k in _COMMON_KEYWORDS if k not in ("grid", "margin"))
+    return tuple(k for k in MARKER_KEYWORDS if k in common + _FAMILY_KEYWORDS[family] + extra)
 
 
 def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:

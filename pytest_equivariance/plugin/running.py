@@ -55,7 +55,7 @@ def run_check(
     kwargs = dict(kwargs or {})
     kwargs.setdefault("seed", derive_seed(settings.seed, item.nodeid))
     kwargs.setdefault("device", settings.device)
-    if settings.trials is not None and not ({"shift", "shifts", "angle", "angles", "group"} & kwargs.keys()):
+    if settings.trials is not None and not ({"shift", "shifts", "angle", "angles", "group", "scale", "scales"} & kwargs.keys()):
         kwargs.setdefault("trials", settings.trials)
     if "localize" not in kwargs and settings.localize is not None:
         kwargs["localize"] = settings.localize

@@ -21,6 +21,8 @@ CHECK_FUNCTIONS = {
     "shift_invariant": "check_shift_invariant",
     "rotation_equivariant": "check_rotation_equivariant",
     "rotation_invariant": "check_rotation_invariant",
+    "scale_equivariant": "check_scale_equivariant",
+    "scale_invariant": "check_scale_invariant",
     "custom": "check_equivariant",
     "e3_equivariant": "check_e3_equivariant",
     "e3_invariant": "check_e3_invariant",
@@ -103,6 +105,13 @@ def shift_series(result: "CheckResult") -> list[AnglePoint]:
         length = math.sqrt(sum(float(d) ** 2 for d in shift))
         points.append(AnglePoint(round(length, 4), trial.max_abs, trial.passed, unit=" px"))
     return sorted(points, key=lambda p: (p.angle, -p.error))
+
+
+def scale_series(result: "CheckResult") -> list[AnglePoint]:
+    """Return the error at each rescaling factor, sorted by factor; empty for checks without rescalings."""
+    points = [AnglePoint(float(t.params["scale"]), t.max_abs, t.passed, unit="×")
+              for t in result.trials if "scale" in (t.params or {})]
+    return sorted(points, key=lambda p: p.angle)
 
 
 def reduce_grid(grid: "ShiftGrid", max_rows: int, max_cols: int) -> GridView:

@@ -24,6 +24,7 @@ from pytest_equivariance.report.figures import (
     classifier_figures,
     count_above,
     reproduce_hint,
+    scale_series,
     shift_series,
     title_of,
     worst_shift,
@@ -362,6 +363,11 @@ def _check_section(r: "CheckResult", index: int, *, label: str | None = None) ->
         figures.append(_figure(angle_svg(fractional, atol=r.atol, axis="sub-pixel shift length"),
                                "Largest error at each sub-pixel (band-limited) shift, by its length in "
                                "pixels; the dashed line is the tolerance."))
+    factors = scale_series(r)
+    if factors:
+        figures.append(_figure(angle_svg(factors, atol=r.atol, axis="scale factor"),
+                               "Largest error at each rescaling factor (a factor magnifies); the dashed line "
+                               "is the tolerance."))
     if figures:
         parts.append('<div class="figures">' + "".join(figures) + "</div>")
     if r.profile is not None and r.profile.layers:
@@ -376,6 +382,14 @@ def _check_section(r: "CheckResult", index: int, *, label: str | None = None) ->
     return "\n".join(parts)
 
 
+def _channel_error_fact(r: "CheckResult") -> list[tuple[str, str]]:
+    """Rahman & Yeh's per-channel error of the worst trial, against ``max_channel_error`` when it decides."""
+    if r.worst is None or r.worst.channel_error is None:
+        return []
+    limit = f" (max {format_error(r.max_channel_error)})" if r.max_channel_error is not None else ""
+    return [("per-channel error (worst)", format_error(r.worst.channel_error) + limit)]
+
+
 def _facts(r: "CheckResult") -> str:
     facts = [
         ("check", r.kind.replace("_", " ")),
@@ -383,6 +397,7 @@ def _facts(r: "CheckResult") -> str:
         ("worst error", format_error(r.worst_error)),
         ("tolerance", f"atol {format_error(r.atol)}, rtol {format_error(r.rtol)}" if r.max_rel_l2 is None
          else f"relative L2 ≤ {format_error(r.max_rel_l2)} inside the disk"),
+        *_channel_error_fact(r),
         ("worst transform", r.worst.transform if r.worst else "–"),
         ("trials", str(len(r.trials))),
         ("input shape", "×".join(str(s) for s in r.input_shape)),

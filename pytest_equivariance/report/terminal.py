@@ -79,6 +79,8 @@ def headline(result: "CheckResult") -> str:
         figure = set_headline(worst)
     elif result.max_rel_l2 is not None:
         figure = f"rel_l2 {num(worst.rel_l2)} exceeds {num(result.max_rel_l2)} inside the disk"
+    elif result.max_channel_error is not None:
+        figure = f"per-channel error {num(worst.channel_error)} exceeds max_channel_error {num(result.max_channel_error)}"
     else:
         figure = f"max_abs {num(worst.max_abs)} exceeds {_tolerance(result)}"
     failed = sum(not t.passed for t in result.trials)
@@ -122,6 +124,8 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
         limit = f"({', '.join(deciding)} decides)"
     elif result.min_psnr is not None:
         limit = "(min_psnr decides)"
+    elif result.max_channel_error is not None:
+        limit = "(max_channel_error decides)"
     table.add_row("max_abs", num(worst.max_abs), limit)
     table.add_row("mean_abs", num(worst.mean_abs), "")
     table.add_row("rel_l2", num(worst.rel_l2), "")
@@ -131,6 +135,9 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
         table.add_row("top-1 consistency", f"{worst.consistency:.1%}", against)
     if worst.prob_change is not None:
         table.add_row("mean |Δp(top class)|", num(worst.prob_change), "")
+    if worst.channel_error is not None:
+        against = f"max_channel_error={result.max_channel_error:g}" if result.max_channel_error is not None else ""
+        table.add_row("per-channel error", num(worst.channel_error), against)
     for f in set_figures(worst)[2:]:  # detection sets: max_abs and mean_abs above are the displacement
         table.add_row(f.name, f.value, f.limit)
     if worst.psnr is not None:

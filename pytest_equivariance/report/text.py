@@ -22,6 +22,8 @@ _KIND_TITLES = {
     "shift_invariant": "shift invariance",
     "rotation_equivariant": "rotation equivariance",
     "rotation_invariant": "rotation invariance",
+    "scale_equivariant": "scale equivariance",
+    "scale_invariant": "scale invariance",
     "custom": "custom equivariance",
 }
 
@@ -56,6 +58,8 @@ def tolerance(result: "CheckResult") -> str:
         return " and ".join(rules)
     if result.max_rel_l2 is not None:
         return f"relative L2 error <= {num(result.max_rel_l2)} inside the disk"
+    if result.max_channel_error is not None:
+        return f"per-channel relative error (Rahman & Yeh) <= {num(result.max_channel_error)}"
     return f"|a - b| <= {num(result.atol)} + {num(result.rtol)}·|b|"
 
 
@@ -76,6 +80,8 @@ def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
             f"  max abs {num(worst.max_abs)}   mean abs {num(worst.mean_abs)}   "
             f"rel L2 {num(worst.rel_l2)}   cosine {num(worst.cosine)}"
         )
+        if worst.channel_error is not None:
+            lines.append(f"  per-channel error {num(worst.channel_error)}")
         sets = set_figures(worst)
         if sets:
             lines.append("  " + "   ".join(f"{f.name} {f.value}" for f in sets[2:]))

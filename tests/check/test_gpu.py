@@ -132,3 +132,19 @@ def test_a_seeded_cuda_build_gives_the_same_figures_twice():
     assert results[0].weights_fingerprint == results[1].weights_fingerprint
     assert [t.max_abs for t in results[0].trials] == [t.max_abs for t in results[1].trials]
     assert rng_states() == before
+
+
+@pytest.mark.parametrize("mode", ["fourier", "antialias"])
+def test_rescaling_on_cuda_keeps_exact_models_exact_and_matches_cpu_figures(mode):
+    from torch import nn
+
+    from check_models import seeded
+    from pytest_equivariance import check_scale_equivariant
+
+    pointwise = seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)))
+    assert check_scale_equivariant(pointwise, input_shape=SHAPE, mode=mode, device="cuda", localize=False).passed
+    relu = seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 1)))
+    cpu = check_scale_equivariant(relu, input_shape=SHAPE, mode=mode, device="cpu", localize=False)
+    gpu = check_scale_equivariant(relu, input_shape=SHAPE, mode=mode, device="cuda", localize=False)
+    for a, b in zip(cpu.trials, gpu.trials):
+        assert a.channel_error == pytest.approx(b.channel_error, rel=1e-3)

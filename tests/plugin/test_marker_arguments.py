@@ -91,11 +91,13 @@ def test_typo(model):
 def test_every_allowed_keyword_accepts_a_valid_value(marker):
     valid = {
         "input_shape": (1, 3, 8, 8), "max_shift": 2, "shifts": [(1, 0)], "shift": (1, 0), "trials": 3,
-        "mode": "crop" if marker.startswith("shift") else "interp", "angles": [90, "hflip"], "angle": 30.5,
+        "mode": {"shift": "crop", "scale": "antialias"}.get(MARKERS[marker][0], "interp"),
+        "angles": [90, "hflip"], "angle": 30.5,
         "dims": (-2, -1), "atol": 1e-4, "rtol": 0, "min_consistency": 0.9, "seed": 7, "device": "cuda:1",
         "batch_size": 16, "localize": None, "grid": True, "margin": 2, "subpixel": True, "min_psnr": 40,
         "measure": "lie", "group": "D4", "input_fields": "scalar", "output_fields": ["vector", "sign"],
         "limit": 100, "progress": False, "protocol": "zhang2019", "min_accuracy": 0.9, "max_accuracy_drop": 0.05,
+        "scales": [0.5, 2], "scale": 0.5, "scale_range": (0.5, 2.0), "max_channel_error": 1e-5,
         "permute": "edges", "positions": "pos", "edge_index": "edge_index", "edge_attrs": ("edge_attr",),
     }  # fmt: skip
     if marker.startswith("e3_"):  # point clouds: E(3) groups and irreps

@@ -129,7 +129,8 @@ EQ004 = Rule(
         "Downscaling by interpolation samples the input on a coarser grid. Nearest-neighbour modes "
         "pick single pixels, and bilinear/bicubic without `antialias=True` only look at the few pixels "
         "nearest each sample, so above-Nyquist content aliases exactly as strided slicing does. "
-        "Upscaling is not flagged."
+        "Upscaling is not flagged. To measure what rescaling the input does to a model's output, "
+        "`check_scale_equivariant` / `check_scale_invariant` rescale it by ideal or anti-aliased resampling."
     ),
     example=(
         "y = F.interpolate(x, scale_factor=0.5, mode=\"nearest\")\n"
