@@ -214,7 +214,7 @@ def _block(name: str, group: Group, where: str, ndim: int) -> Block:
             kind = "2-D vectors on an image plane" if space == 2 else "3-D vectors in a volume"
             shape = "(N, C, H, W)" if space == 2 else "(N, C, D, H, W)"
             raise _usage(
-                f"{text} fields of {group.name} are {kind}, but the {where} has {ndim - 2} spatial dims; use "
+                f"{text} fields are {kind}, but the {where} has {ndim - 2} spatial dims; use "
                 f"scalar fields, or check a {shape} model."
             )
         if text == "vector":

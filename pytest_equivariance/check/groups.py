@@ -269,5 +269,7 @@ def rotate_bandlimited(x: "Tensor", angle: float, dims: tuple[int, int] = (-2, -
     moved = x.movedim((dims[0], dims[1]), (-2, -1))
     h, w = moved.shape[-2:]
     fine = resample_trailing(moved, (h * OVERSAMPLE, w * OVERSAMPLE))
-    out = resample_trailing(rotate(fine, angle), (h, w))
+    # Fine sample j sits at coarse position j / OVERSAMPLE: the coarse centre is (OVERSAMPLE - 1) / 2
+    # fine samples before the fine grid's centre, and the rotation turns about it.
+    out = resample_trailing(rotate(fine, angle, before_centre=(OVERSAMPLE - 1) / 2), (h, w))
     return out.movedim((-2, -1), (dims[0], dims[1]))

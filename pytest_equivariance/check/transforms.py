@@ -374,7 +374,7 @@ def soft_disk(
     return _grid_view(window, shape, dims).to(dtype=dtype or torch.get_default_dtype())
 
 
-def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1)) -> "Tensor":
+def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1), *, before_centre: float = 0.0) -> "Tensor":
     """Return ``x`` rotated by ``angle`` degrees counter-clockwise about the centre of the plane ``dims``.
 
     Bilinear interpolation (``grid_sample``, zeros outside); quarter turns land on pixel centres, so
@@ -398,10 +398,13 @@ def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1)) -> "Tens
     ys = torch.arange(h, dtype=torch.float64, device=x.device) - (h - 1) / 2
     xs = torch.arange(w, dtype=torch.float64, device=x.device) - (w - 1) / 2
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    # About a point ``before_centre`` pixels before the grid's centre on both axes (an oversampled
+    # grid's samples keep the coarse grid's centre there), then back to the grid's own coordinates.
+    yy, xx = yy + before_centre, xx + before_centre
     # Inverse map: each output pixel samples the input at the point the rotation carries onto it.
     # Rows grow downwards, so the signs are those that make θ = 90° equal torch.rot90(k=1).
-    src_x = cos * xx - sin * yy
-    src_y = sin * xx + cos * yy
+    src_x = cos * xx - sin * yy - before_centre
+    src_y = sin * xx + cos * yy - before_centre
     grid = torch.stack((src_x / (w / 2), src_y / (h / 2)), dim=-1)
     grid = grid.to(work_dtype).unsqueeze(0).expand(flat.shape[0], h, w, 2)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

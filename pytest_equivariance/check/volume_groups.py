@@ -197,21 +197,22 @@ def rotate_volume(x: "Tensor", index: Matrix, dims: tuple[int, ...] = (-3, -2, -
     moved = x.movedim(spatial, (-3, -2, -1))
     size = tuple(moved.shape[-3:])
     fine = resample_trailing(moved, tuple(s * OVERSAMPLE for s in size))
-    out = resample_trailing(_sample(fine, index), size)
+    out = resample_trailing(_sample(fine, index, (OVERSAMPLE - 1) / 2), size)  # about the coarse centre
     return out.movedim((-3, -2, -1), spatial)
 
 
-def _sample(x: "Tensor", index: Matrix) -> "Tensor":
-    """``out[q] = x[M^T q]`` about the centre, trilinear (``grid_sample``), zeros outside."""
+def _sample(x: "Tensor", index: Matrix, before_centre: float = 0.0) -> "Tensor":
+    """``out[q] = x[M^T q]`` about the point ``before_centre`` samples before the centre on every
+    axis, trilinear (``grid_sample``), zeros outside."""
     import torch
     import torch.nn.functional as F
 
     lead = x.shape[:-3]
     d, h, w = x.shape[-3:]
     work = x.reshape(-1, 1, d, h, w)
-    axes = [torch.arange(n, dtype=torch.float64, device=x.device) - (n - 1) / 2 for n in (d, h, w)]
+    axes = [torch.arange(n, dtype=torch.float64, device=x.device) - (n - 1) / 2 + before_centre for n in (d, h, w)]
     q = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (d, h, w, 3) on (d, h, w)
-    source = q @ torch.tensor(index, dtype=torch.float64, device=x.device)  # M^T q, row-wise
+    source = q @ torch.tensor(index, dtype=torch.float64, device=x.device) - before_centre  # M^T q, row-wise
     scale = torch.tensor([d / 2, h / 2, w / 2], dtype=torch.float64, device=x.device)
     grid = (source / scale).flip(-1).to(work.dtype)  # grid_sample reads (x: W, y: H, z: D)
     grid = grid.unsqueeze(0).expand(work.shape[0], d, h, w, 3)
