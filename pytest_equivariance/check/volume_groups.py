@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,9 @@ if TYPE_CHECKING:
 
 #: Random rotations an SO3 or O3 check draws besides the cube's elements, unless ``trials`` says.
 DEFAULT_DRAWS = 8
+#: The largest order of an ``irrep(l)`` field of a group of space (order 8 costs about a second
+#: to set up in :mod:`.so3`, order 12 nearly a minute).
+MAX_IRREP_ORDER = 8
 #: Upsampling factor of the band-limited rotation of off-grid elements.
 OVERSAMPLE = 2
 
@@ -114,14 +116,13 @@ class SpaceElement:
         return torch.tensor(index, dtype=torch.float64).flip(0, 1)  # on (w, h, d)
 
     def irrep_matrix(self, order: int) -> "Tensor":
-        """The real Wigner D-matrix of order ``order`` (``so3``'s basis); an inversion acts by ``(-1)^order``."""
+        """The real Wigner D-matrix of order ``order`` in e3nn's basis (:mod:`.so3`: order 1 is the
+        rotation on ``(x, y, z)``), float64; an inversion acts by ``(-1)^order`` (e3nn's ``1o``, ``2e``...)."""
         import torch
 
         from pytest_equivariance.check import so3
 
-        rotation = torch.tensor(self.rotation, dtype=torch.float64)
-        d = so3.wigner_D(order, rotation) if hasattr(so3, "wigner_D") else so3.wigner_d_from_matrix(order, rotation)
-        return -d if self.flip and order % 2 else d
+        return so3.irrep_D(order, (-1) ** order, torch.tensor(self.matrix, dtype=torch.float64))
 
 
 def _degrees(angle: float) -> str:
@@ -263,49 +264,31 @@ def _key(m: Any) -> tuple[int, ...]:
     return tuple(int(round(v)) for row in m for v in row)
 
 
-def random_rotation(rng: random.Random) -> Matrix:
-    """A rotation drawn uniformly (Haar measure) from ``rng``: a normalised Gaussian quaternion."""
-    q = [rng.gauss(0.0, 1.0) for _ in range(4)]
-    n = math.sqrt(sum(v * v for v in q))
-    a, b, c, d = (v / n for v in q)
-    return (
-        (a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)),
-        (2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)),
-        (2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d),
-    )
-
-
 def space_elements(group: "Group", *, trials: int | None = None, seed: int = 0) -> list[SpaceElement]:
     """The elements a check of a group of space applies: every element of O or Oh but the identity;
     for SO3 and O3 those too (exact) and ``trials`` (default :data:`DEFAULT_DRAWS`) random
     rotations from ``seed`` (with O3, each inverted or not at random), resampled."""
+    from pytest_equivariance.check import so3
+
     cube = list(cube_elements(group.has_flips))[1:]
     if group.finite:
         return cube
-    rng = random.Random(seed)
-    drawn = []
-    for _ in range(trials or DEFAULT_DRAWS):
-        rotation = random_rotation(rng)
-        drawn.append(SpaceElement(rotation, rng.random() < 0.5 if group.has_flips else False))
-    return cube + drawn
+    count = trials or DEFAULT_DRAWS
+    drawn = so3.random_orthogonal(count, seed) if group.has_flips else so3.random_rotations(count, seed)
+    out = []
+    for matrix in drawn:
+        inverted = bool(matrix.det() < 0)
+        rotation = -matrix if inverted else matrix
+        out.append(SpaceElement(tuple(tuple(float(v) for v in row) for row in rotation.tolist()), inverted))  # type: ignore[arg-type]
+    return cube + out
 
 
 def irrep_size(order: int, where: str) -> int:
-    """The channels of an ``irrep(order)`` field of SO(3) (``2·order + 1``); a usage error beyond
-    the orders :mod:`.so3` computes."""
-    limit = max_irrep_order()
-    if order > limit:
+    """The channels of an ``irrep(order)`` field of a group of space (``2·order + 1``); a usage error
+    beyond :data:`MAX_IRREP_ORDER`."""
+    if order > MAX_IRREP_ORDER:
         raise EquivarianceUsageError(
             f"irrep({order}) in the {where} fields is beyond the Wigner D-matrices computed here (orders 0 to "
-            f"{limit}); split the field into irreps of order at most {limit}, or pass a callable field."
+            f"{MAX_IRREP_ORDER}); declare irreps of order at most {MAX_IRREP_ORDER}, or pass a callable field."
         )
     return 2 * order + 1
-
-
-def max_irrep_order() -> int:
-    """The largest order of a Wigner D-matrix :mod:`.so3` computes (0 without it)."""
-    try:
-        from pytest_equivariance.check import so3
-    except ImportError:
-        return 0
-    return int(getattr(so3, "MAX_ORDER", getattr(so3, "MAX_L", 0)))

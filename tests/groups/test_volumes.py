@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optional import require
 import pytest_equivariance as pe
 from pytest_equivariance.check import groups, volume_groups
 from pytest_equivariance.check.result import CheckResult
@@ -213,3 +214,32 @@ def test_wrong_declarations_get_one_sentence(kwargs, message) -> None:
     with pytest.raises(pe.EquivarianceUsageError, match=message) as info:
         pe.check_rotation_equivariant(cube_net(), **kwargs)
     assert re.search(r"\. [A-Z]", str(info.value)) is None and str(info.value).endswith(".")
+
+
+def test_a_monai_3d_unet_runs_and_fails_O_naming_its_first_strided_conv() -> None:
+    """Medical volumes arrive in any orientation; MONAI's UNet (strided convolutions, zero padding)
+    is not equivariant to the cube's rotations, and the profile names where it breaks first."""
+    nets = require("monai.networks.nets")
+    with seeded(0):
+        unet = nets.UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,),
+                         num_res_units=0).eval()
+    result = pe.check_rotation_equivariant(unet, input_shape=(1, 1, 16, 16, 16), group="O")
+    assert not result.passed and min(t.max_abs for t in result.trials) > 0.1
+    assert result.profile.culprit.qualname == "model.0.conv"
+
+
+def test_irrep_fields_of_space_are_wigner_d_matrices_in_e3nns_basis() -> None:
+    """e3nn's spherical harmonics of orders 1 and 2 of the gradient (in x, y, z) turn exactly by our
+    ``irrep(1)`` and ``irrep(2)`` under every element of Oh; claimed as scalars they fail."""
+    o3 = require("e3nn.o3")
+
+    class Harmonics(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            g = Gradient3d()(x)  # along (W, H, D); x = W, y = -H, z = -D
+            xyz = torch.stack([g[:, 0], -g[:, 1], -g[:, 2]], -1)
+            return o3.spherical_harmonics([1, 2], xyz, normalize=False).movedim(-1, 1)
+
+    result = pe.check_rotation_equivariant(Harmonics(), input_shape=SHAPE, group="Oh",
+                                           output_fields=["irrep(1)", "irrep(2)"])
+    assert result.passed and max(t.max_abs for t in result.trials) < 1e-5
+    assert not pe.check_rotation_equivariant(Harmonics(), input_shape=SHAPE, group="O", localize=False).passed
