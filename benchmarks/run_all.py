@@ -36,6 +36,7 @@ BENCHMARKS = {
     "group_cost.py": True,
     "polyphase_cost.py": True,
     "stream_overhead.py": True,
+    "volume_group_cost.py": True,
 }
 
 
