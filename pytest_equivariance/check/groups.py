@@ -251,6 +251,22 @@ class Element:
         return rotation @ mirror
 
 
+def exactness_notes(trials: list[Any], tolerances: tuple[float, float], max_rel_l2: float | None) -> list[str]:
+    """One line each for the exact and the resampled trials (``params["exact"]``) of a group check that
+    has both, with their own figures and rule, so that a model is never failed for the resampling's error."""
+    exact = [t for t in trials if t.params.get("exact")]
+    resampled = [t for t in trials if t.params.get("exact") is False]
+    if not exact or not resampled:
+        return []
+    rule = f"relative L2 <= {max_rel_l2:g}" if max_rel_l2 is not None else "atol/rtol"
+    return [
+        f"exact elements ({len(exact)}, voxel or pixel permutations): max abs error "
+        f"{max(t.max_abs for t in exact):.3g}, judged at atol={tolerances[0]:g}, rtol={tolerances[1]:g}",
+        f"resampled elements ({len(resampled)}): largest relative L2 error {max(t.rel_l2 for t in resampled):.3g}, "
+        f"judged by {rule}",
+    ]
+
+
 def _degrees(angle: float) -> str:
     return f"{angle:g}°"
 

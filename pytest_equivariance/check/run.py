@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_equivariance import forms
-from pytest_equivariance.check import distributed, fingerprint, geometry, metrics, progress, runner, transforms
+from pytest_equivariance.check import distributed, fingerprint, geometry, groups, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.spec import (
@@ -151,11 +151,10 @@ def run_check(
         outcome.reduce()
         # An exact element of a resampled group check (a quarter turn among SO2's angles, the cube's
         # rotations among SO3's) is judged by the dtype's own tolerances, not the resampling's.
-        exact_tolerances = metrics.default_tolerances(dtype) if spec.atol is None and spec.rtol is None else (atol, rtol)
-        trials = [_trial(spec, label, params, slot, *(exact_tolerances if _exact_among_resampled(spec, params)
-                                                      else (atol, rtol)))
+        exact = metrics.default_tolerances(dtype) if spec.atol is None and spec.rtol is None else (atol, rtol)
+        trials = [_trial(spec, label, params, slot, *(exact if _exact_among_resampled(spec, params) else (atol, rtol)))
                   for (label, params), slot in zip(plan.slots, outcome.slots)]
-        notes.extend(_exactness_notes(spec, trials, exact_tolerances))
+        notes.extend(groups.exactness_notes(trials, exact, spec.max_rel_l2) if spec.mode == "interp" else [])
         tally = outcome.tally
         result = CheckResult(
             kind=spec.kind,
@@ -540,24 +539,7 @@ def _trial(
 
 
 def _exact_among_resampled(spec: CheckSpec, params: dict[str, Any]) -> bool:
-    """Whether a trial's element permutes the samples exactly although its check resamples others."""
     return spec.group is not None and spec.mode == "interp" and bool(params.get("exact"))
-
-
-def _exactness_notes(spec: CheckSpec, trials: list[Trial], exact_tolerances: tuple[float, float]) -> list[str]:
-    """One line each for the exact and the resampled elements of a group check that has both, with
-    their own figures and rule, so that a model is never failed for the resampling's error."""
-    exact = [t for t in trials if _exact_among_resampled(spec, t.params)]
-    resampled = [t for t in trials if not t.params.get("exact")]
-    if not exact or not resampled:
-        return []
-    rule = f"relative L2 <= {spec.max_rel_l2:g}" if spec.max_rel_l2 is not None else "atol/rtol"
-    return [
-        f"exact elements ({len(exact)}, voxel or pixel permutations): max abs error "
-        f"{max(t.max_abs for t in exact):.3g}, judged at atol={exact_tolerances[0]:g}, rtol={exact_tolerances[1]:g}",
-        f"resampled elements ({len(resampled)}): largest relative L2 error {max(t.rel_l2 for t in resampled):.3g}, "
-        f"judged by {rule}",
-    ]
 
 
 def _worst_transform(result: CheckResult, first_pairs: list[Pair]) -> transforms.Transform | None:
