@@ -79,7 +79,7 @@ class SpaceElement:
 
     @property
     def angle(self) -> float:
-        """The rotation's angle in degrees, in [0, 180]."""
+        """The rotation's angle in degrees about its axis as :attr:`label` names it, in [0, 360)."""
         return _axis_angle(self.rotation)[1]
 
     @property
