@@ -1,8 +1,8 @@
 """Rotation checks: ``check_rotation_equivariant`` / ``check_rotation_invariant``, by angles or over a group.
 
 With ``group=`` (or an escnn / e2cnn module) the elements of a group act on fields of channels
-(:mod:`pytest_equivariance.check.groups`); otherwise quarter turns, flips or resampled angles act on
-scalar maps.
+(:mod:`pytest_equivariance.check.groups`, :mod:`.volume_groups`, :mod:`.fields`); otherwise quarter
+turns, flips or resampled angles act on scalar maps.
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ def check_rotation_equivariant(
     on channels (``"scalar"``, ``"regular"``, ``"vector"``, ``"irrep(k)"``, ``"sign"``, a list of
     them along the channel dim, a dict per output leaf, an escnn / e2cnn ``FieldType``, or a callable
     ``(element, tensor) -> tensor``). escnn and e2cnn modules are read directly: their group and
-    field types come from the module. See ``docs/groups.md``.
+    field types come from the module. On volumes ``(N, C, D, H, W)``, ``group="O"`` (the cube's 24
+    rotations, exact), ``"Oh"`` (with inversions), ``"SO3"`` and ``"O3"`` (the cube's elements, exact,
+    and random ones, resampled, judged apart) act the same way, with ``"irrep(l)"`` the Wigner
+    D-matrices of order l. See ``docs/groups.md``.
     """
     return _rotation_check(**locals(), equivariant=True)
 
