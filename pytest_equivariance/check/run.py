@@ -65,6 +65,9 @@ def run_check(
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
     atol = atol_default if spec.atol is None else float(spec.atol)
     rtol = rtol_default if spec.rtol is None else float(spec.rtol)
+    # An exact element of a resampled group check (a quarter turn among SO2's angles, the cube's
+    # rotations among SO3's) is judged by the dtype's own tolerances, not the resampling's.
+    exact = metrics.default_tolerances(dtype) if spec.atol is None and spec.rtol is None else (atol, rtol)
 
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
@@ -123,7 +126,8 @@ def run_check(
         moves = _LeafMoves(strides, located, frame, out_margin)
 
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
-            return _compare(spec, pair, leaves, against, moves, atol, rtol)
+            tolerances = exact if _exact_among_resampled(spec, pair.b.params) else (atol, rtol)
+            return _compare(spec, pair, leaves, against, moves, *tolerances)
 
         fingerprints = fingerprint.StreamFingerprint(whole=source is None or source.is_tensor)
 
@@ -149,9 +153,6 @@ def run_check(
                 first_reference=ref_leaves, advance=tracker.advance,
             )
         outcome.reduce()
-        # An exact element of a resampled group check (a quarter turn among SO2's angles, the cube's
-        # rotations among SO3's) is judged by the dtype's own tolerances, not the resampling's.
-        exact = metrics.default_tolerances(dtype) if spec.atol is None and spec.rtol is None else (atol, rtol)
         trials = [_trial(spec, label, params, slot, *(exact if _exact_among_resampled(spec, params) else (atol, rtol)))
                   for (label, params), slot in zip(plan.slots, outcome.slots)]
         notes.extend(groups.exactness_notes(trials, exact, spec.max_rel_l2) if spec.mode == "interp" else [])

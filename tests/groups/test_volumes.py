@@ -184,6 +184,23 @@ def test_SO3_reports_exact_and_resampled_elements_apart() -> None:
     assert lines[0].startswith("exact elements (23") and lines[1].startswith("resampled elements (8)")
 
 
+def test_exact_elements_of_SO3_are_judged_at_the_dtypes_tolerances_not_the_resamplings() -> None:
+    """A Gaussian blur plus 1 % of a plain convolution: its relative L2 error stays far below 0.1 on
+    every element, but the exact elements see the broken symmetry, and fail."""
+    with seeded(0):
+        plain = nn.Conv3d(1, 1, 3, padding=1, padding_mode="circular")
+
+    class Nearly(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return Gaussian3d()(x) + 1e-2 * plain(x)
+
+    result = pe.check_rotation_equivariant(Nearly(), input_shape=(2, 1, 15, 15, 15), group="SO3", localize=False)
+    exact = [t for t in result.trials if t.params["exact"]]
+    assert max(t.rel_l2 for t in result.trials) < 0.05
+    assert not result.passed and not any(t.passed for t in exact)
+    assert all(t.passed for t in result.trials if not t.params["exact"])
+
+
 def test_results_name_their_elements_in_reports_json_and_baselines() -> None:
     from pytest_equivariance.gates.baseline import check_kind
     from pytest_equivariance.report.terminal import headline
