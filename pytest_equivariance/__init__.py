@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "Batches": "pytest_equivariance.check.batches",
     "points": "pytest_equivariance.check.geometry",
     "boxes": "pytest_equivariance.check.geometry",
+    "detections": "pytest_equivariance.check.detections",
     "Profile": "pytest_equivariance.check.result",
     "LayerError": "pytest_equivariance.check.result",
     "assert_shift_equivariant": "pytest_equivariance.assertions",
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from pytest_equivariance.check.attribution import attribute
     from pytest_equivariance.check.batches import Batches
+    from pytest_equivariance.check.detections import detections
     from pytest_equivariance.check.geometry import boxes, points
     from pytest_equivariance.check.lie import lie_derivative
     from pytest_equivariance.check.localize import localize

@@ -154,7 +154,8 @@ def boxes(format: str = "xyxy") -> Boxes:
 
 
 def is_geometry(value: Any) -> bool:
-    return isinstance(value, (Points, Boxes))
+    """Whether ``value`` is an output field that moves coordinates: points, boxes or detection sets."""
+    return isinstance(value, (Points, Boxes)) or getattr(type(value), "geometric", False)
 
 
 def split(output_fields: Any) -> tuple[Any, Any]:
@@ -265,8 +266,11 @@ def _move_xy(transform: "Transform", xy: "Tensor", frame: tuple[int, int]) -> tu
             x = w - x
     else:
         raise ValueError(f"no point map for transform family {family!r}")
-    theta = math.radians(angle)
-    c, s = math.cos(theta), math.sin(theta)
+    quarter = angle / 90.0
+    if quarter == int(quarter):  # quarter turns exactly: cos(π/2) is 6e-17 in floating point
+        c, s = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(quarter) % 4]
+    else:
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     u, v = x - w / 2, yy - h / 2
     w2, h2 = _turned_frame(angle, frame)
     # Counter-clockwise as displayed, rows growing downwards (check.transforms.rotate's convention).
@@ -287,21 +291,35 @@ def _turned_frame(angle: float, frame: tuple[int, int]) -> tuple[int, int]:
 def mask(geometry: Geometry, transform: "Transform", moved: "Tensor", frame: tuple[int, int]) -> "Tensor | None":
     """Which numbers of ``moved`` to compare: the items that stay inside the compared region.
 
-    The whole image in circular mode and for exact moves; inside the image after a crop or a shift
-    with zeros; inside the inscribed disk after an arbitrary rotation. None: everything.
+    The whole image in circular mode and for exact moves; what both the moved image and the moved
+    reference show after a crop or a shift with zeros; inside the inscribed disk after an arbitrary
+    rotation. None: everything.
+    """
+    inside = within(transform, geometry.corners(moved), frame)
+    if inside is None:
+        return None
+    keep = inside.all(-1, keepdim=True)  # every corner of the item inside: (..., 1)
+    return keep.expand(moved.shape)
+
+
+def within(transform: "Transform", xy: "Tensor", frame: tuple[int, int], margin: float = 0) -> "Tensor | None":
+    """Whether each ``(..., 2)`` coordinate of the moved image lies in the compared region (None: all do).
+
+    After a crop or a zero shift by ``(dy, dx)`` that is the strip both views show — the moved image
+    ``[0, W]`` and the moved reference ``[dx, W + dx]`` — less ``margin`` pixels; after an arbitrary
+    rotation, the inscribed disk less ``margin``.
     """
     if transform.mode in ("circular", "exact"):
         return None
     w, h = moved_frame(transform, frame)
-    corners = geometry.corners(moved)
-    x, y = corners[..., 0], corners[..., 1]
+    x, y = xy[..., 0], xy[..., 1]
     if transform.mode == "interp":
-        radius = min(w, h) / 2
-        inside = ((x - w / 2) ** 2 + (y - h / 2) ** 2) <= radius**2
-    else:
-        inside = (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
-    keep = inside.all(-1, keepdim=True)  # every corner of the item inside: (..., 1)
-    return keep.expand(moved.shape)
+        radius = min(w, h) / 2 - margin
+        return ((x - w / 2) ** 2 + (y - h / 2) ** 2) <= radius**2
+    step = {dim: float(d) for dim, d in zip(transform.dims, transform.params.get("shift", ()))}
+    dx, dy = step.get(-1, 0.0), step.get(-2, 0.0)
+    return ((x >= max(0.0, dx) + margin) & (x <= min(w, w + dx) - margin)
+            & (y >= max(0.0, dy) + margin) & (y <= min(h, h + dy) - margin))
 
 
 def align(geometry: Geometry, transform: "Transform", a: "Tensor", b: "Tensor", frame: tuple[int, int]) -> "Tensor":

@@ -317,12 +317,14 @@ def _derivatives(model: "nn.Module", x: "Tensor", names: list[str], method: str,
     """Return the output leaf paths and, per generator, ``L f(x)`` and ``J_f(x)·(G x)`` per leaf, for one chunk."""
     import torch
 
+    from pytest_equivariance.check.detections import refuse_sets
     from pytest_equivariance.check.runner import flatten_output
 
     leaves_seen: list[tuple[str, Any, Any]] = []  # (path, dtype, shape) of every leaf, floats or not
 
     def f(inp: "Tensor") -> tuple["Tensor", ...]:
         out = model(inp)
+        refuse_sets("lie_derivative", out)
         leaves = flatten_output(out)
         leaves_seen[:] = [(p, t.dtype, t.shape) for p, t in leaves]
         floats = tuple(t for _, t in leaves if t.is_floating_point())

@@ -56,6 +56,21 @@ class Comparison:
     prob_change: float | None = None
     psnr: float | None = None  # dB over the compared region, the reference's range as the peak
     agreement: tuple[bool, ...] | None = None  # per image: same top-1 class (classifier outputs)
+    sets: "SetFigures | None" = None  # detection sets: what matching found (check.detections)
+
+
+@dataclass(frozen=True)
+class SetFigures:
+    """What matching two collections of detection sets found (check.detections); coordinates' figures
+    are the comparison's ``max_abs`` / ``mean_abs``, in pixels."""
+
+    images: int
+    matched: int
+    appeared: int  # found on the moved image, with no partner in the moved reference
+    vanished: int  # in the moved reference, with no partner found
+    mean_iou: float | None  # over matched pairs (None: no boxes, or nothing matched)
+    min_iou: float | None
+    score_change: float | None  # max |Δscore| over matched pairs
 
 
 def psnr(diff_sq_sum: float, count: int, peak: float) -> float:
@@ -99,10 +114,18 @@ class Sums:
     images: float = 0.0  # classifier outputs: images whose top-1 class was compared
     agree: float = 0.0  # ... whose top-1 class is the reference's
     prob_change_sum: float = 0.0  # sum |p_a(top_b) - p_b(top_b)|
+    # Detection sets (check.detections): images whose sets were matched, and what matching found.
+    sets: float = 0.0
+    matched: float = 0.0  # pairs matched (their coordinates are what count, abs_sum, ... measure)
+    appeared: float = 0.0  # detections on the moved image with no partner in the moved reference
+    vanished: float = 0.0  # moved reference detections with no partner
+    iou_sum: float = 0.0  # sum of the matched pairs' IoU
+    iou_min: float = math.inf
+    score_change: float = 0.0  # max |score_a - score_b| over matched pairs
 
     #: How each field combines: every field not named here is summed.
-    MAXIMA = ("max_abs", "excess", "ref_max")
-    MINIMA = ("ref_min",)
+    MAXIMA = ("max_abs", "excess", "ref_max", "score_change")
+    MINIMA = ("ref_min", "iou_min")
 
     def __iadd__(self, other: "Sums") -> "Sums":
         for name in FIELDS:
@@ -137,10 +160,20 @@ class Sums:
             prob_change = self.prob_change_sum / self.images
             if min_consistency is not None:
                 passed = consistency >= min_consistency
+        sets = None
+        if self.sets:
+            has_iou = self.matched and self.iou_min != math.inf
+            sets = SetFigures(
+                int(self.sets), int(self.matched), int(self.appeared), int(self.vanished),
+                self.iou_sum / self.matched if has_iou else None, self.iou_min if has_iou else None,
+                self.score_change if self.matched else None,
+            )
+            excess = self.excess  # matching's verdict: displacement, score change and unmatched counts
+            passed = excess <= 1.0
         return Comparison(
             leaf, self.max_abs, self.abs_sum / count, rel_l2,
             self.cosine_sum / self.rows if self.rows else 0.0, excess, passed, consistency, prob_change,
-            psnr(self.diff_sq, int(count), peak),
+            psnr(self.diff_sq, int(count), peak), sets=sets,
         )
 
 

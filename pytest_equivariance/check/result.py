@@ -40,6 +40,14 @@ class Trial:
     prob_change: float | None = None  # mean |Δ p(top class)| over the batch (Azulay & Weiss 2019)
     psnr: float | None = None  # dB: 10·log10(range² / MSE) of the worst leaf (StyleGAN3's EQ-T / EQ-R form)
     accuracy: float | None = None  # top-1 accuracy under this transform, when the inputs carry labels
+    # Detection sets (check.detections), summed over images: max_abs / mean_abs are then the matched
+    # coordinates' displacement in pixels.
+    matched: int | None = None  # detections paired across the two sets
+    appeared: int | None = None  # found on the moved image only
+    vanished: int | None = None  # in the moved reference only
+    mean_iou: float | None = None  # over matched boxes
+    min_iou: float | None = None
+    score_change: float | None = None  # max |Δscore| over matched detections
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ class ShiftGrid:
     offsets_y: list[int]
     offsets_x: list[int]
     errors: list[list[float]]  # errors[i][j] for shift (offsets_y[i], offsets_x[j])
-    figure: str = "max_abs"
+    figure: str = "max_abs"  # or "displacement": pixels moved beyond the shift, of coordinate outputs
 
 
 @dataclass

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_equivariance import forms
-from pytest_equivariance.check import distributed, fingerprint, geometry, groups, metrics, progress, runner, transforms
+from pytest_equivariance.check import detections, distributed, fingerprint, geometry, groups, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
-from pytest_equivariance.check.result import CheckResult, Trial
+from pytest_equivariance.check.moves import LeafMoves
+from pytest_equivariance.check.result import CheckResult, ShiftGrid, Trial
 from pytest_equivariance.check.spec import (
     INTERP_MARGIN,
     CheckSpec,
@@ -42,6 +43,7 @@ def run_check(
     build: Callable[[DrawContext], list[transforms.Transform]],
     *,
     plane: bool = False,
+    announce: bool = True,
 ) -> CheckResult:
     """Run a check of finite transforms over its inputs — one tensor, or a stream of batches — and return its result.
 
@@ -54,7 +56,7 @@ def run_check(
     dims = resolve_dims(spec.dims, len(shape), plane=plane) if spec.kind != "custom" else ()
     notes: list[str] = list(setting.notes)
     eager = setting.eager  # hooks and the profile run here; the figures come from the model as shipped
-    runs = runner.shipped(model)
+    runs = detections.packed(runner.shipped(model), spec.output_geometry)  # sets of detections: one tensor
     canvas = Canvas(spec, shape, dims, dtype, dev, given=source is not None, notes=notes)
     model_shape = canvas.model_shape
     first = source.first() if source is not None else None
@@ -65,8 +67,7 @@ def run_check(
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
     atol = atol_default if spec.atol is None else float(spec.atol)
     rtol = rtol_default if spec.rtol is None else float(spec.rtol)
-    # An exact element of a resampled group check (a quarter turn among SO2's angles, the cube's
-    # rotations among SO3's) is judged by the dtype's own tolerances, not the resampling's.
+    # Exact group elements (SO2's quarter turns, SO3's cube) by the dtype's tolerances, not the resampling's.
     exact = metrics.default_tolerances(dtype) if spec.atol is None and spec.rtol is None else (atol, rtol)
 
     with runner.prepared(model, dev, dtype) as ready:
@@ -119,15 +120,14 @@ def run_check(
                 )
             plan = Plan.fixed(transform_list)
         first_pairs: list[Pair] = []
-        plan = _remembering(plan, first_pairs)
+        plan = plan.remembering(first_pairs)
         out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
         frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
-        moves = _LeafMoves(strides, located, frame, out_margin)
+        moves = LeafMoves(strides, located, frame, out_margin)
 
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
-            tolerances = exact if _exact_among_resampled(spec, pair.b.params) else (atol, rtol)
-            return _compare(spec, pair, leaves, against, moves, *tolerances)
+            return _compare(spec, pair, leaves, against, moves, *(exact if pair.b.params.get("exact") else (atol, rtol)))
 
         fingerprints = fingerprint.StreamFingerprint(whole=source is None or source.is_tensor)
 
@@ -153,9 +153,10 @@ def run_check(
                 first_reference=ref_leaves, advance=tracker.advance,
             )
         outcome.reduce()
-        trials = [_trial(spec, label, params, slot, *(exact if _exact_among_resampled(spec, params) else (atol, rtol)))
+        trials = [_trial(spec, label, params, slot, *(exact if params.get("exact") else (atol, rtol)))
                   for (label, params), slot in zip(plan.slots, outcome.slots)]
-        notes.extend(groups.exactness_notes(trials, exact, spec.max_rel_l2) if spec.mode == "interp" else [])
+        detections.require_compared(trials)
+        notes.extend(groups.exactness_notes(trials, exact, spec.max_rel_l2))
         tally = outcome.tally
         result = CheckResult(
             kind=spec.kind,
@@ -194,23 +195,31 @@ def run_check(
                 if ("angle" in tr.params or "k" in tr.params) and not tr.params.get("flip")
             ] or None
         worst = _worst_transform(result, first_pairs)
-        _attach_extras(spec, result, eager, model, x0, worst, dims, dev, chunk.size, out_margin)
-    for listener in list(RESULT_LISTENERS):
+        _attach_extras(spec, result, eager, model, x0, worst, dims, dev, chunk.size, out_margin, set(located))
+    if spec.grid and spec.kind.startswith("shift") and located and len(dims) == 2:
+        result.grid = _coordinate_grid(spec, dims, model_shape)
+    for listener in list(RESULT_LISTENERS) if announce else ():
         listener(result)
     return result
 
 
-def _remembering(plan: Plan, first_pairs: list[Pair]) -> Plan:
-    """Return ``plan``, keeping the pairs it gives the first batch of the first pass in ``first_pairs``
-    (the profile is measured on that batch, under the worst trial's transform)."""
+#: Shifts per side of the displacement grid of coordinate outputs (as check.grid's window).
+COORDINATE_GRID_WINDOW = 32
 
-    def pairs(p: int, number: int) -> list[Pair]:
-        out = plan.pairs(p, number)
-        if p == 0 and number == 0:
-            first_pairs[:] = out
-        return out
 
-    return replace(plan, pairs=pairs)
+def _coordinate_grid(spec: CheckSpec, dims: tuple[int, ...], model_shape: tuple[int, ...]) -> ShiftGrid:
+    """The displacement (px) of coordinate outputs for every shift of the window: the same check, rerun
+    over all of them (check.grid measures image-shaped outputs only)."""
+    canvas = (spec.max_shift,) * 2 if spec.mode == "crop" else None
+    reach = [spec.max_shift + 1 if canvas else model_shape[d] for d in dims]
+    offsets = [list(range(min(COORDINATE_GRID_WINDOW, n))) for n in reach]
+    every = [(dy, dx) for dy in offsets[0] for dx in offsets[1]]
+    quiet = replace(spec, grid=False, localize=False, progress=False)
+    rerun = run_check(quiet, lambda ctx: [transforms.shift(d, ctx.dims, spec.mode, canvas) for d in every],
+                      announce=False)
+    errors = {tuple(t.params["shift"]): t.max_abs for t in rerun.trials}
+    return ShiftGrid(offsets[0], offsets[1], [[errors[(dy, dx)] for dx in offsets[1]] for dy in offsets[0]],
+                     figure="displacement")
 
 
 def _require_labels(spec: CheckSpec, first: Any) -> None:
@@ -436,7 +445,7 @@ def _compare(
     pair: Pair,
     leaves: runner.Leaves,
     against: runner.Leaves,
-    moves: "_LeafMoves",
+    moves: "LeafMoves",
     atol: float,
     rtol: float,
 ) -> list[tuple[str, metrics.Sums, "Tensor | None"]]:
@@ -458,6 +467,9 @@ def _compare(
                 f"The model's output{path} has shape {tuple(a.shape)} under {t.label} but {tuple(b.shape)} "
                 f"was expected; make the output transform match the model, or check invariance."
             )
+        if pair.a is None and path in moves.matched:  # detection sets: matched, then measured
+            out.append((path, moves.match(t, path, a, b, atol, rtol), None))
+            continue
         sums, agreement = metrics.measure(a, b, atol=atol, rtol=rtol, mask=mask, classifier=not spec.equivariant)
         out.append((path, sums, agreement))
     return out
@@ -467,33 +479,6 @@ def _sampled(source: Any) -> bool:
     """Whether the figures are a sample of a data set (a stream of batches), which carries sampling
     noise; generated inputs and one given tensor are the same images every run."""
     return source is not None and not source.is_tensor
-
-
-@dataclass
-class _LeafMoves:
-    """How each output leaf moves with the input: grid maps by their stride, coordinates as geometry."""
-
-    strides: dict[str, tuple[int, ...]]
-    located: dict[str, "geometry.Geometry"]
-    frame: tuple[int, int]  # the model input's (W, H): where coordinates live
-    margin: int
-
-    def move(self, t: Any, path: str, a: "Tensor", b: "Tensor") -> tuple["Tensor", "Tensor | None"]:
-        """Return ``g·b`` for leaf ``path`` and the mask of what to compare (None: everything)."""
-        if path in self.located:
-            geo = self.located[path]
-            moved = geometry.move(geo, t, b, self.frame)
-            return geometry.align(geo, t, a, moved, self.frame), geometry.mask(geo, t, moved, self.frame)
-        if path not in self.strides:
-            return b, None  # no grid and no coordinates: compared as invariant
-        b = t.on_output(b, self.strides[path], path)
-        mask = t.mask(tuple(b.shape), self.strides[path], self.margin, device=b.device)
-        if mask is not None and not bool(mask.any()):
-            raise usage_error(
-                f"Nothing is left to compare in output{path} under {t.label} after the border margin of "
-                f"{self.margin} pixels; pass a larger input_shape, a smaller max_shift, margin=, or mode='circular'."
-            )
-        return b, mask
 
 
 def _trial(
@@ -517,9 +502,10 @@ def _trial(
     psnr = min((c.psnr for c in comparisons if c.psnr is not None), default=None)
     if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it
         passed = psnr is not None and psnr >= spec.min_psnr
-    elif spec.max_rel_l2 is not None and not _exact_among_resampled(spec, params):
+    elif spec.max_rel_l2 is not None and not params.get("exact"):  # exact elements: atol/rtol
         passed = all(c.rel_l2 <= spec.max_rel_l2 for c in judged)
     accuracy = slot.correct / slot.labelled if slot.labelled else None
+    sets = w.sets
     if spec.min_accuracy is not None:
         passed = accuracy is not None and accuracy >= spec.min_accuracy and (
             spec.min_consistency is None or passed)
@@ -536,11 +522,13 @@ def _trial(
         prob_change=w.prob_change,
         psnr=psnr,
         accuracy=accuracy,
+        matched=sets.matched if sets else None,
+        appeared=sets.appeared if sets else None,
+        vanished=sets.vanished if sets else None,
+        mean_iou=sets.mean_iou if sets else None,
+        min_iou=sets.min_iou if sets else None,
+        score_change=sets.score_change if sets else None,
     )
-
-
-def _exact_among_resampled(spec: CheckSpec, params: dict[str, Any]) -> bool:
-    return spec.group is not None and spec.mode == "interp" and bool(params.get("exact"))
 
 
 def _worst_transform(result: CheckResult, first_pairs: list[Pair]) -> transforms.Transform | None:
@@ -564,6 +552,7 @@ def _attach_extras(
     dev: "torch.device",
     batch_size: int,
     out_margin: int,
+    coordinates: "set[str] | frozenset[str]" = frozenset(),
 ) -> None:
     """Fill result.profile (per-layer localisation, on the ``eager`` module; none without one) and
     result.grid (on ``eager`` too: it measures activations with hooks) when asked for."""
@@ -572,6 +561,12 @@ def _attach_extras(
     from pytest_equivariance.check.grid import shift_grid
 
     want_profile = spec.localize is True or (spec.localize is None and not result.passed)
+    if want_profile and result.worst is not None and result.worst.leaf in coordinates:
+        want_profile = False
+        result.notes.append(
+            "per-layer localisation skipped: the output is coordinates (points, boxes or detections), which no "
+            "layer holds; localize the heatmap or feature map they are read from (localize(model.backbone, x, ...))"
+        )
     if want_profile and worst is not None and eager is not None:
         try:
             result.profile = explain(
@@ -582,7 +577,7 @@ def _attach_extras(
             result.notes.append(f"per-layer localisation skipped: {exc}")
         except Exception as exc:  # the check's verdict stands even if the profile cannot be made
             result.notes.append(f"per-layer localisation failed: {type(exc).__name__}: {exc}")
-    if spec.grid and spec.kind.startswith("shift"):
+    if spec.grid and spec.kind.startswith("shift") and not coordinates:  # coordinates: run_check's own grid
         try:
             grid_model = eager if eager is not None else model
             result.grid = shift_grid(

@@ -452,6 +452,7 @@ def _walk_modules(model: "nn.Module", x: "Tensor", names: list[str], method: str
         load_forward_ad,
         output_tangent,
     )
+    from pytest_equivariance.check.detections import refuse_sets
     from pytest_equivariance.check.runner import flatten_output
 
     load_forward_ad()
@@ -497,6 +498,7 @@ def _walk_modules(model: "nn.Module", x: "Tensor", names: list[str], method: str
     finally:
         for h in handles:
             h.remove()
+    refuse_sets("attribute", returned)
     if not any(_is_float(leaf) for _, leaf in flatten_output(returned)):
         raise no_float_output("attribute", returned)
     n = x.shape[0]

@@ -108,7 +108,7 @@ class ModelSource:
                 f"{_needs_arguments_remedy(name)}"
             )
         try:
-            model = self.obj()
+            model = self.obj(**_without_downloads(self.obj))
         except TypeError as exc:
             if "argument" not in str(exc):
                 raise _build_error(self, name, exc) from exc
@@ -352,6 +352,23 @@ def _guarded(run: Callable[[], ModuleType], shown: str, path: Path | None) -> Mo
         raise
     except BaseException as exc:
         raise _import_error(exc, shown, path) from exc
+
+
+#: Arguments of torchvision's builders that download pretrained weights by default; linting reads
+#: the architecture only (detection and segmentation builders default to an ImageNet backbone).
+_DOWNLOADING_ARGUMENTS = ("weights", "weights_backbone")
+
+
+def _without_downloads(obj: Any) -> dict[str, None]:
+    """Keyword arguments that stop a torchvision builder from downloading weights: ``weights_backbone=None``."""
+    if not getattr(obj, "__module__", "").startswith("torchvision."):
+        return {}
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: None for name in _DOWNLOADING_ARGUMENTS
+            if name in parameters and parameters[name].default is not None}
 
 
 def _build_error(source: ModelSource, name: str, exc: Exception) -> ModelLoadError:

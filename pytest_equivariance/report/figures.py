@@ -10,8 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_equivariance.report.colormap import format_error
+
 if TYPE_CHECKING:
-    from pytest_equivariance.check.result import CheckResult, ShiftGrid
+    from pytest_equivariance.check.result import CheckResult, ShiftGrid, Trial
 
 #: The check function that reproduces each kind of result, for the "reproduce" hint of API results.
 CHECK_FUNCTIONS = {
@@ -178,6 +180,32 @@ def classifier_figures(result: "CheckResult") -> list[Figure]:
     if result.all_shift_consistency is not None:
         out.append(Figure("consistent under every transform", percent(result.all_shift_consistency)))
     return out
+
+
+def set_figures(trial: "Trial") -> list[Figure]:
+    """Return what matching found for a trial of detection sets (empty for other outputs)."""
+    if trial.matched is None:
+        return []
+    out = [
+        Figure("displacement (max, px)", format_error(trial.max_abs)),
+        Figure("displacement (mean, px)", format_error(trial.mean_abs)),
+        Figure("matched", f"{trial.matched:,}"),
+        Figure("appeared", f"{trial.appeared:,}"),
+        Figure("vanished", f"{trial.vanished:,}"),
+    ]
+    if trial.mean_iou is not None:
+        out.append(Figure("IoU (mean / min)", f"{trial.mean_iou:.4g} / {trial.min_iou:.4g}"))
+    if trial.score_change is not None:
+        out.append(Figure("score change (max)", format_error(trial.score_change)))
+    return out
+
+
+def set_headline(trial: "Trial") -> str | None:
+    """One phrase for a detection-set trial: how far boxes moved and how many detections came or went."""
+    if trial.matched is None:
+        return None
+    return (f"matched detections moved {format_error(trial.max_abs)} px beyond the transform, {trial.appeared} appeared and "
+            f"{trial.vanished} vanished ({trial.matched} matched)")
 
 
 def classifier_verdict(result: "CheckResult") -> str | None:

@@ -38,7 +38,7 @@ from pytest_equivariance.report.svg import (
 )
 
 if TYPE_CHECKING:
-    from pytest_equivariance.check.result import CheckResult, Profile
+    from pytest_equivariance.check.result import CheckResult, Profile, Trial
     from pytest_equivariance.gates.baseline import Comparison
     from pytest_equivariance.gates.runs import MergedCheck, RunFile
 
@@ -463,10 +463,13 @@ def _trials_table(r: "CheckResult") -> str:
     shown = ranked[:TRIAL_ROWS]
     with_consistency = any(t.consistency is not None for t in shown)
     with_psnr = any(t.psnr is not None for t in shown)
+    with_sets = any(t.matched is not None for t in shown)
     head = ("<th>Transform</th><th class=\"num\">max abs</th><th class=\"num\">mean abs</th>"
             "<th class=\"num\">rel L2</th><th class=\"num\">cosine dist.</th>"
             + ('<th class="num">PSNR</th>' if with_psnr else "")
             + ('<th class="num">consistency</th>' if with_consistency else "")
+            + ('<th class="num">matched</th><th class="num">appeared</th><th class="num">vanished</th>'
+               '<th class="num">min IoU</th>' if with_sets else "")
             + "<th>Result</th>")
     rows = []
     for t in shown:
@@ -480,11 +483,18 @@ def _trials_table(r: "CheckResult") -> str:
             + (f'<td class="num">{escape(_db(t.psnr)) if t.psnr is not None else "–"}</td>' if with_psnr else "")
             + (f'<td class="num">{escape(_percent(t.consistency)) if t.consistency is not None else "–"}</td>'
                if with_consistency else "")
+            + ("".join(f'<td class="num">{escape(v)}</td>' for v in _set_cells(t)) if with_sets else "")
             + f"<td>{_badge(t.passed)}</td></tr>"
         )
     more = len(r.trials) - len(shown)
     title = "Worst trials" + (f" ({len(shown)} of {len(r.trials)})" if more > 0 else "")
     return f"<h3>{title}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _set_cells(t: "Trial") -> list[str]:
+    """A detection-set trial's matched / appeared / vanished counts and its smallest IoU ("–": none)."""
+    cells = [f"{v:,}" if v is not None else "–" for v in (t.matched, t.appeared, t.vanished)]
+    return cells + [format_error(t.min_iou) if t.min_iou is not None else "–"]
 
 
 def _grid_caption(r: "CheckResult") -> str:
@@ -493,7 +503,8 @@ def _grid_caption(r: "CheckResult") -> str:
     n = sum(len(row) for row in grid.errors)
     above = count_above(grid, r.atol)
     worst = worst_shift(grid)
-    text = f"{grid.figure} error for each of {n} shifts; {above} above atol {format_error(r.atol)}."
+    what = "displacement of the coordinates (px)" if grid.figure == "displacement" else f"{grid.figure} error"
+    text = f"{what} for each of {n} shifts; {above} above atol {format_error(r.atol)}."
     if worst is not None:
         text += f" Worst: dy={worst[0]}, dx={worst[1]} ({format_error(worst[2])})."
     return text

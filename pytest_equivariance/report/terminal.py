@@ -20,7 +20,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pytest_equivariance.report.figures import classifier_figures, classifier_verdict
+from pytest_equivariance.report.figures import classifier_figures, classifier_verdict, set_figures, set_headline
 from pytest_equivariance.report.heatmap import result_figure
 from pytest_equivariance.report.text import WORST_TRIALS, num, worst_trials
 from pytest_equivariance.report.profile import profile_renderable
@@ -75,6 +75,8 @@ def headline(result: "CheckResult") -> str:
         figure = classifier
     elif result.min_psnr is not None and worst.psnr is not None:
         figure = f"PSNR {worst.psnr:.1f} dB < min_psnr {result.min_psnr:g} dB"
+    elif worst.matched is not None:
+        figure = set_headline(worst)
     elif result.max_rel_l2 is not None:
         figure = f"rel_l2 {num(worst.rel_l2)} exceeds {num(result.max_rel_l2)} inside the disk"
     else:
@@ -129,6 +131,8 @@ def _figures_table(result: "CheckResult", worst: "Trial") -> Table:
         table.add_row("top-1 consistency", f"{worst.consistency:.1%}", against)
     if worst.prob_change is not None:
         table.add_row("mean |Δp(top class)|", num(worst.prob_change), "")
+    for f in set_figures(worst)[2:]:  # detection sets: max_abs and mean_abs above are the displacement
+        table.add_row(f.name, f.value, f.limit)
     if worst.psnr is not None:
         against = f"min_psnr={result.min_psnr:g} dB" if result.min_psnr is not None else ""
         table.add_row("PSNR", "∞ dB" if worst.psnr == math.inf else f"{worst.psnr:.1f} dB", against)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_equivariance.report.colormap import format_error
-from pytest_equivariance.report.figures import classifier_figures
+from pytest_equivariance.report.figures import classifier_figures, set_figures
 
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult, Profile, Trial
@@ -76,6 +76,9 @@ def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
             f"  max abs {num(worst.max_abs)}   mean abs {num(worst.mean_abs)}   "
             f"rel L2 {num(worst.rel_l2)}   cosine {num(worst.cosine)}"
         )
+        sets = set_figures(worst)
+        if sets:
+            lines.append("  " + "   ".join(f"{f.name} {f.value}" for f in sets[2:]))
         if worst.consistency is not None:
             lines.append(
                 f"  top-1 consistency {num(worst.consistency)}   "
@@ -104,13 +107,17 @@ def format_result(result: "CheckResult", *, trials: int = WORST_TRIALS) -> str:
 def _table(trials: list["Trial"]) -> list[str]:
     consistency = any(t.consistency is not None for t in trials)
     leaves = any(t.leaf for t in trials)
+    matched = any(t.matched is not None for t in trials)
     head = ["transform", "max abs", "mean abs", "rel L2", "cosine"] + (["top-1"] if consistency else [])
+    head += ["matched", "appeared", "vanished"] if matched else []
     head += (["leaf"] if leaves else []) + [""]
     rows = [head]
     for t in trials:
         row = [t.transform, num(t.max_abs), num(t.mean_abs), num(t.rel_l2), num(t.cosine)]
         if consistency:
             row.append(num(t.consistency))
+        if matched:
+            row += [str(v) if v is not None else "-" for v in (t.matched, t.appeared, t.vanished)]
         if leaves:
             row.append(t.leaf or "-")
         row.append("ok" if t.passed else "FAIL")
