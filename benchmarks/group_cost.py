@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from escnn import nn as enn
 
     from pytest_equivariance import check_rotation_equivariant
-    from pytest_equivariance.check import groups
+    from pytest_equivariance.check import groups, libraries
     from pytest_equivariance.check.transforms import soft_disk
     from pytest_equivariance.inputs import natural_images
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     x = x * soft_disk(x.shape, device=args.device)
     group = groups.parse_group("C8")
     batch = torch.cat([x] + [e.spatial(x, (-2, -1)) for e in group.elements()])
-    plain = groups.wrap_library_module(model)
+    plain = libraries.wrap_library_module(model)
 
     def check():
         result = check_rotation_equivariant(model, input_shape=shape, device=args.device, batch_size=len(batch))

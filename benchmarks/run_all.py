@@ -38,6 +38,7 @@ BENCHMARKS = {
     "stream_overhead.py": True,
     "scale_cost.py": True,
     "pointcloud_cost.py": True,
+    "volume_group_cost.py": True,
 }
 
 

@@ -174,7 +174,7 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
             parse_group(value)
         except EquivarianceUsageError:
             return (f"a group: 'C<N>' with 2 <= N <= {MAX_ORDER} or 'D<N>' with 1 <= N <= {MAX_ORDER} (e.g. 'C4', "
-                    f"'D8'), 'SO2' or 'O2'")
+                    f"'D8'), 'SO2' or 'O2' for images; 'O', 'Oh', 'SO3' or 'O3' for volumes")
     elif name in ("grid", "progress"):
         if not isinstance(value, bool):
             return "True or False"

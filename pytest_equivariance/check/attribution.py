@@ -177,7 +177,7 @@ def explain(
     without forward-mode AD (a note names it) or when no term rises above rounding although the
     check failed. A passing check's attribution names no culprit.
     """
-    from pytest_equivariance.check.groups import FIELD_TYPES
+    from pytest_equivariance.check.libraries import FIELD_TYPES
     from pytest_equivariance.check.localize import localize
 
     if getattr(model, FIELD_TYPES, None) is not None and transform.family != "group":

@@ -75,12 +75,13 @@ class Canvas:
         if spec.mode == "interp" and spec.group is not None:
             notes.append(
                 "group elements off the pixel grid are resampled band-limitedly; inputs tapered to the "
-                "inscribed disk, outputs compared inside it"
+                f"inscribed {'ball' if len(dims) == 3 else 'disk'}, outputs compared inside it"
                 + ("" if given else f", on 1/f^{INTERP_EXPONENT:g} images")
             )
             if spec.max_rel_l2 is not None:
                 notes.append(
-                    f"judged by the relative L2 error inside the disk (<= {spec.max_rel_l2:g}), as resampled "
+                    f"judged by the relative L2 error inside the {'ball' if len(dims) == 3 else 'disk'} "
+                    f"(<= {spec.max_rel_l2:g}), as resampled "
                     f"filters are equivariant only up to their discretisation; pass atol=/rtol= to judge "
                     f"every element"
                 )

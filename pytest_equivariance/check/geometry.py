@@ -178,7 +178,7 @@ def leaves(geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: in
     One :class:`Points` / :class:`Boxes` applies to every leaf that is not an image-shaped map; a dict
     names leaves as ``output_fields`` dicts do.
     """
-    from pytest_equivariance.check.groups import check_leaf_keys, names_leaf
+    from pytest_equivariance.check.fields import check_leaf_keys, names_leaf
 
     if geometry is None:
         return {}

@@ -115,7 +115,7 @@ def localize(
         raise EquivarianceUsageError(f"localize got batch_size={shown(batch_size)}; pass a positive integer or None.")
     if not isinstance(equivariant, bool):
         raise EquivarianceUsageError(f"localize got equivariant={shown(equivariant)}; pass True or False.")
-    from pytest_equivariance.check.groups import FIELD_TYPES
+    from pytest_equivariance.check.libraries import FIELD_TYPES
 
     if getattr(model, FIELD_TYPES, None) is not None and transform.family == "group":
         return _localize_fields(model, inputs, transform, device=runner.resolve_device(device, model))
@@ -177,7 +177,7 @@ def localize(
 
 
 def _localize_fields(model: "nn.Module", inputs: "Tensor", transform: "Transform", *, device: Any) -> Profile:
-    """Profile an escnn / e2cnn module (wrapped by ``groups.wrap_library_module``) layer by layer.
+    """Profile an escnn / e2cnn module (wrapped by ``libraries.wrap_library_module``) layer by layer.
 
     Each of its innermost equivariant modules returns a ``GeometricTensor`` whose field type is
     known, so every layer is judged with its own fields: ``g`` acts on the layer's output on ``x``
@@ -187,11 +187,8 @@ def _localize_fields(model: "nn.Module", inputs: "Tensor", transform: "Transform
     import torch
 
     from pytest_equivariance.check import runner
-    from pytest_equivariance.check.groups import (
-        Fields,
-        is_equivariant_module,
-        library_group,
-    )
+    from pytest_equivariance.check.fields import Fields
+    from pytest_equivariance.check.libraries import is_equivariant_module, library_group
 
     inner = model.module
     layers = [
@@ -355,10 +352,7 @@ def _measure_for(transform: "Transform", inputs: "Tensor"):
             return direct_error(_sort_channels(m), _sort_channels(b), mask)
 
         def group_baseline(x0: "Tensor", x1: "Tensor") -> float:
-            from pytest_equivariance.check.groups import Element
-
-            back = Element(-element.angle).spatial(x1, dims)
-            back = back.flip(dims[1]) if element.flip else back
+            back = element.undo(x1, dims)
             mask = transform.mask(tuple(x0.shape), margin=1, device=x0.device)
             num, den = direct_error(x0, back, mask)
             return math.sqrt(num / den) / 2 if den > 0 else 0.0

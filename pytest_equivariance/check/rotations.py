@@ -1,8 +1,8 @@
 """Rotation checks: ``check_rotation_equivariant`` / ``check_rotation_invariant``, by angles or over a group.
 
 With ``group=`` (or an escnn / e2cnn module) the elements of a group act on fields of channels
-(:mod:`pytest_equivariance.check.groups`); otherwise quarter turns, flips or resampled angles act on
-scalar maps.
+(:mod:`pytest_equivariance.check.groups`, :mod:`.volume_groups`, :mod:`.fields`); otherwise quarter
+turns, flips or resampled angles act on scalar maps.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pytest_equivariance.check.spec import (
     GROUP_REL_L2,
     GROUP_SPATIAL,
     INTERP_ANGLES,
+    VOLUME_SPATIAL,
     CheckSpec,
     DrawContext,
     check_measures,
@@ -74,7 +75,10 @@ def check_rotation_equivariant(
     on channels (``"scalar"``, ``"regular"``, ``"vector"``, ``"irrep(k)"``, ``"sign"``, a list of
     them along the channel dim, a dict per output leaf, an escnn / e2cnn ``FieldType``, or a callable
     ``(element, tensor) -> tensor``). escnn and e2cnn modules are read directly: their group and
-    field types come from the module. See ``docs/groups.md``.
+    field types come from the module. On volumes ``(N, C, D, H, W)``, ``group="O"`` (the cube's 24
+    rotations, exact), ``"Oh"`` (with inversions), ``"SO3"`` and ``"O3"`` (the cube's elements, exact,
+    and random ones, resampled, judged apart) act the same way, with ``"irrep(l)"`` the Wigner
+    D-matrices of order l. See ``docs/groups.md``.
     """
     return _rotation_check(**locals(), equivariant=True)
 
@@ -145,7 +149,7 @@ def _rotation_check(
     max_accuracy_drop: Any = None,
     equivariant: bool,
 ) -> CheckResult:
-    from pytest_equivariance.check.groups import FIELD_TYPES
+    from pytest_equivariance.check.libraries import FIELD_TYPES
     # Options both paths (angles, or a group's elements) hand to the spec as they are.
     shared_options = {"limit": limit, "progress": progress, "min_accuracy": min_accuracy,
                       "max_accuracy_drop": max_accuracy_drop}
@@ -234,8 +238,8 @@ def group_check(
     seed: Any, device: Any, batch_size: Any, localize: Any, grid: Any, margin: Any, min_psnr: Any, measure: Any,
     equivariant: bool, shared_options: dict[str, Any],
 ) -> CheckResult:
-    """A rotation check over the elements of a group, acting on fields (check.groups)."""
-    from pytest_equivariance.check import groups
+    """A rotation check over the elements of a group, acting on fields (check.groups, check.fields)."""
+    from pytest_equivariance.check import fields, groups, libraries
 
     kind = "rotation_equivariant" if equivariant else "rotation_invariant"
     if (angles is not None or angle is not None) and group is not None:
@@ -265,7 +269,7 @@ def group_check(
         )
     if measure != "error":
         raise usage_error(f"measure={shown(measure)} is not available with group=; use the default measure='error'.")
-    model_group = groups.library_group(library[0]) if library is not None else None
+    model_group = libraries.library_group(library[0]) if library is not None else None
     chosen = groups.parse_group(group) if group is not None else model_group
     assert chosen is not None
     if mode is None:
@@ -280,7 +284,7 @@ def group_check(
             f"apply; drop mode= (they are resampled band-limitedly) or pass mode='interp'."
         )
     check_trials(trials)
-    if trials and chosen.finite:  # every element is checked; trials only draw elements of SO2 and O2
+    if trials and chosen.finite:  # every element is checked; trials only draw elements of the continuous groups
         trials = None
     spec = CheckSpec(
         kind=kind, equivariant=equivariant, model=model, inputs=inputs, input_shape=input_shape, dims=dims,
@@ -289,18 +293,32 @@ def group_check(
         max_rel_l2=GROUP_REL_L2 if mode == "interp" and atol is None and rtol is None and min_psnr is None else None,
         **shared_options,
     )
+    space = chosen.spatial_dims
+    given = input_shape if input_shape is not None else getattr(inputs, "shape", None)  # torch.Size is a tuple
+    if space == 3 and isinstance(given, (tuple, list)) and len(given) < 5:
+        _refuse_volume_group(chosen.name, tuple(given))
     if library is not None and inputs is None and input_shape is None:
-        spec.input_shape = (DEFAULT_BATCH, library[0].size, *GROUP_SPATIAL)
+        spec.input_shape = (DEFAULT_BATCH, library[0].size, *(GROUP_SPATIAL if space == 2 else VOLUME_SPATIAL))
 
     def build(ctx: DrawContext) -> list[transforms.Transform]:
-        plane = ctx.dims
-        if len(plane) != 2:
-            raise usage_error(f"Rotations act on a plane of 2 spatial dims; pass dims= naming two, got {plane}.")
-        fin, outs = groups.layouts(chosen, library, input_fields, output_fields, ctx.input_shape, ctx.outputs or [])
+        grid = ctx.dims
+        if len(grid) != space and space == 3:
+            _refuse_volume_group(chosen.name, tuple(ctx.input_shape))
+        if len(grid) != space:
+            raise usage_error(f"Rotations act on a plane of 2 spatial dims; pass dims= naming two, got {grid}.")
+        fin, outs = fields.layouts(chosen, library, input_fields, output_fields, ctx.input_shape, ctx.outputs or [])
         ctx.fields = {"input": fin.description, **{f"output{p}": f.description for p, f in outs.items()}}
-        return groups.element_transforms(
-            chosen, chosen.elements(trials=trials, seed=ctx.seed), (plane[0], plane[1]), mode, fin, outs,
-            library=library,
+        return fields.element_transforms(
+            chosen, chosen.elements(trials=trials, seed=ctx.seed), grid, mode, fin, outs, library=library,
         )
 
-    return run_check(spec, build, plane=True)
+    # A volume's three dims are found as shifts find theirs (the trailing dims); a plane's as rotations do.
+    return run_check(spec, build, plane=space == 2)
+
+
+def _refuse_volume_group(name: str, shape: tuple[int, ...]) -> None:
+    raise usage_error(
+        f"group={name!r} rotates volumes, but the inputs {shape} have {len(shape) - 2} spatial dims; pass "
+        f"(N, C, D, H, W) inputs, or a group of the plane such as 'C4' or 'D4' for images."
+    )
+

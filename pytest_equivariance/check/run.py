@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_equivariance import forms
-from pytest_equivariance.check import detections, distributed, fingerprint, geometry, metrics, progress, runner, transforms
+from pytest_equivariance.check import detections, distributed, fingerprint, geometry, groups, metrics, progress, runner, transforms
 from pytest_equivariance.check.canvas import Canvas
 from pytest_equivariance.check.moves import LeafMoves
 from pytest_equivariance.check.result import CheckResult, ShiftGrid, Trial
@@ -67,6 +67,8 @@ def run_check(
     atol_default, rtol_default = metrics.default_tolerances(dtype, spec.mode)
     atol = atol_default if spec.atol is None else float(spec.atol)
     rtol = rtol_default if spec.rtol is None else float(spec.rtol)
+    # Exact group elements (SO2's quarter turns, SO3's cube) by the dtype's tolerances, not the resampling's.
+    exact = metrics.default_tolerances(dtype) if spec.atol is None and spec.rtol is None else (atol, rtol)
 
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
@@ -118,14 +120,14 @@ def run_check(
                 )
             plan = Plan.fixed(transform_list)
         first_pairs: list[Pair] = []
-        plan = _remembering(plan, first_pairs)
+        plan = plan.remembering(first_pairs)
         out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
         frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
         moves = LeafMoves(strides, located, frame, out_margin)
 
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
-            return _compare(spec, pair, leaves, against, moves, atol, rtol)
+            return _compare(spec, pair, leaves, against, moves, *(exact if pair.b.params.get("exact") else (atol, rtol)))
 
         fingerprints = fingerprint.StreamFingerprint(whole=source is None or source.is_tensor)
 
@@ -151,8 +153,10 @@ def run_check(
                 first_reference=ref_leaves, advance=tracker.advance,
             )
         outcome.reduce()
-        trials = [_trial(spec, label, params, slot, atol, rtol) for (label, params), slot in zip(plan.slots, outcome.slots)]
+        trials = [_trial(spec, label, params, slot, *(exact if params.get("exact") else (atol, rtol)))
+                  for (label, params), slot in zip(plan.slots, outcome.slots)]
         detections.require_compared(trials)
+        notes.extend(groups.exactness_notes(trials, exact, spec.max_rel_l2))
         tally = outcome.tally
         result = CheckResult(
             kind=spec.kind,
@@ -216,19 +220,6 @@ def _coordinate_grid(spec: CheckSpec, dims: tuple[int, ...], model_shape: tuple[
     errors = {tuple(t.params["shift"]): t.max_abs for t in rerun.trials}
     return ShiftGrid(offsets[0], offsets[1], [[errors[(dy, dx)] for dx in offsets[1]] for dy in offsets[0]],
                      figure="displacement")
-
-
-def _remembering(plan: Plan, first_pairs: list[Pair]) -> Plan:
-    """Return ``plan``, keeping the pairs it gives the first batch of the first pass in ``first_pairs``
-    (the profile is measured on that batch, under the worst trial's transform)."""
-
-    def pairs(p: int, number: int) -> list[Pair]:
-        out = plan.pairs(p, number)
-        if p == 0 and number == 0:
-            first_pairs[:] = out
-        return out
-
-    return replace(plan, pairs=pairs)
 
 
 def _require_labels(spec: CheckSpec, first: Any) -> None:
@@ -510,7 +501,7 @@ def _trial(
     psnr = min((c.psnr for c in comparisons if c.psnr is not None), default=None)
     if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it
         passed = psnr is not None and psnr >= spec.min_psnr
-    elif spec.max_rel_l2 is not None:
+    elif spec.max_rel_l2 is not None and not params.get("exact"):  # exact elements: atol/rtol
         passed = all(c.rel_l2 <= spec.max_rel_l2 for c in judged)
     accuracy = slot.correct / slot.labelled if slot.labelled else None
     sets = w.sets

@@ -38,6 +38,10 @@ GROUP_REL_L2 = 0.1
 GROUP_SPATIAL = (33, 33)
 
 
+#: Volume size a group check of an escnn module of 3-D rotations uses when no shape is given.
+VOLUME_SPATIAL = (15, 15, 15)
+
+
 #: Output pixels left out inside the disk's edge in ``mode="interp"``.
 INTERP_MARGIN = 2
 
@@ -133,14 +137,14 @@ def input_shape_of(spec: CheckSpec, source: "batches.Batches | None" = None) -> 
         return tuple(source.first().images.shape)
     if spec.input_shape is not None:
         return guards.require_shape(spec.input_shape, "input_shape", entry_name(spec.kind))
-    from pytest_equivariance.check.groups import FIELD_TYPES
+    from pytest_equivariance.check.libraries import FIELD_TYPES
 
     exported = forms.exported_shape(spec.model)
     if exported is not None:  # an exported module accepts the shape it was exported with
         return exported
     field_types = getattr(spec.model, FIELD_TYPES, None)
     if field_types is not None:  # an escnn / e2cnn module: its in_type says the channels
-        return (DEFAULT_BATCH, field_types[0].size, *CHECK_SPATIAL[2])
+        return (DEFAULT_BATCH, field_types[0].size, *CHECK_SPATIAL[getattr(field_types[0].gspace, "dimensionality", 2)])
     return infer_input_shape(spec.model, spatial=CHECK_SPATIAL, batch=DEFAULT_BATCH)
 
 
@@ -232,6 +236,6 @@ def setting_up(spec: CheckSpec) -> Setting:
 
 def library_model(model: Any) -> Any:
     """Return escnn / e2cnn modules as plain modules between tensors; any other model as it is."""
-    from pytest_equivariance.check import groups
+    from pytest_equivariance.check import libraries
 
-    return groups.wrap_library_module(model) if groups.is_equivariant_module(model) else model
+    return libraries.wrap_library_module(model) if libraries.is_equivariant_module(model) else model

@@ -13,7 +13,7 @@ one concatenated batch, and across ``torchrun`` processes (:mod:`.distributed`) 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.check import distributed, metrics, runner
@@ -52,6 +52,18 @@ class Plan:
         """The plan of a plain check: the reference against each transform, for every batch."""
         pairs = [Pair(i, t) for i, t in enumerate(transforms)]
         return cls([(t.label, dict(t.params)) for t in transforms], lambda p, b: pairs)
+
+    def remembering(self, first_pairs: list[Pair]) -> "Plan":
+        """Return this plan, keeping the pairs it gives the first batch of the first pass in
+        ``first_pairs`` (a check's profile is measured on that batch, under the worst trial's transform)."""
+
+        def pairs(p: int, number: int) -> list[Pair]:
+            out = self.pairs(p, number)
+            if p == 0 and number == 0:
+                first_pairs[:] = out
+            return out
+
+        return replace(self, pairs=pairs)
 
 
 @dataclass

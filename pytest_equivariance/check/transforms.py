@@ -254,7 +254,7 @@ def rotation(angle: float, dims: tuple[int, int] = (-2, -1)) -> Transform:
 
 def group_element(
     element: Any,
-    dims: tuple[int, int],
+    dims: tuple[int, ...],
     mode: str,
     fiber_in: Callable[["Tensor"], "Tensor"] | None = None,
     fiber_out: Callable[["Tensor", str], "Tensor"] | None = None,
@@ -374,35 +374,39 @@ def disk_mask(
     dtype: Any = None,
     device: Any = None,
 ) -> "Tensor":
-    """Return a 0/1 tensor broadcastable to ``shape``: 1 inside the disk inscribed in the plane ``dims``.
+    """Return a 0/1 tensor broadcastable to ``shape``: 1 inside the disk inscribed in the plane ``dims``
+    (the ball inscribed in the volume, for three dims).
 
-    The disk's radius is half the smaller side less ``margin`` pixels, measured between pixel centres
-    about the image centre, so it is symmetric under quarter turns and flips.
+    The radius is half the smallest side less ``margin`` pixels, measured between pixel centres
+    about the centre, so the region is symmetric under quarter turns and flips.
     """
     import torch
 
     r, radius = _radii(shape, dims, device)
     inside = r <= radius - margin
-    return _plane_view(inside, shape, dims).to(dtype=dtype or torch.get_default_dtype())
+    return _grid_view(inside, shape, dims).to(dtype=dtype or torch.get_default_dtype())
 
 
 def _radii(shape: tuple[int, ...], dims: tuple[int, ...], device: Any) -> tuple["Tensor", float]:
-    """Return each pixel's distance from the centre of the plane ``dims`` (between pixel centres),
-    as an ``(H, W)`` float64 tensor, and the radius of the inscribed disk."""
+    """Return each sample's distance from the centre of the grid ``dims`` (between pixel centres),
+    as a float64 tensor over those dims, and the radius of the inscribed disk (or ball)."""
     import torch
 
-    hy, wx = shape[dims[0]], shape[dims[1]]
-    ys = torch.arange(hy, dtype=torch.float64, device=device) - (hy - 1) / 2
-    xs = torch.arange(wx, dtype=torch.float64, device=device) - (wx - 1) / 2
-    return (ys[:, None] ** 2 + xs[None, :] ** 2).sqrt(), min(hy, wx) / 2
+    sizes = [shape[d] for d in dims]
+    axes = [torch.arange(n, dtype=torch.float64, device=device) - (n - 1) / 2 for n in sizes]
+    squares = sum(a.view([-1 if i == j else 1 for j in range(len(axes))]) ** 2 for i, a in enumerate(axes))
+    return squares.sqrt(), min(sizes) / 2  # type: ignore[union-attr]
 
 
-def _plane_view(plane: "Tensor", shape: tuple[int, ...], dims: tuple[int, ...]) -> "Tensor":
-    """Return an ``(H, W)`` tensor shaped to broadcast against ``shape`` along the plane ``dims``."""
+def _grid_view(grid: "Tensor", shape: tuple[int, ...], dims: tuple[int, ...]) -> "Tensor":
+    """Return a tensor over the dims ``dims`` (in that order) shaped to broadcast against ``shape``."""
     ndim = len(shape)
+    positions = [d % ndim for d in dims]
+    order = sorted(range(len(dims)), key=lambda i: positions[i])
     view = [1] * ndim
-    view[dims[0]], view[dims[1]] = shape[dims[0]], shape[dims[1]]
-    return plane.view(view) if dims[0] % ndim < dims[1] % ndim else plane.t().reshape(view)
+    for d in positions:
+        view[d] = shape[d]
+    return grid.permute(order).reshape(view)
 
 
 def soft_disk(
@@ -410,7 +414,7 @@ def soft_disk(
     device: Any = None,
 ) -> "Tensor":
     """Return a window broadcastable to ``shape``: 1 inside ``1 - taper`` of the inscribed disk's
-    radius, falling as ``sin²`` to 0 at its edge.
+    (or ball's) radius, falling as ``sin²`` to 0 at its edge.
 
     A hard disk edge is not band-limited, so resampling it rings; a tapered one rotates cleanly.
     """
@@ -418,10 +422,10 @@ def soft_disk(
 
     r, radius = _radii(shape, dims, device)
     window = torch.sin(((radius - r) / (taper * radius)).clamp(0, 1) * math.pi / 2) ** 2
-    return _plane_view(window, shape, dims).to(dtype=dtype or torch.get_default_dtype())
+    return _grid_view(window, shape, dims).to(dtype=dtype or torch.get_default_dtype())
 
 
-def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1)) -> "Tensor":
+def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1), *, before_centre: float = 0.0) -> "Tensor":
     """Return ``x`` rotated by ``angle`` degrees counter-clockwise about the centre of the plane ``dims``.
 
     Bilinear interpolation (``grid_sample``, zeros outside); quarter turns land on pixel centres, so
@@ -445,10 +449,13 @@ def rotate(x: "Tensor", angle: float, dims: tuple[int, ...] = (-2, -1)) -> "Tens
     ys = torch.arange(h, dtype=torch.float64, device=x.device) - (h - 1) / 2
     xs = torch.arange(w, dtype=torch.float64, device=x.device) - (w - 1) / 2
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    # About a point ``before_centre`` pixels before the grid's centre on both axes (an oversampled
+    # grid's samples keep the coarse grid's centre there), then back to the grid's own coordinates.
+    yy, xx = yy + before_centre, xx + before_centre
     # Inverse map: each output pixel samples the input at the point the rotation carries onto it.
     # Rows grow downwards, so the signs are those that make θ = 90° equal torch.rot90(k=1).
-    src_x = cos * xx - sin * yy
-    src_y = sin * xx + cos * yy
+    src_x = cos * xx - sin * yy - before_centre
+    src_y = sin * xx + cos * yy - before_centre
     grid = torch.stack((src_x / (w / 2), src_y / (h / 2)), dim=-1)
     grid = grid.to(work_dtype).unsqueeze(0).expand(flat.shape[0], h, w, 2)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

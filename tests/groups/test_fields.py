@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytest_equivariance as pe
-from pytest_equivariance.check import groups
+from pytest_equivariance.check import fields, groups, libraries
 from pytest_equivariance.check.result import CheckResult
 
 # -- hand-built fields ---------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ def test_callable_fields_and_dict_outputs() -> None:
             return {"image": x, "flow": Gradient()(x)}
 
     def vector(element, y):
-        return groups.Fields(groups.Group("C", 4), blocks=(groups.Block("vector", 2),)).act(element, y)
+        return fields.Fields(groups.Group("C", 4), blocks=(fields.Block("vector", 2),)).act(element, y)
 
     result = pe.check_rotation_equivariant(
         Two(), input_shape=(2, 1, 16, 16), group="C4", output_fields={"flow": vector}

@@ -11,7 +11,7 @@ from torch import nn
 
 from optional import require
 import pytest_equivariance as pe
-from pytest_equivariance.check import groups
+from pytest_equivariance.check import fields, groups, libraries
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.seeding import seeded
 
@@ -97,11 +97,11 @@ def test_plain_fields_match_escnn_conventions() -> None:
     x = torch.randn(2, 16, 9, 9)
     for gs, group in ((gspaces.rot2dOnR2(4), groups.Group("C", 4)), (gspaces.flipRot2dOnR2(4), groups.Group("D", 4))):
         order = gs.fibergroup.order()
-        ours = groups.parse_fields("regular", group, 2 * order, where="output", ndim=4)
+        ours = fields.parse_fields("regular", group, 2 * order, where="output", ndim=4)
         theirs = enn.FieldType(gs, 2 * [gs.regular_repr])
         for element in group.elements():
             expected = enn.GeometricTensor(x[:, : 2 * order], theirs).transform(
-                groups.library_element(theirs, element)).tensor
+                libraries.library_element(theirs, element)).tensor
             assert torch.allclose(ours.act(element, element.spatial(x[:, : 2 * order], (-2, -1))), expected, atol=1e-6)
 
 
@@ -148,7 +148,7 @@ def test_a_plain_export_checked_with_the_field_type_or_its_name() -> None:
     gs = gspaces.rot2dOnR2(4)
     model = escnn_net(gs, 2 * [gs.regular_repr])
     plain = model.export().eval()
-    assert not groups.is_equivariant_module(plain)
+    assert not libraries.is_equivariant_module(plain)
     for fields in (model.out_type, "regular"):
         result = pe.check_rotation_equivariant(plain, input_shape=(2, 1, 33, 33), group="C4", output_fields=fields)
         assert result.passed and result.fields["output"] == "2 regular"
