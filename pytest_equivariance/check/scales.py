@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from pytest_equivariance.check import arguments, rescaling, transforms
-from pytest_equivariance.check.groups import check_leaf_keys, leaf_fields
+from pytest_equivariance.check.fields import check_leaf_keys, leaf_fields
 from pytest_equivariance.check.result import CheckResult
 from pytest_equivariance.check.run import run_check, run_lie_check
 from pytest_equivariance.check.spec import CheckSpec, DrawContext, check_measures, check_trials, usage_error
