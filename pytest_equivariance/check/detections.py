@@ -157,8 +157,13 @@ class Detections:
             )
         return n
 
-    def validate(self, leaf: "Tensor", where: str) -> None:
-        """A packed leaf is always well formed (:meth:`pack` checked the sets)."""
+    def validate(self, leaf: "Tensor", where: str, coordinates: int = 2) -> None:
+        """A packed leaf is well formed (:meth:`pack` checked the sets); detections live on the plane."""
+        if coordinates != 2:
+            raise EquivarianceUsageError(
+                f"The {where} is declared as detections, whose boxes live on the image plane, but the check moves "
+                f"a grid of {coordinates} spatial dims; declare 3-D coordinates as points()."
+            )
 
     # ---------------------------------------------------------------------------------------------
     # Moving and measuring

@@ -53,11 +53,13 @@ class Points:
     def describe(self) -> str:
         return f"points(flip_pairs={list(self.flip_pairs)})" if self.flip_pairs else "points"
 
-    def validate(self, leaf: "Tensor", where: str) -> None:
-        if leaf.dim() < 1 or leaf.shape[-1] != 2:
+    def validate(self, leaf: "Tensor", where: str, coordinates: int = 2) -> None:
+        if leaf.dim() < 1 or leaf.shape[-1] != coordinates:
+            names = "(x, y)" if coordinates == 2 else "(x, y, z)"
             raise EquivarianceUsageError(
-                f"The {where} is declared as points but has shape {tuple(leaf.shape)}; points need a last dim "
-                f"of 2 (x, y), so declare it as another field or return (..., 2) coordinates."
+                f"The {where} is declared as points but has shape {tuple(leaf.shape)}; points on a grid of "
+                f"{coordinates} spatial dims need a last dim of {coordinates} {names}, so declare it as another "
+                f"field or return (..., {coordinates}) coordinates."
             )
         count = leaf.shape[-2] if leaf.dim() >= 2 else 1
         for pair in self.flip_pairs:
@@ -95,7 +97,12 @@ class Boxes:
     def describe(self) -> str:
         return f"boxes({self.format})"
 
-    def validate(self, leaf: "Tensor", where: str) -> None:
+    def validate(self, leaf: "Tensor", where: str, coordinates: int = 2) -> None:
+        if coordinates != 2:
+            raise EquivarianceUsageError(
+                f"The {where} is declared as boxes, which live on the image plane, but the check moves a grid "
+                f"of {coordinates} spatial dims; declare 3-D coordinates as points()."
+            )
         if leaf.dim() < 1 or leaf.shape[-1] != 4:
             raise EquivarianceUsageError(
                 f"The {where} is declared as boxes but has shape {tuple(leaf.shape)}; boxes need a last dim of "
@@ -198,7 +205,7 @@ def leaves(geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: in
             )
     for path, geo in out.items():
         leaf = dict(outputs)[path]
-        geo.validate(leaf, f"output{path}")
+        geo.validate(leaf, f"output{path}", grid_ndim - 2)
     return out
 
 
@@ -231,14 +238,49 @@ def _angle(transform: "Transform") -> float:
 def move(geometry: Geometry, transform: "Transform", y: "Tensor", frame: tuple[int, int]) -> "Tensor":
     """Return ``g·y``: the coordinates ``y`` moved as ``transform`` moves an image of ``frame`` (W, H)."""
     refuse_transform(geometry, transform)
+    corners = geometry.corners(y)
+    if corners.shape[-1] == 3:
+        return geometry.assemble(*_move_xyz(transform, corners, frame))
     if any(d not in (-2, -1) for d in transform.dims):
         raise EquivarianceUsageError(
             f"{geometry.name} are (x, y) coordinates on the image plane, but the check moves dims "
             f"{transform.dims}; check them on dims=(-2, -1)."
         )
-    corners = geometry.corners(y)
     moved, reflected = _move_xy(transform, corners, frame)
     return geometry.assemble(moved, reflected)
+
+
+def _move_xyz(transform: "Transform", p: "Tensor", frame: tuple[int, ...]) -> tuple["Tensor", bool]:
+    """Move ``(..., 3)`` voxel coordinates (x along W, y along H, z along D) in a volume of ``frame``
+    (W, H, D); return them and whether the move reflects."""
+    import torch
+
+    family, params = transform.family, transform.params
+    axis_of = {-1: 0, -2: 1, -3: 2}  # a grid dim -> its coordinate
+    if tuple(sorted(transform.dims)) != (-3, -2, -1):
+        raise EquivarianceUsageError(
+            f"(x, y, z) points move with a volume, but the check moves dims {transform.dims}; check them on "
+            f"dims=(-3, -2, -1)."
+        )
+    if family == "shift":
+        step = torch.zeros(3, dtype=p.dtype, device=p.device)
+        for dim, d in zip(transform.dims, params["shift"]):
+            step[axis_of[dim]] = float(d)
+        return p + step, False
+    if family == "flip" and params["axis"] in axis_of:
+        i = axis_of[params["axis"]]
+        out = p.clone()
+        out[..., i] = frame[i] - p[..., i]
+        return out, True
+    if family == "group" and hasattr(transform.element, "rotation"):  # an element of space
+        v = transform.element.vector_matrix().to(p)  # acts on (W, H, D) components, as on displacements
+        centre = torch.tensor(frame, dtype=p.dtype, device=p.device) / 2
+        moved_centre = torch.tensor(moved_frame(transform, frame), dtype=p.dtype, device=p.device) / 2
+        return (p - centre) @ v.T + moved_centre, bool(torch.linalg.det(v) < 0)
+    raise EquivarianceUsageError(
+        f"(x, y, z) points have no move under {transform.label}; check them under shifts, flips and the groups of "
+        f"space (group='O', 'Oh', 'SO3', 'O3')."
+    )
 
 
 def _move_xy(transform: "Transform", xy: "Tensor", frame: tuple[int, int]) -> tuple["Tensor", bool]:
@@ -277,8 +319,14 @@ def _move_xy(transform: "Transform", xy: "Tensor", frame: tuple[int, int]) -> tu
     return torch.stack((c * u + s * v + w2 / 2, -s * u + c * v + h2 / 2), -1), reflected
 
 
-def moved_frame(transform: "Transform", frame: tuple[int, int]) -> tuple[int, int]:
-    """The (W, H) of the image after ``transform``: quarter turns swap the sides."""
+def moved_frame(transform: "Transform", frame: tuple[int, ...]) -> tuple[int, ...]:
+    """The (W, H[, D]) of the grid after ``transform``: quarter turns swap the sides."""
+    if len(frame) == 3:
+        element = getattr(transform, "element", None)
+        if element is None or not getattr(element, "on_grid", False):
+            return frame
+        v = element.vector_matrix().abs()  # a signed permutation: the sides trade places
+        return tuple(int(round(sum(v[i, j].item() * frame[j] for j in range(3)))) for i in range(3))
     angle = _angle(transform) if transform.family != "rot90" else 90.0 * transform.params["k"]
     return _turned_frame(angle, frame)
 
@@ -302,24 +350,28 @@ def mask(geometry: Geometry, transform: "Transform", moved: "Tensor", frame: tup
     return keep.expand(moved.shape)
 
 
-def within(transform: "Transform", xy: "Tensor", frame: tuple[int, int], margin: float = 0) -> "Tensor | None":
-    """Whether each ``(..., 2)`` coordinate of the moved image lies in the compared region (None: all do).
+def within(transform: "Transform", xy: "Tensor", frame: tuple[int, ...], margin: float = 0) -> "Tensor | None":
+    """Whether each ``(..., 2)`` (or, in a volume, ``(..., 3)``) coordinate of the moved grid lies in the
+    compared region (None: all do).
 
     After a crop or a zero shift by ``(dy, dx)`` that is the strip both views show — the moved image
-    ``[0, W]`` and the moved reference ``[dx, W + dx]`` — less ``margin`` pixels; after an arbitrary
-    rotation, the inscribed disk less ``margin``.
+    ``[0, W]`` and the moved reference ``[dx, W + dx]``, and so on along each axis — less ``margin``
+    pixels; after an arbitrary rotation, the inscribed disk (ball) less ``margin``.
     """
     if transform.mode in ("circular", "exact"):
         return None
-    w, h = moved_frame(transform, frame)
-    x, y = xy[..., 0], xy[..., 1]
+    sizes = moved_frame(transform, frame)
     if transform.mode == "interp":
-        radius = min(w, h) / 2 - margin
-        return ((x - w / 2) ** 2 + (y - h / 2) ** 2) <= radius**2
+        radius = min(sizes) / 2 - margin
+        centre = [n / 2 for n in sizes]
+        return sum((xy[..., i] - centre[i]) ** 2 for i in range(len(sizes))) <= radius**2
     step = {dim: float(d) for dim, d in zip(transform.dims, transform.params.get("shift", ()))}
-    dx, dy = step.get(-1, 0.0), step.get(-2, 0.0)
-    return ((x >= max(0.0, dx) + margin) & (x <= min(w, w + dx) - margin)
-            & (y >= max(0.0, dy) + margin) & (y <= min(h, h + dy) - margin))
+    inside = None
+    for i, n in enumerate(sizes):
+        d = step.get(-1 - i, 0.0)  # coordinate i moves along grid dim -1 - i
+        here = (xy[..., i] >= max(0.0, d) + margin) & (xy[..., i] <= min(n, n + d) - margin)
+        inside = here if inside is None else inside & here
+    return inside
 
 
 def align(geometry: Geometry, transform: "Transform", a: "Tensor", b: "Tensor", frame: tuple[int, int]) -> "Tensor":

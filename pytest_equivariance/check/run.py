@@ -123,7 +123,8 @@ def run_check(
         plan = plan.remembering(first_pairs)
         out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
-        frame = (model_shape[-1], model_shape[-2]) if len(model_shape) >= 4 else (model_shape[-1], 1)
+        # Where coordinates live: (W, H) of an image, (W, H, D) of a volume.
+        frame = tuple(reversed(model_shape[2:])) if len(model_shape) >= 4 else (model_shape[-1], 1)
         moves = LeafMoves(strides, located, frame, out_margin)
 
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):

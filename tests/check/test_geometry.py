@@ -180,3 +180,51 @@ def test_a_dict_output_moves_its_boxes_as_boxes_and_its_map_as_a_grid():
     assert "output['boxes'] moved as boxes(xyxy) (x, y in input pixels; docs/geometry.md)" in result.notes
     with pytest.raises(EquivarianceUsageError, match="output_fields names the output 'scores'"):
         check_shift_equivariant(BoxesAndHeatmap(), input_shape=SHAPE, output_fields={"scores": points()})
+
+
+class Brightest3d(nn.Module):
+    """``(N, 1, D, H, W)`` volumes -> ``(N, 1, 3)``: the centre (x, y, z) of the brightest voxel; ``order``
+    permutes the coordinates (a wrong convention)."""
+
+    def __init__(self, order=(0, 1, 2)) -> None:
+        super().__init__()
+        self.order = list(order)
+
+    def forward(self, x):
+        _, _, d, h, w = x.shape
+        index = x.flatten(1).argmax(1)
+        k, rest = index // (h * w), index % (h * w)
+        xyz = torch.stack([rest % w + 0.5, rest // w + 0.5, k + 0.5], -1).to(x.dtype)
+        return xyz[:, self.order].unsqueeze(1)
+
+
+VOLUMES = torch.randn(3, 1, 6, 7, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_points_in_volumes_follow_shifts_and_all_48_symmetries_of_the_cube():
+    assert check_shift_equivariant(Brightest3d(), VOLUMES, mode="circular", output_fields=points(), trials=6).passed
+    # A box of 6 x 7 x 8 voxels: its sides trade places under the turns, and the centre moves with them.
+    result = check_rotation_equivariant(Brightest3d(), VOLUMES, group="Oh", output_fields=points())
+    assert result.passed and len(result.trials) == 47 and result.worst.max_abs == 0
+    swapped = check_rotation_equivariant(Brightest3d(order=(1, 0, 2)), VOLUMES, group="O", output_fields=points())
+    assert not swapped.passed
+
+
+def test_points_in_volumes_compare_only_what_both_crops_show():
+    result = check_shift_equivariant(Brightest3d(), VOLUMES, mode="zero", shifts=[(0, 0, 2), (1, -1, 0)],
+                                     output_fields=points(), margin=0)
+    assert all(t.max_abs == 0 for t in result.trials)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (points(), "need a last dim of 3 (x, y, z)"),
+    (boxes(), "declare 3-D coordinates as points()"),
+])
+def test_wrong_declarations_on_volumes_get_one_sentence(fields, message):
+    class Plane(nn.Module):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], 1, 2 if isinstance(fields, geometry.Points) else 4, dtype=x.dtype)
+
+    with pytest.raises(EquivarianceUsageError, match=None) as info:
+        check_shift_equivariant(Plane(), VOLUMES, mode="circular", output_fields=fields, trials=1)
+    assert message in str(info.value)

@@ -65,7 +65,7 @@ def test_each_usage_error_is_said_once_without_a_chained_traceback(inner):
     ("group_c0", {"errors": 1}, [
         "*ERROR at setup of test_group_c0*",
         "@pytest.mark.rotation_equivariant on test_inner.py::test_group_c0 got group='C0'; pass a group: "
-        "'C<N>' with 2 <= N <= 10000 or 'D<N>' with 1 <= N <= 10000 (e.g. 'C4', 'D8'), 'SO2' or 'O2'.",
+        "'C<N>' with 2 <= N <= 10000 or 'D<N>' with 1 <= N <= 10000 (e.g. 'C4', 'D8'), 'SO2' or 'O2' for images; 'O', 'Oh', 'SO3' or 'O3' for volumes.",
     ]),
     # The trivial group passes no set-up: it has nothing to check, whatever the model.
     ("group_c1", {"errors": 1}, [
