@@ -100,7 +100,7 @@ class Detections:
         sets = [self._read(item, i) for i, item in enumerate(output)]
         keypoints = max((s["points"].shape[1] for s in sets if "points" in s), default=0)
         layout = self.columns(keypoints)
-        packed = torch.zeros((len(sets), self.max_detections, layout_width(layout)), dtype=torch.float64,
+        packed = torch.zeros((len(sets), self.max_detections, _layout_width(layout)), dtype=torch.float64,
                              device=sets[0]["present"].device)
         for i, s in enumerate(sets):
             n = s["present"].shape[0]
@@ -209,10 +209,10 @@ class Detections:
             offset = self._offsets(found, expected, layout, transform, (w, h))  # (nf, ne, columns)
             aligned = expected.unsqueeze(0) + offset
             score, allowed = self._affinity(found, aligned, layout)
-            # Forbidden pairs cost more than any assignment of allowed ones: the most matches first.
-            cost = torch.where(allowed, -score, torch.full_like(score, float(min(nf, ne) + 1)))
-            if "points" in layout and "boxes" not in layout:
-                cost = torch.where(allowed, score, cost)  # a distance: smaller is better
+            # Allowed pairs cost at most 1 (1 - IoU, or the distance over match_distance); forbidden ones more
+            # than any assignment of allowed ones, so the most matches come first.
+            allowed_cost = 1 - score if "boxes" in layout else score / self.match_distance
+            cost = torch.where(allowed, allowed_cost, torch.full_like(score, float(min(nf, ne) + 1)))
             if bool((allowed.sum(0) <= 1).all() and (allowed.sum(1) <= 1).all()):
                 pairs = [tuple(p) for p in allowed.nonzero().tolist()]  # no two pairings compete: nothing to solve
             else:
@@ -259,9 +259,7 @@ class Detections:
         period = torch.tensor([w, h], dtype=expected.dtype)
         anchor = "boxes" if "boxes" in layout else "points"
         fa, fe = found[:, layout[anchor]][:, :2], expected[:, layout[anchor]][:, :2]  # first corner / keypoint
-        delta = fa[:, None] - fe[None]  # (nf, ne, 2)
-        wrapped = torch.remainder(delta + period / 2, period) - period / 2
-        step = delta - wrapped  # whole periods
+        step = geometry.whole_periods(fa[:, None] - fe[None], period)  # (nf, ne, 2)
         for role in ("boxes", "points"):
             if role in layout:
                 cols = layout[role]
@@ -287,14 +285,15 @@ class Detections:
         return score, allowed
 
 
-def layout_width(layout: dict[str, slice]) -> int:
+def _layout_width(layout: dict[str, slice]) -> int:
+    """Columns of a packed row."""
     return max(s.stop for s in layout.values())
 
 
 def _keypoints(spec: Detections, packed: "Tensor") -> int:
     if spec.points is None:
         return 0
-    fixed = layout_width(spec.columns(0))
+    fixed = _layout_width(spec.columns(0))
     return (packed.shape[-1] - fixed) // 2
 
 
@@ -422,4 +421,9 @@ class Packing:
 
 def packed(model: Any, output_geometry: Any) -> Any:
     """Return what the runner calls: ``model``, or ``model`` packing its detection sets when declared."""
+    if isinstance(output_geometry, Mapping) and any(isinstance(v, Detections) for v in output_geometry.values()):
+        raise EquivarianceUsageError(
+            "detections() describes the whole output (one set per image), not one leaf of it; pass "
+            "output_fields=detections(...) alone."
+        )
     return Packing(model, output_geometry) if isinstance(output_geometry, Detections) else model

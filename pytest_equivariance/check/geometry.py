@@ -179,17 +179,25 @@ def split(output_fields: Any) -> tuple[Any, Any]:
     return output_fields, None
 
 
-def leaves(geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: int) -> dict[str, Geometry]:
+def leaves(
+    geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: int, coordinates: int
+) -> dict[str, Geometry]:
     """Return the geometry of each output leaf (by path) that ``geometry`` declares, validated.
 
-    One :class:`Points` / :class:`Boxes` applies to every leaf that is not an image-shaped map; a dict
-    names leaves as ``output_fields`` dicts do.
+    One :class:`Points` / :class:`Boxes` applies to every leaf that is not an image-shaped map (of
+    ``grid_ndim`` dims); a dict names leaves as ``output_fields`` dicts do. ``coordinates`` is how many
+    dims the check moves: 2 on an image plane, 3 in a volume.
     """
     from pytest_equivariance.check.fields import check_leaf_keys, names_leaf
 
     if geometry is None:
         return {}
     out: dict[str, Geometry] = {}
+    if coordinates not in (2, 3):
+        raise EquivarianceUsageError(
+            f"Coordinates live on an image plane or in a volume, but the check moves {coordinates} dim(s); check "
+            f"{geometry.name if not isinstance(geometry, Mapping) else 'them'} on dims=(-2, -1) or (-3, -2, -1)."
+        )
     if isinstance(geometry, Mapping):
         check_leaf_keys(geometry, [path for path, _ in outputs])
         for path, leaf in outputs:
@@ -205,7 +213,7 @@ def leaves(geometry: Any, outputs: Sequence[tuple[str, "Tensor"]], grid_ndim: in
             )
     for path, geo in out.items():
         leaf = dict(outputs)[path]
-        geo.validate(leaf, f"output{path}", grid_ndim - 2)
+        geo.validate(leaf, f"output{path}", coordinates)
     return out
 
 
@@ -383,5 +391,12 @@ def align(geometry: Geometry, transform: "Transform", a: "Tensor", b: "Tensor", 
     period = torch.tensor(geometry.period(frame), dtype=b.dtype, device=b.device)
     finite = torch.isfinite(period)
     safe = torch.where(finite, period, torch.ones_like(period))
-    wrapped = a + torch.remainder(b - a + safe / 2, safe) - safe / 2
-    return torch.where(finite, wrapped, b)
+    return torch.where(finite, b - whole_periods(b - a, safe), b)
+
+
+def whole_periods(delta: "Tensor", period: "Tensor") -> "Tensor":
+    """The whole periods in ``delta``: what to take from it to leave the nearest remainder, in
+    ``[-period/2, period/2)`` (distances on a torus)."""
+    import torch
+
+    return delta - (torch.remainder(delta + period / 2, period) - period / 2)

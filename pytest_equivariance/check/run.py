@@ -87,7 +87,7 @@ def run_check(
         if spec.equivariant:
             ((_, ref_leaves),) = runner.run_batches(runs, [("reference", ref_input)], chunk)
             _accept(spec, ref_leaves, "the reference input")
-            located = geometry.leaves(spec.output_geometry, ref_leaves, len(model_shape))
+            located = geometry.leaves(spec.output_geometry, ref_leaves, len(model_shape), len(dims))
             strides, lattice = _strides(spec, [(p, t) for p, t in ref_leaves if p not in located], model_shape, dims,
                                         located)
             if lattice is not None:
@@ -123,8 +123,7 @@ def run_check(
         plan = plan.remembering(first_pairs)
         out_margin = _margin(spec, eager if eager is not None else runs, ref_input, dims, strides, notes)
 
-        # Where coordinates live: (W, H) of an image, (W, H, D) of a volume.
-        frame = tuple(reversed(model_shape[2:])) if len(model_shape) >= 4 else (model_shape[-1], 1)
+        frame = tuple(model_shape[d] for d in reversed(dims))  # where coordinates live: (W, H) or (W, H, D)
         moves = LeafMoves(strides, located, frame, out_margin)
 
         def compare(pair: Pair, leaves: runner.Leaves, against: runner.Leaves, x: "Tensor"):
@@ -498,6 +497,8 @@ def _trial(
     if spec.min_consistency is not None:
         judged = [c for c in comparisons if c.consistency is not None] or comparisons
     w = metrics.worst(judged, by_consistency=spec.min_consistency is not None)
+    if spec.max_channel_error is not None:  # the per-channel error decides: lead with the leaf furthest over
+        w = max(judged, key=lambda c: -math.inf if c.channel_error is None else c.channel_error)
     passed = all(c.passed for c in judged)
     psnr = min((c.psnr for c in comparisons if c.psnr is not None), default=None)
     if spec.min_psnr is not None:  # the PSNR decides, as StyleGAN3's EQ-T and EQ-R report it

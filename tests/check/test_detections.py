@@ -26,6 +26,7 @@ from pytest_equivariance import (
     detections,
 )
 from pytest_equivariance.check.assignment import linear_sum_assignment
+from pytest_equivariance.check.transforms import shift
 from pytest_equivariance.report.html import render_html
 from pytest_equivariance.report.terminal import quiet_lines
 from pytest_equivariance.report.text import format_result
@@ -258,3 +259,23 @@ def test_the_assignment_beats_greedy_matching():
 def test_the_assignment_refuses_infinite_costs():
     with pytest.raises(ValueError, match="finite"):
         linear_sum_assignment(torch.tensor([[math.inf, 1.0]]))
+
+
+def test_keypoint_only_sets_match_every_pair_within_the_distance():
+    # Both right pairs are 3.8 px apart (within match_distance=4); the wrong pairing would leave one out.
+    found = torch.tensor([[10.0, 10.0], [17.5, 10.0]])
+    expected = torch.tensor([[13.8, 10.0], [21.3, 10.0]])
+
+    def rows(points):
+        return torch.cat([torch.ones(2, 1, dtype=torch.float64), points.double()], 1)
+
+    spec = detections(boxes=None, labels=None, scores=None, points="keypoints")
+    sums = spec._measure_one(rows(found), rows(expected), spec.columns(1), shift((0, 0), (-2, -1)), (32, 32),
+                             1e-5, 1e-4, 0)
+    assert (sums.matched, sums.appeared, sums.vanished) == (2, 0, 0)
+
+
+def test_detections_inside_a_dict_of_fields_are_refused_in_one_sentence():
+    with pytest.raises(EquivarianceUsageError, match="detections\\(\\) describes the whole output"):
+        check_shift_equivariant(HeatmapDetector(), inputs=X, mode="circular", output_fields={0: detections()},
+                                trials=1)

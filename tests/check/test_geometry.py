@@ -210,10 +210,33 @@ def test_points_in_volumes_follow_shifts_and_all_48_symmetries_of_the_cube():
     assert not swapped.passed
 
 
+class Doubled(Brightest3d):
+    def forward(self, x):
+        return 2 * super().forward(x)  # a shift by d moves these by 2d
+
+
 def test_points_in_volumes_compare_only_what_both_crops_show():
-    result = check_shift_equivariant(Brightest3d(), VOLUMES, mode="zero", shifts=[(0, 0, 2), (1, -1, 0)],
-                                     output_fields=points(), margin=0)
-    assert all(t.max_abs == 0 for t in result.trials)
+    shifts = [(0, 0, 2), (1, -1, 0)]
+    result = check_shift_equivariant(Brightest3d(), VOLUMES, mode="zero", shifts=shifts, output_fields=points(),
+                                     margin=0)
+    assert result.passed and all(t.max_abs == 0 for t in result.trials)
+    # Something inside the strip is compared: coordinates that move twice as far fail there.
+    wrong = check_shift_equivariant(Doubled(), VOLUMES, mode="zero", shifts=shifts, output_fields=points(), margin=0)
+    assert all(not t.passed for t in wrong.trials)
+
+
+def test_points_on_the_plane_of_a_video_and_a_signal_are_judged_by_the_dims_the_check_moves():
+    class Centre(nn.Module):  # the brightest pixel of each frame's last two dims, frames averaged
+        def forward(self, x):
+            frames = x.mean(2)  # (N, 1, H, W)
+            index = frames.flatten(1).argmax(1)
+            row, col = index // frames.shape[-1], index % frames.shape[-1]
+            return torch.stack([col + 0.5, row + 0.5], -1).unsqueeze(1).to(x.dtype)
+
+    video = torch.randn(2, 1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    assert check_rotation_equivariant(Centre(), video, group="C4", output_fields=points()).passed
+    with pytest.raises(EquivarianceUsageError, match="moves 1 dim"):
+        check_shift_equivariant(nn.Flatten(), torch.randn(2, 1, 8), mode="circular", output_fields=points(), trials=1)
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -340,3 +340,29 @@ def test_antialias_needs_an_image_plane_and_assert_twin_raises():
         check_scale_equivariant(nn.Conv1d(3, 4, 1), input_shape=(1, 3, 16), mode="antialias")
     with pytest.raises(AssertionError, match="scale equivariance"):
         assert_scale_equivariant(fixed_3x3(), input_shape=SHAPE, localize=False)
+
+
+def test_the_per_channel_verdict_reports_the_leaf_furthest_over_its_limit():
+    # Leaf 0 has the larger absolute error (x1000), leaf 1 the larger per-channel error (a wider kernel).
+    class TwoMaps(nn.Module):
+        def forward(self, x):
+            return (1000 * F.avg_pool2d(x, 3, 1, 1, count_include_pad=False),
+                    1e-3 * F.avg_pool2d(x, 7, 1, 3, count_include_pad=False))
+
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    alone = [check_scale_equivariant(nn.Sequential(TwoMaps(), Pick(i)), x, scales=[2.0], localize=False)
+             .trials[0].channel_error for i in (0, 1)]
+    assert alone[0] < alone[1]
+    limit = sum(alone) / 2
+    result = check_scale_equivariant(TwoMaps(), x, scales=[2.0], localize=False, max_channel_error=limit)
+    (trial,) = result.trials
+    assert not result.passed and trial.leaf == "[1]" and trial.channel_error == pytest.approx(alone[1])
+
+
+class Pick(nn.Module):
+    def __init__(self, i: int) -> None:
+        super().__init__()
+        self.i = i
+
+    def forward(self, outputs):
+        return outputs[self.i]
