@@ -28,11 +28,14 @@ def function_table() -> dict[Any, tuple[str, int | None, str]]:
     namespaces = ((F, "F."), (torch, "torch."), (torch._C._nn, "torch._C._nn."))
 
     def add(obj: Any, family: str, ndim: int | None, display: str) -> None:
-        try:
-            if obj is not None and obj not in table:
-                table[obj] = (family, ndim, display)
-        except TypeError:  # unhashable
-            pass
+        # A function wrapped while the table is built (check.padding makes F.pad circular during a
+        # profile) is listed with what it wraps, so the table holds torch's own function either way.
+        for each in (obj, getattr(obj, "__wrapped__", None)):
+            try:
+                if each is not None and each not in table:
+                    table[each] = (family, ndim, display)
+            except TypeError:  # unhashable
+                pass
 
     per_ndim = {
         "max_pool{}d": "max_pool", "max_pool{}d_with_indices": "max_pool",

@@ -542,3 +542,19 @@ def test_functional_fixes_are_runnable_snippets_that_keep_the_output_grid():
     names = {"pytest_equivariance": pytest_equivariance, "F": F, "x": x}
     assert eval(fixes["EQ001"], names).shape == F.max_pool2d(x, 2).shape
     assert eval(fixes["EQ003"], names).shape == F.avg_pool2d(x, 2).shape
+
+
+def test_the_op_table_knows_f_pad_even_when_first_built_inside_a_circular_profile():
+    # A profile makes F.pad circular while it runs (check.padding); a lint graph built then for the
+    # first time in a process must still recognise torch's own F.pad afterwards.
+    from pytest_equivariance.check.padding import circular_padding
+    from pytest_equivariance.lint import ops
+
+    ops.function_table.cache_clear()
+    try:
+        with circular_padding(nn.Identity()):
+            ops.function_table()
+        assert ops.function_table()[F.pad][0] == "pad"
+        assert [f.code for f in only(Fn(lambda x: F.pad(x, (1, 1, 1, 1))), S2, "EQ010")] == ["EQ010"]
+    finally:
+        ops.function_table.cache_clear()
