@@ -12,9 +12,6 @@ from pytest_equivariance.check import so3
 
 IRREPS_IN, IRREPS_OUT = TP_IRREPS_IN, TP_IRREPS_OUT
 
-# PyG compiles its GCNConv helpers with torch.jit.script, which torch 2.14 deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
-
 
 def _tensor_product_net():
     require("e3nn")
