@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from _target import at_most, exit_code  # this directory is on sys.path when run as a script
+from _timing import best
 
 TARGET = 1.3
 SECONDS = 5.0
@@ -64,21 +64,6 @@ def default_check(model, device: str) -> bool:
     from pytest_equivariance import check_scale_invariant
 
     return check_scale_invariant(model, input_shape=(2, 3, 64, 64), device=device, localize=False).passed
-
-
-def best(function, repeats: int, *args) -> tuple[float, float]:
-    import torch
-
-    times, value = [], None
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        value = function(*args)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times), value
 
 
 def main(argv: list[str] | None = None) -> int:

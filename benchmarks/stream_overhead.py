@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from _target import at_most, exit_code  # this directory is on sys.path when run as a script
+from _timing import best
 
 TARGET = 1.1
 SHIFTS = [(0, 1), (1, 0), (1, 1), (3, -2)]
@@ -57,21 +57,6 @@ def check(model, loader, device: str) -> float:
 
     result = check_shift_invariant(model, loader, shifts=SHIFTS, device=device, localize=False, progress=False)
     return result.consistency
-
-
-def best(function, repeats: int, *args) -> tuple[float, float]:
-    import torch
-
-    times, value = [], None
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        value = function(*args)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times), value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@ geometry (:mod:`.geometry`), detection sets matched (:mod:`.detections`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance.check import detections, geometry, metrics
@@ -21,11 +21,10 @@ class LeafMoves:
     located: dict[str, "geometry.Geometry"]
     frame: tuple[int, int]  # the model input's (W, H): where coordinates live
     margin: int
+    matched: frozenset[str] = field(init=False)  # the leaves that hold detection sets: matched, then measured
 
-    @property
-    def matched(self) -> set[str]:
-        """The leaves that hold detection sets: matched before they are measured."""
-        return {path for path, geo in self.located.items() if isinstance(geo, detections.Detections)}
+    def __post_init__(self) -> None:
+        self.matched = frozenset(p for p, geo in self.located.items() if isinstance(geo, detections.Detections))
 
     def match(self, t: Any, path: str, a: "Tensor", b: "Tensor", atol: float, rtol: float) -> metrics.Sums:
         """Return the statistics of matching the sets ``a`` to the moved reference sets ``b``."""

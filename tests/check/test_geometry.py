@@ -9,7 +9,8 @@ mirrored kernels makes two keypoints trade places under a flip (``flip_pairs``).
 
 from __future__ import annotations
 
-import math
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,16 +29,17 @@ from pytest_equivariance.check.transforms import flip, rot90, rotation, shift
 SHAPE = (3, 1, 16, 16)
 
 
-def circular_soft_argmax(heatmaps: torch.Tensor, beta: float = 4.0) -> torch.Tensor:
-    """``(N, K, H, W)`` heatmaps -> ``(N, K, 2)`` (x, y): circular means, pixel centres at j + 0.5."""
-    n, k, h, w = heatmaps.shape
-    p = torch.softmax(beta * heatmaps.flatten(2), -1).view(n, k, h, w)
-    coords = []
-    for size, marginal in ((w, p.sum(-2)), (h, p.sum(-1))):
-        phase = 2 * math.pi * (torch.arange(size, dtype=p.dtype) + 0.5) / size
-        angle = torch.atan2((marginal * phase.sin()).sum(-1), (marginal * phase.cos()).sum(-1))
-        coords.append(torch.remainder(angle * size / (2 * math.pi), size))
-    return torch.stack(coords, -1)
+def _example(name: str):
+    """A module of the example suite (``examples/``), loaded by path: the models it documents are tested here."""
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The circular mean of each heatmap's softmax along x and y: exact under circular shifts.
+circular_soft_argmax = _example("locating").circular_soft_argmax
 
 
 class Keypoints(nn.Module):
