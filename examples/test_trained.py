@@ -12,9 +12,10 @@ import copy
 import pytest
 import torch
 
-from trained import INPUT, ShapesCNN, train, validation_loader
+from trained import INPUT, ShapesCNN, embedded_loader, train, validation_loader
 
 from pytest_equivariance import antialias
+from pytest_equivariance.check.protocols import azulay2019
 
 CROP = (1, 1, INPUT, INPUT)  # the model's input: crops of the validation canvases
 
@@ -51,3 +52,18 @@ def test_antialiasing_halves_the_chance_that_a_one_pixel_move_changes_the_class(
         for name in ("baseline", "antialiased")
     )
     assert 1 - antialiased.consistency < (1 - baseline.consistency) / 2
+
+
+def test_antialiasing_helps_a_one_pixel_move_but_not_a_one_pixel_growth(classifiers, equivariance):
+    # Azulay & Weiss's embedding settings: 15x15 shapes pasted into the black 24x24 input, then moved
+    # by one pixel diagonally, or grown by one pixel. Blurring before subsampling restores shifts, not scale.
+    images = embedded_loader()
+    moved, grown = {}, {}
+    for name in ("baseline", "antialiased"):
+        moved[name] = equivariance.check_shift_invariant(
+            classifiers[name], images, protocol=azulay2019(setting="black"), input_shape=CROP
+        )
+        grown[name] = equivariance.check_scale_invariant(classifiers[name], images, protocol="azulay2019",
+                                                         input_shape=CROP)
+    assert 1 - moved["antialiased"].consistency < (1 - moved["baseline"].consistency) / 2
+    assert 1 - grown["antialiased"].consistency > (1 - grown["baseline"].consistency) / 2

@@ -63,3 +63,10 @@ def validation_loader(count: int = 500, *, batch_size: int = 100, seed: int = 1)
     """Held-out ``(images, labels)`` batches of ``CANVAS``-pixel shapes (a different seed from training)."""
     images, labels = labelled_shapes(count, CANVAS, seed=seed, margin=MARGIN)
     return DataLoader(TensorDataset(images, labels), batch_size=batch_size)
+
+
+def embedded_loader(count: int = 500, size: int = 15, *, batch_size: int = 100, seed: int = 1) -> DataLoader:
+    """Held-out shapes on ``size``-pixel images, smaller than the model's ``INPUT``: Azulay & Weiss's
+    embedding settings paste them into a black ``INPUT``-pixel canvas."""
+    images, labels = labelled_shapes(count, size, seed=seed, margin=size // 2 - 3)
+    return DataLoader(TensorDataset(images, labels), batch_size=batch_size)

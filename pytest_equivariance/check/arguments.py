@@ -63,6 +63,8 @@ MAX_SEED = 2**63
 
 #: The evaluation protocols ``protocol=`` names (check/protocols).
 PROTOCOL_NAMES = ("zhang2019", "azulay2019", "chaman2021", "michaeli2023")
+#: ... and those a scale check's ``protocol=`` names.
+SCALE_PROTOCOL_NAMES = ("azulay2019",)
 
 #: What ``measure=`` accepts: finite transforms, or Lie derivatives (check/lie).
 MEASURES = ("error", "lie")
@@ -186,6 +188,7 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
             return "a fraction between 0 and 1, e.g. 0.9"
     elif name == "protocol":
         # A Protocol object is checked where it is resolved (check.protocols), which imports the loop.
-        if isinstance(value, str) and value not in PROTOCOL_NAMES or value is None or isinstance(value, (int, float)):
-            return f"one of {', '.join(repr(p) for p in PROTOCOL_NAMES)}, or a Protocol"
+        names = SCALE_PROTOCOL_NAMES if family == "scale" else PROTOCOL_NAMES
+        if isinstance(value, str) and value not in names or value is None or isinstance(value, (int, float)):
+            return f"one of {', '.join(repr(p) for p in names)}, or a Protocol"
     return None

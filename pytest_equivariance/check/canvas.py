@@ -43,10 +43,17 @@ class Canvas:
         self.notes = notes
         if spec.protocol is not None:
             source_shape, model_shape = shape, _protocol_input(spec, shape, dims)
-            if spec.protocol.crops:
+            if spec.protocol.layout == "crop":
                 notes.append(
                     f"the model saw {'x'.join(map(str, model_shape[2:]))} crops of the inputs' "
                     f"{'x'.join(map(str, shape[2:]))} images"
+                )
+            elif spec.protocol.layout == "embed":
+                size = spec.protocol.options.get("size")
+                resized = f", resized to {size}x{size}" if size is not None else ""
+                notes.append(
+                    f"the model saw the inputs' {'x'.join(map(str, shape[2:]))} images{resized} pasted into "
+                    f"{'x'.join(map(str, model_shape[2:]))} zero canvases"
                 )
         elif spec.mode == "crop":
             margin = spec.max_shift or DEFAULT_MAX_SHIFT
@@ -131,30 +138,38 @@ class Canvas:
 
 
 def _protocol_input(spec: CheckSpec, shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
-    """Return the input shape the model sees under a protocol: the crop ``input_shape`` gives (or the
-    model declares) for protocols that crop, the inputs' own shape for the others."""
+    """Return the input shape the model sees under a protocol: the crop (or canvas) ``input_shape``
+    gives, or the model declares, for protocols that crop (or embed), the inputs' own shape for the others."""
     from pytest_equivariance.inputs import declared_input_shape
 
     protocol = spec.protocol
     given = spec.input_shape
     if given is not None:
-        given = guards.require_shape(given, "input_shape", "check_shift_invariant")
-    if not protocol.crops:
+        given = guards.require_shape(given, "input_shape", f"check_{protocol.family}_invariant")
+    if protocol.layout == "own":
         if given is not None and tuple(given[1:]) != tuple(shape[1:]):
             raise InputShapeError(
                 f"protocol={protocol.name!r} shifts the inputs' own {tuple(shape[1:])} images, but "
                 f"input_shape={given} was given; drop input_shape=."
             )
         return tuple(shape)
-    crop = given if given is not None else declared_input_shape(spec.model, batch=shape[0])
-    if crop is None:
+    crops = protocol.layout == "crop"
+    model = given if given is not None else declared_input_shape(spec.model, batch=shape[0])
+    if model is None:
+        example = "(1, 3, 224, 224) for 256x256 images" if crops else "(1, 3, 224, 224) for 100x100 images"
         raise InputShapeError(
-            f"protocol={protocol.name!r} shows the model crops of the inputs' {tuple(shape[2:])} images; pass "
-            f"input_shape= with the model's input size, e.g. input_shape=(1, 3, 224, 224) for 256x256 images."
+            f"protocol={protocol.name!r} shows the model {'crops of' if crops else 'a canvas holding'} the inputs' "
+            f"{tuple(shape[2:])} images; pass input_shape= with the model's input size, e.g. input_shape={example}."
         )
-    if len(crop) != len(shape) or crop[1] != shape[1] or any(crop[d] > shape[d] for d in dims):
+    if len(model) != len(shape) or model[1] != shape[1]:
         raise InputShapeError(
-            f"protocol={protocol.name!r} crops the inputs' {tuple(shape[1:])} images to input_shape={tuple(crop)}, "
+            f"protocol={protocol.name!r} shows the model {'crops of' if crops else 'a canvas holding'} the inputs' "
+            f"{tuple(shape[1:])} images, but input_shape={tuple(model)} has other channels or dims; pass the "
+            f"model's input size with the images' channels."
+        )
+    if crops and any(model[d] > shape[d] for d in dims):
+        raise InputShapeError(
+            f"protocol={protocol.name!r} crops the inputs' {tuple(shape[1:])} images to input_shape={tuple(model)}, "
             f"which does not fit inside them; pass the model's input size, smaller than the images."
         )
-    return (shape[0], shape[1], *crop[2:])
+    return (shape[0], shape[1], *model[2:])

@@ -16,11 +16,19 @@ reference's offsets:
     consistency.
 ``azulay2019``
     Azulay & Weiss, "Why do deep convolutional networks generalize so poorly to small image
-    transformations?" (JMLR 2019; ``JaggedNess`` in AzulEye/CNN-Failures, crop setting). Each image
-    (a canvas, 234 there) is cropped to ``input_shape`` at ``(c, c)`` and ``(c+1, c+1)`` for the 8
-    diagonal positions ``c`` about its centre: a one-pixel diagonal shift. Figures: the probability
-    of a top-1 change (``1 - consistency``) and the mean absolute change of the first crop's top-class
-    probability (``prob_change``). The reference stops after 1001 images: pass ``limit=1001``.
+    transformations?" (JMLR 2019; ``JaggedNess`` in AzulEye/CNN-Failures). Each image (a canvas, 234
+    there) is cropped to ``input_shape`` at ``(c, c)`` and ``(c+1, c+1)`` for the 8 diagonal positions
+    ``c`` about its centre: a one-pixel diagonal shift. Figures: the probability of a top-1 change
+    (``1 - consistency``) and the mean absolute change of the first crop's top-class probability
+    (``prob_change``). The reference stops after 1001 images: pass ``limit=1001``. That is the crop
+    setting; the paper's embedding settings paste a smaller image into a black canvas of the model's
+    input size. ``azulay2019(setting="black")`` moves it by one pixel diagonally at the same 8
+    positions (the reference's other branch, for images smaller than the input).
+    ``check_scale_invariant(..., protocol="azulay2019")`` grows it by one pixel instead, its corner
+    fixed (the paper's scaling setting; the reference code does not include it, and its pairing
+    follows the animation the repository ships for it, ``GIFS/ScaleBlack.gif``: the embedded image
+    one pixel larger, its top-left corner where it was), by anti-aliased bilinear resizing. The canvas is zero in the model's input space: the reference
+    pastes normalised images into zeros, so "black" is the mean colour.
 ``chaman2021``
     Chaman & Dokmanić, "Truly shift-invariant convolutional neural networks" (CVPR 2021; ``validate``
     in achaman2/truly_shift_invariant_cnns). Per batch, two circular shifts ``randint(-32, 32)`` per
@@ -50,6 +58,7 @@ if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult
     from pytest_equivariance.check.spec import CheckSpec
     from pytest_equivariance.check.stream import Plan
+    from pytest_equivariance.check.transforms import Transform
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class Frame:
     """What a protocol plans from: the loader's image size, the model's, the spatial dims, and the draws."""
 
     canvas: tuple[int, ...]  # spatial size of the loader's images
-    crop: tuple[int, ...]  # spatial size the model sees
+    crop: tuple[int, ...]  # spatial size the model sees (smaller when it crops, larger when it embeds)
     dims: tuple[int, ...]
     rng: Any  # numpy.random.RandomState(seed): the references draw from numpy's global legacy generator
 
@@ -66,15 +75,32 @@ class Frame:
 class Protocol:
     """An evaluation protocol: how it pairs inputs (``planner``), and what it reports.
 
-    ``crops``: the loader's images are a canvas the model sees crops of (``input_shape`` is the crop);
-    otherwise the model sees the images themselves, shifted circularly.
+    ``layout`` says how the loader's images become the model's input: ``"crop"`` (they are a canvas
+    the model sees crops of; ``input_shape`` is the crop), ``"embed"`` (they are pasted into a zero
+    canvas of ``input_shape``), or ``"own"`` (the model sees them themselves, shifted circularly).
+    ``family`` names the check that runs it: ``"shift"`` (``check_shift_invariant``) or ``"scale"``
+    (``check_scale_invariant``).
     """
 
     name: str
     title: str  # one line: what is compared
-    crops: bool
+    layout: str
     planner: Callable[[Frame], "Plan"] = field(repr=False, compare=False)
     options: dict[str, Any] = field(default_factory=dict)
+    family: str = "shift"
+
+    def identity(self, canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...]) -> "Transform | None":
+        """Return the transform that shows the model an image unmoved: the central crop, or the image
+        pasted at the centre; None when the model sees the images themselves."""
+        from pytest_equivariance.check.transforms import crop_at, embed_at
+
+        if self.layout == "crop":
+            return crop_at(tuple((c - k) // 2 for c, k in zip(canvas, crop)), crop, dims)
+        if self.layout == "embed":
+            size = self.options.get("size")
+            image = tuple(size for _ in dims) if size is not None else canvas
+            return embed_at(tuple((k - n) // 2 for k, n in zip(crop, image)), image, crop, dims)
+        return None
 
     @property
     def note(self) -> str:
@@ -121,32 +147,84 @@ def zhang2019(*, passes: int = 5) -> Protocol:
         return Plan(slots, pairs, passes=passes, reference=False)
 
     return Protocol("zhang2019", "two random crops of each canvas, offsets shared by a batch",
-                    crops=True, planner=planner, options={"passes": passes} if passes != 5 else {})
+                    layout="crop", planner=planner, options={"passes": passes} if passes != 5 else {})
 
 
-def azulay2019(*, positions: int = 8) -> Protocol:
-    """Azulay & Weiss 2019: crops at ``(c, c)`` and ``(c+1, c+1)`` for ``positions`` diagonal positions ``c``."""
+#: Azulay & Weiss's settings: the crop, and the image embedded in a black canvas, moved or grown.
+AZULAY_SETTINGS = ("crop", "black", "scale")
+
+
+def azulay2019(*, positions: int = 8, setting: str = "crop", size: int | None = None) -> Protocol:
+    """Azulay & Weiss 2019: one-pixel changes at ``positions`` diagonal positions ``c`` about the centre.
+
+    ``setting="crop"`` (shifts): crops at ``(c, c)`` and ``(c+1, c+1)`` of each image.
+    ``setting="black"`` (shifts): the image pasted into a zero canvas of the model's input size at
+    ``(c, c)`` and at ``(c+1, c+1)``. ``setting="scale"`` (rescaling): the image pasted at ``(c, c)``,
+    and the image one pixel larger pasted there. ``size`` resizes the loader's images to a square of
+    ``size`` pixels before they are pasted (embedded settings only).
+    """
     _positive("positions", positions)
+    if setting not in AZULAY_SETTINGS:
+        raise EquivarianceUsageError(
+            f"setting={shown(setting)} is not one of Azulay & Weiss's settings; pass 'crop', 'black' or 'scale'."
+        )
+    if size is not None:
+        _positive("size", size)
+        if setting == "crop":
+            raise EquivarianceUsageError(
+                "size= resizes the image a canvas embeds, and setting='crop' embeds none; pass setting='black' "
+                "or 'scale', or drop size=."
+            )
     half = positions // 2
 
     def planner(frame: Frame) -> "Plan":
         from pytest_equivariance.check.stream import Pair, Plan
-        from pytest_equivariance.check.transforms import crop_at
+        from pytest_equivariance.check.transforms import crop_at, embed_at
 
-        centre = tuple((c - k - 1) // 2 for c, k in zip(frame.canvas, frame.crop))
+        if setting == "crop":
+            centre = tuple((c - k - 1) // 2 for c, k in zip(frame.canvas, frame.crop))
+            starts = [tuple(m + i for m in centre) for i in range(-half, positions - half)]
+            if min(starts[0]) < 0 or any(s + 1 + k > c for s, k, c in zip(starts[-1], frame.crop, frame.canvas)):
+                raise _too_small("azulay2019", frame, f"at least {positions + 1} pixels larger than the crop along each dim")
+            pairs = [Pair(i, crop_at(_plus(start, 1), frame.crop, frame.dims), crop_at(start, frame.crop, frame.dims))
+                     for i, start in enumerate(starts)]
+            slots = [(f"crop at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)}) for start in starts]
+            return Plan(slots, lambda p, b: pairs)
+        # Embedded: the image is the content, the model's input the canvas it is pasted into.
+        image = tuple(size for _ in frame.dims) if size is not None else frame.canvas
+        moved, grown = (1, 0) if setting == "black" else (0, 1)
+        centre = tuple((k - n - 1) // 2 for k, n in zip(frame.crop, image))
         starts = [tuple(m + i for m in centre) for i in range(-half, positions - half)]
-        if min(starts[0]) < 0 or any(s + 1 + k > c for s, k, c in zip(starts[-1], frame.crop, frame.canvas)):
-            raise _too_small("azulay2019", frame, f"at least {positions + 1} pixels larger than the crop along each dim")
-        pairs = [
-            Pair(i, crop_at(tuple(s + 1 for s in start), frame.crop, frame.dims), crop_at(start, frame.crop, frame.dims))
-            for i, start in enumerate(starts)
-        ]
-        slots = [(f"crop at {_at(start)} vs {_at(tuple(s + 1 for s in start))}", {"offset": list(start)})
-                 for start in starts]
+        if min(starts[0]) < 0 or any(s + 1 + n > k for s, n, k in zip(starts[-1], image, frame.crop)):
+            raise EquivarianceUsageError(
+                f"protocol='azulay2019' with setting={setting!r} pastes {_size(image)} images into the model's "
+                f"{_size(frame.crop)} input at {positions} diagonal positions, which needs the input at least "
+                f"{positions + 1} pixels larger along each dim; pass smaller images{' (size=)' if size else ''} or "
+                f"fewer positions."
+            )
+        pairs = [Pair(i, embed_at(_plus(start, moved), _plus(image, grown), frame.crop, frame.dims),
+                      embed_at(start, image, frame.crop, frame.dims))
+                 for i, start in enumerate(starts)]
+        if setting == "black":
+            slots = [(f"image at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)}) for start in starts]
+        else:
+            slots = [(f"{_size(image)} vs {_size(_plus(image, 1))} image at {_at(start)}",
+                      {"offset": list(start), "size": list(image)}) for start in starts]
         return Plan(slots, lambda p, b: pairs)
 
-    return Protocol("azulay2019", f"one-pixel diagonal shifts of the crop at {positions} positions",
-                    crops=True, planner=planner, options={"positions": positions} if positions != 8 else {})
+    options: dict[str, Any] = {"positions": positions} if positions != 8 else {}
+    if setting != "crop":
+        options["setting"] = setting
+    if size is not None:
+        options["size"] = size
+    title = {
+        "crop": f"one-pixel diagonal shifts of the crop at {positions} positions",
+        "black": f"one-pixel diagonal shifts of the image in a black canvas at {positions} positions",
+        "scale": f"the image in a black canvas grown by one pixel, at {positions} positions",
+    }[setting]
+    layout = "crop" if setting == "crop" else "embed"
+    return Protocol("azulay2019", title, layout=layout, planner=planner, options=options,
+                    family="scale" if setting == "scale" else "shift")
 
 
 def chaman2021(*, max_shift: int = 32) -> Protocol:
@@ -165,7 +243,7 @@ def chaman2021(*, max_shift: int = 32) -> Protocol:
         return Plan([("two random circular shifts per batch", {})], pairs)
 
     return Protocol("chaman2021", "two random circular shifts of each image, shared by a batch",
-                    crops=False, planner=planner, options={"max_shift": max_shift} if max_shift != 32 else {})
+                    layout="own", planner=planner, options={"max_shift": max_shift} if max_shift != 32 else {})
 
 
 def michaeli2023(*, max_shift: int = 32, half_pixel: bool = True) -> Protocol:
@@ -190,42 +268,62 @@ def michaeli2023(*, max_shift: int = 32, half_pixel: bool = True) -> Protocol:
         options["half_pixel"] = False
     what = "every circular shift" + (" and half-pixel shift" if half_pixel else "")
     return Protocol("michaeli2023", f"correct unshifted and under {what} of a grid",
-                    crops=False, planner=planner, options=options)
+                    layout="own", planner=planner, options=options)
 
 
-#: The protocols by name, with their reference settings.
+#: The protocols by name, with their reference settings: shift protocols (``check_shift_invariant``)
 PROTOCOLS: dict[str, Callable[[], Protocol]] = {
     "zhang2019": zhang2019,
     "azulay2019": azulay2019,
     "chaman2021": chaman2021,
     "michaeli2023": michaeli2023,
 }
+#: ... and rescaling protocols (``check_scale_invariant``).
+SCALE_PROTOCOLS: dict[str, Callable[[], Protocol]] = {
+    "azulay2019": lambda: azulay2019(setting="scale"),
+}
+_REGISTRIES = {"shift": (PROTOCOLS, "check_shift_invariant", "zhang2019(passes=1)"),
+               "scale": (SCALE_PROTOCOLS, "check_scale_invariant", "azulay2019(setting='scale')")}
 
 
-def resolve(protocol: Any) -> Protocol:
-    """Return the :class:`Protocol` named by ``protocol`` (a name, or a Protocol as it is)."""
+def resolve(protocol: Any, family: str = "shift") -> Protocol:
+    """Return the :class:`Protocol` named by ``protocol`` for a check of ``family`` (a name, or a Protocol as it is)."""
+    registry, entry, example = _REGISTRIES[family]
     if isinstance(protocol, Protocol):
+        if protocol.family != family:
+            other = _REGISTRIES[protocol.family][1]
+            raise EquivarianceUsageError(
+                f"protocol={protocol.name!r} ({protocol.title}) is run by {other}, not {entry}; call {other}, "
+                f"or pass one of {entry}'s protocols."
+            )
         return protocol
-    if isinstance(protocol, str) and protocol in PROTOCOLS:
-        return PROTOCOLS[protocol]()
+    if isinstance(protocol, str) and protocol in registry:
+        return registry[protocol]()
     raise EquivarianceUsageError(
-        f"protocol={shown(protocol)} is not a protocol; pass one of {', '.join(map(repr, PROTOCOLS))}, or a "
-        f"Protocol such as pytest_equivariance.check.protocols.zhang2019(passes=1)."
+        f"protocol={shown(protocol)} is not a protocol of {entry}; pass one of {', '.join(map(repr, registry))}, "
+        f"or a Protocol such as pytest_equivariance.check.protocols.{example}."
     )
 
 
-def protocol_check(spec: "CheckSpec", protocol: Any, **ignored: Any) -> "CheckResult":
-    """Run ``check_shift_invariant(..., protocol=...)``: the protocol chooses the shifts and the mode."""
+#: What a check's own arguments default to: a protocol refuses any other value, as it chooses them.
+_OWN_DEFAULTS = {"shift": {"mode": "circular", "measure": "error", "subpixel": False},
+                 "scale": {"mode": "fourier", "measure": "error"}}
+#: The mode a shift protocol's results report, by how it frames the images (a scale protocol's: "antialias").
+_SHIFT_MODES = {"crop": "crop", "own": "circular", "embed": "zero"}
+
+
+def protocol_check(spec: "CheckSpec", protocol: Any, family: str = "shift", **ignored: Any) -> "CheckResult":
+    """Run ``check_shift_invariant(..., protocol=...)`` (or the scale check's): the protocol chooses the moves."""
     from pytest_equivariance.check.run import run_check
     from pytest_equivariance.check.spec import usage_error
 
-    chosen = resolve(protocol)
-    given = [name for name, value in ignored.items()
-             if value is not None and value != {"mode": "circular", "measure": "error", "subpixel": False}.get(name)]
+    chosen = resolve(protocol, family)
+    defaults = _OWN_DEFAULTS[family]
+    given = [name for name, value in ignored.items() if value is not None and value != defaults.get(name)]
     if given:
         raise usage_error(
-            f"protocol={chosen.name!r} chooses its own shifts, so {given[0]}= does not apply; drop {given[0]}= "
-            f"(or drop protocol= to choose the shifts yourself)."
+            f"protocol={chosen.name!r} chooses its own {'shifts' if family == 'shift' else 'rescalings'}, so "
+            f"{given[0]}= does not apply; drop {given[0]}= (or drop protocol= to choose them yourself)."
         )
     if spec.inputs is None:
         raise usage_error(
@@ -233,7 +331,7 @@ def protocol_check(spec: "CheckSpec", protocol: Any, **ignored: Any) -> "CheckRe
             f"labelled images, or a tensor)."
         )
     spec.protocol = chosen
-    spec.mode = "crop" if chosen.crops else "circular"
+    spec.mode = _SHIFT_MODES[chosen.layout] if family == "shift" else "antialias"
     spec.localize = False if spec.localize is None else spec.localize
     return run_check(spec, lambda ctx: [])
 
@@ -252,3 +350,11 @@ def _too_small(name: str, frame: Frame, need: str) -> EquivarianceUsageError:
 
 def _at(offset: tuple[int, ...]) -> str:
     return str(offset if len(offset) > 1 else offset[0])
+
+
+def _size(size: tuple[int, ...]) -> str:
+    return "x".join(map(str, size))
+
+
+def _plus(values: tuple[int, ...], step: int) -> tuple[int, ...]:
+    return tuple(v + step for v in values)

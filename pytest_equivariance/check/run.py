@@ -337,10 +337,9 @@ def _accept(spec: CheckSpec, leaves: runner.Leaves, what: str) -> None:
 
 def _identity(spec: CheckSpec, dims: tuple[int, ...], canvas: Canvas) -> transforms.Transform | None:
     """The transform that gives the untransformed input the model sees: the centre crop in crop modes."""
-    if spec.protocol is not None and spec.protocol.crops:
-        crop = tuple(canvas.model_shape[d] for d in dims)
-        centre = tuple((canvas.source_shape[d] - k) // 2 for d, k in zip(dims, crop))
-        return transforms.crop_at(centre, crop, dims)
+    if spec.protocol is not None and spec.protocol.layout != "own":
+        return spec.protocol.identity(tuple(canvas.source_shape[d] for d in dims),
+                                      tuple(canvas.model_shape[d] for d in dims), dims)
     if spec.mode in transforms.SHIFT_MODES:
         canvas = (spec.max_shift,) * len(dims) if spec.mode == "crop" else None
         return transforms.shift((0,) * len(dims), dims, spec.mode, canvas)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
+    from pytest_equivariance.check.protocols import Protocol
+
 #: The factors a scale check applies when none are given: half and double size.
 DEFAULT_SCALES = (0.5, 2.0)
 #: The range ``trials`` factors are drawn from when no ``scale_range`` is given.
@@ -102,12 +104,19 @@ def check_scale_invariant(
     progress: bool = True,
     min_accuracy: float | None = None,
     max_accuracy_drop: float | None = None,
+    protocol: "str | Protocol | None" = None,
 ) -> CheckResult:
     """Return how far ``model(D_s x)`` is from ``model(x)``; arguments as :func:`check_scale_equivariant`.
 
     For classifiers the result holds top-1 consistency and the mean change of the top class
     probability under each rescaling (Azulay & Weiss 2019 measured both), and with labelled inputs
     the accuracy, as :func:`~pytest_equivariance.check_shift_invariant` does.
+
+    ``protocol="azulay2019"`` runs Azulay & Weiss's scaling setting on a loader of images smaller
+    than the model's input (``input_shape``): each is pasted into a black canvas at 8 diagonal
+    positions, and beside it the image one pixel larger; it reports the probability of a top-1
+    change (``1 - consistency``) and the mean change of the top-class probability
+    (docs/metrics.md, "The field's protocols").
     """
     return _scale_check(**locals(), equivariant=False)
 
@@ -117,6 +126,7 @@ def _scale_check(
     dims: Any, atol: Any, rtol: Any, seed: Any, device: Any, batch_size: Any, localize: Any, min_psnr: Any,
     measure: Any, limit: Any, progress: Any, equivariant: bool, margin: Any = None, max_channel_error: Any = None,
     output_fields: Any = None, min_consistency: Any = None, min_accuracy: Any = None, max_accuracy_drop: Any = None,
+    protocol: Any = None,
 ) -> CheckResult:
     if not isinstance(mode, str) or mode not in transforms.SCALE_MODES:
         raise usage_error(
@@ -140,6 +150,11 @@ def _scale_check(
         min_accuracy=min_accuracy, max_accuracy_drop=max_accuracy_drop, channel_figures=equivariant,
         max_channel_error=max_channel_error,
     )
+    if protocol is not None:
+        from pytest_equivariance.check.protocols import protocol_check
+
+        return protocol_check(spec, protocol, "scale", scales=scales, scale=scale, scale_range=scale_range,
+                              trials=trials, measure=measure, mode=mode)
     if measure == "lie":
         if output_fields is not None:
             raise usage_error("measure='lie' differentiates scalar maps; drop output_fields or use measure='error'.")

@@ -53,7 +53,7 @@ class Transform:
     """
 
     label: str
-    family: str  # "shift" | "crop" | "rot90" | "flip" | "angle" | "group" | "scale" | "custom"
+    family: str  # "shift" | "crop" | "embed" | "rot90" | "flip" | "angle" | "group" | "scale" | "custom"
     params: dict[str, Any] = field(hash=False)
     dims: tuple[int, ...] = ()
     mode: str = "custom"  # "circular" | "crop" | "zero" | "exact" | "interp" | "custom"
@@ -76,7 +76,7 @@ class Transform:
         The identity for every mode except ``crop`` (the central crop of the canvas) and ``interp``
         (the image masked to its inscribed disk, so that corners do not count on either side).
         """
-        if self.family == "crop":  # a window at an offset: the one it names
+        if self.family in ("crop", "embed"):  # a window or a paste at an offset: the one it names
             return self.on_input(x)
         if self.mode == "crop":
             return _crop(x, self.dims, self.canvas, (0,) * len(self.dims))
@@ -104,6 +104,8 @@ class Transform:
             for dim, start, size in zip(self.dims, p["offset"], p["size"]):
                 x = x.narrow(dim, start, size)
             return x
+        if family == "embed":
+            return _embed(x, self.dims, p["offset"], p["size"], p["canvas"])
         if family == "rot90":
             return torch.rot90(x, p["k"], self.dims)
         if family == "flip":
@@ -132,8 +134,8 @@ class Transform:
         family, p = self.family, self.params
         if family == "shift":
             return fourier_shift(y, output_shift(p["shift"], stride), self.dims)
-        if family == "crop":
-            raise ValueError("a crop at an offset has no counterpart on the output; it is for invariance only")
+        if family in ("crop", "embed"):
+            raise ValueError(f"a {family} at an offset has no counterpart on the output; it is for invariance only")
         if family == "rot90":
             return torch.rot90(y, p["k"], self.dims)
         if family == "flip":
@@ -230,6 +232,27 @@ def crop_at(offset: tuple[int, ...], size: tuple[int, ...], dims: tuple[int, ...
         params={"offset": offset, "size": size},
         dims=tuple(dims),
         mode="crop",
+    )
+
+
+def embed_at(
+    offset: tuple[int, ...], size: tuple[int, ...], canvas: tuple[int, ...], dims: tuple[int, ...]
+) -> Transform:
+    """Return the image resized to ``size`` pixels and pasted at ``offset`` into a zero ``canvas`` along ``dims``.
+
+    Azulay & Weiss's embedding protocols paste a small image into a larger black one and move it
+    (by a pixel) or grow it (by a pixel) there. The image is resized only when ``size`` differs from
+    its own, by anti-aliased bilinear interpolation (what torchvision's ``Resize`` does), which
+    resizes image planes only. Like a crop, it has no action on the output: it serves invariance only.
+    """
+    offset, size, canvas = (tuple(int(v) for v in t) for t in (offset, size, canvas))
+    at = offset if len(offset) > 1 else offset[0]
+    return Transform(
+        label=f"{'x'.join(map(str, size))} image at {at}",
+        family="embed",
+        params={"offset": offset, "size": size, "canvas": canvas},
+        dims=tuple(dims),
+        mode="embed",
     )
 
 
@@ -351,6 +374,26 @@ def _crop(x: "Tensor", dims: tuple[int, ...], canvas: tuple[int, ...] | None, de
         size = x.shape[dim] - 2 * m
         x = x.narrow(dim, m - d, size)
     return x
+
+
+def _embed(
+    x: "Tensor", dims: tuple[int, ...], offset: tuple[int, ...], size: tuple[int, ...], canvas: tuple[int, ...]
+) -> "Tensor":
+    import torch
+
+    from pytest_equivariance.check.rescaling import antialias_resize
+
+    if tuple(x.shape[d] for d in dims) != tuple(size):
+        x = antialias_resize(x, size, dims)
+    shape = list(x.shape)
+    for dim, n in zip(dims, canvas):
+        shape[dim] = n
+    out = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    window = out
+    for dim, start, n in zip(dims, offset, size):
+        window = window.narrow(dim, start, n)
+    window.copy_(x)
+    return out
 
 
 def _shift_zero(x: "Tensor", delta: tuple[int, ...], dims: tuple[int, ...]) -> "Tensor":

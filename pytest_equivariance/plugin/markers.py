@@ -56,9 +56,10 @@ _CLOUD_MARKER_KEYWORDS = {
     "permutation_invariant": ("permute",) + _CLOUD_KEYWORDS,
 }
 
-#: Keywords only invariance markers take (classifier figures), and those only shift_invariant takes.
+#: Keywords only invariance markers take (classifier figures), and those only the markers that run protocols take.
 _INVARIANT_KEYWORDS = ("min_consistency", "min_accuracy", "max_accuracy_drop")
-_SHIFT_INVARIANT_KEYWORDS = ("protocol",)
+_PROTOCOL_KEYWORDS = ("protocol",)
+_PROTOCOL_MARKERS = ("shift_invariant", "scale_invariant")
 #: Keywords of shift_equivariant beyond its family's: geometric outputs (points, boxes) move with a shift.
 _SHIFT_EQUIVARIANT_KEYWORDS = ("output_fields",)
 #: Keywords of scale_equivariant beyond its family's: scale channels, Rahman & Yeh's verdict, the border.
@@ -85,8 +86,8 @@ def allowed_keywords(marker: str) -> tuple[str, ...]:
         return _CLOUD_MARKER_KEYWORDS[marker]
     family, invariant = MARKERS[marker]
     extra = _INVARIANT_KEYWORDS if invariant else ()
-    if marker == "shift_invariant":
-        extra += _SHIFT_INVARIANT_KEYWORDS
+    if marker in _PROTOCOL_MARKERS:
+        extra += _PROTOCOL_KEYWORDS
     if marker == "shift_equivariant":
         extra += _SHIFT_EQUIVARIANT_KEYWORDS
     if marker == "scale_equivariant":
@@ -109,8 +110,8 @@ def marker_usage_error(marker: "pytest.Mark", nodeid: str) -> str | None:
             hint = ""
             if name in _INVARIANT_KEYWORDS:
                 hint = f" ({name} applies to invariance checks only)"
-            elif name in _SHIFT_INVARIANT_KEYWORDS:
-                hint = f" ({name} applies to shift_invariant only)"
+            elif name in _PROTOCOL_KEYWORDS:
+                hint = f" ({name} applies to {' and '.join(_PROTOCOL_MARKERS)} only)"
             elif name in _SHIFT_EQUIVARIANT_KEYWORDS and marker.name.startswith("shift"):
                 hint = f" ({name} applies to equivariance checks only)"
             elif name == "output_fields" and marker.name in _CLOUD_MARKER_KEYWORDS:

@@ -8,6 +8,12 @@ the same order. They share no code with the package, so an agreement is a check 
 - Azulay & Weiss, JMLR 2019 — AzulEye/CNN-Failures, CheckTranslationInvariance.py @ 9c4be29,
   ``JaggedNess``, crop setting: crops at (c, c) and (c+1, c+1) for the 8 positions
   ``c = centre - 4 .. centre + 3``, ``centre = (W - crop - 1) // 2``; every pair weighs the same.
+  Its other branch, for images smaller than the input (black background): the image pasted into
+  zeros of the input's size at (c, c) and (c+1, c+1), ``centre = (input - W - 1) // 2``. The
+  scaling setting is not in that code; the repository's animation of it, GIFS/ScaleBlack.gif,
+  shows the pasted image grown by one pixel about its top-left corner, so the
+  loop below pastes the image and the image one pixel larger at (c, c), resized as torchvision's
+  ``Resize`` resizes PIL images (PIL's bilinear filter).
 - Chaman & Dokmanić, CVPR 2021 — achaman2/truly_shift_invariant_cnns, main.py @ 9c319a2,
   ``validate``: per batch two ``randint(-32, 32, size=2)`` circular shifts (rows, columns), shared
   by the batch, numpy seeded with 0; consistency of the two shifted images, batch-size weighted.
@@ -27,18 +33,63 @@ import torch
 @torch.no_grad()
 def azulay_weiss(model, loader, crop, positions=8):
     """Return (P(top-1 change), mean |Δp| of the first crop's top class) over all pairs."""
-    changed, moved, pairs = 0.0, 0.0, 0
+    tally = _Jaggedness()
     for images, _ in loader:
         width = images.shape[-1]
         centre = (width - crop - 1) // 2
         for c in range(centre - positions // 2, centre + positions // 2):
-            first = torch.softmax(model(images[:, :, c:c + crop, c:c + crop]), 1)
-            second = torch.softmax(model(images[:, :, c + 1:c + 1 + crop, c + 1:c + 1 + crop]), 1)
-            top = first.argmax(1)
-            changed += (top != second.argmax(1)).sum().item()
-            moved += (first.gather(1, top[:, None]) - second.gather(1, top[:, None])).abs().sum().item()
-            pairs += images.shape[0]
-    return changed / pairs, moved / pairs
+            tally.add(model, images[:, :, c:c + crop, c:c + crop], images[:, :, c + 1:c + 1 + crop, c + 1:c + 1 + crop])
+    return tally.figures()
+
+
+@torch.no_grad()
+def azulay_weiss_embedded(model, loader, canvas, positions=8, grow=False, size=None):
+    """The same figures with each image pasted into zeros of ``canvas`` pixels: moved by one pixel
+    diagonally, or (``grow``) pasted one pixel larger at the same corner; first resized to ``size``
+    (and ``size + 1``) when it is given."""
+    tally = _Jaggedness()
+    for original, _ in loader:
+        images = original if size is None else pil_bilinear(original, size)
+        n = images.shape[-1]
+        centre = (canvas - n - 1) // 2
+        for c in range(centre - positions // 2, centre + positions // 2):
+            first = torch.zeros(*images.shape[:2], canvas, canvas)
+            second = torch.zeros_like(first)
+            first[:, :, c:c + n, c:c + n] = images
+            if grow:
+                second[:, :, c:c + n + 1, c:c + n + 1] = pil_bilinear(original, n + 1) if size else pil_bilinear(images, n + 1)
+            else:
+                second[:, :, c + 1:c + 1 + n, c + 1:c + 1 + n] = images
+            tally.add(model, first, second)
+    return tally.figures()
+
+
+def pil_bilinear(images, size):
+    """Resize every plane of ``images`` to ``size`` x ``size`` with PIL's bilinear filter, in float."""
+    from PIL import Image
+
+    out = torch.empty(*images.shape[:2], size, size)
+    for i, c in itertools.product(range(images.shape[0]), range(images.shape[1])):
+        plane = Image.fromarray(images[i, c].numpy().astype(np.float32), mode="F")
+        out[i, c] = torch.from_numpy(np.array(plane.resize((size, size), Image.BILINEAR)))
+    return out
+
+
+class _Jaggedness:
+    """P(top-1 change) and the mean absolute change of the first input's top-class probability."""
+
+    def __init__(self):
+        self.changed, self.moved, self.pairs = 0.0, 0.0, 0
+
+    def add(self, model, first_inputs, second_inputs):
+        first, second = torch.softmax(model(first_inputs), 1), torch.softmax(model(second_inputs), 1)
+        top = first.argmax(1)
+        self.changed += (top != second.argmax(1)).sum().item()
+        self.moved += (first.gather(1, top[:, None]) - second.gather(1, top[:, None])).abs().sum().item()
+        self.pairs += first_inputs.shape[0]
+
+    def figures(self):
+        return self.changed / self.pairs, self.moved / self.pairs
 
 
 @torch.no_grad()

@@ -11,15 +11,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from protocol_loops import azulay_weiss, chaman_dokmanic, ideal_half_pixel_shift, michaeli_soudry
+from protocol_loops import (
+    azulay_weiss,
+    azulay_weiss_embedded,
+    chaman_dokmanic,
+    ideal_half_pixel_shift,
+    michaeli_soudry,
+    pil_bilinear,
+)
 from torch.utils.data import DataLoader, TensorDataset
 from trained_classifier import CROP, validation
 from zhang2019_reference import validate_shift
 
-from pytest_equivariance import EquivarianceUsageError, check_shift_invariant
+from pytest_equivariance import EquivarianceUsageError, check_scale_invariant, check_shift_invariant
 from pytest_equivariance.check import protocols
-from pytest_equivariance.check.arguments import PROTOCOL_NAMES
+from pytest_equivariance.check.arguments import PROTOCOL_NAMES, SCALE_PROTOCOL_NAMES
 from pytest_equivariance.check.resample import fourier_shift
+from pytest_equivariance.inputs import labelled_shapes
 
 SHAPE = (1, 1, CROP, CROP)
 
@@ -150,3 +158,96 @@ def test_a_protocol_without_an_untransformed_image_refuses_an_accuracy_drop(mode
                                                      "untransformed accuracy"):
         check_shift_invariant(model, validation(20, CROP + 4, batch_size=10), protocol="zhang2019",
                               input_shape=(1, 1, CROP, CROP), max_accuracy_drop=0.05)
+
+
+def small_images(count, size, *, batch_size=8):
+    """Held-out shapes on ``size``-pixel images, smaller than the model's input: what the embedding
+    settings paste into a black canvas."""
+    images, labels = labelled_shapes(count, size, seed=1, margin=size // 2 - 3)
+    return DataLoader(TensorDataset(images, labels), batch_size=batch_size)
+
+
+def test_azulay2019_black_is_the_references_black_background_branch(model):
+    loader = small_images(48, 15)
+    result = check_shift_invariant(model, loader, protocol=protocols.azulay2019(setting="black"), input_shape=SHAPE)
+    change, mac = azulay_weiss_embedded(model, loader, CROP)
+    assert 0.02 < change < 0.9
+    assert 1 - result.consistency == pytest.approx(change, abs=1e-12)
+    assert result.prob_change == pytest.approx(mac, rel=1e-6)
+    assert result.mode == "zero" and len(result.trials) == 8
+    assert result.trials[0].params == {"offset": [0, 0]}  # (24 - 15 - 1) // 2 - 4
+    assert result.trials[0].transform == "image at (0, 0) vs (1, 1)"
+
+
+def test_azulay2019_scale_is_the_papers_one_pixel_growth(model):
+    loader = small_images(48, 15)
+    result = check_scale_invariant(model, loader, protocol="azulay2019", input_shape=SHAPE)
+    change, mac = azulay_weiss_embedded(model, loader, CROP, grow=True)
+    assert 0.02 < change < 0.9
+    assert 1 - result.consistency == pytest.approx(change, abs=1e-12)
+    assert result.prob_change == pytest.approx(mac, rel=1e-4)  # PIL and torch resize agree to 4e-7
+    assert result.protocol == "azulay2019" and result.mode == "antialias"
+    assert [t.transform for t in result.trials[:2]] == ["15x15 vs 16x16 image at (0, 0)", "15x15 vs 16x16 image at (1, 1)"]
+    assert any("pasted into 24x24 zero canvases" in note for note in result.notes)
+
+
+def test_the_scale_setting_resizes_to_size_first(model):
+    images, labels = next(iter(small_images(16, 30, batch_size=16)))
+    result = check_scale_invariant(model, images, protocol=protocols.azulay2019(setting="scale", size=12),
+                                   input_shape=SHAPE)
+    change, mac = azulay_weiss_embedded(model, [(images, labels)], CROP, grow=True, size=12)
+    assert 1 - result.consistency == pytest.approx(change, abs=1e-12)
+    assert result.prob_change == pytest.approx(mac, rel=1e-4)
+    assert result.trials[0].transform == "12x12 vs 13x13 image at (1, 1)"  # (24 - 12 - 1) // 2 - 4
+    assert any("resized to 12x12" in note for note in result.notes)
+
+
+def test_a_pasted_image_is_the_image_on_zeros():
+    from pytest_equivariance.check.transforms import embed_at
+
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    out = embed_at((1, 2), (4, 5), (8, 9), (-2, -1)).on_input(x)
+    assert out.shape == (2, 3, 8, 9)
+    assert torch.equal(out[:, :, 1:5, 2:7], x) and out.sum() == x.sum()
+    grown = embed_at((0, 0), (5, 5), (8, 9), (-2, -1)).on_input(x[..., :4])
+    assert torch.allclose(grown[:, :, :5, :5], pil_bilinear(x[..., :4].reshape(6, 1, 4, 4), 5).reshape(2, 3, 5, 5),
+                          atol=1e-4)
+    assert grown[:, :, 5:].abs().sum() == 0 and grown[..., 5:].abs().sum() == 0
+
+
+def test_every_scale_protocol_name_resolves_and_a_family_is_kept():
+    assert tuple(protocols.SCALE_PROTOCOLS) == SCALE_PROTOCOL_NAMES
+    assert protocols.resolve("azulay2019", "scale").options == {"setting": "scale"}
+    with pytest.raises(EquivarianceUsageError, match=r"is run by check_scale_invariant, not check_shift_invariant"):
+        protocols.resolve(protocols.azulay2019(setting="scale"), "shift")
+    with pytest.raises(EquivarianceUsageError, match=r"is run by check_shift_invariant, not check_scale_invariant"):
+        protocols.resolve(protocols.zhang2019(), "scale")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: protocols.azulay2019(setting="inpaint"), r"setting='inpaint' is not one of Azulay & Weiss's settings"),
+        (lambda: protocols.azulay2019(size=20), r"setting='crop' embeds none"),
+        (lambda: protocols.azulay2019(setting="scale", size=0), r"size=0 is not accepted"),
+    ],
+)
+def test_azulay2019_settings_misuse_is_one_sentence(make, message):
+    with pytest.raises(EquivarianceUsageError, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"protocol": "azulay2019"}, r"shows the model a canvas holding the inputs' \(15, 15\) images; pass input_shape="),
+        ({"protocol": "azulay2019", "input_shape": (1, 1, 20, 20)}, r"needs the input at least 9 pixels larger"),
+        ({"protocol": "azulay2019", "input_shape": (1, 3, 24, 24)}, r"has other channels or dims"),
+        ({"protocol": "azulay2019", "input_shape": SHAPE, "scales": [2.0]},
+         r"chooses its own rescalings, so scales= does not apply"),
+        ({"protocol": "zhang2019", "input_shape": SHAPE}, r"protocol='zhang2019' is not a protocol of check_scale_invariant"),
+    ],
+)
+def test_scale_protocol_misuse_is_one_sentence(model, arguments, message):
+    with pytest.raises(EquivarianceUsageError, match=message):
+        check_scale_invariant(model, small_images(8, 15), **arguments)

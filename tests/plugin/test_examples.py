@@ -16,12 +16,12 @@ def test_example_suite_is_green_and_shows_what_the_plugin_catches(pytester: pyte
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark", "--color=no", "-rx"
     )
-    result.assert_outcomes(passed=15, xfailed=1)
+    result.assert_outcomes(passed=16, xfailed=1)
     result.stdout.fnmatch_lines(
         [
             "equivariance: seed=0 device=cpu",
             "*= equivariance summary =*",
-            "22 equivariance checks, 7 failed (7 expected)",
+            "26 equivariance checks, 11 failed (11 expected)",
             "test_models.py::test_aliasing_cnn_is_not_shift_invariant",
             "  shift_invariant*xfail",
             "test_trained.py::test_trained_cnn_keeps_most_predictions",

@@ -102,6 +102,8 @@ def test_every_allowed_keyword_accepts_a_valid_value(marker):
     }  # fmt: skip
     if marker.startswith("e3_"):  # point clouds: E(3) groups and irreps
         valid.update(group="SO3", input_fields=("points", "8x0e", None), output_fields="1x1o")
+    if marker == "scale_invariant":  # rescaling's protocols
+        valid.update(protocol="azulay2019")
     for name in allowed_keywords(marker):
         mark = getattr(pytest.mark, marker)(**{name: valid[name]}).mark
         assert marker_usage_error(mark, "t.py::test") is None, name
