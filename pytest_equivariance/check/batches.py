@@ -101,17 +101,7 @@ class Batches:
 
     def distributed_sampler(self) -> bool | None:
         """Whether a DataLoader shards its set by a ``DistributedSampler`` (None: not a DataLoader)."""
-        try:
-            from torch.utils.data import DataLoader
-            from torch.utils.data.distributed import DistributedSampler
-        except ImportError:  # pragma: no cover - every supported torch has both
-            return None
-        if not isinstance(self.source, DataLoader):
-            return None
-        sampler = self.source.sampler
-        batch_sampler = getattr(self.source, "batch_sampler", None)
-        inner = getattr(batch_sampler, "sampler", None)
-        return isinstance(sampler, DistributedSampler) or isinstance(inner, DistributedSampler)
+        return distributed_sampler(self.source)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -284,19 +274,36 @@ def as_batches(inputs: Any, entry: str, *, limit: Any = None) -> Batches:
 
 
 def _require_shards(batches: Batches) -> None:
+    require_shards(batches.source, batches.entry, "image")
+
+
+def distributed_sampler(source: Any) -> bool | None:
+    """Whether a DataLoader shards its set by a ``DistributedSampler`` (None: not a DataLoader)."""
+    try:
+        from torch.utils.data import DataLoader
+        from torch.utils.data.distributed import DistributedSampler
+    except ImportError:  # pragma: no cover - every supported torch has both
+        return None
+    if not isinstance(source, DataLoader):
+        return None
+    inner = getattr(getattr(source, "batch_sampler", None), "sampler", None)
+    return isinstance(source.sampler, DistributedSampler) or isinstance(inner, DistributedSampler)
+
+
+def require_shards(source: Any, entry: str, unit: str) -> None:
     """Refuse a DataLoader that every process of a ``torchrun`` job would read whole.
 
-    Without a ``DistributedSampler`` each rank would stream the same images and the all-reduced
-    figures would count every image once per process. Other iterables are taken to be sharded by
-    their owner (nothing can tell).
+    Without a ``DistributedSampler`` each rank would stream the same items (images, graphs) and the
+    all-reduced figures would count every one once per process. Other iterables are taken to be
+    sharded by their owner (nothing can tell).
     """
     from pytest_equivariance.check import distributed
 
     size = distributed.world()[1]
-    if size > 1 and batches.distributed_sampler() is False:
+    if size > 1 and distributed_sampler(source) is False:
         raise EquivarianceUsageError(
-            f"{batches.entry} runs in {size} processes but its DataLoader has no DistributedSampler, so each "
-            f"process would read the whole set and count every image {size} times; pass "
+            f"{entry} runs in {size} processes but its DataLoader has no DistributedSampler, so each "
+            f"process would read the whole set and count every {unit} {size} times; pass "
             f"DataLoader(dataset, sampler=DistributedSampler(dataset), ...)."
         )
 

@@ -16,12 +16,12 @@ counts as per node unless named in ``edge_attrs``.
 A check runs many transformed copies at once as one *disjoint union*: per-node and per-edge tensors
 concatenated, ``edge_index`` offset by ``N`` per copy (PyG's ``Batch.from_data_list`` for PyG
 objects). Per-graph tensors have no union without a batch vector the model reads, so such inputs run
-copy by copy.
+copy by copy. A :class:`GraphSource` is what a check compares: one graph's inputs, or a loader of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +174,62 @@ class GraphInputs:
             starts = [sum(counts[:i]) for i in range(len(counts))]
             return [(s, s + c) for s, c in zip(starts, counts)]
         return [(0, self.edges)]
+
+
+class GraphSource:
+    """The graphs a check compares: one input, or every item of a loader (read as they are needed)."""
+
+    def __init__(self, first: GraphInputs, rest: Iterator[Any], streamed: bool, read: Callable[[Any, int], GraphInputs]):
+        self.first, self._rest, self.streamed, self._read = first, rest, streamed, read
+        self.count = 0
+
+    @classmethod
+    def open(cls, inputs: Any, entry: str, dev: Any, **keys: Any) -> "GraphSource":
+        """Read ``inputs`` — a graph, or a loader (any iterable but a tuple, list or mapping) of graphs."""
+        def read(value: Any, index: int) -> GraphInputs:
+            graph = GraphInputs.read(value, **keys)
+            where = f" (item {index + 1} of the loader)" if streamed else ""
+            for key, t in graph.tensors.items():
+                if t.is_meta:
+                    raise EquivarianceUsageError(
+                        f"{entry} got {graph.where(key)}{where} on the meta device, which holds no values to "
+                        f"compare; pass tensors on a real device.")
+            if graph.nodes == 0:
+                raise EquivarianceUsageError(f"{entry} got a graph of no nodes{where}; pass at least one point.")
+            if any(t.device != dev for t in graph.tensors.values()):
+                moved = value.to(dev) if graph.form == "pyg" else graph.build(
+                    {k: t.to(dev) for k, t in graph.tensors.items()})
+                graph = GraphInputs.read(moved, **{**keys, "edge_index": graph.edge_index})
+            return graph
+
+        from pytest_equivariance.check.batches import require_shards
+
+        streamed = is_graph_source(inputs)
+        if not streamed:
+            return cls(read(inputs, 0), iter(()), False, read)
+        require_shards(inputs, entry, "graph")
+        items = iter(inputs)
+        first = next(items, None)
+        if first is None:
+            raise EquivarianceUsageError(f"{entry} got a loader that yields no graph; pass one that yields at least one.")
+        return cls(read(first, 0), items, True, read)
+
+    def __iter__(self) -> Iterator[GraphInputs]:
+        self.count = 1
+        yield self.first
+        for index, value in enumerate(self._rest, start=1):
+            self.count = index + 1
+            yield self._read(value, index)
+
+
+def is_graph_source(inputs: Any) -> bool:
+    """Whether ``inputs`` is a loader of graphs rather than one graph: an iterable that is no tensor, tuple,
+    list, mapping or PyG object (those are one graph's inputs)."""
+    import torch
+
+    if isinstance(inputs, (torch.Tensor, tuple, list, Mapping, str, bytes)) or is_pyg(inputs):
+        return False
+    return isinstance(inputs, Iterable)
 
 
 def _find_edge_index(tensors: Mapping[Any, "Tensor"]) -> Any | None:

@@ -12,24 +12,29 @@ take a union (a per-graph input, an output that does not split per copy) or mixe
 first copy's output differs from the model's output on the graph alone), the elements run one at a
 time and the result's notes say why. Each element is one trial of the :class:`CheckResult`, labelled
 ``"E(3) #17"``, so results render, save to baselines and gate like every other check's.
+
+``inputs`` may also be a loader of graphs (any iterable but a tuple, list or mapping): every element
+runs on every graph, and each element's statistics add up over the graphs (:class:`~.metrics.Sums`
+in a :class:`~.stream.Outcome`, all-reduced under ``torchrun``), so a trial's figures are the set's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance import guards
-from pytest_equivariance.check import fingerprint, metrics, runner
+from pytest_equivariance.check import distributed, fingerprint, metrics, runner
 from pytest_equivariance.check.arguments import expected_value
 from pytest_equivariance.check.elements import E3_GROUPS, PERMUTED, EuclideanElements, Permutations
-from pytest_equivariance.check.graphs import GraphInputs
+from pytest_equivariance.check.graphs import GraphInputs, GraphSource
 from pytest_equivariance.check.irreps import INVARIANT, POINTS, Field
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.run import RESULT_LISTENERS
 from pytest_equivariance.check.spec import DEFAULT_TRIALS, check_trials, dtype_name
+from pytest_equivariance.check.stream import Outcome, Slot, Tally
 from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
@@ -61,7 +66,8 @@ def check_e3_equivariant(
     """Return how far ``model(g·x)`` is from ``g·model(x)`` for ``trials`` elements ``g`` of ``group``.
 
     ``inputs`` is what the model is called with: a tensor, a tuple of positional arguments, a mapping
-    (passed as one argument), or a PyG ``Data``/``Batch``. ``input_fields`` says how each input moves —
+    (passed as one argument), or a PyG ``Data``/``Batch``; or a loader of them (any other iterable: a
+    ``DataLoader``, a generator), whose graphs are compared one by one and tallied together. ``input_fields`` says how each input moves —
     a mapping ``{key: declaration}``, a tuple with one declaration per positional argument, or one
     declaration for a single tensor — where a declaration is ``"points"``, an irreps string such as
     ``"8x0e + 4x1o"``, or ``None`` / ``"invariant"``; by default a single tensor, and an input named
@@ -152,8 +158,8 @@ def check_permutation_invariant(
 
 
 def _setting(kind: str, model: Any, inputs: Any, trials: Any, seed: Any, device: Any, batch_size: Any,
-             positions: Any, edge_index: Any, edge_attrs: Any, **checked: Any) -> tuple[Any, GraphInputs, int, int, Any]:
-    """The checks' shared set-up: the model, the inputs read as a graph on the device, trials and seed.
+             positions: Any, edge_index: Any, edge_attrs: Any, **checked: Any) -> tuple[Any, GraphSource, int, int, Any]:
+    """The checks' shared set-up: the model, the inputs read as graphs on the device, trials and seed.
 
     ``checked`` are further keywords whose values :func:`.arguments.expected_value` judges (atol, rtol, localize).
     """
@@ -169,25 +175,15 @@ def _setting(kind: str, model: Any, inputs: Any, trials: Any, seed: Any, device:
         raise EquivarianceUsageError(f"{entry} got edge_attrs={shown(edge_attrs)}; pass a tuple of input keys.")
     if inputs is None:
         raise EquivarianceUsageError(
-            f"{entry} needs the model's inputs; pass positions, a tuple of the model's arguments, a mapping "
-            f"or a PyG Data."
+            f"{entry} needs the model's inputs; pass positions, a tuple of the model's arguments, a mapping, "
+            f"a PyG Data, or a loader of them."
         )
     dev = runner.resolve_device(device, model)
     if isinstance(edge_attrs, (str, int)):
         edge_attrs = (edge_attrs,)
-    graph = GraphInputs.read(inputs, positions=positions, edge_index=edge_index, edge_attrs=edge_attrs)
-    for key, t in graph.tensors.items():
-        if t.is_meta:
-            raise EquivarianceUsageError(
-                f"{entry} got {graph.where(key)} on the meta device, which holds no values to compare; pass tensors "
-                f"on a real device.")
-    if graph.nodes == 0:
-        raise EquivarianceUsageError(f"{entry} got a graph of no nodes; pass at least one point.")
-    if any(t.device != dev for t in graph.tensors.values()):
-        moved = inputs.to(dev) if graph.form == "pyg" else graph.build({k: t.to(dev) for k, t in graph.tensors.items()})
-        graph = GraphInputs.read(moved, positions=positions, edge_index=graph.edge_index, edge_attrs=edge_attrs)
+    graphs = GraphSource.open(inputs, entry, dev, positions=positions, edge_index=edge_index, edge_attrs=tuple(edge_attrs))
     count = DEFAULT_TRIALS if trials is None else int(trials)
-    return model, graph, count, 0 if seed is None else seed, dev
+    return model, graphs, count, 0 if seed is None else seed, dev
 
 
 def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields: Any, group: str, trials: Any,
@@ -196,20 +192,28 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
     entry = f"check_{kind}"
     if not isinstance(group, str) or group not in E3_GROUPS:
         raise EquivarianceUsageError(f"{entry} got group={shown(group)}; pass one of {', '.join(E3_GROUPS)}.")
-    model, graph, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
-                                              edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
+    model, graphs, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
+                                               edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
+    graph = graphs.first
     fields_in = _input_fields(graph, input_fields, entry)
     with runner.prepared(model, dev, _dtype(graph, model)):
         caller, reference = _Caller.first(model, graph.original)
     fields_out = _output_fields(output_fields, reference, entry)
     points = [graph.tensors[k] for k, f in fields_in.items() if f.kind == POINTS]
-    # Translations as large as the cloud, so that float32 rounding is judged at the scale the model sees.
+    # Translations as large as the cloud, so that float32 rounding is judged at the scale the model sees;
+    # under torchrun, rank 0's first cloud (the set's first, as one process reads it) sets it for every rank.
     scale = max([1.0] + [float(p.double().std()) * math.sqrt(3) for p in points if p.numel() > 1])
+    scale = distributed.reduce([scale if distributed.is_main_process() else 0.0], [])[0][0]
     elements = EuclideanElements.draw(group, count, seed, scale, fields_in, fields_out)
+
+    def elements_for(graph: GraphInputs, reference: runner.Leaves, index: int) -> EuclideanElements:
+        return elements if index == 0 else replace(elements, input_fields=_input_fields(graph, input_fields, entry))
+
     fields = {f"input{_path(graph, k)}": str(f) for k, f in fields_in.items()}
     fields.update({f"output{path}": str(f) for path, f in fields_out.items()})
-    return _run(kind, caller, graph, elements, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
-                batch_size=batch_size, localize=localize, group=group, fields=fields)
+    return _run(kind, caller, graphs, elements_for, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
+                batch_size=batch_size, localize=localize, group=group, fields=fields,
+                drawn="the same elements act on every graph")
 
 
 def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: Any, seed: Any, atol: Any, rtol: Any,
@@ -218,83 +222,142 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
     entry = f"check_{kind}"
     if not isinstance(permute, str) or permute not in PERMUTED:
         raise EquivarianceUsageError(f"{entry} got permute={shown(permute)}; pass 'nodes' or 'edges'.")
-    model, graph, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
-                                              edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
-    if permute == "edges" and graph.edge_index is None:
-        raise EquivarianceUsageError(
-            f"{entry}(permute='edges') found no edge_index among the inputs; name it with edge_index=, or "
-            f"permute='nodes'."
-        )
-    with runner.prepared(model, dev, _dtype(graph, model)):
-        caller, reference = _Caller.first(model, graph.original)
-    roles = {}
-    if kind == "permutation_equivariant":
-        for path, t in reference:
-            first = t.shape[0] if t.dim() else None
-            roles[path] = "node" if first == graph.nodes else ("edge" if first == graph.edges else "graph")
-    elements = Permutations.draw(permute, graph, count, seed, roles)
-    fields = {f"output{path}": f"per {role}" for path, role in roles.items()}
-    return _run(kind, caller, graph, elements, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
-                batch_size=batch_size, localize=localize, group=f"S_{permute}", fields=fields or None)
+    model, graphs, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
+                                               edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
+
+    def elements_for(graph: GraphInputs, reference: runner.Leaves, index: int) -> Permutations:
+        if permute == "edges" and graph.edge_index is None:
+            where = f" of item {index + 1} of the loader" if graphs.streamed else ""
+            raise EquivarianceUsageError(
+                f"{entry}(permute='edges') found no edge_index among the inputs{where}; name it with edge_index=, "
+                f"or permute='nodes'."
+            )
+        roles = {}
+        if kind == "permutation_equivariant":
+            for path, t in reference:
+                first = t.shape[0] if t.dim() else None
+                roles[path] = "node" if first == graph.nodes else ("edge" if first == graph.edges else "graph")
+        # Each graph's own permutations (their sizes differ), from the seed and the graph's place.
+        return Permutations.draw(permute, graph, count, seed + index, roles)
+
+    with runner.prepared(model, dev, _dtype(graphs.first, model)):
+        caller, reference = _Caller.first(model, graphs.first.original)
+    first = elements_for(graphs.first, reference, 0)
+    fields = {f"output{path}": f"per {role}" for path, role in first.output_roles.items()}
+    return _run(kind, caller, graphs, lambda g, r, i: first if i == 0 else elements_for(g, r, i), reference,
+                atol=atol, rtol=rtol, seed=seed, dev=dev, batch_size=batch_size, localize=localize,
+                group=f"S_{permute}", fields=fields or None,
+                drawn="each graph's permutations are drawn from the seed and its place; params give the first graph's")
 
 
-def _run(kind: str, caller: "_Caller", graph: GraphInputs, elements: Any, reference: runner.Leaves, *, atol: Any,
-         rtol: Any, seed: int, dev: Any, batch_size: Any, localize: Any, group: str,
-         fields: dict[str, str] | None) -> CheckResult:
-    """Run every element through the model (in unions where it can), compare, and return the result."""
+def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callable[[GraphInputs, runner.Leaves, int], Any],
+         reference: runner.Leaves, *, atol: Any, rtol: Any, seed: int, dev: Any, batch_size: Any, localize: Any,
+         group: str, fields: dict[str, str] | None, drawn: str) -> CheckResult:
+    """Run every element on every graph (in unions where it can), tally, and return the result.
+
+    The statistics of each element over the graphs are additive :class:`~.metrics.Sums`, combined as
+    the image checks' streams combine theirs (:class:`~.stream.Outcome`), across ``torchrun`` ranks too.
+    """
     model = caller.model
-    dtype = _dtype(graph, model)
+    dtype = _dtype(graphs.first, model)
     atol_default, rtol_default = metrics.default_tolerances(dtype, "cloud")
     atol = atol_default if atol is None else float(atol)
     rtol = rtol_default if rtol is None else float(rtol)
-    count = len(elements.labels)
-    per_pass = batch_size or max(1, min(count, UNION_NODES // max(graph.nodes, 1)))
+    first_elements = elements_for(graphs.first, reference, 0)
+    count = len(first_elements.labels)
     notes: list[str] = [caller.note] if caller.note else []
-    trials: list[Trial] = []
-    worst_by_leaf: dict[str, tuple[float, float, str]] = {}
-    united = graph.can_unite
-    if not united:
-        notes.append("ran element by element: an input is per graph (neither per node nor per edge), so copies "
-                     "of the graph cannot run as one disjoint union")
+    slots = [Slot() for _ in range(count)]
+    prints = fingerprint.StreamFingerprint(whole=False)  # a loader's; one graph is hashed whole, below
+    united, fallbacks, passes = True, [], 0
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
-        for start in range(0, count, per_pass):
-            rows = slice(start, min(count, start + per_pass))
-            copies = elements.on_inputs(graph, rows)
-            n = rows.stop - rows.start
-            outputs = None
-            if united:
-                outputs, why = _united_outputs(caller, graph, copies, n, reference, atol, rtol, first=start == 0)
-                if outputs is None:
-                    united = False
-                    notes.append(f"ran element by element: {why}")
-            if outputs is None:
-                outputs = [caller(graph.copy(copies, i), elements.labels[rows.start + i]) for i in range(n)]
-            expected = {path: elements.on_output(path, t, rows) for path, t in reference}
-            for i, leaves in enumerate(outputs):
-                label = elements.labels[rows.start + i]
-                trials.append(_trial(label, elements.params(rows.start + i), leaves, expected, i, atol, rtol,
-                                     worst_by_leaf))
+        for index, graph in enumerate(graphs):
+            for t in graph.tensors.values():
+                prints.add(t, None)
+            leaves = reference if index == 0 else caller(graph.original, f"item {index + 1} of the loader")
+            if index and [p for p, _ in leaves] != [p for p, _ in reference]:
+                raise EquivarianceUsageError(
+                    f"The model returns {', '.join('output' + p for p, _ in leaves)} on item {index + 1} of the loader "
+                    f"but {', '.join('output' + p for p, _ in reference)} on the first; return the same outputs for "
+                    f"every graph."
+                )
+            elements = first_elements if index == 0 else elements_for(graph, leaves, index)
+            graph_passes, why = _compare_graph(caller, graph, elements, leaves, slots, atol, rtol, batch_size)
+            passes += graph_passes
+            if why:
+                united = False
+                if why not in fallbacks:
+                    fallbacks.append(why)
+    outcome = Outcome(slots, Tally(images=float(graphs.count)), has_reference=True)
+    outcome.reduce()
+    graph_count = int(outcome.tally.images)
+    notes.extend(f"ran element by element: {why}" for why in fallbacks)
     if united:
         notes.insert(0, f"ran the {count} elements as disjoint unions of copies of the graph "
-                        f"({math.ceil(count / per_pass)} pass{'es' if count > per_pass else ''}, an untransformed copy "
-                        f"first to show the copies do not mix)")
-    for path, (largest, rel, label) in worst_by_leaf.items():
+                        f"({passes} pass{'es' if passes > 1 else ''}, an untransformed copy first to show the copies "
+                        f"do not mix)")
+    if graphs.streamed:
+        notes.insert(0, f"streamed {graph_count} graph{'s' if graph_count > 1 else ''} from the loader; {drawn}")
+    trials, worst = _trials(first_elements, slots, atol, rtol)
+    for path, (largest, rel, label) in worst.items():
         declared = f" ({fields[f'output{path}']})" if fields and f"output{path}" in fields else ""
         notes.append(f"output{path}{declared}: worst max_abs {largest:.3g}, rel_l2 {rel:.3g}, under {label}")
-    shape = next((tuple(t.shape) for k, t in graph.tensors.items() if graph.roles.get(k) == "node"), ())
+    shape = next((tuple(t.shape) for k, t in graphs.first.tensors.items() if graphs.first.roles.get(k) == "node"), ())
     result = CheckResult(
         kind=kind, passed=all(t.passed for t in trials), trials=trials, atol=atol, rtol=rtol, seed=seed,
         device=str(dev), dtype=dtype_name(dtype), mode="exact", dims=(), input_shape=shape, notes=notes,
         group=group, fields=fields, weights_fingerprint=fingerprint.fingerprint_model(model),
-        inputs_fingerprint=fingerprint.fingerprint_tensors((str(k), t) for k, t in graph.tensors.items()),
+        inputs_fingerprint=prints.digest() if graphs.streamed else fingerprint.fingerprint_tensors(
+            (str(k), t) for k, t in graphs.first.tensors.items()),
     )
     want_profile = localize is True or (localize is None and not result.passed)
     if want_profile:
-        _attach_profile(result, caller, graph, elements, dev)
+        _attach_profile(result, caller, graphs.first, first_elements, dev)
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
+
+
+def _compare_graph(caller: "_Caller", graph: GraphInputs, elements: Any, reference: runner.Leaves, slots: list[Slot],
+                   atol: float, rtol: float, batch_size: Any) -> tuple[int, str]:
+    """Run every element on one graph and add each one's statistics to its slot.
+
+    Returns the passes run, and why the elements ran one at a time ("" when they ran as unions).
+    """
+    count = len(elements.labels)
+    per_pass = batch_size or max(1, min(count, UNION_NODES // max(graph.nodes, 1)))
+    united, why, passes = graph.can_unite, "", 0
+    if not united:
+        why = ("an input is per graph (neither per node nor per edge), so copies of the graph cannot run as one "
+               "disjoint union")
+    for start in range(0, count, per_pass):
+        rows = slice(start, min(count, start + per_pass))
+        copies = elements.on_inputs(graph, rows)
+        n = rows.stop - rows.start
+        outputs = None
+        if united:
+            outputs, reason = _united_outputs(caller, graph, copies, n, reference, atol, rtol, first=start == 0)
+            passes += 1
+            if outputs is None:
+                united, why = False, reason
+        if outputs is None:
+            outputs = [caller(graph.copy(copies, i), elements.labels[rows.start + i]) for i in range(n)]
+        expected = {path: elements.on_output(path, t, rows) for path, t in reference}
+        for i, leaves in enumerate(outputs):
+            slot, label = slots[rows.start + i], elements.labels[rows.start + i]
+            for path, a in leaves:
+                b = expected[path][i]
+                if a.shape != b.shape:
+                    raise EquivarianceUsageError(
+                        f"The model's output{path} has shape {tuple(a.shape)} under {label} but {tuple(b.shape)} on "
+                        f"the inputs; return outputs of the same shape for every element."
+                    )
+                sums = metrics.measure(a, b, atol=atol, rtol=rtol)[0]
+                if path in slot.leaves:
+                    slot.leaves[path] += sums
+                else:
+                    slot.leaves[path] = sums
+    return passes, why
 
 
 def _united_outputs(caller: "_Caller", graph: GraphInputs, copies: dict[Any, "Tensor"], n: int,
@@ -331,23 +394,21 @@ def _united_outputs(caller: "_Caller", graph: GraphInputs, copies: dict[Any, "Te
     return [[(path, pieces[i + lead]) for (path, _), pieces in zip(reference, split)] for i in range(n)], ""
 
 
-def _trial(label: str, params: dict[str, Any], leaves: runner.Leaves, expected: dict[str, "Tensor"], index: int,
-           atol: float, rtol: float, worst_by_leaf: dict[str, tuple[float, float, str]]) -> Trial:
-    comparisons = []
-    for path, a in leaves:
-        b = expected[path][index]
-        if a.shape != b.shape:
-            raise EquivarianceUsageError(
-                f"The model's output{path} has shape {tuple(a.shape)} under {label} but {tuple(b.shape)} on the "
-                f"inputs; return outputs of the same shape for every element."
-            )
-        c = metrics.measure(a, b, atol=atol, rtol=rtol)[0].comparison(leaf=path, atol=atol, rtol=rtol)
-        comparisons.append(c)
-        if c.max_abs >= worst_by_leaf.get(path, (-1.0, 0.0, ""))[0]:
-            worst_by_leaf[path] = (c.max_abs, c.rel_l2, label)
-    w = metrics.worst(comparisons)
-    return Trial(transform=label, params=params, max_abs=w.max_abs, mean_abs=w.mean_abs, rel_l2=w.rel_l2,
-                 cosine=w.cosine, passed=all(c.passed for c in comparisons), leaf=w.leaf, psnr=w.psnr)
+def _trials(elements: Any, slots: list[Slot], atol: float, rtol: float
+            ) -> tuple[list[Trial], dict[str, tuple[float, float, str]]]:
+    """Each element's trial from its statistics, and per output leaf its largest error and under which element."""
+    trials, worst = [], {}
+    for i, slot in enumerate(slots):
+        label = elements.labels[i]
+        comparisons = [sums.comparison(leaf=path, atol=atol, rtol=rtol) for path, sums in slot.leaves.items()]
+        for c in comparisons:
+            if c.max_abs >= worst.get(c.leaf, (-1.0, 0.0, ""))[0]:
+                worst[c.leaf] = (c.max_abs, c.rel_l2, label)
+        w = metrics.worst(comparisons)
+        trials.append(Trial(transform=label, params=elements.params(i), max_abs=w.max_abs, mean_abs=w.mean_abs,
+                            rel_l2=w.rel_l2, cosine=w.cosine, passed=all(c.passed for c in comparisons), leaf=w.leaf,
+                            psnr=w.psnr))
+    return trials, worst
 
 
 def _attach_profile(result: CheckResult, caller: "_Caller", graph: GraphInputs, elements: Any, dev: Any) -> None:

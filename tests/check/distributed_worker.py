@@ -13,7 +13,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from pytest_equivariance import check_shift_equivariant, check_shift_invariant
+from cloud_models import coordinate_mlp, graph
+
+from pytest_equivariance import check_e3_equivariant, check_shift_equivariant, check_shift_invariant
 from pytest_equivariance.check.distributed import world
 from pytest_equivariance.errors import EquivarianceUsageError
 from pytest_equivariance.inputs import labelled_shapes
@@ -27,6 +29,13 @@ def model():
             torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             torch.nn.Flatten(), torch.nn.Linear(6 * 10 * 10, 5),
         ).eval()
+
+
+def clouds(distributed: bool) -> DataLoader:
+    """Six point clouds of 5 to 9 points, one per item, sharded under torchrun."""
+    positions = [graph(nodes=5 + i % 5, seed=i)[0] for i in range(6)]
+    return DataLoader(positions, batch_size=None,
+                      sampler=DistributedSampler(positions, shuffle=False) if distributed else None)
 
 
 def main(out: str) -> None:
@@ -44,6 +53,8 @@ def main(out: str) -> None:
         "crop": check_shift_invariant(net[:3], loader, mode="crop", max_shift=2, seed=3, localize=False),
         "equivariant": check_shift_equivariant(net[:3], loader, seed=3, localize=False),
         "lie": check_shift_invariant(net, loader, measure="lie"),
+        "cloud": check_e3_equivariant(coordinate_mlp(), clouds(distributed), output_fields="points", trials=4,
+                                      localize=False),
     }
     try:  # every rank would read the whole set: refused under torchrun, fine in one process
         check_shift_invariant(net, DataLoader(data, batch_size=5), seed=3, localize=False)

@@ -1,7 +1,7 @@
 """Under ``torchrun``, ranks stream their shards and report the figures of the whole set.
 
 Two processes on the ``gloo`` backend (CPU) run ``distributed_worker.py`` with a
-``DistributedSampler``; one process runs it over the same images. Every figure — maxima, means,
+``DistributedSampler``; one process runs it over the same images (and point clouds). Every figure — maxima, means,
 proportions, accuracies, the image count — must agree: the statistics are all-reduced before any
 figure is formed. A loader without a ``DistributedSampler`` is refused under ``torchrun``.
 """
@@ -47,6 +47,12 @@ def test_two_gloo_processes_report_the_figures_of_one(tmp_path):
                     assert ta[name] is None
                 else:
                     assert ta[name] == pytest.approx(tb[name], rel=1e-9, abs=1e-12), (kind, name)
+    a, b = two["cloud"], one["cloud"]  # point clouds: every rank draws the elements rank 0 would alone
+    assert a["notes"][0] == b["notes"][0] == "streamed 6 graphs from the loader; the same elements act on every graph"
+    for ta, tb in zip(a["trials"], b["trials"], strict=True):
+        assert ta["params"] == tb["params"]
+        for name in ("max_abs", "mean_abs", "rel_l2"):
+            assert ta[name] == pytest.approx(tb[name], rel=1e-9, abs=1e-12), ("cloud", name)
     assert 0 < one["invariant"]["figures"]["consistency"] < 1  # the figures compared are not trivial
     assert one["unsharded"] is None
     assert two["unsharded"].startswith("check_shift_invariant runs in 2 processes but its DataLoader has no "

@@ -1,0 +1,114 @@
+"""Point-cloud and graph checks over a loader: every graph is compared, and the figures are the set's.
+
+The statistics of each element are additive over graphs, as the image checks' streams are, so a
+loader's trial is exactly the worst (``max_abs``) and the pooled mean (``mean_abs``) of the same trial
+run on each graph alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cloud_models import coordinate_mlp, egnn, graph, index_embedding, message_passing
+from torch.utils.data import DataLoader
+
+from pytest_equivariance import (
+    EquivarianceUsageError,
+    check_e3_equivariant,
+    check_permutation_equivariant,
+    check_permutation_invariant,
+)
+
+EGNN_FIELDS = {"input_fields": ("points", "4x0e", None), "output_fields": ("points", "4x0e")}
+
+
+def graphs(count=3, nodes=(5, 8, 6)):
+    return [graph(nodes=nodes[i % len(nodes)], seed=i) for i in range(count)]
+
+
+def test_a_loader_of_graphs_gives_the_worst_and_pooled_figures_of_each_graph():
+    data = [g[0] for g in graphs()]  # positions only: an MLP on coordinates fails
+    loader = DataLoader(data, batch_size=None)
+    streamed = check_e3_equivariant(coordinate_mlp(), loader, output_fields="points", group="SO3", trials=4,
+                                    localize=False)
+    alone = [check_e3_equivariant(coordinate_mlp(), pos, output_fields="points", group="SO3", trials=4,
+                                  localize=False) for pos in data]
+    assert not streamed.passed
+    for i, trial in enumerate(streamed.trials):
+        assert trial.transform == alone[0].trials[i].transform  # rotations: the same elements on every graph
+        assert trial.max_abs == max(r.trials[i].max_abs for r in alone)
+        # mean_abs pools every coordinate: the graphs weigh by their nodes
+        pooled = sum(r.trials[i].mean_abs * len(pos) for r, pos in zip(alone, data)) / sum(map(len, data))
+        assert trial.mean_abs == pytest.approx(pooled, rel=1e-9)
+    assert streamed.notes[0] == "streamed 3 graphs from the loader; the same elements act on every graph"
+
+
+def test_an_equivariant_model_passes_a_loader_and_one_bad_graph_fails_it():
+    items = graphs(4)  # of 5, 8, 6 and 5 nodes
+    assert check_e3_equivariant(egnn(), iter(items), **EGNN_FIELDS, trials=8).passed
+
+    class BreaksOnLarge(torch.nn.Module):  # equivariant, except on graphs of more than 7 nodes
+        def __init__(self):
+            super().__init__()
+            self.inner = egnn()
+
+        def forward(self, pos, h, edge_index):
+            moved, features = self.inner(pos, h, edge_index)
+            return (moved + pos[:, :1] if len(pos) > 7 else moved), features
+
+    assert check_e3_equivariant(BreaksOnLarge(), items[0], **EGNN_FIELDS, trials=4).passed  # 5 nodes alone
+    result = check_e3_equivariant(BreaksOnLarge(), (g for g in items), **EGNN_FIELDS, trials=4, localize=False)
+    assert not result.passed and result.worst_error > 0.01
+
+
+def test_node_permutations_are_drawn_for_each_graph_of_its_size():
+    items = [(h, edges) for _, h, edges in graphs(3)]
+    passed = check_permutation_equivariant(message_passing(), iter(items), trials=6)
+    assert passed.passed and passed.worst_error < 1e-5
+    assert len(passed.trials[0].params["nodes"]) == 5  # the first graph's permutation is the one kept
+    assert "each graph's permutations are drawn" in passed.notes[0]
+    failed = check_permutation_equivariant(index_embedding(), iter(items), trials=6, localize=False)
+    assert not failed.passed
+
+
+def test_a_pyg_loader_streams_batches_of_graphs():
+    pyg = pytest.importorskip("torch_geometric")
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader as GraphLoader
+
+    data = [Data(x=h, edge_index=edges, pos=pos) for pos, h, edges in graphs(5)]
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = message_passing()
+
+        def forward(self, batch):
+            out = self.inner(batch.x, batch.edge_index)
+            return torch.zeros(batch.num_graphs, out.shape[1]).index_add_(0, batch.batch, out)
+
+    assert pyg is not None
+    result = check_permutation_invariant(Pooled(), GraphLoader(data, batch_size=2), trials=4)
+    assert result.passed and result.notes[0].startswith("streamed 3 graphs from the loader")  # 3 batches
+
+
+def test_a_loader_misuse_is_one_sentence():
+    with pytest.raises(EquivarianceUsageError, match="got a loader that yields no graph; pass one that yields"):
+        check_permutation_equivariant(message_passing(), iter([]))
+    _, h, edges = graph()
+
+    class Shapes(torch.nn.Module):  # one output, then two
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, h, edge_index):
+            self.calls += 1
+            return h if h.shape[0] == 8 else (h, h)
+
+    items = [(h, edges), (h[:5], edges[:, (edges < 5).all(0)])]
+    with pytest.raises(EquivarianceUsageError, match=r"on item 2 of the loader but output on the first; return the "
+                                                     r"same outputs for every graph"):
+        check_permutation_equivariant(Shapes(), iter(items), trials=2)
+    with pytest.raises(EquivarianceUsageError, match=r"a graph of no nodes \(item 2 of the loader\)"):
+        check_permutation_equivariant(message_passing(), iter([(h, edges), (h[:0], edges[:, :0])]), trials=2)
