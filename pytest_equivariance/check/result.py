@@ -17,7 +17,7 @@ from typing import Any
 #: the others smaller.
 BASELINE_FIGURES = (
     "worst_error", "mean_error", "consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy",
-    "channel_error",
+    "channel_error", "unmatched", "mean_iou",
 )
 
 #: Figures that are proportions of images: a baseline records how many images each came from, and the
@@ -249,6 +249,24 @@ class CheckResult:
         """The per-channel relative error summed over the trials (Rahman & Yeh sum it over scales), or None."""
         values = [t.channel_error for t in self.trials if t.channel_error is not None]
         return sum(values) if values else None
+
+    @property
+    def unmatched(self) -> float | None:
+        """Of every detection in the compared sets, the fraction left without a partner (appeared or
+        vanished), over all trials; None unless the check compared detection sets."""
+        sets = [t for t in self.trials if t.matched is not None]
+        if not sets:
+            return None
+        lone = sum((t.appeared or 0) + (t.vanished or 0) for t in sets)
+        total = lone + 2 * sum(t.matched or 0 for t in sets)
+        return lone / total if total else 0.0
+
+    @property
+    def mean_iou(self) -> float | None:
+        """The IoU of the matched detections, averaged over every pair of every trial; None without boxes."""
+        pairs = [(t.matched, t.mean_iou) for t in self.trials if t.mean_iou is not None and t.matched]
+        count = sum(n for n, _ in pairs)
+        return sum(n * iou for n, iou in pairs) / count if count else None
 
     @property
     def transformed_accuracy(self) -> float | None:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_equivariance.check.result import PROPORTIONS
+
 if TYPE_CHECKING:
     from pytest_equivariance.check.result import CheckResult
 
@@ -21,12 +23,11 @@ BASELINE_FORMAT = "pytest-equivariance-baseline"
 #: Default relative tolerance: a figure may get 10% worse before it is a regression.
 DEFAULT_REGRESSION_TOL = 0.1
 #: Figures where a larger value is better; all others are errors (smaller is better).
-LARGER_IS_BETTER = frozenset({"consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy"})
+LARGER_IS_BETTER = frozenset({"consistency", "psnr", "accuracy", "transformed_accuracy", "worst_case_accuracy",
+                              "mean_iou"})
 #: PSNRs above this many dB are all "identical up to rounding": compared as equal (an exact model's
 #: PSNR moves between 120 dB and infinity with the summation order).
 PSNR_CEILING = 100.0
-#: Figures that are proportions of images (consistency, accuracies): their sampling noise counts.
-PROPORTIONS = frozenset({"consistency", "accuracy", "transformed_accuracy", "worst_case_accuracy"})
 #: A proportion regresses only beyond this many standard errors of the difference of two figures
 #: (two: a two-sided test at about 5%), besides the tolerance.
 SAMPLING_Z = 2.0

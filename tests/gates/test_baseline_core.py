@@ -52,6 +52,23 @@ def test_consistency_is_stored_when_measured():
     assert e.figures["consistency"] == 0.75
 
 
+def test_detection_sets_store_the_unmatched_fraction_and_the_mean_iou():
+    trials = [
+        Trial("shift (dy=+1, dx=+0)", {"shift": [1, 0]}, 1.0, 0.5, 0.0, 0.0, False, matched=9, appeared=1, vanished=2,
+              mean_iou=0.9, min_iou=0.8),
+        Trial("shift (dy=+0, dx=+1)", {"shift": [0, 1]}, 0.0, 0.0, 0.0, 0.0, True, matched=3, appeared=0, vanished=0,
+              mean_iou=0.5, min_iou=0.5),
+    ]
+    detected = CheckResult("shift_equivariant", False, trials, 0.0, 0.0, 7, "cpu", "float32", "circular", (-2, -1),
+                           (2, 3, 8, 8), test_id="t.py::test_a")
+    (e,) = bl.entries_from_results([detected])
+    assert e.figures["unmatched"] == pytest.approx(3 / (3 + 2 * 12))  # 3 alone of 27 detections
+    assert e.figures["mean_iou"] == pytest.approx((9 * 0.9 + 3 * 0.5) / 12)  # over the 12 matched pairs
+    assert "unmatched" not in bl.entries_from_results([result()])[0].figures  # only where sets were compared
+    assert bl.classify("unmatched", 0.0, 0.05, tol=0.1, floor=1e-5) == "regression"
+    assert bl.classify("mean_iou", 0.9, 0.7, tol=0.1, floor=1e-5) == "regression"  # larger is better
+
+
 # ------------------------------------------------------------------------------ the rule
 
 
