@@ -269,6 +269,7 @@ def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callab
     slots = [Slot() for _ in range(count)]
     prints = fingerprint.StreamFingerprint(whole=False)  # a loader's; one graph is hashed whole, below
     united, fallbacks, passes = True, [], 0
+    worst_seen: tuple[float, GraphInputs, Any, int] = (-1.0, graphs.first, first_elements, 0)  # profiled below
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
         for index, graph in enumerate(graphs):
@@ -282,8 +283,11 @@ def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callab
                     f"every graph."
                 )
             elements = first_elements if index == 0 else elements_for(graph, leaves, index)
-            graph_passes, why = _compare_graph(caller, graph, elements, leaves, slots, atol, rtol, batch_size)
+            graph_passes, why, excess = _compare_graph(caller, graph, elements, leaves, slots, atol, rtol, batch_size)
             passes += graph_passes
+            trial = max(range(len(excess)), key=excess.__getitem__)
+            if excess[trial] > worst_seen[0]:  # the graph and element the profile is measured under
+                worst_seen = (excess[trial], graph, elements, trial)
             if why:
                 united = False
                 if why not in fallbacks:
@@ -312,21 +316,23 @@ def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callab
     )
     want_profile = localize is True or (localize is None and not result.passed)
     if want_profile:
-        _attach_profile(result, caller, graphs.first, first_elements, dev)
+        _attach_profile(result, caller, *worst_seen[1:], dev)
     for listener in list(RESULT_LISTENERS):
         listener(result)
     return result
 
 
 def _compare_graph(caller: "_Caller", graph: GraphInputs, elements: Any, reference: runner.Leaves, slots: list[Slot],
-                   atol: float, rtol: float, batch_size: Any) -> tuple[int, str]:
+                   atol: float, rtol: float, batch_size: Any) -> tuple[int, str, list[float]]:
     """Run every element on one graph and add each one's statistics to its slot.
 
-    Returns the passes run, and why the elements ran one at a time ("" when they ran as unions).
+    Returns the passes run, why the elements ran one at a time ("" when they ran as unions), and each
+    element's largest excess over the tolerance on this graph.
     """
     count = len(elements.labels)
     per_pass = batch_size or max(1, min(count, UNION_NODES // max(graph.nodes, 1)))
     united, why, passes = graph.can_unite, "", 0
+    excess = [0.0] * count
     if not united:
         why = ("an input is per graph (neither per node nor per edge), so copies of the graph cannot run as one "
                "disjoint union")
@@ -353,11 +359,12 @@ def _compare_graph(caller: "_Caller", graph: GraphInputs, elements: Any, referen
                         f"the inputs; return outputs of the same shape for every element."
                     )
                 sums = metrics.measure(a, b, atol=atol, rtol=rtol)[0]
+                excess[rows.start + i] = max(excess[rows.start + i], sums.excess)
                 if path in slot.leaves:
                     slot.leaves[path] += sums
                 else:
                     slot.leaves[path] = sums
-    return passes, why
+    return passes, why, excess
 
 
 def _united_outputs(caller: "_Caller", graph: GraphInputs, copies: dict[Any, "Tensor"], n: int,
@@ -411,14 +418,14 @@ def _trials(elements: Any, slots: list[Slot], atol: float, rtol: float
     return trials, worst
 
 
-def _attach_profile(result: CheckResult, caller: "_Caller", graph: GraphInputs, elements: Any, dev: Any) -> None:
-    """Fill ``result.profile`` under the worst element (the per-layer check of :mod:`.cloud_localize`)."""
+def _attach_profile(result: CheckResult, caller: "_Caller", graph: GraphInputs, elements: Any, index: int,
+                    dev: Any) -> None:
+    """Fill ``result.profile`` under element ``index`` on ``graph``, the worst seen (the per-layer check of
+    :mod:`.cloud_localize`)."""
     from pytest_equivariance.check.cloud_localize import localize_cloud
 
-    worst = result.worst
-    if worst is None:
+    if not result.trials:
         return
-    index = result.trials.index(worst)
     try:
         result.profile = localize_cloud(caller.model, graph, elements, index, device=dev, grad=caller.grad)
         if not result.passed and result.profile.culprit is None:

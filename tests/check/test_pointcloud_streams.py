@@ -61,6 +61,25 @@ def test_an_equivariant_model_passes_a_loader_and_one_bad_graph_fails_it():
     assert not result.passed and result.worst_error > 0.01
 
 
+def test_the_profile_is_measured_on_the_graph_that_broke_it():
+    class Skewed(torch.nn.Module):  # adds x to every coordinate: not rotation-equivariant
+        def forward(self, pos):
+            return pos + pos[:, :1]
+
+    class SkewsLarge(torch.nn.Module):  # equivariant on graphs of up to 7 nodes
+        def __init__(self):
+            super().__init__()
+            self.inner, self.skew = egnn(), Skewed()
+
+        def forward(self, pos, h, edge_index):
+            moved, features = self.inner(pos, h, edge_index)
+            return (self.skew(moved) if len(pos) > 7 else moved), features
+
+    result = check_e3_equivariant(SkewsLarge(), iter(graphs(3)), **EGNN_FIELDS, group="SO3", trials=4)
+    assert not result.passed
+    assert result.profile is not None and result.profile.culprit.qualname == "skew"  # on the 8-node graph
+
+
 def test_node_permutations_are_drawn_for_each_graph_of_its_size():
     items = [(h, edges) for _, h, edges in graphs(3)]
     passed = check_permutation_equivariant(message_passing(), iter(items), trials=6)
