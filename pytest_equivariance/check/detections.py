@@ -12,8 +12,8 @@ no tensor to compare element by element. :func:`detections` declares such an out
    assignment (:mod:`.assignment`) that pairs as many detections as possible with the same label and
    an IoU of at least ``min_iou`` (or, for keypoint-only sets, a mean keypoint distance of at most
    ``match_distance`` pixels), then maximises the total IoU (minimises the distance);
-4. **measures** the matched pairs — coordinates' displacement beyond the transform, IoU, score change —
-   and counts the detections that *appeared* (found only on the moved image) or *vanished* (moved
+4. **measures** the matched pairs — coordinates' displacement beyond the transform, IoU, score change,
+   and instance masks inside their boxes (:func:`box_aligned`) — and counts the detections that *appeared* (found only on the moved image) or *vanished* (moved
    reference detections with no partner).
 
 The figures are additive (:class:`.metrics.Sums`), so sets from many batches and processes combine
@@ -60,6 +60,9 @@ class Detections:
     max_score_change: float | None = None
     max_unmatched: int = 0
     max_detections: int = 100
+    masks: Key | None = None
+    mask_size: int = 28
+    max_mask_change: float | None = None
 
     name = "detections"
     geometric = True  # an output field that moves coordinates (check.geometry.is_geometry)
@@ -72,15 +75,18 @@ class Detections:
 
     def _entries(self) -> list[tuple[str, Key]]:
         return [(role, key) for role, key in (("boxes", self.boxes), ("labels", self.labels),
-                                              ("scores", self.scores), ("points", self.points)) if key is not None]
+                                              ("scores", self.scores), ("masks", self.masks),
+                                              ("points", self.points)) if key is not None]
 
     # ---------------------------------------------------------------------------------------------
     # Packing: one image's set -> fixed rows
 
     def columns(self, keypoints: int) -> dict[str, slice]:
-        """The packed layout: a presence column (1: a detection, 0: an empty row), then boxes (xyxy), label, score and keypoints (x, y)."""
+        """The packed layout: a presence column (1: a detection, 0: an empty row), then boxes (xyxy), label,
+        score, the mask inside the box (``mask_size`` squared) and keypoints (x, y)."""
         out, start = {"present": slice(0, 1)}, 1
-        for role, width in (("boxes", 4), ("labels", 1), ("scores", 1), ("points", 2 * keypoints)):
+        for role, width in (("boxes", 4), ("labels", 1), ("scores", 1), ("masks", self.mask_size ** 2),
+                            ("points", 2 * keypoints)):
             if getattr(self, role) is not None:
                 out[role] = slice(start, start + width)
                 start += width
@@ -129,16 +135,21 @@ class Detections:
             out["boxes"] = geometry.Boxes(self.format).corners(out["boxes"].to(torch.float64)).flatten(-2)
         if "points" in out:
             out["points"] = out["points"][..., :2]  # (x, y[, visibility]): the coordinates only
+        if "masks" in out:
+            out["masks"] = box_aligned(out["masks"], out["boxes"], self.mask_size)
         out["present"] = torch.ones(n, 1, dtype=torch.float64, device=next(iter(out.values())).device)
         return out
 
     def _count(self, read: dict[str, "Tensor"], index: int) -> int:
-        wanted = {"boxes": (2, 4), "labels": (1, None), "scores": (1, None), "points": (3, None)}
+        wanted = {"boxes": (2, 4), "labels": (1, None), "scores": (1, None), "points": (3, None), "masks": (3, None)}
         counts = set()
         for role, t in read.items():
+            if role == "masks" and t.dim() == 4 and t.shape[1] == 1:  # torchvision's (n, 1, H, W)
+                read[role] = t = t[:, 0]
             dims, last = wanted[role]
             if t.dim() != dims or (last is not None and t.shape[-1] != last) or (role == "points" and t.shape[-1] < 2):
-                need = {"boxes": "(n, 4)", "labels": "(n,)", "scores": "(n,)", "points": "(n, K, 2) or (n, K, 3)"}[role]
+                need = {"boxes": "(n, 4)", "labels": "(n,)", "scores": "(n,)", "points": "(n, K, 2) or (n, K, 3)",
+                        "masks": "(n, 1, H, W) or (n, H, W)"}[role]
                 raise EquivarianceUsageError(
                     f"The {role} of image {index}'s detections have shape {tuple(t.shape)}; {role} must be {need}, "
                     f"so name the right entry in detections({role}=...)."
@@ -182,6 +193,10 @@ class Detections:
             pts = p.reshape(*p.shape[:-1], -1, 2)
             moved = geometry.move(geometry.Points(self.flip_pairs), transform, pts, frame)
             out[..., layout["points"]] = moved.reshape(p.shape)
+        if "masks" in layout:
+            m = packed[..., layout["masks"]]
+            square = m.reshape(*m.shape[:-1], self.mask_size, self.mask_size)
+            out[..., layout["masks"]] = _turn_in_box(transform, square).reshape(m.shape)
         return torch.where(packed[..., :1] > 0, out, packed)  # absent rows stay absent (zeros)
 
     def measure(
@@ -243,6 +258,16 @@ class Detections:
                 change = (sa - sb).abs()
                 sums.score_change = change.max().item()
                 tol = self.max_score_change if self.max_score_change is not None else atol + rtol * sb.abs()
+                excess = max(excess, _ratio(change, tol))
+            if "masks" in layout:
+                ma, mb = fa[:, layout["masks"]], fb[:, layout["masks"]]
+                change = (ma - mb).abs()
+                sums.mask_pairs, sums.mask_change = float(len(pairs)), change.max().item()
+                sa, sb = ma > 0.5, mb > 0.5
+                union = (sa | sb).sum(-1)
+                ious = torch.where(union > 0, (sa & sb).sum(-1) / union.clamp_min(1), torch.ones_like(union))
+                sums.mask_iou_sum = ious.to(torch.float64).sum().item()
+                tol = self.max_mask_change if self.max_mask_change is not None else atol + rtol * mb.abs()
                 excess = max(excess, _ratio(change, tol))
         sums.excess = excess
         return sums
@@ -310,6 +335,44 @@ def _present(rows: "Tensor", layout: dict[str, slice], transform: "Transform", f
     return rows[keep]
 
 
+def box_aligned(masks: "Tensor", boxes: "Tensor", size: int) -> "Tensor":
+    """Return each ``(H, W)`` mask sampled inside its xyxy box on a ``size`` x ``size`` grid, flattened.
+
+    What moves with a detection is its mask *relative to its box*: a shift moves both, so the
+    box-aligned mask stays; a quarter turn or a flip turns it in its box. Sampling at the centres of a
+    ``size``-square grid over the box (bilinear, zero outside the image) is Mask R-CNN's own
+    resolution for ``size=28``, and samples the same points of a box that moved with its image.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w = masks.shape
+    if n == 0:
+        return masks.new_zeros((0, size * size), dtype=torch.float64)
+    steps = (torch.arange(size, dtype=torch.float64, device=masks.device) + 0.5) / size
+    x = boxes[:, None, 0] + steps[None] * (boxes[:, None, 2] - boxes[:, None, 0])  # (n, size) pixels
+    y = boxes[:, None, 1] + steps[None] * (boxes[:, None, 3] - boxes[:, None, 1])
+    grid = torch.stack([(2 * x / w - 1)[:, None, :].expand(n, size, size),
+                        (2 * y / h - 1)[:, :, None].expand(n, size, size)], -1)
+    sampled = F.grid_sample(masks[:, None].to(torch.float64), grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+    return sampled.reshape(n, size * size)
+
+
+def _turn_in_box(transform: "Transform", square: "Tensor") -> "Tensor":
+    """Turn box-aligned masks ``(..., size, size)`` as ``transform`` turns the image (shifts leave them)."""
+    import torch
+
+    if transform.family == "rot90":
+        return torch.rot90(square, transform.params["k"], (-2, -1))
+    if transform.family == "flip":
+        return torch.flip(square, (transform.params["axis"],))
+    if transform.family == "group":
+        flat = square.reshape(-1, 1, *square.shape[-2:])
+        return transform.element.spatial(flat, (-2, -1)).reshape(square.shape)
+    return square
+
+
 def _iou(a: "Tensor", b: "Tensor") -> "Tensor":
     """IoU of xyxy boxes ``a`` and ``b`` of the same shape (..., 4); empty boxes of equal corners count as 1."""
     import torch
@@ -348,6 +411,9 @@ def detections(
     max_score_change: float | None = None,
     max_unmatched: int = 0,
     max_detections: int = 100,
+    masks: Key | None = None,
+    mask_size: int = 28,
+    max_mask_change: float | None = None,
 ) -> Detections:
     """Declare the model's output as one set of detections per image, matched before it is compared.
 
@@ -360,17 +426,26 @@ def detections(
     distance at most ``match_distance`` pixels). A trial passes when matched coordinates move by at most
     ``max_displacement`` pixels beyond the transform and scores change by at most ``max_score_change``
     (both default to the dtype's tolerances: exact), and at most ``max_unmatched`` detections per image
-    appear or vanish. See docs/geometry.md.
+    appear or vanish. ``masks`` names instance masks ``(n, 1, H, W)`` (Mask R-CNN's ``"masks"``): each
+    is compared inside its box, on a ``mask_size`` square grid, and its probabilities may change by at
+    most ``max_mask_change`` (default: exact). See docs/geometry.md.
     """
     if format not in geometry.BOX_FORMATS:
         raise EquivarianceUsageError(f"detections(format={shown(format)}) is not a box format; pass one of "
                                      f"{', '.join(geometry.BOX_FORMATS)}.")
+    if masks is not None and boxes is None:
+        raise EquivarianceUsageError("detections(masks=...) compares each mask inside its box, so it needs boxes; "
+                                     "name the entry that holds them, or drop masks=.")
+    if isinstance(mask_size, bool) or not isinstance(mask_size, int) or mask_size < 1:
+        raise EquivarianceUsageError(f"detections(mask_size={shown(mask_size)}) is not a size; pass a whole number "
+                                     f"of at least 1 (Mask R-CNN's masks are 28).")
     if boxes is None and points is None:
         raise EquivarianceUsageError("detections() with boxes=None and no points= has nothing that moves; name the "
                                      "entry that holds the boxes or the keypoints.")
     for name, value, low, high in (("min_iou", min_iou, 0.0, 1.0), ("match_distance", match_distance, 0.0, math.inf),
                                    ("max_displacement", max_displacement, 0.0, math.inf),
-                                   ("max_score_change", max_score_change, 0.0, math.inf)):
+                                   ("max_score_change", max_score_change, 0.0, math.inf),
+                                   ("max_mask_change", max_mask_change, 0.0, math.inf)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not low <= value <= high or (name == "min_iou" and value == 0)):
             bounds = "in (0, 1]" if name == "min_iou" else "a number of at least 0"
@@ -382,7 +457,8 @@ def detections(
     pairs = geometry.points(flip_pairs).flip_pairs
     return Detections(boxes, labels, scores, points, format, pairs, float(min_iou), float(match_distance),
                       None if max_displacement is None else float(max_displacement),
-                      None if max_score_change is None else float(max_score_change), max_unmatched, max_detections)
+                      None if max_score_change is None else float(max_score_change), max_unmatched, max_detections,
+                      masks, mask_size, None if max_mask_change is None else float(max_mask_change))
 
 
 def refuse_sets(entry: str, output: Any) -> None:

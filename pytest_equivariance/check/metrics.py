@@ -80,6 +80,8 @@ class SetFigures:
     mean_iou: float | None  # over matched pairs (None: no boxes, or nothing matched)
     min_iou: float | None
     score_change: float | None  # max |Δscore| over matched pairs
+    mean_mask_iou: float | None = None  # over matched pairs with masks (None: no masks)
+    mask_change: float | None = None  # max |Δ mask probability| over matched pairs' box-aligned masks
 
 
 def psnr(diff_sq_sum: float, count: int, peak: float) -> float:
@@ -133,9 +135,12 @@ class Sums:
     iou_sum: float = 0.0  # sum of the matched pairs' IoU
     iou_min: float = math.inf
     score_change: float = 0.0  # max |score_a - score_b| over matched pairs
+    mask_pairs: float = 0.0  # matched pairs whose masks were compared
+    mask_iou_sum: float = 0.0  # sum of their masks' IoU
+    mask_change: float = 0.0  # max |Δ mask probability| over them
 
     #: How each field combines: every field not named here is summed.
-    MAXIMA = ("max_abs", "excess", "ref_max", "score_change")
+    MAXIMA = ("max_abs", "excess", "ref_max", "score_change", "mask_change")
     MINIMA = ("ref_min", "iou_min")
 
     def __iadd__(self, other: "Sums") -> "Sums":
@@ -180,6 +185,8 @@ class Sums:
                 int(self.sets), int(self.matched), int(self.appeared), int(self.vanished),
                 self.iou_sum / self.matched if has_iou else None, self.iou_min if has_iou else None,
                 self.score_change if self.matched else None,
+                self.mask_iou_sum / self.mask_pairs if self.mask_pairs else None,
+                self.mask_change if self.mask_pairs else None,
             )
             excess = self.excess  # matching's verdict: displacement, score change and unmatched counts
             passed = excess <= 1.0

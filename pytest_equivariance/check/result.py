@@ -49,6 +49,8 @@ class Trial:
     mean_iou: float | None = None  # over matched boxes
     min_iou: float | None = None
     score_change: float | None = None  # max |Δscore| over matched detections
+    mask_iou: float | None = None  # mean IoU of matched detections' masks (detections(masks=...))
+    mask_change: float | None = None  # max |Δ mask probability| over them, aligned to their boxes
     # The worst leaf's mean per-channel ‖a − b‖² / (‖b‖² + 1e-6) (Rahman & Yeh 2023; scale checks).
     channel_error: float | None = None
 

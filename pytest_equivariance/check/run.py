@@ -528,6 +528,8 @@ def _trial(
         mean_iou=sets.mean_iou if sets else None,
         min_iou=sets.min_iou if sets else None,
         score_change=sets.score_change if sets else None,
+        mask_iou=sets.mean_mask_iou if sets else None,
+        mask_change=sets.mask_change if sets else None,
     )
 
 

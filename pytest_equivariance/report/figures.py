@@ -210,6 +210,9 @@ def set_figures(trial: "Trial") -> list[Figure]:
         out.append(Figure("IoU (mean / min)", f"{trial.mean_iou:.4g} / {trial.min_iou:.4g}"))
     if trial.score_change is not None:
         out.append(Figure("score change (max)", format_error(trial.score_change)))
+    if trial.mask_iou is not None:
+        out.append(Figure("mask IoU (mean)", f"{trial.mask_iou:.4g}"))
+        out.append(Figure("mask change (max)", format_error(trial.mask_change)))
     return out
 
 

@@ -279,3 +279,59 @@ def test_detections_inside_a_dict_of_fields_are_refused_in_one_sentence():
     with pytest.raises(EquivarianceUsageError, match="detections\\(\\) describes the whole output"):
         check_shift_equivariant(HeatmapDetector(), inputs=X, mode="circular", output_fields={0: detections()},
                                 trials=1)
+
+
+class MaskedDetector(HeatmapDetector):
+    """The detector with an instance mask per detection: its class heatmap, squashed to a probability.
+
+    With ``ramp``, a horizontal ramp is added to the mask (a position the image does not carry), so the
+    masks stop following the image while the boxes still do.
+    """
+
+    def __init__(self, *, ramp: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ramp = ramp
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        out, heat = super().forward(x), self.conv(x)
+        ramp = torch.linspace(-1, 1, x.shape[-1]) if self.ramp else torch.zeros(x.shape[-1])
+        for n, found in enumerate(out):
+            found["masks"] = torch.sigmoid(4 * heat[n, found["labels"]] + ramp)[:, None]  # (k, 1, H, W)
+        return out
+
+
+def test_masks_inside_their_boxes_follow_quarter_turns_flips_and_shifts():
+    masked = detections(masks="masks")
+    turned = check_rotation_equivariant(MaskedDetector(), inputs=X, group="D4", output_fields=masked)
+    assert turned.passed
+    for t in turned.trials:
+        assert t.mask_change < 1e-6 and t.mask_iou == 1 and t.matched > 0  # the conv's float32 rounding
+    # Zero padding changes the heatmap two pixels from the border, and sampling inside a box reads one
+    # pixel beyond it: boxes three pixels in have masks every crop agrees on.
+    shifted = check_shift_equivariant(MaskedDetector(padding_mode="zeros"), inputs=X, mode="crop", max_shift=4,
+                                      trials=6, margin=3, output_fields=masked)
+    assert shifted.passed and all(t.mask_change < 1e-6 for t in shifted.trials)
+
+
+def test_a_mask_that_does_not_follow_the_image_fails_on_its_masks_alone():
+    masked = detections(masks="masks")
+    result = check_rotation_equivariant(MaskedDetector(ramp=True), inputs=X, group="D4", output_fields=masked)
+    assert not result.passed
+    flip = next(t for t in result.trials if "flip" in t.transform and not t.passed)
+    assert flip.max_abs == 0 and flip.appeared == flip.vanished == 0  # the boxes are right
+    assert flip.mask_change > 0.1 and flip.mask_iou < 1
+    loose = detections(masks="masks", max_mask_change=1.0)
+    assert check_rotation_equivariant(MaskedDetector(ramp=True), inputs=X, group="D4", output_fields=loose).passed
+    text = format_result(result)
+    assert "mask IoU (mean)" in text and "mask change (max)" in text
+
+
+def test_box_aligned_masks_sample_each_box_on_its_grid():
+    from pytest_equivariance.check.detections import box_aligned
+
+    masks = torch.zeros(1, 8, 8)
+    masks[0, 2:4, 4:8] = 1.0  # rows 2-3, columns 4-7
+    boxes = torch.tensor([[4.0, 2.0, 8.0, 4.0]], dtype=torch.float64)  # exactly that block, xyxy
+    assert torch.equal(box_aligned(masks, boxes, 2), torch.ones(1, 4, dtype=torch.float64))
+    assert box_aligned(masks, torch.tensor([[0.0, 0.0, 4.0, 2.0]], dtype=torch.float64), 2).sum() == 0
+    assert box_aligned(torch.zeros(0, 8, 8), boxes[:0], 3).shape == (0, 9)

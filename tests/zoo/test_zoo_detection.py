@@ -65,12 +65,14 @@ def test_every_detector_lints_without_error(name):
 @pytest.mark.parametrize("name", DETECTION)
 def test_every_detector_runs_a_detections_check(name):
     fields = (detections(points="keypoints", flip_pairs=COCO_FLIP_PAIRS) if name.startswith("keypoint")
-              else detections())
+              else detections(masks="masks") if name.startswith("maskrcnn") else detections())
     x = natural_images((1, 3, 64, 64), seed=0)
     result = check_shift_equivariant(small(name), inputs=x, max_shift=4, trials=1, margin=0, output_fields=fields)
     (trial,) = result.trials
     assert trial.matched + trial.appeared > 0 and trial.matched + trial.vanished > 0
     assert trial.max_abs >= 0 and (trial.mean_iou is None or 0.5 <= trial.mean_iou <= 1)
+    if name.startswith("maskrcnn"):  # instance masks, compared inside their boxes
+        assert trial.matched == 0 or 0 <= trial.mask_iou <= 1 and trial.mask_change >= 0
 
 
 def test_a_detection_builder_lints_from_the_command_line_without_downloading(capsys):
