@@ -109,6 +109,12 @@ def test_a_pyg_loader_streams_batches_of_graphs():
     assert pyg is not None
     result = check_permutation_invariant(Pooled(), GraphLoader(data, batch_size=2), trials=4)
     assert result.passed and result.notes[0].startswith("streamed 3 graphs from the loader")  # 3 batches
+    class Summed(Pooled):  # one Data at a time: no batch vector
+        def forward(self, data):
+            return self.inner(data.x, data.edge_index).sum(0)
+
+    listed = check_permutation_invariant(Summed(), data, trials=4)  # a list of Data is a set of graphs too
+    assert listed.passed and listed.notes[0].startswith("streamed 5 graphs from the loader")
 
 
 def test_a_loader_misuse_is_one_sentence():
