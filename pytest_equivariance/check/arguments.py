@@ -182,6 +182,8 @@ def expected_value(name: str, value: Any, family: str) -> str | None:
             return "True or False"
     elif name == "limit":
         if not (is_int(value) and value > 0):
+            if family in ("cloud", "permutation"):
+                return "a positive number of the loader's items (graphs or batches of them), e.g. limit=100"
             return "a positive number of images, e.g. limit=1000"
     elif name in ("min_accuracy", "max_accuracy_drop"):
         if not (is_real(value) and 0 <= value <= 1):

@@ -21,6 +21,7 @@ copy by copy. A :class:`GraphSource` is what a check compares: one graph's input
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -184,8 +185,9 @@ class GraphSource:
         self.count = 0
 
     @classmethod
-    def open(cls, inputs: Any, entry: str, dev: Any, **keys: Any) -> "GraphSource":
-        """Read ``inputs`` — a graph, or a loader (any iterable but a tuple, list or mapping) of graphs."""
+    def open(cls, inputs: Any, entry: str, dev: Any, *, limit: int | None = None, **keys: Any) -> "GraphSource":
+        """Read ``inputs`` — a graph, or a loader of graphs (:func:`is_graph_source`), of which the first
+        ``limit`` items."""
         def read(value: Any, index: int) -> GraphInputs:
             graph = GraphInputs.read(value, **keys)
             where = f" (item {index + 1} of the loader)" if streamed else ""
@@ -208,7 +210,7 @@ class GraphSource:
         if not streamed:
             return cls(read(inputs, 0), iter(()), False, read)
         require_shards(inputs, entry, "graph")
-        items = iter(inputs)
+        items = iter(inputs) if limit is None else itertools.islice(inputs, limit)
         first = next(items, None)
         if first is None:
             raise EquivarianceUsageError(f"{entry} got a loader that yields no graph; pass one that yields at least one.")

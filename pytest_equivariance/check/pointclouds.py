@@ -62,6 +62,7 @@ def check_e3_equivariant(
     positions: Any = None,
     edge_index: Any = None,
     edge_attrs: Sequence[Any] = (),
+    limit: int | None = None,
 ) -> CheckResult:
     """Return how far ``model(g·x)`` is from ``g·model(x)`` for ``trials`` elements ``g`` of ``group``.
 
@@ -103,6 +104,7 @@ def check_e3_invariant(
     positions: Any = None,
     edge_index: Any = None,
     edge_attrs: Sequence[Any] = (),
+    limit: int | None = None,
 ) -> CheckResult:
     """Return how far ``model(g·x)`` is from ``model(x)`` for ``trials`` elements of ``group``.
 
@@ -126,6 +128,7 @@ def check_permutation_equivariant(
     positions: Any = None,
     edge_index: Any = None,
     edge_attrs: Sequence[Any] = (),
+    limit: int | None = None,
 ) -> CheckResult:
     """Return how far ``model(σ·x)`` is from ``σ·model(x)`` for ``trials`` random permutations ``σ``.
 
@@ -152,13 +155,15 @@ def check_permutation_invariant(
     positions: Any = None,
     edge_index: Any = None,
     edge_attrs: Sequence[Any] = (),
+    limit: int | None = None,
 ) -> CheckResult:
     """Return how far ``model(σ·x)`` is from ``model(x)``; arguments as :func:`check_permutation_equivariant`."""
     return _permutations("permutation_invariant", **locals())
 
 
 def _setting(kind: str, model: Any, inputs: Any, trials: Any, seed: Any, device: Any, batch_size: Any,
-             positions: Any, edge_index: Any, edge_attrs: Any, **checked: Any) -> tuple[Any, GraphSource, int, int, Any]:
+             positions: Any, edge_index: Any, edge_attrs: Any, limit: Any,
+             **checked: Any) -> tuple[Any, GraphSource, int, int, Any]:
     """The checks' shared set-up: the model, the inputs read as graphs on the device, trials and seed.
 
     ``checked`` are further keywords whose values :func:`.arguments.expected_value` judges (atol, rtol, localize).
@@ -167,7 +172,7 @@ def _setting(kind: str, model: Any, inputs: Any, trials: Any, seed: Any, device:
     model = guards.shipped_module(model, entry)
     guards.require_materialised(model, entry)
     check_trials(trials)
-    for name, value in {"trials": trials, "seed": seed, "batch_size": batch_size, **checked}.items():
+    for name, value in {"trials": trials, "seed": seed, "batch_size": batch_size, "limit": limit, **checked}.items():
         expected = None if value is None else expected_value(name, value, "cloud")
         if expected is not None:
             raise EquivarianceUsageError(f"{entry} got {name}={shown(value)}; pass {expected}.")
@@ -181,19 +186,21 @@ def _setting(kind: str, model: Any, inputs: Any, trials: Any, seed: Any, device:
     dev = runner.resolve_device(device, model)
     if isinstance(edge_attrs, (str, int)):
         edge_attrs = (edge_attrs,)
-    graphs = GraphSource.open(inputs, entry, dev, positions=positions, edge_index=edge_index, edge_attrs=tuple(edge_attrs))
+    graphs = GraphSource.open(inputs, entry, dev, limit=limit, positions=positions, edge_index=edge_index,
+                              edge_attrs=tuple(edge_attrs))
     count = DEFAULT_TRIALS if trials is None else int(trials)
     return model, graphs, count, 0 if seed is None else seed, dev
 
 
 def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields: Any, group: str, trials: Any,
         seed: Any, atol: Any, rtol: Any, device: Any, batch_size: Any, localize: Any, positions: Any,
-        edge_index: Any, edge_attrs: Any) -> CheckResult:
+        edge_index: Any, edge_attrs: Any, limit: Any) -> CheckResult:
     entry = f"check_{kind}"
     if not isinstance(group, str) or group not in E3_GROUPS:
         raise EquivarianceUsageError(f"{entry} got group={shown(group)}; pass one of {', '.join(E3_GROUPS)}.")
     model, graphs, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
-                                               edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
+                                               edge_index, edge_attrs, limit, atol=atol, rtol=rtol,
+                                               localize=localize)
     graph = graphs.first
     fields_in = _input_fields(graph, input_fields, entry)
     with runner.prepared(model, dev, _dtype(graph, model)):
@@ -218,12 +225,13 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
 
 def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: Any, seed: Any, atol: Any, rtol: Any,
                   device: Any, batch_size: Any, localize: Any, positions: Any, edge_index: Any,
-                  edge_attrs: Any) -> CheckResult:
+                  edge_attrs: Any, limit: Any) -> CheckResult:
     entry = f"check_{kind}"
     if not isinstance(permute, str) or permute not in PERMUTED:
         raise EquivarianceUsageError(f"{entry} got permute={shown(permute)}; pass 'nodes' or 'edges'.")
     model, graphs, count, seed, dev = _setting(kind, model, inputs, trials, seed, device, batch_size, positions,
-                                               edge_index, edge_attrs, atol=atol, rtol=rtol, localize=localize)
+                                               edge_index, edge_attrs, limit, atol=atol, rtol=rtol,
+                                               localize=localize)
 
     def elements_for(graph: GraphInputs, reference: runner.Leaves, index: int) -> Permutations:
         if permute == "edges" and graph.edge_index is None:

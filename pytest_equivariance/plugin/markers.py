@@ -48,7 +48,7 @@ MARKER_KEYWORDS = (
 
 #: Point-cloud and graph markers take their own keywords (no grid: no input_shape, mode or dims).
 _CLOUD_KEYWORDS = ("trials", "atol", "rtol", "seed", "device", "batch_size", "localize", "positions", "edge_index",
-                   "edge_attrs")
+                   "edge_attrs", "limit")
 _CLOUD_MARKER_KEYWORDS = {
     "e3_equivariant": ("group", "input_fields", "output_fields") + _CLOUD_KEYWORDS,
     "e3_invariant": ("group", "input_fields") + _CLOUD_KEYWORDS,

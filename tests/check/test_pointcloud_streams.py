@@ -117,6 +117,14 @@ def test_a_pyg_loader_streams_batches_of_graphs():
     assert listed.passed and listed.notes[0].startswith("streamed 5 graphs from the loader")
 
 
+def test_limit_reads_the_first_items_of_a_loader():
+    items = [(h, edges) for _, h, edges in graphs(5)]
+    result = check_permutation_equivariant(message_passing(), iter(items), trials=2, limit=2)
+    assert result.notes[0].startswith("streamed 2 graphs from the loader")
+    with pytest.raises(EquivarianceUsageError, match=r"limit=0; pass a positive number of the loader's items"):
+        check_permutation_equivariant(message_passing(), iter(items), limit=0)
+
+
 def test_a_loader_misuse_is_one_sentence():
     with pytest.raises(EquivarianceUsageError, match="got a loader that yields no graph; pass one that yields"):
         check_permutation_equivariant(message_passing(), iter([]))
