@@ -172,4 +172,9 @@ def _protocol_input(spec: CheckSpec, shape: tuple[int, ...], dims: tuple[int, ..
             f"protocol={protocol.name!r} crops the inputs' {tuple(shape[1:])} images to input_shape={tuple(model)}, "
             f"which does not fit inside them; pass the model's input size, smaller than the images."
         )
-    return (shape[0], shape[1], *model[2:])
+    seen = (shape[0], shape[1], *model[2:])
+    if protocol.validate is not None:  # before any image is cropped or pasted
+        from pytest_equivariance.check.protocols import Frame
+
+        protocol.validate(Frame(tuple(shape[d] for d in dims), tuple(seen[d] for d in dims), dims, None))
+    return seen

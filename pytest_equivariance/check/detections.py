@@ -92,8 +92,9 @@ class Detections:
                 start += width
         return out
 
-    def pack(self, output: Any) -> "Tensor":
-        """Return ``(N, max_detections, columns)`` float64 rows of a list of ``N`` per-image sets."""
+    def pack(self, output: Any, frame: Sequence[int] | None = None) -> "Tensor":
+        """Return ``(N, max_detections, columns)`` float64 rows of a list of ``N`` per-image sets of images of
+        ``frame`` (H, W) pixels."""
         import torch
 
         if not isinstance(output, (list, tuple)) or not output or not all(
@@ -103,7 +104,7 @@ class Detections:
                 f"per image (dicts or tuples, as torchvision's detectors do), but it returned "
                 f"{type(output).__name__}; return such a list, or declare the output with points() or boxes()."
             )
-        sets = [self._read(item, i) for i, item in enumerate(output)]
+        sets = [self._read(item, i, frame) for i, item in enumerate(output)]
         keypoints = max((s["points"].shape[1] for s in sets if "points" in s), default=0)
         layout = self.columns(keypoints)
         packed = torch.zeros((len(sets), self.max_detections, _layout_width(layout)), dtype=torch.float64,
@@ -114,7 +115,7 @@ class Detections:
                 packed[i, :n, cols] = s[role].reshape(n, cols.stop - cols.start).to(torch.float64)
         return packed
 
-    def _read(self, item: Any, index: int) -> dict[str, "Tensor"]:
+    def _read(self, item: Any, index: int, frame: Sequence[int] | None = None) -> dict[str, "Tensor"]:
         import torch
 
         out: dict[str, Tensor] = {}
@@ -136,6 +137,12 @@ class Detections:
         if "points" in out:
             out["points"] = out["points"][..., :2]  # (x, y[, visibility]): the coordinates only
         if "masks" in out:
+            if frame is not None and tuple(out["masks"].shape[-2:]) != tuple(frame):
+                raise EquivarianceUsageError(
+                    f"The masks of image {index}'s detections are {tuple(out['masks'].shape[-2:])} pixels but the image "
+                    f"is {tuple(frame)}, so their boxes cannot place them; return masks pasted into the image, as "
+                    f"torchvision's Mask R-CNN does."
+                )
             out["masks"] = box_aligned(out["masks"], out["boxes"], self.mask_size)
         out["present"] = torch.ones(n, 1, dtype=torch.float64, device=next(iter(out.values())).device)
         return out
@@ -340,8 +347,11 @@ def box_aligned(masks: "Tensor", boxes: "Tensor", size: int) -> "Tensor":
 
     What moves with a detection is its mask *relative to its box*: a shift moves both, so the
     box-aligned mask stays; a quarter turn or a flip turns it in its box. Sampling at the centres of a
-    ``size``-square grid over the box (bilinear, zero outside the image) is Mask R-CNN's own
-    resolution for ``size=28``, and samples the same points of a box that moved with its image.
+    ``size``-square grid over the box (bilinear) is Mask R-CNN's own resolution for ``size=28``, and
+    samples the same points of a box that moved with its image. The image is read as periodic, so
+    a circular model's box that crosses an edge reads what lies across it, as its mask does (a box
+    kept inside the image, as torchvision's are, reads the same either way but within half a pixel
+    of the edge).
     """
     import torch
     import torch.nn.functional as F
@@ -352,10 +362,11 @@ def box_aligned(masks: "Tensor", boxes: "Tensor", size: int) -> "Tensor":
     steps = (torch.arange(size, dtype=torch.float64, device=masks.device) + 0.5) / size
     x = boxes[:, None, 0] + steps[None] * (boxes[:, None, 2] - boxes[:, None, 0])  # (n, size) pixels
     y = boxes[:, None, 1] + steps[None] * (boxes[:, None, 3] - boxes[:, None, 1])
-    grid = torch.stack([(2 * x / w - 1)[:, None, :].expand(n, size, size),
-                        (2 * y / h - 1)[:, :, None].expand(n, size, size)], -1)
-    sampled = F.grid_sample(masks[:, None].to(torch.float64), grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
+    # One pixel of circular padding, and coordinates modulo the image: bilinear reads across the seam.
+    padded = F.pad(masks[:, None].to(torch.float64), (1, 1, 1, 1), mode="circular")
+    gx, gy = 2 * (torch.remainder(x, w) + 1) / (w + 2) - 1, 2 * (torch.remainder(y, h) + 1) / (h + 2) - 1
+    grid = torch.stack([gx[:, None, :].expand(n, size, size), gy[:, :, None].expand(n, size, size)], -1)
+    sampled = F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return sampled.reshape(n, size * size)
 
 
@@ -489,7 +500,7 @@ class Packing:
         self.model, self.spec = model, spec
 
     def __call__(self, x: "Tensor") -> "Tensor":
-        return self.spec.pack(self.model(x))
+        return self.spec.pack(self.model(x), tuple(x.shape[-2:]))
 
     def modules(self) -> Any:  # the runner hooks the model's layers to size its chunks
         return self.model.modules()

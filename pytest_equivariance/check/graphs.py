@@ -227,11 +227,11 @@ class GraphSource:
 def is_graph_source(inputs: Any) -> bool:
     """Whether ``inputs`` is a loader of graphs rather than one graph: an iterable that is no tensor, tuple,
     mapping or PyG object (those are one graph's inputs), nor a list of the model's arguments; a list
-    of PyG objects or of mappings is a set of graphs."""
+    of PyG objects, of mappings or of tuples (each one graph's inputs) is a set of graphs."""
     import torch
 
     if isinstance(inputs, list):
-        return bool(inputs) and all(is_pyg(v) or isinstance(v, Mapping) for v in inputs)
+        return bool(inputs) and all(is_pyg(v) or isinstance(v, (Mapping, tuple)) for v in inputs)
     if isinstance(inputs, (torch.Tensor, tuple, Mapping, str, bytes)) or is_pyg(inputs):
         return False
     return isinstance(inputs, Iterable)

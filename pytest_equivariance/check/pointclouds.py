@@ -13,7 +13,7 @@ first copy's output differs from the model's output on the graph alone), the ele
 time and the result's notes say why. Each element is one trial of the :class:`CheckResult`, labelled
 ``"E(3) #17"``, so results render, save to baselines and gate like every other check's.
 
-``inputs`` may also be a loader of graphs (any iterable but a tuple, list or mapping): every element
+``inputs`` may also be a loader of graphs (:func:`.graphs.is_graph_source`): every element
 runs on every graph, and each element's statistics add up over the graphs (:class:`~.metrics.Sums`
 in a :class:`~.stream.Outcome`, all-reduced under ``torchrun``), so a trial's figures are the set's.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_equivariance import guards
-from pytest_equivariance.check import distributed, fingerprint, metrics, runner
+from pytest_equivariance.check import fingerprint, metrics, runner
 from pytest_equivariance.check.arguments import expected_value
 from pytest_equivariance.check.elements import E3_GROUPS, PERMUTED, EuclideanElements, Permutations
 from pytest_equivariance.check.graphs import GraphInputs, GraphSource
@@ -67,9 +67,10 @@ def check_e3_equivariant(
     """Return how far ``model(g·x)`` is from ``g·model(x)`` for ``trials`` elements ``g`` of ``group``.
 
     ``inputs`` is what the model is called with: a tensor, a tuple of positional arguments, a mapping
-    (passed as one argument), or a PyG ``Data``/``Batch``; or a loader of them (any other iterable: a
-    ``DataLoader``, a generator), whose graphs are compared one by one and tallied together. ``input_fields`` says how each input moves —
-    a mapping ``{key: declaration}``, a tuple with one declaration per positional argument, or one
+    (passed as one argument), or a PyG ``Data``/``Batch``; or a loader of them (a ``DataLoader``, a
+    generator, a list of such inputs; docs/pointclouds.md), whose graphs are compared one by one and
+    tallied together, the first ``limit`` of them when it is given. ``input_fields`` says how each
+    input moves — a mapping ``{key: declaration}``, a tuple with one declaration per positional argument, or one
     declaration for a single tensor — where a declaration is ``"points"``, an irreps string such as
     ``"8x0e + 4x1o"``, or ``None`` / ``"invariant"``; by default a single tensor, and an input named
     ``pos``, are points. ``output_fields`` declares the outputs the same way (by tuple position or
@@ -206,21 +207,22 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
     with runner.prepared(model, dev, _dtype(graph, model)):
         caller, reference = _Caller.first(model, graph.original)
     fields_out = _output_fields(output_fields, reference, entry)
-    points = [graph.tensors[k] for k, f in fields_in.items() if f.kind == POINTS]
-    # Translations as large as the cloud, so that float32 rounding is judged at the scale the model sees;
-    # under torchrun, rank 0's first cloud (the set's first, as one process reads it) sets it for every rank.
-    scale = max([1.0] + [float(p.double().std()) * math.sqrt(3) for p in points if p.numel() > 1])
-    scale = distributed.reduce([scale if distributed.is_main_process() else 0.0], [])[0][0]
-    elements = EuclideanElements.draw(group, count, seed, scale, fields_in, fields_out)
+    # Unit translations, scaled to each cloud: float32 rounding is judged at the scale the model sees, and
+    # a graph gets the same element whichever process (or place in the loader) it comes in.
+    unit = EuclideanElements.draw(group, count, seed, 1.0, fields_in, fields_out)
+    elements = replace(unit, translations=unit.translations * _scale(graph, fields_in))
 
     def elements_for(graph: GraphInputs, reference: runner.Leaves, index: int) -> EuclideanElements:
-        return elements if index == 0 else replace(elements, input_fields=_input_fields(graph, input_fields, entry))
+        if index == 0:
+            return elements
+        fields = _in_item(index, lambda: _input_fields(graph, input_fields, entry))
+        return replace(unit, input_fields=fields, translations=unit.translations * _scale(graph, fields))
 
     fields = {f"input{_path(graph, k)}": str(f) for k, f in fields_in.items()}
     fields.update({f"output{path}": str(f) for path, f in fields_out.items()})
     return _run(kind, caller, graphs, elements_for, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
                 batch_size=batch_size, localize=localize, group=group, fields=fields,
-                drawn="the same elements act on every graph")
+                drawn="the same rotations act on every graph, translations scaled to each")
 
 
 def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: Any, seed: Any, atol: Any, rtol: Any,
@@ -245,8 +247,11 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
             for path, t in reference:
                 first = t.shape[0] if t.dim() else None
                 roles[path] = "node" if first == graph.nodes else ("edge" if first == graph.edges else "graph")
-        # Each graph's own permutations (their sizes differ), from the seed and the graph's place.
-        return Permutations.draw(permute, graph, count, seed + index, roles)
+        # Each graph's own permutations (their sizes differ), drawn from the seed and, in a loader, the graph's
+        # content: the same graph gets the same permutations whichever process or place it comes in.
+        own = seed + int(fingerprint.fingerprint_tensors((str(k), t) for k, t in graph.tensors.items())[:8], 16) \
+            if graphs.streamed else seed
+        return Permutations.draw(permute, graph, count, own, roles)
 
     with runner.prepared(model, dev, _dtype(graphs.first, model)):
         caller, reference = _Caller.first(model, graphs.first.original)
@@ -255,7 +260,7 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
     return _run(kind, caller, graphs, lambda g, r, i: first if i == 0 else elements_for(g, r, i), reference,
                 atol=atol, rtol=rtol, seed=seed, dev=dev, batch_size=batch_size, localize=localize,
                 group=f"S_{permute}", fields=fields or None,
-                drawn="each graph's permutations are drawn from the seed and its place; params give the first graph's")
+                drawn="each graph's permutations are drawn from the seed and its content; params give the first graph's")
 
 
 def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callable[[GraphInputs, runner.Leaves, int], Any],
@@ -501,6 +506,21 @@ def _forward(model: Any, inputs: Any, what: str, *, grad: bool = False) -> runne
                 f"The model's output{path} contains NaN or inf for {what}; fix the model or pass inputs it handles."
             )
     return leaves
+
+
+def _scale(graph: GraphInputs, fields: dict[Any, Field]) -> float:
+    """How far a cloud's translations reach: its points' spread (at least 1)."""
+    points = [graph.tensors[k] for k, f in fields.items() if f.kind == POINTS]
+    return max([1.0] + [float(p.double().std()) * math.sqrt(3) for p in points if p.numel() > 1])
+
+
+def _in_item(index: int, read: Callable[[], Any]) -> Any:
+    """``read()``, its refusal saying which item of the loader it is about."""
+    try:
+        return read()
+    except EquivarianceUsageError as exc:
+        message = str(exc)
+        raise EquivarianceUsageError(f"In item {index + 1} of the loader, {message[0].lower()}{message[1:]}") from None
 
 
 def _dtype(graph: GraphInputs, model: Any) -> "torch.dtype":

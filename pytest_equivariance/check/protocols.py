@@ -61,6 +61,10 @@ if TYPE_CHECKING:
     from pytest_equivariance.check.transforms import Transform
 
 
+#: How a protocol's images become the model's input (``Protocol.layout``).
+LAYOUTS = ("crop", "embed", "own")
+
+
 @dataclass(frozen=True)
 class Frame:
     """What a protocol plans from: the loader's image size, the model's, the spatial dims, and the draws."""
@@ -88,6 +92,19 @@ class Protocol:
     planner: Callable[[Frame], "Plan"] = field(repr=False, compare=False)
     options: dict[str, Any] = field(default_factory=dict)
     family: str = "shift"
+    # Refuses, in one sentence, images the protocol cannot pair (checked before any image is moved).
+    validate: Callable[[Frame], None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise EquivarianceUsageError(
+                f"Protocol {self.name!r} has layout={shown(self.layout)}; pass one of {', '.join(map(repr, LAYOUTS))}."
+            )
+        if self.family not in ("shift", "scale"):
+            raise EquivarianceUsageError(
+                f"Protocol {self.name!r} has family={shown(self.family)}; pass 'shift' (check_shift_invariant runs "
+                f"it) or 'scale' (check_scale_invariant)."
+            )
 
     def identity(self, canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...]) -> "Transform | None":
         """Return the transform that shows the model an image unmoved: the central crop, or the image
@@ -118,8 +135,11 @@ class Protocol:
 
         from pytest_equivariance.check.distributed import world
 
-        return self.planner(Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims,
-                                  np.random.RandomState(seed + world()[0])))
+        frame = Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims,
+                      np.random.RandomState(seed + world()[0]))
+        if self.validate is not None:
+            self.validate(frame)
+        return self.planner(frame)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,39 +197,59 @@ def azulay2019(*, positions: int = 8, setting: str = "crop", size: int | None = 
             )
     half = positions // 2
 
-    def planner(frame: Frame) -> "Plan":
-        from pytest_equivariance.check.stream import Pair, Plan
-        from pytest_equivariance.check.transforms import crop_at, embed_at
-
+    def starts(frame: Frame) -> list[tuple[int, ...]]:
         if setting == "crop":
             centre = tuple((c - k - 1) // 2 for c, k in zip(frame.canvas, frame.crop))
-            starts = [tuple(m + i for m in centre) for i in range(-half, positions - half)]
-            if min(starts[0]) < 0 or any(s + 1 + k > c for s, k, c in zip(starts[-1], frame.crop, frame.canvas)):
+        else:
+            centre = tuple((k - n - 1) // 2 for k, n in zip(frame.crop, image(frame)))
+        return [tuple(m + i for m in centre) for i in range(-half, positions - half)]
+
+    def image(frame: Frame) -> tuple[int, ...]:  # embedded: what is pasted into the model's input
+        return tuple(size for _ in frame.dims) if size is not None else frame.canvas
+
+    def validate(frame: Frame) -> None:
+        first, last = starts(frame)[0], starts(frame)[-1]
+        if setting == "crop":
+            if min(first) < 0 or any(s + 1 + k > c for s, k, c in zip(last, frame.crop, frame.canvas)):
                 raise _too_small("azulay2019", frame, f"at least {positions + 1} pixels larger than the crop along each dim")
-            pairs = [Pair(i, crop_at(_plus(start, 1), frame.crop, frame.dims), crop_at(start, frame.crop, frame.dims))
-                     for i, start in enumerate(starts)]
-            slots = [(f"crop at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)}) for start in starts]
-            return Plan(slots, lambda p, b: pairs)
-        # Embedded: the image is the content, the model's input the canvas it is pasted into.
-        image = tuple(size for _ in frame.dims) if size is not None else frame.canvas
-        moved, grown = (1, 0) if setting == "black" else (0, 1)
-        centre = tuple((k - n - 1) // 2 for k, n in zip(frame.crop, image))
-        starts = [tuple(m + i for m in centre) for i in range(-half, positions - half)]
-        if min(starts[0]) < 0 or any(s + 1 + n > k for s, n, k in zip(starts[-1], image, frame.crop)):
+            return
+        if (setting == "scale" or size is not None) and len(frame.dims) != 2:
+            remedy = "use setting='black' without size=" if setting == "scale" else "drop size="
             raise EquivarianceUsageError(
-                f"protocol='azulay2019' with setting={setting!r} pastes {_size(image)} images into the model's "
+                f"protocol='azulay2019' with setting={setting!r} resizes images on their plane (2 spatial dims), not "
+                f"on {len(frame.dims)}; check images with dims=(-2, -1), or {remedy}."
+            )
+        if min(first) < 0 or any(s + 1 + n > k for s, n, k in zip(last, image(frame), frame.crop)):
+            raise EquivarianceUsageError(
+                f"protocol='azulay2019' with setting={setting!r} pastes {_size(image(frame))} images into the model's "
                 f"{_size(frame.crop)} input at {positions} diagonal positions, which needs the input at least "
                 f"{positions + 1} pixels larger along each dim; pass smaller images{' (size=)' if size else ''} or "
                 f"fewer positions."
             )
-        pairs = [Pair(i, embed_at(_plus(start, moved), _plus(image, grown), frame.crop, frame.dims),
-                      embed_at(start, image, frame.crop, frame.dims))
-                 for i, start in enumerate(starts)]
+
+    def planner(frame: Frame) -> "Plan":
+        from pytest_equivariance.check.stream import Pair, Plan
+        from pytest_equivariance.check.transforms import crop_at, embed_at
+
+        validate(frame)
+        if setting == "crop":
+            pairs = [Pair(i, crop_at(_plus(start, 1), frame.crop, frame.dims), crop_at(start, frame.crop, frame.dims))
+                     for i, start in enumerate(starts(frame))]
+            slots = [(f"crop at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)})
+                     for start in starts(frame)]
+            return Plan(slots, lambda p, b: pairs)
+        # Embedded: the image is the content, the model's input the canvas it is pasted into.
+        pasted = image(frame)
+        moved, grown = (1, 0) if setting == "black" else (0, 1)
+        pairs = [Pair(i, embed_at(_plus(start, moved), _plus(pasted, grown), frame.crop, frame.dims),
+                      embed_at(start, pasted, frame.crop, frame.dims))
+                 for i, start in enumerate(starts(frame))]
         if setting == "black":
-            slots = [(f"image at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)}) for start in starts]
+            slots = [(f"image at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)})
+                     for start in starts(frame)]
         else:
-            slots = [(f"{_size(image)} vs {_size(_plus(image, 1))} image at {_at(start)}",
-                      {"offset": list(start), "size": list(image)}) for start in starts]
+            slots = [(f"{_size(pasted)} vs {_size(_plus(pasted, 1))} image at {_at(start)}",
+                      {"offset": list(start), "size": list(pasted)}) for start in starts(frame)]
         return Plan(slots, lambda p, b: pairs)
 
     options: dict[str, Any] = {"positions": positions} if positions != 8 else {}
@@ -224,7 +264,7 @@ def azulay2019(*, positions: int = 8, setting: str = "crop", size: int | None = 
     }[setting]
     layout = "crop" if setting == "crop" else "embed"
     return Protocol("azulay2019", title, layout=layout, planner=planner, options=options,
-                    family="scale" if setting == "scale" else "shift")
+                    family="scale" if setting == "scale" else "shift", validate=validate)
 
 
 def chaman2021(*, max_shift: int = 32) -> Protocol:

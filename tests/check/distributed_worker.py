@@ -13,9 +13,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from cloud_models import coordinate_mlp, graph
+from cloud_models import coordinate_mlp, graph, index_embedding
 
-from pytest_equivariance import check_e3_equivariant, check_shift_equivariant, check_shift_invariant
+from pytest_equivariance import (
+    check_e3_equivariant,
+    check_permutation_equivariant,
+    check_shift_equivariant,
+    check_shift_invariant,
+)
 from pytest_equivariance.check.distributed import world
 from pytest_equivariance.errors import EquivarianceUsageError
 from pytest_equivariance.inputs import labelled_shapes
@@ -38,6 +43,13 @@ def clouds(distributed: bool) -> DataLoader:
                       sampler=DistributedSampler(positions, shuffle=False) if distributed else None)
 
 
+def graphs(distributed: bool) -> DataLoader:
+    """Six graphs of 5 to 9 nodes, as (features, edge_index), one per item, sharded under torchrun."""
+    items = [graph(nodes=5 + i % 5, seed=i)[1:] for i in range(6)]
+    return DataLoader(items, batch_size=None,
+                      sampler=DistributedSampler(items, shuffle=False) if distributed else None)
+
+
 def main(out: str) -> None:
     torch.set_num_threads(1)
     distributed = "RANK" in __import__("os").environ
@@ -55,6 +67,7 @@ def main(out: str) -> None:
         "lie": check_shift_invariant(net, loader, measure="lie"),
         "cloud": check_e3_equivariant(coordinate_mlp(), clouds(distributed), output_fields="points", trials=4,
                                       localize=False),
+        "permuted": check_permutation_equivariant(index_embedding(), graphs(distributed), trials=4, localize=False),
     }
     try:  # every rank would read the whole set: refused under torchrun, fine in one process
         check_shift_invariant(net, DataLoader(data, batch_size=5), seed=3, localize=False)

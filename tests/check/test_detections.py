@@ -311,6 +311,26 @@ def test_masks_inside_their_boxes_follow_quarter_turns_flips_and_shifts():
     shifted = check_shift_equivariant(MaskedDetector(padding_mode="zeros"), inputs=X, mode="crop", max_shift=4,
                                       trials=6, margin=3, output_fields=masked)
     assert shifted.passed and all(t.mask_change < 1e-6 for t in shifted.trials)
+    # A circular detector's boxes cross the image's edges: its masks are read across them, as it wraps.
+    wrapped = check_shift_equivariant(MaskedDetector(), inputs=X, mode="circular", trials=8, max_shift=16,
+                                      output_fields=masked)
+    assert wrapped.passed and all(t.mask_change < 1e-6 and t.mask_iou == 1 for t in wrapped.trials)
+    # Non-square images: the box-aligned grids turn with the boxes under a half turn and both flips.
+    wide = torch.randn(2, 1, 32, 48, generator=torch.Generator().manual_seed(2))
+    assert check_rotation_equivariant(MaskedDetector(), inputs=wide, group="D2", output_fields=masked).passed
+
+
+def test_masks_at_another_resolution_than_the_image_are_refused():
+    class Coarse(MaskedDetector):
+        def forward(self, x):
+            out = super().forward(x)
+            for found in out:
+                found["masks"] = F.avg_pool2d(found["masks"], 2)
+            return out
+
+    with pytest.raises(EquivarianceUsageError, match=r"masks of image 0's detections are \(16, 16\) pixels but the "
+                                                     r"image is \(32, 32\)"):
+        check_rotation_equivariant(Coarse(), inputs=X, group="D4", output_fields=detections(masks="masks"))
 
 
 def test_a_mask_that_does_not_follow_the_image_fails_on_its_masks_alone():

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from pytest_equivariance import (
     EquivarianceUsageError,
     check_e3_equivariant,
+    check_e3_invariant,
     check_permutation_equivariant,
     check_permutation_invariant,
 )
@@ -40,7 +41,8 @@ def test_a_loader_of_graphs_gives_the_worst_and_pooled_figures_of_each_graph():
         # mean_abs pools every coordinate: the graphs weigh by their nodes
         pooled = sum(r.trials[i].mean_abs * len(pos) for r, pos in zip(alone, data)) / sum(map(len, data))
         assert trial.mean_abs == pytest.approx(pooled, rel=1e-9)
-    assert streamed.notes[0] == "streamed 3 graphs from the loader; the same elements act on every graph"
+    assert streamed.notes[0] == ("streamed 3 graphs from the loader; the same rotations act on every graph, "
+                                 "translations scaled to each")
 
 
 def test_an_equivariant_model_passes_a_loader_and_one_bad_graph_fails_it():
@@ -78,6 +80,17 @@ def test_the_profile_is_measured_on_the_graph_that_broke_it():
     result = check_e3_equivariant(SkewsLarge(), iter(graphs(3)), **EGNN_FIELDS, group="SO3", trials=4)
     assert not result.passed
     assert result.profile is not None and result.profile.culprit.qualname == "skew"  # on the 8-node graph
+
+
+def test_translations_are_scaled_to_each_cloud_so_a_correct_model_passes_clouds_of_any_size():
+    class Centred(torch.nn.Module):  # positions relative to their centroid: E(3)-equivariant as a vector field
+        def forward(self, pos):
+            return pos - pos.mean(0)
+
+    big_first = [graph(nodes=8, seed=0)[0] * 1000, graph(nodes=6, seed=1)[0]]
+    for clouds in (big_first, big_first[::-1]):
+        result = check_e3_equivariant(Centred(), iter(clouds), output_fields="1x1o", trials=16)
+        assert result.passed, result.worst_error  # unit-size clouds are not moved by thousand-unit translations
 
 
 def test_node_permutations_are_drawn_for_each_graph_of_its_size():
@@ -119,7 +132,7 @@ def test_a_pyg_loader_streams_batches_of_graphs():
 
 def test_limit_reads_the_first_items_of_a_loader():
     items = [(h, edges) for _, h, edges in graphs(5)]
-    result = check_permutation_equivariant(message_passing(), iter(items), trials=2, limit=2)
+    result = check_permutation_equivariant(message_passing(), items, trials=2, limit=2)  # a list of tuples
     assert result.notes[0].startswith("streamed 2 graphs from the loader")
     with pytest.raises(EquivarianceUsageError, match=r"limit=0; pass a positive number of the loader's items"):
         check_permutation_equivariant(message_passing(), iter(items), limit=0)
@@ -143,5 +156,13 @@ def test_a_loader_misuse_is_one_sentence():
     with pytest.raises(EquivarianceUsageError, match=r"on item 2 of the loader but output on the first; return the "
                                                      r"same outputs for every graph"):
         check_permutation_equivariant(Shapes(), iter(items), trials=2)
+    with pytest.raises(EquivarianceUsageError, match=r"In item 2 of the loader, input_fields has 3 entries for 1"):
+        pos, h, edges = graph()
+
+        class Norms(torch.nn.Module):  # takes the positions alone or with features and edges
+            def forward(self, pos, *rest):
+                return pos.norm(dim=-1)
+
+        check_e3_invariant(Norms(), iter([(pos, h, edges), pos]), input_fields=("points", "4x0e", None))
     with pytest.raises(EquivarianceUsageError, match=r"a graph of no nodes \(item 2 of the loader\)"):
         check_permutation_equivariant(message_passing(), iter([(h, edges), (h[:0], edges[:, :0])]), trials=2)

@@ -251,3 +251,25 @@ def test_azulay2019_settings_misuse_is_one_sentence(make, message):
 def test_scale_protocol_misuse_is_one_sentence(model, arguments, message):
     with pytest.raises(EquivarianceUsageError, match=message):
         check_scale_invariant(model, small_images(8, 15), **arguments)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "arguments", "message"),
+    [
+        (torch.randn(8, 1, 10, 10), {"protocol": protocols.azulay2019(setting="black"), "input_shape": (1, 1, 8, 8)},
+         r"pastes 10x10 images into the model's 8x8 input at 8 diagonal positions"),
+        (torch.randn(4, 1, 12), {"protocol": protocols.azulay2019(setting="black", size=8), "input_shape": (1, 1, 30),
+                                 "dims": (-1,)}, r"resizes images on their plane \(2 spatial dims\), not on 1"),
+    ],
+)
+def test_embedding_misfits_are_refused_before_any_image_is_pasted(inputs, arguments, message):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    with pytest.raises(EquivarianceUsageError, match=message):
+        check_shift_invariant(net, inputs, **arguments)
+
+
+def test_a_protocol_of_unknown_layout_or_family_is_refused():
+    with pytest.raises(EquivarianceUsageError, match=r"layout=True; pass one of 'crop', 'embed', 'own'"):
+        protocols.Protocol("mine", "pairs", True, planner=lambda frame: None)
+    with pytest.raises(EquivarianceUsageError, match=r"family='rotation'; pass 'shift'"):
+        protocols.Protocol("mine", "pairs", "own", planner=lambda frame: None, family="rotation")
