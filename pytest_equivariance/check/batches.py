@@ -17,7 +17,7 @@ the protocol's reference code does; a one-shot iterator cannot be, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
