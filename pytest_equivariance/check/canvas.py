@@ -173,8 +173,5 @@ def _protocol_input(spec: CheckSpec, shape: tuple[int, ...], dims: tuple[int, ..
             f"which does not fit inside them; pass the model's input size, smaller than the images."
         )
     seen = (shape[0], shape[1], *model[2:])
-    if protocol.validate is not None:  # before any image is cropped or pasted
-        from pytest_equivariance.check.protocols import Frame
-
-        protocol.validate(Frame(tuple(shape[d] for d in dims), tuple(seen[d] for d in dims), dims, None))
+    protocol.require_fits(shape, seen, dims)  # before any image is cropped or pasted
     return seen

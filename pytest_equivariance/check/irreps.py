@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pytest_equivariance.check import so3
@@ -24,6 +25,9 @@ from pytest_equivariance.errors import EquivarianceUsageError, shown
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from pytest_equivariance.check.graphs import GraphInputs
+    from pytest_equivariance.check.runner import Leaves
 
 _TERM = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+)\s*([eo])\s*$")
 #: Names a field may be declared by besides an irreps string.
@@ -158,3 +162,82 @@ class Field:
             return moved + shift.reshape(shift.shape[0], *([1] * (t.dim() - 1)), 3)
         assert self.irreps is not None
         return self.irreps.apply(R, t)
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations of a cloud's inputs and outputs
+
+
+def _single(declared: Any) -> bool:
+    """Whether ``declared`` is one declaration (e3nn's ``Irreps`` is a tuple, but declares one tensor)."""
+    return not isinstance(declared, (Mapping, tuple, list)) or type(declared).__name__ in ("Irreps", "Irrep")
+
+
+def declared_inputs(graph: "GraphInputs", declared: Any, entry: str) -> dict[Any, Field]:
+    """Each transformed input's field, checked against its tensor (``input_fields=`` of the point-cloud checks)."""
+    if declared is None:
+        if graph.form == "tensor":
+            declared = {0: POINTS}
+        elif "pos" in graph.tensors:
+            declared = {"pos": POINTS}
+        else:
+            raise EquivarianceUsageError(
+                f"{entry} cannot tell which inputs are positions and which are features; pass input_fields=, "
+                f"e.g. ('points', '8x0e', None) for model(pos, x, edge_index) or {{'pos': 'points', 'x': '8x0e'}}."
+            )
+    elif graph.form == "tensor" and _single(declared):
+        declared = {0: declared}
+    elif isinstance(declared, (tuple, list)) and not _single(declared):
+        if graph.form != "tuple" or len(declared) != len(graph.original):
+            size = len(graph.original) if graph.form == "tuple" else 1
+            raise EquivarianceUsageError(
+                f"input_fields has {len(declared)} entries for {size} positional input(s); give one declaration per "
+                f"argument (None for those that do not move), or a mapping {{key: declaration}}."
+            )
+        declared = {i: d for i, d in enumerate(declared) if d is not None}
+    elif not isinstance(declared, Mapping):
+        raise EquivarianceUsageError(
+            f"input_fields={shown(declared)} is not a declaration of the inputs; pass a mapping {{key: declaration}}, "
+            f"a tuple with one declaration per argument, or one declaration for a single tensor."
+        )
+    fields = {}
+    for key, declaration in declared.items():
+        if key not in graph.tensors:
+            raise EquivarianceUsageError(
+                f"input_fields names {key!r}, which is no tensor of the inputs (their keys: "
+                f"{', '.join(map(repr, graph.tensors))}); declare the inputs by those keys."
+            )
+        fld = Field.parse(declaration)
+        fld.require_fits(graph.tensors[key], graph.where(key))
+        if fld.kind != INVARIANT:
+            fields[key] = fld
+    return fields
+
+
+def declared_outputs(declared: Any, leaves: "Leaves", entry: str) -> dict[str, Field]:
+    """Each declared output leaf's field, keyed by the leaf's path, checked against its tensor (``output_fields=``)."""
+    if declared is None:
+        return {}
+    paths = [p for p, _ in leaves]
+    if isinstance(declared, Mapping):
+        named = {f"[{k!r}]": v for k, v in declared.items()}
+    elif isinstance(declared, (tuple, list)) and not _single(declared):
+        named = {f"[{i}]": v for i, v in enumerate(declared)}
+    elif len(leaves) == 1:
+        named = {paths[0]: declared}
+    else:
+        raise EquivarianceUsageError(
+            f"output_fields={shown(declared)} is one declaration, but the model returns {len(leaves)} outputs "
+            f"({', '.join(paths)}); declare each, by tuple position or mapping key."
+        )
+    fields = {}
+    for path, declaration in named.items():
+        if path not in paths:
+            raise EquivarianceUsageError(
+                f"output_fields declares output{path}, which the model does not return (it returns "
+                f"{', '.join('output' + p for p in paths)}); declare the outputs it returns."
+            )
+        fld = Field.parse(declaration)
+        fld.require_fits(dict(leaves)[path], f"output{path}")
+        fields[path] = fld
+    return fields

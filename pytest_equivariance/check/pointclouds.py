@@ -21,7 +21,7 @@ in a :class:`~.stream.Outcome`, all-reduced under ``torchrun``), so a trial's fi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from pytest_equivariance.check import fingerprint, metrics, runner
 from pytest_equivariance.check.arguments import expected_value
 from pytest_equivariance.check.elements import E3_GROUPS, PERMUTED, EuclideanElements, Permutations
 from pytest_equivariance.check.graphs import GraphInputs, GraphSource
-from pytest_equivariance.check.irreps import INVARIANT, POINTS, Field
+from pytest_equivariance.check.irreps import POINTS, Field, declared_inputs, declared_outputs
 from pytest_equivariance.check.result import CheckResult, Trial
 from pytest_equivariance.check.run import RESULT_LISTENERS
 from pytest_equivariance.check.spec import DEFAULT_TRIALS, check_trials, dtype_name
@@ -203,10 +203,10 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
                                                edge_index, edge_attrs, limit, atol=atol, rtol=rtol,
                                                localize=localize)
     graph = graphs.first
-    fields_in = _input_fields(graph, input_fields, entry)
+    fields_in = declared_inputs(graph, input_fields, entry)
     with runner.prepared(model, dev, _dtype(graph, model)):
         caller, reference = _Caller.first(model, graph.original)
-    fields_out = _output_fields(output_fields, reference, entry)
+    fields_out = declared_outputs(output_fields, reference, entry)
     # Unit translations, scaled to each cloud: float32 rounding is judged at the scale the model sees, and
     # a graph gets the same element whichever process (or place in the loader) it comes in.
     unit = EuclideanElements.draw(group, count, seed, 1.0, fields_in, fields_out)
@@ -215,7 +215,7 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
     def elements_for(graph: GraphInputs, reference: runner.Leaves, index: int) -> EuclideanElements:
         if index == 0:
             return elements
-        fields = _in_item(index, lambda: _input_fields(graph, input_fields, entry))
+        fields = _in_item(index, lambda: declared_inputs(graph, input_fields, entry))
         return replace(unit, input_fields=fields, translations=unit.translations * _scale(graph, fields))
 
     fields = {f"input{_path(graph, k)}": str(f) for k, f in fields_in.items()}
@@ -530,78 +530,3 @@ def _dtype(graph: GraphInputs, model: Any) -> "torch.dtype":
 
 def _path(graph: GraphInputs, key: Any) -> str:
     return "" if graph.form == "tensor" else (f".{key}" if graph.form == "pyg" else f"[{key!r}]")
-
-
-def _single(declared: Any) -> bool:
-    """Whether ``declared`` is one declaration (e3nn's ``Irreps`` is a tuple, but declares one tensor)."""
-    return not isinstance(declared, (Mapping, tuple, list)) or type(declared).__name__ in ("Irreps", "Irrep")
-
-
-def _input_fields(graph: GraphInputs, declared: Any, entry: str) -> dict[Any, Field]:
-    """Each transformed input's field, checked against its tensor."""
-    if declared is None:
-        if graph.form == "tensor":
-            declared = {0: POINTS}
-        elif "pos" in graph.tensors:
-            declared = {"pos": POINTS}
-        else:
-            raise EquivarianceUsageError(
-                f"{entry} cannot tell which inputs are positions and which are features; pass input_fields=, "
-                f"e.g. ('points', '8x0e', None) for model(pos, x, edge_index) or {{'pos': 'points', 'x': '8x0e'}}."
-            )
-    elif graph.form == "tensor" and _single(declared):
-        declared = {0: declared}
-    elif isinstance(declared, (tuple, list)) and not _single(declared):
-        if graph.form != "tuple" or len(declared) != len(graph.original):
-            size = len(graph.original) if graph.form == "tuple" else 1
-            raise EquivarianceUsageError(
-                f"input_fields has {len(declared)} entries for {size} positional input(s); give one declaration per "
-                f"argument (None for those that do not move), or a mapping {{key: declaration}}."
-            )
-        declared = {i: d for i, d in enumerate(declared) if d is not None}
-    elif not isinstance(declared, Mapping):
-        raise EquivarianceUsageError(
-            f"input_fields={shown(declared)} is not a declaration of the inputs; pass a mapping {{key: declaration}}, "
-            f"a tuple with one declaration per argument, or one declaration for a single tensor."
-        )
-    fields = {}
-    for key, declaration in declared.items():
-        if key not in graph.tensors:
-            raise EquivarianceUsageError(
-                f"input_fields names {key!r}, which is no tensor of the inputs (their keys: "
-                f"{', '.join(map(repr, graph.tensors))}); declare the inputs by those keys."
-            )
-        fld = Field.parse(declaration)
-        fld.require_fits(graph.tensors[key], graph.where(key))
-        if fld.kind != INVARIANT:
-            fields[key] = fld
-    return fields
-
-
-def _output_fields(declared: Any, leaves: runner.Leaves, entry: str) -> dict[str, Field]:
-    """Each declared output leaf's field, keyed by the leaf's path, checked against its tensor."""
-    if declared is None:
-        return {}
-    paths = [p for p, _ in leaves]
-    if isinstance(declared, Mapping):
-        named = {f"[{k!r}]": v for k, v in declared.items()}
-    elif isinstance(declared, (tuple, list)) and not _single(declared):
-        named = {f"[{i}]": v for i, v in enumerate(declared)}
-    elif len(leaves) == 1:
-        named = {paths[0]: declared}
-    else:
-        raise EquivarianceUsageError(
-            f"output_fields={shown(declared)} is one declaration, but the model returns {len(leaves)} outputs "
-            f"({', '.join(paths)}); declare each, by tuple position or mapping key."
-        )
-    fields = {}
-    for path, declaration in named.items():
-        if path not in paths:
-            raise EquivarianceUsageError(
-                f"output_fields declares output{path}, which the model does not return (it returns "
-                f"{', '.join('output' + p for p in paths)}); declare the outputs it returns."
-            )
-        fld = Field.parse(declaration)
-        fld.require_fits(dict(leaves)[path], f"output{path}")
-        fields[path] = fld
-    return fields

@@ -106,6 +106,12 @@ class Protocol:
                 f"it) or 'scale' (check_scale_invariant)."
             )
 
+    def require_fits(self, canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...]) -> None:
+        """Refuse, in one sentence, a loader's ``canvas``-shaped images for a model of ``crop``-shaped
+        inputs that this protocol cannot pair."""
+        if self.validate is not None:
+            self.validate(Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims, None))
+
     def identity(self, canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...]) -> "Transform | None":
         """Return the transform that shows the model an image unmoved: the central crop, or the image
         pasted at the centre; None when the model sees the images themselves."""
