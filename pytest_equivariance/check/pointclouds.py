@@ -286,7 +286,7 @@ def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callab
     with runner.prepared(model, dev, dtype) as ready:
         notes.extend(ready.notes)
         for index, graph in enumerate(graphs):
-            for t in graph.tensors.values():
+            for t in graph.tensors.values() if graphs.streamed else ():
                 prints.add(t, None)
             leaves = reference if index == 0 else caller(graph.original, f"item {index + 1} of the loader")
             if index and [p for p, _ in leaves] != [p for p, _ in reference]:
