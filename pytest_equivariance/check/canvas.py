@@ -49,8 +49,9 @@ class Canvas:
                     f"{'x'.join(map(str, shape[2:]))} images"
                 )
             elif spec.protocol.layout == "embed":
-                size = spec.protocol.options.get("size")
-                resized = f", resized to {size}x{size}" if size is not None else ""
+                pasted = spec.protocol.pasted_size(shape, model_shape, dims)
+                own = tuple(shape[d] for d in dims)
+                resized = f", resized to {'x'.join(map(str, pasted))}" if pasted != own else ""
                 notes.append(
                     f"the model saw the inputs' {'x'.join(map(str, shape[2:]))} images{resized} pasted into "
                     f"{'x'.join(map(str, model_shape[2:]))} zero canvases"
@@ -175,3 +176,4 @@ def _protocol_input(spec: CheckSpec, shape: tuple[int, ...], dims: tuple[int, ..
     seen = (shape[0], shape[1], *model[2:])
     protocol.require_fits(shape, seen, dims)  # before any image is cropped or pasted
     return seen
+

@@ -130,6 +130,8 @@ class Detections:
                 ) from None
             if not isinstance(value, torch.Tensor):
                 value = torch.as_tensor(value)
+            if role == "masks" and value.dim() == 4 and value.shape[1] == 1:  # torchvision's (n, 1, H, W)
+                value = value[:, 0]
             out[role] = value.detach()
         n = self._count(out, index)
         if "boxes" in out:
@@ -151,8 +153,6 @@ class Detections:
         wanted = {"boxes": (2, 4), "labels": (1, None), "scores": (1, None), "points": (3, None), "masks": (3, None)}
         counts = set()
         for role, t in read.items():
-            if role == "masks" and t.dim() == 4 and t.shape[1] == 1:  # torchvision's (n, 1, H, W)
-                read[role] = t = t[:, 0]
             dims, last = wanted[role]
             if t.dim() != dims or (last is not None and t.shape[-1] != last) or (role == "points" and t.shape[-1] < 2):
                 need = {"boxes": "(n, 4)", "labels": "(n,)", "scores": "(n,)", "points": "(n, K, 2) or (n, K, 3)",

@@ -213,14 +213,12 @@ def _e3(kind: str, *, model: Any, inputs: Any, input_fields: Any, output_fields:
     elements = replace(unit, translations=unit.translations * _scale(graph, fields_in))
 
     def elements_for(graph: GraphInputs, reference: runner.Leaves, index: int) -> EuclideanElements:
-        if index == 0:
-            return elements
         fields = _in_item(index, lambda: declared_inputs(graph, input_fields, entry))
         return replace(unit, input_fields=fields, translations=unit.translations * _scale(graph, fields))
 
     fields = {f"input{_path(graph, k)}": str(f) for k, f in fields_in.items()}
     fields.update({f"output{path}": str(f) for path, f in fields_out.items()})
-    return _run(kind, caller, graphs, elements_for, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
+    return _run(kind, caller, graphs, elements, elements_for, reference, atol=atol, rtol=rtol, seed=seed, dev=dev,
                 batch_size=batch_size, localize=localize, group=group, fields=fields,
                 drawn="the same rotations act on every graph, translations scaled to each")
 
@@ -257,16 +255,19 @@ def _permutations(kind: str, *, model: Any, inputs: Any, permute: str, trials: A
         caller, reference = _Caller.first(model, graphs.first.original)
     first = elements_for(graphs.first, reference, 0)
     fields = {f"output{path}": f"per {role}" for path, role in first.output_roles.items()}
-    return _run(kind, caller, graphs, lambda g, r, i: first if i == 0 else elements_for(g, r, i), reference,
-                atol=atol, rtol=rtol, seed=seed, dev=dev, batch_size=batch_size, localize=localize,
+    return _run(kind, caller, graphs, first, elements_for, reference, atol=atol, rtol=rtol, seed=seed, dev=dev, batch_size=batch_size, localize=localize,
                 group=f"S_{permute}", fields=fields or None,
                 drawn="each graph's permutations are drawn from the seed and its content; params give the first graph's")
 
 
-def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callable[[GraphInputs, runner.Leaves, int], Any],
-         reference: runner.Leaves, *, atol: Any, rtol: Any, seed: int, dev: Any, batch_size: Any, localize: Any,
-         group: str, fields: dict[str, str] | None, drawn: str) -> CheckResult:
+def _run(kind: str, caller: "_Caller", graphs: GraphSource, first_elements: Any,
+         elements_for: Callable[[GraphInputs, runner.Leaves, int], Any], reference: runner.Leaves, *, atol: Any,
+         rtol: Any, seed: int, dev: Any, batch_size: Any, localize: Any, group: str, fields: dict[str, str] | None,
+         drawn: str) -> CheckResult:
     """Run every element on every graph (in unions where it can), tally, and return the result.
+
+    ``first_elements`` act on the first graph; ``elements_for(graph, its outputs, index)`` gives those of
+    each later graph of a loader.
 
     The statistics of each element over the graphs are additive :class:`~.metrics.Sums`, combined as
     the image checks' streams combine theirs (:class:`~.stream.Outcome`), across ``torchrun`` ranks too.
@@ -276,7 +277,6 @@ def _run(kind: str, caller: "_Caller", graphs: GraphSource, elements_for: Callab
     atol_default, rtol_default = metrics.default_tolerances(dtype, "cloud")
     atol = atol_default if atol is None else float(atol)
     rtol = rtol_default if rtol is None else float(rtol)
-    first_elements = elements_for(graphs.first, reference, 0)
     count = len(first_elements.labels)
     notes: list[str] = [caller.note] if caller.note else []
     slots = [Slot() for _ in range(count)]

@@ -27,8 +27,9 @@ reference's offsets:
     ``check_scale_invariant(..., protocol="azulay2019")`` grows it by one pixel instead, its corner
     fixed (the paper's scaling setting; the reference code does not include it, and its pairing
     follows the animation the repository ships for it, ``GIFS/ScaleBlack.gif``: the embedded image
-    one pixel larger, its top-left corner where it was), by anti-aliased bilinear resizing. The canvas is zero in the model's input space: the reference
-    pastes normalised images into zeros, so "black" is the mean colour.
+    one pixel larger, its top-left corner where it was), by anti-aliased bilinear resizing. The
+    canvas is zero in the model's input space: the reference pastes normalised images into zeros, so
+    "black" is the mean colour.
 ``chaman2021``
     Chaman & Dokmanić, "Truly shift-invariant convolutional neural networks" (CVPR 2021; ``validate``
     in achaman2/truly_shift_invariant_cnns). Per batch, two circular shifts ``randint(-32, 32)`` per
@@ -94,6 +95,8 @@ class Protocol:
     family: str = "shift"
     # Refuses, in one sentence, images the protocol cannot pair (checked before any image is moved).
     validate: Callable[[Frame], None] | None = field(default=None, repr=False, compare=False)
+    # Embedding layouts: the size of the image pasted into the model's input (None: the loader's own).
+    pasted: Callable[[Frame], tuple[int, ...]] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -110,19 +113,24 @@ class Protocol:
         """Refuse, in one sentence, a loader's ``canvas``-shaped images for a model of ``crop``-shaped
         inputs that this protocol cannot pair."""
         if self.validate is not None:
-            self.validate(Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims, None))
+            self.validate(_frame(canvas, crop, dims))
+
+    def pasted_size(self, canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
+        """The spatial size of the image an embedding layout pastes into the model's input."""
+        frame = _frame(canvas, crop, dims)
+        return self.pasted(frame) if self.pasted is not None else frame.canvas
 
     def identity(self, canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...]) -> "Transform | None":
         """Return the transform that shows the model an image unmoved: the central crop, or the image
         pasted at the centre; None when the model sees the images themselves."""
         from pytest_equivariance.check.transforms import crop_at, embed_at
 
+        frame = _frame(canvas, crop, dims)
         if self.layout == "crop":
-            return crop_at(tuple((c - k) // 2 for c, k in zip(canvas, crop)), crop, dims)
+            return crop_at(tuple((c - k) // 2 for c, k in zip(frame.canvas, frame.crop)), frame.crop, dims)
         if self.layout == "embed":
-            size = self.options.get("size")
-            image = tuple(size for _ in dims) if size is not None else canvas
-            return embed_at(tuple((k - n) // 2 for k, n in zip(crop, image)), image, crop, dims)
+            image = self.pasted_size(canvas, crop, dims)
+            return embed_at(tuple((k - n) // 2 for k, n in zip(frame.crop, image)), image, frame.crop, dims)
         return None
 
     @property
@@ -141,11 +149,15 @@ class Protocol:
 
         from pytest_equivariance.check.distributed import world
 
-        frame = Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims,
-                      np.random.RandomState(seed + world()[0]))
+        frame = _frame(canvas, crop, dims, np.random.RandomState(seed + world()[0]))
         if self.validate is not None:
             self.validate(frame)
         return self.planner(frame)
+
+
+def _frame(canvas: tuple[int, ...], crop: tuple[int, ...], dims: tuple[int, ...], rng: Any = None) -> Frame:
+    """The frame of full ``(batch, channels, *spatial)`` shapes: their sizes along ``dims``."""
+    return Frame(tuple(canvas[d] for d in dims), tuple(crop[d] for d in dims), dims, rng)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +226,7 @@ def azulay2019(*, positions: int = 8, setting: str = "crop", size: int | None = 
         return tuple(size for _ in frame.dims) if size is not None else frame.canvas
 
     def validate(frame: Frame) -> None:
-        first, last = starts(frame)[0], starts(frame)[-1]
+        first, *_, last = starts(frame)
         if setting == "crop":
             if min(first) < 0 or any(s + 1 + k > c for s, k, c in zip(last, frame.crop, frame.canvas)):
                 raise _too_small("azulay2019", frame, f"at least {positions + 1} pixels larger than the crop along each dim")
@@ -237,25 +249,23 @@ def azulay2019(*, positions: int = 8, setting: str = "crop", size: int | None = 
         from pytest_equivariance.check.stream import Pair, Plan
         from pytest_equivariance.check.transforms import crop_at, embed_at
 
-        validate(frame)
+        at = starts(frame)  # Protocol.plan has validated the frame
         if setting == "crop":
             pairs = [Pair(i, crop_at(_plus(start, 1), frame.crop, frame.dims), crop_at(start, frame.crop, frame.dims))
-                     for i, start in enumerate(starts(frame))]
-            slots = [(f"crop at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)})
-                     for start in starts(frame)]
+                     for i, start in enumerate(at)]
+            slots = [(f"crop at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)}) for start in at]
             return Plan(slots, lambda p, b: pairs)
         # Embedded: the image is the content, the model's input the canvas it is pasted into.
         pasted = image(frame)
         moved, grown = (1, 0) if setting == "black" else (0, 1)
         pairs = [Pair(i, embed_at(_plus(start, moved), _plus(pasted, grown), frame.crop, frame.dims),
                       embed_at(start, pasted, frame.crop, frame.dims))
-                 for i, start in enumerate(starts(frame))]
+                 for i, start in enumerate(at)]
         if setting == "black":
-            slots = [(f"image at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)})
-                     for start in starts(frame)]
+            slots = [(f"image at {_at(start)} vs {_at(_plus(start, 1))}", {"offset": list(start)}) for start in at]
         else:
             slots = [(f"{_size(pasted)} vs {_size(_plus(pasted, 1))} image at {_at(start)}",
-                      {"offset": list(start), "size": list(pasted)}) for start in starts(frame)]
+                      {"offset": list(start), "size": list(pasted)}) for start in at]
         return Plan(slots, lambda p, b: pairs)
 
     options: dict[str, Any] = {"positions": positions} if positions != 8 else {}
@@ -270,7 +280,8 @@ def azulay2019(*, positions: int = 8, setting: str = "crop", size: int | None = 
     }[setting]
     layout = "crop" if setting == "crop" else "embed"
     return Protocol("azulay2019", title, layout=layout, planner=planner, options=options,
-                    family="scale" if setting == "scale" else "shift", validate=validate)
+                    family="scale" if setting == "scale" else "shift", validate=validate,
+                    pasted=image if size is not None else None)
 
 
 def chaman2021(*, max_shift: int = 32) -> Protocol:

@@ -207,23 +207,24 @@ class CheckResult:
         """The mean over trials of each trial's ``mean_abs`` (0 when none ran)."""
         return sum(t.mean_abs for t in self.trials) / len(self.trials) if self.trials else 0.0
 
+    def _measured(self, name: str) -> list[Any]:
+        """The trials' values of figure ``name``, where they measured it."""
+        return [value for t in self.trials if (value := getattr(t, name)) is not None]
+
     @property
     def psnr(self) -> float | None:
         """The lowest PSNR over trials, in dB (the worst trial; ``inf`` when all are identical)."""
-        values = [t.psnr for t in self.trials if t.psnr is not None]
-        return min(values) if values else None
+        return min(self._measured("psnr"), default=None)
 
     @property
     def consistency(self) -> float | None:
         """Mean top-1 agreement over trials, or None when the check does not measure it."""
-        values = [t.consistency for t in self.trials if t.consistency is not None]
-        return sum(values) / len(values) if values else None
+        return _mean(self._measured("consistency"))
 
     @property
     def prob_change(self) -> float | None:
         """Mean top-class probability change over trials, or None when the check does not measure it."""
-        values = [t.prob_change for t in self.trials if t.prob_change is not None]
-        return sum(values) / len(values) if values else None
+        return _mean(self._measured("prob_change"))
 
     def classifier_failure(self) -> str | None:
         """Return the classifier criterion this result misses, as a report states it, or None.
@@ -249,7 +250,7 @@ class CheckResult:
     @property
     def channel_error(self) -> float | None:
         """The per-channel relative error summed over the trials (Rahman & Yeh sum it over scales), or None."""
-        values = [t.channel_error for t in self.trials if t.channel_error is not None]
+        values = self._measured("channel_error")
         return sum(values) if values else None
 
     @property
@@ -273,8 +274,7 @@ class CheckResult:
     @property
     def transformed_accuracy(self) -> float | None:
         """Mean top-1 accuracy over the trials' transforms, or None without labels."""
-        values = [t.accuracy for t in self.trials if t.accuracy is not None]
-        return sum(values) / len(values) if values else None
+        return _mean(self._measured("accuracy"))
 
     def figures(self) -> dict[str, float]:
         """The figures a robustness baseline stores (see ``BASELINE_FIGURES``)."""
@@ -320,3 +320,7 @@ class CheckResult:
         if data.get("angle_errors") is not None:
             data["angle_errors"] = [tuple(pair) for pair in data["angle_errors"]]
         return cls(**data)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
